@@ -55,6 +55,181 @@ def cmd_faces_detect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _workspace(args: argparse.Namespace):
+    from faceswap.workspace import Workspace
+
+    return Workspace.resolve(getattr(args, "workspace", None))
+
+
+def _store(args: argparse.Namespace):
+    from faceswap.consent.registry import ConsentStore
+
+    return ConsentStore(_workspace(args))
+
+
+def cmd_consent_register(args: argparse.Namespace) -> int:
+    from faceswap.consent.registry import Registration, describe
+
+    store = _store(args)
+    record = store.register(
+        Registration(
+            subject_id=args.subject,
+            name=args.name,
+            references=args.reference,
+            purposes=args.purpose,
+            expires_at=args.expires,
+            evidence=args.evidence,
+            synthetic=args.synthetic,
+            roles=args.role or ("source", "target"),
+            backend=args.backend,
+            model_root=args.model_root,
+        )
+    )
+    entry = store.ledger.find("consent.registered", record_id=record.record_id)[-1]
+    if args.json:
+        _print_json({**describe(record, store.load()), "ledger_seq": entry.seq})
+    else:
+        print(
+            f"registered {record.record_id}: {record.name} ({record.kind}), purposes {', '.join(record.purposes)}, "
+            f"roles {', '.join(record.roles)}, expires {record.expires_at}, {len(args.reference)} reference photo(s) "
+            f"[{record.backend}]; ledger seq {entry.seq}"
+        )
+    return 0
+
+
+def cmd_consent_list(args: argparse.Namespace) -> int:
+    from faceswap.consent.registry import describe
+
+    snapshot = _store(args).load()
+    rows = [describe(r, snapshot) for r in sorted(snapshot.records, key=lambda r: r.document["created_at"])]
+    if args.json:
+        _print_json({"records": rows, "problems": [str(p) for p in snapshot.problems]})
+        return 0
+    if not rows:
+        print("no consent records")
+    for row in rows:
+        print(
+            f"{row['record_id']:<40} {row['subject_id']:<20} {row['kind']:<9} {row['status']:<8} "
+            f"expires {row['expires_at']}  {','.join(row['purposes'])}"
+        )
+    for problem in snapshot.problems:
+        print(f"damaged: {problem}", file=sys.stderr)
+    return 0
+
+
+def cmd_consent_show(args: argparse.Namespace) -> int:
+    from faceswap.consent.registry import describe
+
+    store = _store(args)
+    snapshot = store.load()
+    record = store.resolve(snapshot, args.id)
+    info = describe(record, snapshot)
+    if args.json:
+        _print_json(info)
+        return 0
+    for key in (
+        "record_id",
+        "subject_id",
+        "name",
+        "kind",
+        "status",
+        "purposes",
+        "roles",
+        "valid_from",
+        "expires_at",
+        "reference",
+        "evidence_sha256",
+        "record_sha256",
+        "created_at",
+        "revoked",
+        "file",
+    ):
+        value = info[key]
+        if isinstance(value, list):
+            value = ", ".join(value)
+        elif isinstance(value, dict):
+            value = ", ".join(f"{k} {v}" for k, v in value.items())
+        print(f"{key:>16}: {value}")
+    return 0
+
+
+def cmd_consent_revoke(args: argparse.Namespace) -> int:
+    store = _store(args)
+    revocation = store.revoke(args.id, args.reason)
+    entry = store.ledger.find("consent.revoked", record_id=revocation.record_id)[-1]
+    print(f"revoked {revocation.record_id} at {revocation.revoked_at}; ledger seq {entry.seq}")
+    return 0
+
+
+def cmd_consent_verify(args: argparse.Namespace) -> int:
+    store = _store(args)
+    problems = store.verify()
+    snapshot = store.load()
+    if args.json:
+        _print_json(
+            {
+                "ok": not problems,
+                "records": len(snapshot.records),
+                "revocations": len(snapshot.revocations),
+                "problems": [{"file": str(p.path), "problem": p.problem} for p in problems],
+            }
+        )
+    elif problems:
+        for problem in problems:
+            print(f"BAD {problem.path}: {problem.problem}")
+    else:
+        print(
+            f"ok: {len(snapshot.records)} record(s), {len(snapshot.revocations)} revocation(s); every schema and "
+            "signature valid, files and ledger agree"
+        )
+    return 1 if problems else 0
+
+
+def _ledger(args: argparse.Namespace):
+    from faceswap.provenance.ledger import open_ledger
+
+    return open_ledger(_workspace(args))
+
+
+def cmd_ledger_show(args: argparse.Namespace) -> int:
+    entries = _ledger(args).entries(args.kind)
+    if args.json:
+        _print_json([{**e.to_json(), "body": json.loads(e.body)} for e in entries])
+        return 0
+    for entry in entries:
+        data = entry.data
+        summary = ", ".join(f"{k}={v}" for k, v in sorted(data.items()) if not isinstance(v, (list, dict)))
+        print(f"{entry.seq:>6}  {entry.created_at}  {entry.kind:<20} {summary[:140]}")
+    return 0
+
+
+def cmd_ledger_verify(args: argparse.Namespace) -> int:
+    ledger = _ledger(args)
+    finding = ledger.verify()
+    count = len(ledger.entries())
+    if args.json:
+        _print_json(
+            {
+                "ok": finding is None,
+                "entries": count,
+                "key_id": ledger.key.key_id,
+                "first_bad_seq": finding.seq if finding else None,
+                "problem": finding.problem if finding else None,
+            }
+        )
+    elif finding:
+        print(f"TAMPERED: {finding}")
+    else:
+        print(f"ok: {count} entries, hash chain and signatures valid (key {ledger.key.key_id})")
+    return 1 if finding else 0
+
+
+def cmd_ledger_export(args: argparse.Namespace) -> int:
+    count = _ledger(args).export(args.out)
+    print(f"exported {count} entries and the public key to {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="faceswap", description="Consent-gated face swapping with watermarked, logged outputs."
@@ -64,6 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--workspace", type=Path, default=None, help="workspace root (default $FACESWAP_WORKSPACE or ./workspace)"
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    ws = argparse.ArgumentParser(add_help=False)
+    ws.add_argument("--workspace", type=Path, default=argparse.SUPPRESS, help="workspace root")
 
     faces = commands.add_parser("faces", help="face analysis").add_subparsers(dest="faces_command", metavar="ACTION")
     detect = faces.add_parser("detect", help="list the faces in an image")
@@ -71,6 +248,52 @@ def build_parser() -> argparse.ArgumentParser:
     _add_backend_options(detect)
     detect.add_argument("--json", action="store_true")
     detect.set_defaults(handler=cmd_faces_detect)
+
+    from faceswap.consent.records import PURPOSES, ROLES
+
+    consent = commands.add_parser("consent", help="consent records").add_subparsers(
+        dest="consent_command", metavar="ACTION"
+    )
+    register = consent.add_parser("register", parents=[ws], help="register a subject's signed consent")
+    register.add_argument("--subject", required=True, help="subject id (a slug)")
+    register.add_argument("--name", required=True)
+    register.add_argument("--reference", type=Path, action="append", required=True, help="photo with exactly one face")
+    register.add_argument("--purpose", action="append", required=True, choices=PURPOSES)
+    register.add_argument("--role", action="append", choices=ROLES, help="default: both source and target")
+    register.add_argument("--expires", required=True, help="YYYY-MM-DD, in the future, at most 3 years away")
+    register.add_argument("--evidence", type=Path, required=True, help="the signed consent form (hashed, not copied)")
+    register.add_argument("--synthetic", action="store_true", help="the subject is synthetic, not a real person")
+    _add_backend_options(register)
+    register.add_argument("--json", action="store_true")
+    register.set_defaults(handler=cmd_consent_register)
+    listing = consent.add_parser("list", parents=[ws], help="all records and their status")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler=cmd_consent_list)
+    show = consent.add_parser("show", parents=[ws], help="one record (record id or subject id)")
+    show.add_argument("id")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(handler=cmd_consent_show)
+    revoke = consent.add_parser("revoke", parents=[ws], help="revoke a record (a signed revocation document)")
+    revoke.add_argument("id")
+    revoke.add_argument("--reason", required=True)
+    revoke.set_defaults(handler=cmd_consent_revoke)
+    cverify = consent.add_parser("verify", parents=[ws], help="check every signature, schema and the ledger")
+    cverify.add_argument("--json", action="store_true")
+    cverify.set_defaults(handler=cmd_consent_verify)
+
+    ledger = commands.add_parser("ledger", help="the provenance ledger").add_subparsers(
+        dest="ledger_command", metavar="ACTION"
+    )
+    lshow = ledger.add_parser("show", parents=[ws], help="list entries")
+    lshow.add_argument("--kind", default=None)
+    lshow.add_argument("--json", action="store_true")
+    lshow.set_defaults(handler=cmd_ledger_show)
+    lverify = ledger.add_parser("verify", parents=[ws], help="check the hash chain and every signature")
+    lverify.add_argument("--json", action="store_true")
+    lverify.set_defaults(handler=cmd_ledger_verify)
+    export = ledger.add_parser("export", parents=[ws], help="write entries and the public key as JSONL")
+    export.add_argument("out", type=Path)
+    export.set_defaults(handler=cmd_ledger_export)
 
     return parser
 

@@ -47,3 +47,32 @@ def tiny_pack_root(tmp_path_factory) -> Path:
     import tiny_onnx
 
     return tiny_onnx.build_pack(tmp_path_factory.mktemp("insightface"))
+
+
+@pytest.fixture(scope="session")
+def reference_photos(tmp_path_factory) -> dict[str, Path]:
+    from consent_helpers import write_reference_photos
+
+    return write_reference_photos(tmp_path_factory.mktemp("photos"))
+
+
+@pytest.fixture(scope="session")
+def registered_template(tmp_path_factory, reference_photos) -> Path:
+    """A workspace with two registered subjects: 'astro' and 'hanks' (dlib embeddings)."""
+    from consent_helpers import registration, store_at
+
+    root = tmp_path_factory.mktemp("template") / "workspace"
+    store = store_at(root)
+    store.register(registration("astro", reference_photos["astronaut"], reference_photos["evidence"]))
+    store.register(registration("hanks", reference_photos["hanks"], reference_photos["evidence"]))
+    return root
+
+
+@pytest.fixture
+def workspace_root(tmp_path, registered_template) -> Path:
+    """A private copy of the registered workspace, safe to tamper with."""
+    import shutil
+
+    root = tmp_path / "workspace"
+    shutil.copytree(registered_template, root)
+    return root

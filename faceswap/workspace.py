@@ -1,0 +1,54 @@
+"""Where things live: one workspace root holding keys, consent records, the ledger, facesets, models."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+ENV_VAR = "FACESWAP_WORKSPACE"
+DEFAULT_ROOT = Path("workspace")
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @classmethod
+    def resolve(cls, override: Path | str | None = None) -> Workspace:
+        """--workspace wins, then $FACESWAP_WORKSPACE, then ./workspace."""
+        chosen = override or os.environ.get(ENV_VAR) or DEFAULT_ROOT
+        return cls(Path(chosen).expanduser().absolute())
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.root / "keys"
+
+    @property
+    def consent_dir(self) -> Path:
+        return self.root / "consent"
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.root / "ledger.sqlite"
+
+    @property
+    def facesets_dir(self) -> Path:
+        return self.root / "facesets"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def demo_dir(self) -> Path:
+        return self.root / "demo"
+
+    def ensure(self) -> Workspace:
+        for folder in (self.root, self.consent_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        self.keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return self

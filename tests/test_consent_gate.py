@@ -1,0 +1,80 @@
+"""The gate: refused for missing, expired, revoked, wrong purpose or role; granted otherwise."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import pytest
+from consent_helpers import in_days, registration, store_at
+
+from faceswap.consent.gate import ConsentGate, ConsentGrant, ConsentRefused
+
+
+def test_grant_names_both_records_and_their_hashes(workspace_root):
+    store = store_at(workspace_root)
+    grant = ConsentGate(store).authorize("astro", "hanks", "evaluation")
+    snapshot = store.load()
+    astro, hanks = snapshot.for_subject("astro")[0], snapshot.for_subject("hanks")[0]
+    assert grant.record_ids == [astro.record_id, hanks.record_id]
+    assert [r.record_sha256 for r in grant.records] == [astro.sha256, hanks.sha256]
+    assert [r.role for r in grant.records] == ["source", "target"]
+    assert ConsentGrant.from_json(grant.to_json()) == grant
+
+
+def test_missing_subject_is_refused(workspace_root):
+    with pytest.raises(ConsentRefused, match="no consent record for subject 'stranger'"):
+        ConsentGate(store_at(workspace_root)).authorize("astro", "stranger", "evaluation")
+
+
+def test_expired_record_is_refused(workspace_root):
+    later = date.today() + timedelta(days=400)
+    with pytest.raises(ConsentRefused, match=r"subject 'astro': consent record astro-\S+ expired on"):
+        ConsentGate(store_at(workspace_root)).authorize("astro", "hanks", "evaluation", today=later)
+
+
+def test_wrong_purpose_is_refused(workspace_root):
+    with pytest.raises(ConsentRefused, match="does not allow purpose 'dubbing-research'"):
+        ConsentGate(store_at(workspace_root)).authorize("astro", "hanks", "dubbing-research")
+
+
+def test_unknown_purpose_is_refused(workspace_root):
+    with pytest.raises(ConsentRefused, match="unknown purpose"):
+        ConsentGate(store_at(workspace_root)).authorize("astro", "hanks", "advertising")
+
+
+def test_missing_role_is_refused(workspace_root, reference_photos):
+    store = store_at(workspace_root)
+    store.revoke("hanks", "re-registering as source only")
+    store.register(registration("hanks", reference_photos["hanks"], reference_photos["evidence"], roles=["source"]))
+    with pytest.raises(ConsentRefused, match="does not grant the target role"):
+        ConsentGate(store).authorize("astro", "hanks", "evaluation")
+    assert ConsentGate(store).authorize("hanks", "astro", "evaluation").subject_a == "hanks"
+
+
+def test_revocation_takes_effect_on_the_next_authorize(workspace_root):
+    store = store_at(workspace_root)
+    gate = ConsentGate(store)
+    grant = gate.authorize("astro", "hanks", "vfx-prototyping")
+    store.revoke("astro", "subject withdrew")
+    with pytest.raises(ConsentRefused, match="was revoked at .* \\(subject withdrew\\)"):
+        gate.authorize("astro", "hanks", "vfx-prototyping")
+    with pytest.raises(ConsentRefused, match="revoked"):
+        gate.recheck(grant)
+
+
+def test_recheck_refuses_a_grant_whose_record_was_replaced(workspace_root, reference_photos):
+    store = store_at(workspace_root)
+    gate = ConsentGate(store)
+    grant = gate.authorize("astro", "hanks", "evaluation")
+    store.revoke("astro", "renewal")
+    store.register(
+        registration("astro", reference_photos["astronaut"], reference_photos["evidence"], expires_at=in_days(300))
+    )
+    assert gate.authorize("astro", "hanks", "evaluation").record_ids != grant.record_ids
+    with pytest.raises(ConsentRefused, match="no longer the subject's active record"):
+        gate.recheck(grant)
+
+
+def test_same_subject_twice_is_refused(workspace_root):
+    with pytest.raises(ConsentRefused, match="must be different"):
+        ConsentGate(store_at(workspace_root)).authorize("astro", "astro", "evaluation")
