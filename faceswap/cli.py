@@ -230,6 +230,65 @@ def cmd_ledger_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    from faceswap.provenance.verify import LedgerView, Verifier, collect_paths, describe
+
+    ledger_view = None
+    if args.ledger is not None:
+        ledger_view = LedgerView.from_export(args.ledger)
+    else:
+        workspace = _workspace(args)
+        if workspace.ledger_path.exists():
+            from faceswap.provenance.ledger import open_ledger
+
+            ledger_view = LedgerView.from_ledger(open_ledger(workspace))
+    paths = collect_paths(args.paths)
+    if not paths:
+        print("faceswap: error: no image or video files found", file=sys.stderr)
+        return 2
+    verifier = Verifier(ledger_view)
+    verdicts = [verifier.verify(path) for path in paths]
+    if args.json:
+        _print_json(
+            {
+                "ledger": ledger_view.source if ledger_view else None,
+                "ledger_problem": str(ledger_view.finding) if ledger_view and ledger_view.finding else None,
+                "files": [v.to_json() for v in verdicts],
+            }
+        )
+    else:
+        for verdict in verdicts:
+            print(describe(verdict))
+        if ledger_view and ledger_view.finding:
+            print(f"ledger {ledger_view.source}: TAMPERED at {ledger_view.finding}")
+    codes = {v.exit_code for v in verdicts}
+    for code in (2, 3, 1):
+        if code in codes:
+            return code
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from faceswap.doctor import as_json, run_checks, write_samples
+
+    workspace = _workspace(args)
+    checks = run_checks(workspace, args.model_root)
+    samples = write_samples(workspace, args.out or workspace.root / "doctor")
+    report = as_json(checks, samples)
+    verified = all(s["verify"]["exit_code"] == 0 for s in samples.values())  # type: ignore[index]
+    if args.json:
+        _print_json({**report, "samples_verified": verified})
+    else:
+        for check in checks:
+            print(f"[{'ok' if check.ok else '!!'}] {check.name:<18} {check.detail}")
+        for name, sample in samples.items():
+            ver = sample["verify"]  # type: ignore[index]
+            state = "verifies as marked" if ver["exit_code"] == 0 else f"FAILED verify (exit {ver['exit_code']})"
+            mark = "ok" if ver["exit_code"] == 0 else "!!"
+            print(f"[{mark}] sample {name:<11} {sample['path']}: {state}, token {sample['token']}")  # type: ignore[index]
+    return 0 if report["ok"] and verified else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="faceswap", description="Consent-gated face swapping with watermarked, logged outputs."
@@ -294,6 +353,18 @@ def build_parser() -> argparse.ArgumentParser:
     export = ledger.add_parser("export", parents=[ws], help="write entries and the public key as JSONL")
     export.add_argument("out", type=Path)
     export.set_defaults(handler=cmd_ledger_export)
+
+    verify = commands.add_parser("verify", parents=[ws], help="is this file from faceswap? which consent, which model?")
+    verify.add_argument("paths", type=Path, nargs="+", metavar="PATH", help="images, videos or folders (recursive)")
+    verify.add_argument("--ledger", type=Path, default=None, help="a `ledger export` JSONL instead of the workspace")
+    verify.add_argument("--json", action="store_true")
+    verify.set_defaults(handler=cmd_verify)
+
+    doctor = commands.add_parser("doctor", parents=[ws], help="check the install; write and verify two marked samples")
+    doctor.add_argument("--out", type=Path, default=None, help="where the samples go (default WORKSPACE/doctor)")
+    doctor.add_argument("--model-root", type=Path, default=None)
+    doctor.add_argument("--json", action="store_true")
+    doctor.set_defaults(handler=cmd_doctor)
 
     return parser
 

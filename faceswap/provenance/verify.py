@@ -1,0 +1,216 @@
+"""`faceswap verify`: is a file from this framework, and under which consent and model?
+
+A file is marked when its watermark passes (watermark.py states the false-positive bound). The token
+names its `output.written` ledger entry; when the token did not survive (a crop, say) but the sync
+layer did, the entry is looked up by perceptual hash. The entry's own hash and signature, and the
+chain up to it, must verify.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from faceswap.errors import FaceswapError
+from faceswap.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+from faceswap.provenance.ledger import Entry, ExportedLedger, Finding, Ledger, entry_hash_of
+from faceswap.provenance.phash import MATCH_DISTANCE, best_distance, phash
+from faceswap.provenance.watermark import Detection, Watermarker
+from faceswap.signing import PublicKey
+
+VIDEO_SAMPLES = 24
+EXIT_OK, EXIT_UNMARKED, EXIT_BAD_INPUT, EXIT_LEDGER = 0, 1, 2, 3
+
+
+@dataclass
+class LedgerView:
+    """Entries and a public key, from a workspace ledger or from an export."""
+
+    entries: list[Entry]
+    public: PublicKey
+    finding: Finding | None
+    source: str
+
+    @classmethod
+    def from_ledger(cls, ledger: Ledger) -> LedgerView:
+        return cls(ledger.entries(), ledger.key.public, ledger.verify(), str(ledger.path))
+
+    @classmethod
+    def from_export(cls, path: Path) -> LedgerView:
+        exported = ExportedLedger.load(path)
+        return cls(exported.entries, exported.public, exported.verify(), str(path))
+
+    def outputs(self) -> list[Entry]:
+        return [e for e in self.entries if e.kind == "output.written"]
+
+    def entry_ok(self, entry: Entry) -> bool:
+        own = entry_hash_of(entry.prev_hash, entry.body) == entry.entry_hash and self.public.verify(
+            entry.signature, entry.entry_hash
+        )
+        return own and (self.finding is None or self.finding.seq > entry.seq)
+
+    def consent_status(self, record_id: str) -> str:
+        registered = [
+            e for e in self.entries if e.kind == "consent.registered" and e.data.get("record_id") == record_id
+        ]
+        if not registered:
+            return "unknown"
+        if any(e.kind == "consent.revoked" and e.data.get("record_id") == record_id for e in self.entries):
+            return "revoked"
+        from datetime import date, datetime, timezone
+
+        expires = registered[-1].data.get("expires_at")
+        if expires and datetime.now(timezone.utc).date() > date.fromisoformat(expires):
+            return "expired"
+        return "active"
+
+
+@dataclass
+class Verdict:
+    path: Path
+    media: str
+    detection: Detection | None = None
+    entry: Entry | None = None
+    matched_by: str | None = None  # "token" or "perceptual-hash"
+    ledger: str = "unavailable"  # valid | tampered | missing | unavailable
+    similar: dict[str, Any] | None = None
+    consent: list[dict[str, str]] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        if self.error is not None:
+            return EXIT_BAD_INPUT
+        if self.detection is None or not self.detection.marked:
+            return EXIT_UNMARKED
+        if self.ledger in ("tampered", "missing"):
+            return EXIT_LEDGER
+        return EXIT_OK
+
+    def to_json(self) -> dict[str, Any]:
+        data = self.entry.data if self.entry else {}
+        return {
+            "path": str(self.path),
+            "media": self.media,
+            "marked": bool(self.detection and self.detection.marked),
+            "detection": self.detection.to_json() if self.detection else None,
+            "ledger": self.ledger,
+            "matched_by": self.matched_by,
+            "ledger_seq": self.entry.seq if self.entry else None,
+            "created_at": self.entry.created_at if self.entry else None,
+            "producer": data.get("producer"),
+            "model_fingerprint": data.get("model_fingerprint"),
+            "consent": self.consent,
+            "similar_output": self.similar,
+            "error": self.error,
+            "exit_code": self.exit_code,
+        }
+
+
+def collect_paths(paths: list[Path]) -> list[Path]:
+    out: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            out += sorted(
+                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES
+            )
+        else:
+            out.append(path)
+    return out
+
+
+def read_frames(path: Path) -> tuple[str, list]:
+    from faceswap.media import iter_video_frames, probe_video, read_image
+
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        info = probe_video(path)
+        every = max(1, info.frames // VIDEO_SAMPLES) if info.frames else 1
+        return "video", [f.image for f in iter_video_frames(path, every=every, limit=VIDEO_SAMPLES)]
+    return "image", [read_image(path)]
+
+
+class Verifier:
+    def __init__(self, ledger: LedgerView | None, watermarker: Watermarker | None = None) -> None:
+        self.ledger = ledger
+        self.watermarker = watermarker or Watermarker()
+
+    def verify(self, path: Path) -> Verdict:
+        try:
+            media, frames = read_frames(path)
+            if not frames:
+                raise FaceswapError(f"{path}: no frames could be decoded")
+        except FaceswapError as error:
+            return Verdict(path, "unknown", error=str(error))
+        if min(f.shape[0] * f.shape[1] for f in frames) < 64 * 64:
+            return Verdict(path, media, error=f"{path}: too small to carry a watermark")
+        verdict = Verdict(path, media, detection=self.watermarker.detect(frames))
+        if self.ledger is None:
+            return verdict
+        hashes = [phash(f) for f in frames[:: max(1, len(frames) // 8)]]
+        if verdict.detection.marked:
+            self._attach_entry(verdict, hashes)
+        else:
+            self._note_similar(verdict, hashes)
+        return verdict
+
+    def _attach_entry(self, verdict: Verdict, hashes: list[str]) -> None:
+        assert self.ledger is not None and verdict.detection is not None
+        outputs = self.ledger.outputs()
+        entry, matched_by = None, None
+        if verdict.detection.token:
+            entry = next((e for e in outputs if e.data.get("token") == verdict.detection.token), None)
+            matched_by = "token" if entry else None
+        if entry is None:
+            scored = [(best_distance(hashes, e.data.get("phashes", [])), e) for e in outputs]
+            scored = [(d, e) for d, e in scored if d <= MATCH_DISTANCE]
+            if scored:
+                entry = min(scored, key=lambda pair: pair[0])[1]
+                matched_by = "perceptual-hash"
+        if entry is None:
+            verdict.ledger = "missing"
+            return
+        verdict.entry, verdict.matched_by = entry, matched_by
+        verdict.ledger = "valid" if self.ledger.entry_ok(entry) else "tampered"
+        verdict.consent = [
+            {"record_id": rid, "status": self.ledger.consent_status(rid)}
+            for rid in entry.data.get("consent_record_ids", [])
+        ]
+
+    def _note_similar(self, verdict: Verdict, hashes: list[str]) -> None:
+        assert self.ledger is not None
+        best = min(
+            ((best_distance(hashes, e.data.get("phashes", [])), e) for e in self.ledger.outputs()),
+            key=lambda pair: pair[0],
+            default=None,
+        )
+        if best and best[0] <= MATCH_DISTANCE:
+            verdict.similar = {"ledger_seq": best[1].seq, "phash_distance": best[0], "token": best[1].data.get("token")}
+
+
+def describe(verdict: Verdict) -> str:
+    """One human line per file."""
+    if verdict.error:
+        return f"{verdict.path}: UNREADABLE: {verdict.error}"
+    det = verdict.detection
+    assert det is not None
+    if not det.marked:
+        line = f"{verdict.path}: NOT MARKED (sync {det.sync_agreement}/32)"
+        if verdict.similar:
+            s = verdict.similar
+            line += f"; looks like ledger output seq {s['ledger_seq']} (perceptual hash distance {s['phash_distance']})"
+        return line
+    proof = f"sync {det.sync_agreement}/32, p={det.sync_p_value:.1e}"
+    proof += f"; token {det.token} ({det.token_corrected_bytes} bytes corrected)" if det.token else "; token lost"
+    line = f"{verdict.path}: MARKED ({proof}, false-positive bound {det.false_positive_bound:.1e})"
+    if verdict.ledger == "unavailable":
+        return line + "; no ledger available to look it up"
+    if verdict.entry is None:
+        return line + "; NO LEDGER ENTRY found for it"
+    data = verdict.entry.data
+    consent = ", ".join(f"{c['record_id']} ({c['status']})" for c in verdict.consent) or "none recorded"
+    how = "" if verdict.matched_by == "token" else " matched by perceptual hash;"
+    return (
+        f"{line};{how} ledger seq {verdict.entry.seq} ({verdict.ledger}): {data.get('producer')} at "
+        f"{verdict.entry.created_at}, model {data.get('model_fingerprint') or '-'}, consent {consent}"
+    )

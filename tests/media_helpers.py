@@ -1,0 +1,73 @@
+"""Real media files for tests, encoded with FFmpeg through PyAV."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+from faceswap.faces.samples import insightface_t1
+from faceswap.media import read_image
+
+
+def panning_frames(count: int, size: tuple[int, int] = (640, 360)) -> list[np.ndarray]:
+    """A slow pan over insightface's t1.jpg: natural content, a little motion."""
+    source = read_image(insightface_t1())
+    w, h = size
+    scale = max(w / source.shape[1], h / source.shape[0]) * 1.15
+    big = cv2.resize(source, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    frames = []
+    for i in range(count):
+        x = int((big.shape[1] - w) * i / max(count - 1, 1))
+        frames.append(np.ascontiguousarray(big[:h, x : x + w]))
+    return frames
+
+
+def make_clip(
+    path: Path, count: int = 20, size: tuple[int, int] = (640, 360), fps: int = 25, audio: bool = True
+) -> Path:
+    """An H.264 clip with a 1/12800 time base (as FFmpeg picks for mp4) and an AAC tone."""
+    with av.open(str(path), mode="w") as container:
+        video = container.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = size[0], size[1], "yuv420p"
+        video.options = {"crf": "18"}
+        tone = None
+        if audio:
+            tone = container.add_stream("aac", rate=48000)
+            tone.layout = "mono"
+        for i, image in enumerate(panning_frames(count, size)):
+            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+            frame.pts, frame.time_base = i, Fraction(1, fps)
+            for packet in video.encode(frame):
+                container.mux(packet)
+        for packet in video.encode():
+            container.mux(packet)
+        if tone is not None:
+            t = np.arange(int(48000 * count / fps)) / 48000
+            samples = (0.2 * np.sin(2 * np.pi * 330 * t)).astype(np.float32)[None]
+            audio_frame = av.AudioFrame.from_ndarray(samples, format="flt", layout="mono")
+            audio_frame.sample_rate, audio_frame.pts = 48000, 0
+            for packet in tone.encode(audio_frame):
+                container.mux(packet)
+            for packet in tone.encode():
+                container.mux(packet)
+    return path
+
+
+def reencode(source: Path, out: Path, codec: str = "libx264", crf: int = 23) -> Path:
+    """Re-encode a video's frames (yuv420p) as an attacker or a platform would."""
+    with av.open(str(source)) as src, av.open(str(out), mode="w") as dst:
+        stream_in = src.streams.video[0]
+        stream = dst.add_stream(codec, rate=stream_in.average_rate)
+        stream.width, stream.height, stream.pix_fmt = stream_in.width, stream_in.height, "yuv420p"
+        stream.options = {"crf": str(crf)}
+        for frame in src.decode(stream_in):
+            new = av.VideoFrame.from_ndarray(frame.to_ndarray(format="bgr24"), format="bgr24")
+            for packet in stream.encode(new):
+                dst.mux(packet)
+        for packet in stream.encode():
+            dst.mux(packet)
+    return out

@@ -1,0 +1,155 @@
+"""`faceswap verify`: marked / unmarked / tampered / unreadable, with and without a workspace."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from fractions import Fraction
+
+import cv2
+import pytest
+from media_helpers import make_clip, reencode
+
+from faceswap.cli import main
+from faceswap.media import iter_video_frames
+from faceswap.provenance.ledger import open_ledger
+from faceswap.provenance.sink import OutputContext, OutputSink, SinkFrame
+from faceswap.workspace import Workspace
+
+
+@pytest.fixture(scope="module")
+def outputs(tmp_path_factory, registered_template):
+    """A workspace (with consent records) holding one marked image and one marked video."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("verify") / "ws"
+    shutil.copytree(registered_template, root)
+    ledger = open_ledger(Workspace(root))
+    records = [e.data["record_id"] for e in ledger.entries("consent.registered")]
+    sink = OutputSink(ledger)
+    context = OutputContext("test", model_fingerprint="cd" * 32, consent_record_ids=tuple(records))
+    from faceswap.faces.samples import insightface_t1
+    from faceswap.media import read_image
+
+    image = sink.write_image(root.parent / "marked.png", read_image(insightface_t1()), context)
+    source = make_clip(root.parent / "source.mp4", count=10)
+    frames = (SinkFrame(f.image, f.pts, f.time_base) for f in iter_video_frames(source))
+    video = sink.write_video(root.parent / "marked.mp4", frames, Fraction(25), context, audio_from=source)
+    return {"root": root, "image": image, "video": video, "records": records}
+
+
+def _verify_json(capsys, *args) -> tuple[int, dict]:
+    code = main(["verify", *map(str, args), "--json"])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def test_marked_files_verify_with_ledger_consent_and_model(outputs, capsys):
+    code, report = _verify_json(capsys, outputs["image"].path, outputs["video"].path, "--workspace", outputs["root"])
+    assert code == 0
+    image, video = report["files"]
+    assert image["marked"] and image["matched_by"] == "token" and image["ledger"] == "valid"
+    assert image["detection"]["token"] == outputs["image"].token
+    assert video["media"] == "video" and video["detection"]["token"] == outputs["video"].token
+    assert image["model_fingerprint"] == "cd" * 32
+    assert [c["status"] for c in image["consent"]] == ["active", "active"]
+
+
+def test_revoked_consent_shows_in_verify(outputs, tmp_path, capsys):
+    import shutil
+
+    from consent_helpers import store_at
+
+    root = tmp_path / "ws"
+    shutil.copytree(outputs["root"], root)
+    store_at(root).revoke("astro", "withdrawn")
+    code, report = _verify_json(capsys, outputs["image"].path, "--workspace", root)
+    assert code == 0
+    assert "revoked" in [c["status"] for c in report["files"][0]["consent"]]
+
+
+def test_reencoded_video_still_verifies(outputs, tmp_path, capsys):
+    attacked = reencode(outputs["video"].path, tmp_path / "crf28.mp4", crf=28)
+    code, report = _verify_json(capsys, attacked, "--workspace", outputs["root"])
+    assert code == 0 and report["files"][0]["ledger"] == "valid"
+
+
+def test_cropped_image_is_found_by_perceptual_hash(outputs, tmp_path, capsys):
+    image = cv2.imread(str(outputs["image"].path))
+    h, w = image.shape[:2]
+    crop = image[int(h * 0.03) : int(h * 0.97), int(w * 0.03) : int(w * 0.97)]
+    cv2.imwrite(str(tmp_path / "crop.png"), crop)
+    code, report = _verify_json(capsys, tmp_path / "crop.png", "--workspace", outputs["root"])
+    assert code == 0 and report["files"][0]["matched_by"] in ("token", "perceptual-hash")
+
+
+def test_unmarked_file_exits_1(outputs, capsys):
+    from faceswap.faces.samples import skimage_astronaut
+
+    code, report = _verify_json(capsys, skimage_astronaut(), "--workspace", outputs["root"])
+    assert code == 1 and report["files"][0]["marked"] is False
+
+
+def test_tampered_ledger_entry_exits_3(outputs, tmp_path, capsys):
+    import shutil
+
+    root = tmp_path / "ws"
+    shutil.copytree(outputs["root"], root)
+    conn = sqlite3.connect(root / "ledger.sqlite")
+    seq, body = conn.execute(
+        "SELECT seq, body FROM ledger WHERE kind = 'output.written' ORDER BY seq LIMIT 1"
+    ).fetchone()
+    conn.execute("UPDATE ledger SET body = ? WHERE seq = ?", (body.replace('"producer":"test"', '"producer":"x"'), seq))
+    conn.commit()
+    conn.close()
+    code, report = _verify_json(capsys, outputs["image"].path, "--workspace", root)
+    assert code == 3 and report["files"][0]["ledger"] == "tampered"
+
+
+def test_marked_but_unknown_to_this_ledger_exits_3(outputs, tmp_path, capsys):
+    open_ledger(Workspace(tmp_path / "other"))
+    code, report = _verify_json(capsys, outputs["image"].path, "--workspace", tmp_path / "other")
+    assert code == 3 and report["files"][0]["ledger"] == "missing"
+
+
+def test_export_verifies_without_the_workspace(outputs, tmp_path, capsys):
+    export = tmp_path / "ledger.jsonl"
+    assert main(["ledger", "export", "--workspace", str(outputs["root"]), str(export)]) == 0
+    capsys.readouterr()
+    code, report = _verify_json(capsys, outputs["video"].path, "--ledger", export, "--workspace", tmp_path / "none")
+    assert code == 0 and report["files"][0]["ledger"] == "valid"
+
+
+def test_unreadable_and_directories(outputs, tmp_path, capsys):
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(outputs["video"].path.read_bytes()[:2000])
+    assert main(["verify", str(bad), "--workspace", str(outputs["root"])]) == 2
+    folder = tmp_path / "folder" / "nested"
+    folder.mkdir(parents=True)
+    (folder / "copy.png").write_bytes(outputs["image"].path.read_bytes())
+    (folder / "notes.txt").write_text("ignored")
+    capsys.readouterr()
+    code, report = _verify_json(capsys, tmp_path / "folder", "--workspace", outputs["root"])
+    assert code == 0 and [f["path"].rsplit("/", 1)[-1] for f in report["files"]] == ["copy.png"]
+
+
+def test_verify_does_not_import_torch(outputs):
+    code = (
+        "import sys; from faceswap.cli import main\n"
+        f"rc = main(['verify', {str(outputs['image'].path)!r}, '--workspace', {str(outputs['root'])!r}])\n"
+        "assert 'torch' not in sys.modules and 'dlib' not in sys.modules, 'heavy import'\n"
+        "sys.exit(rc)\n"
+    )
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+
+
+@pytest.mark.slow
+def test_doctor_writes_two_samples_that_verify(tmp_path, capsys):
+    assert main(["doctor", "--workspace", str(tmp_path / "ws"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["samples_verified"] and set(report["samples"]) == {"doctor-sample.png", "doctor-sample.mp4"}
+    from faceswap.media import probe_video
+
+    info = probe_video(tmp_path / "ws" / "doctor" / "doctor-sample.mp4")
+    assert (info.width, info.height, info.frames, info.has_audio) == (1280, 720, 50, True)
