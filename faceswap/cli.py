@@ -289,6 +289,112 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0 if report["ok"] and verified else 1
 
 
+def _progress(label: str, enabled: bool):
+    """A rich progress bar on stderr, or nothing (for --json)."""
+    if not enabled:
+        return None, None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True)
+    task = bar.add_task(label, total=None)
+
+    def update(done: int, total: int) -> None:
+        bar.update(task, completed=done, total=total or None)
+
+    return bar, update
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    from faceswap.data.extract import ExtractOptions, extract
+
+    options = ExtractOptions(
+        every=args.every, size=args.size, backend=args.backend, model_root=args.model_root, min_face=args.min_face
+    )
+    bar, update = _progress(f"extract {args.subject}", not args.json)
+    if bar:
+        bar.start()
+    try:
+        report = extract(_store(args), args.input, args.subject, options, progress=update)
+    finally:
+        if bar:
+            bar.stop()
+    if args.json:
+        _print_json(report.to_json())
+        return 0
+    print(
+        f"{args.subject}: {report.frames_read} frames read, {report.faces_found} faces found, {report.kept} kept, "
+        f"{report.dropped_other_identity} dropped as another identity, {report.dropped_too_small} too small, "
+        f"{report.dropped_blurry} blurry, {report.already_present} already in the faceset "
+        f"({report.seconds:.1f} s, {report.frames_read / max(report.seconds, 1e-9):.1f} frames/s)"
+    )
+    if report.skipped_files:
+        print(f"skipped {len(report.skipped_files)} non-media file(s)")
+    seq = f"; ledger seq {report.ledger_seq}" if report.ledger_seq else "; faceset unchanged"
+    print(f"faceset {report.faceset}: {report.total_faces} faces, sha256 {report.faceset_sha256}{seq}")
+    return 0
+
+
+def _faceset(args: argparse.Namespace):
+    from faceswap.data.faceset import Faceset
+
+    return Faceset.load(_workspace(args).facesets_dir / args.id)
+
+
+def cmd_faceset_stats(args: argparse.Namespace) -> int:
+    from faceswap.data.faceset_tools import render_stats, stats
+
+    info = stats(_faceset(args))
+    if args.json:
+        _print_json(info)
+    else:
+        print(render_stats(info))
+    return 0
+
+
+def cmd_faceset_clean(args: argparse.Namespace) -> int:
+    from faceswap.data.faceset_tools import clean
+
+    faceset = _faceset(args)
+    result = clean(faceset, args.min_blur, args.max_yaw, args.dedupe)
+    if result["moved"]:
+        from faceswap.provenance.ledger import open_ledger
+
+        open_ledger(_workspace(args)).append(
+            "faceset.built",
+            {
+                "subject_id": faceset.header.subject_id,
+                "record_id": faceset.header.record_id,
+                "faceset_sha256": faceset.digest(),
+                "faces": len(faceset.faces),
+                "operation": "clean",
+                "moved_to_rejected": result["moved"],
+            },
+        )
+    if args.json:
+        _print_json(result)
+    else:
+        print(f"moved {result['moved']} face(s) to {faceset.folder / 'rejected'}; {result['kept']} kept")
+        for name, reason in list(result["reasons"].items())[:20]:
+            print(f"  {name}: {reason}")
+    return 0
+
+
+def cmd_demo_subjects(args: argparse.Namespace) -> int:
+    from faceswap.demo.subjects import make_demo_subjects
+    from faceswap.faces.analyzer import FaceAnalyzer
+
+    files, report = make_demo_subjects(args.out, FaceAnalyzer("dlib"), seconds=args.seconds)
+    if args.json:
+        _print_json({"subjects": [{k: str(v) for k, v in vars(f).items()} for f in files], "identity": report})
+        return 0
+    for f in files:
+        print(f"{f.subject}: {f.clip} ({len(f.references)} reference photos, truth {f.truth.name})")
+    pairs = ", ".join(f"{k} {v:.3f}" for k, v in report["between_subjects"].items())
+    nearest = ", ".join(f"{k}~{v['source']} {v['similarity']:.3f}" for k, v in report["nearest_real_source"].items())
+    print(f"identity ({report['backend']}, match >= {report['threshold']}): {pairs}; nearest real faces: {nearest}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="faceswap", description="Consent-gated face swapping with watermarked, logged outputs."
@@ -353,6 +459,38 @@ def build_parser() -> argparse.ArgumentParser:
     export = ledger.add_parser("export", parents=[ws], help="write entries and the public key as JSONL")
     export.add_argument("out", type=Path)
     export.set_defaults(handler=cmd_ledger_export)
+
+    extract = commands.add_parser("extract", parents=[ws], help="extract a consenting subject's faces into a faceset")
+    extract.add_argument("input", type=Path, help="a video, an image, or a folder of them")
+    extract.add_argument("--subject", required=True)
+    extract.add_argument("--every", type=int, default=1, help="every Nth video frame")
+    extract.add_argument("--size", type=int, default=256, help="aligned crop size in pixels (64-1024)")
+    extract.add_argument("--min-face", type=int, default=80, help="smallest face kept, in pixels")
+    _add_backend_options(extract)
+    extract.add_argument("--json", action="store_true")
+    extract.set_defaults(handler=cmd_extract)
+
+    faceset = commands.add_parser("faceset", help="faceset tools").add_subparsers(
+        dest="faceset_command", metavar="ACTION"
+    )
+    fstats = faceset.add_parser("stats", parents=[ws], help="counts, blur/yaw histograms, identity range")
+    fstats.add_argument("id")
+    fstats.add_argument("--json", action="store_true")
+    fstats.set_defaults(handler=cmd_faceset_stats)
+    fclean = faceset.add_parser("clean", parents=[ws], help="move weak faces to rejected/ (never deletes)")
+    fclean.add_argument("id")
+    fclean.add_argument("--min-blur", type=float, default=None)
+    fclean.add_argument("--max-yaw", type=float, default=None)
+    fclean.add_argument("--dedupe", action="store_true")
+    fclean.add_argument("--json", action="store_true")
+    fclean.set_defaults(handler=cmd_faceset_clean)
+
+    demo = commands.add_parser("demo", help="the built-in demo").add_subparsers(dest="demo_command", metavar="ACTION")
+    subjects = demo.add_parser("subjects", help="make the two synthetic demo subjects")
+    subjects.add_argument("--out", type=Path, required=True)
+    subjects.add_argument("--seconds", type=float, default=10.0)
+    subjects.add_argument("--json", action="store_true")
+    subjects.set_defaults(handler=cmd_demo_subjects)
 
     verify = commands.add_parser("verify", parents=[ws], help="is this file from faceswap? which consent, which model?")
     verify.add_argument("paths", type=Path, nargs="+", metavar="PATH", help="images, videos or folders (recursive)")

@@ -24,11 +24,12 @@ class FaceBackend(Protocol):
 
 
 class FaceAnalyzer:
-    def __init__(self, backend: str = "auto", model_root: Path | None = None) -> None:
+    def __init__(self, backend: str = "auto", model_root: Path | None = None, min_face: int = 40) -> None:
         if backend not in BACKENDS:
             raise BadInput(f"unknown face backend '{backend}' (choose from {', '.join(BACKENDS)})")
         self.requested = backend
-        self.backend: FaceBackend = _load_backend(backend, model_root)
+        self.min_face = min_face
+        self.backend: FaceBackend = _load_backend(backend, model_root, min_face)
         self.reason = _reason(backend, self.backend, model_root)
 
     @property
@@ -42,17 +43,18 @@ class FaceAnalyzer:
     def analyze(self, image_bgr: np.ndarray) -> list[Face]:
         if image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.dtype != np.uint8:
             raise BadInput(f"expected a uint8 BGR image, got shape {image_bgr.shape} dtype {image_bgr.dtype}")
-        return self.backend.analyze(image_bgr)
+        faces = self.backend.analyze(image_bgr)
+        return [f for f in faces if min(f.bbox[2] - f.bbox[0], f.bbox[3] - f.bbox[1]) >= self.min_face * 0.8]
 
 
-def _load_backend(backend: str, model_root: Path | None) -> FaceBackend:
+def _load_backend(backend: str, model_root: Path | None, min_face: int) -> FaceBackend:
     from faceswap.faces import insightface_backend
 
     if backend == "insightface" or (backend == "auto" and insightface_backend.pack_available(model_root)):
         return insightface_backend.InsightfaceBackend(model_root)
-    from faceswap.faces.dlib_backend import DlibBackend
+    from faceswap.faces.dlib_backend import DlibBackend, DlibSettings
 
-    return DlibBackend()
+    return DlibBackend(DlibSettings(min_face=min_face))
 
 
 def _reason(requested: str, backend: FaceBackend, model_root: Path | None) -> str:

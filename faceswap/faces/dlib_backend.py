@@ -46,11 +46,22 @@ def kps5_from_68(landmarks: np.ndarray) -> np.ndarray:
     ).astype(np.float32)
 
 
+HOG_WINDOW = 80  # dlib's frontal detector finds faces of about this size and larger
+
+
 @dataclass(frozen=True)
 class DlibSettings:
     min_score: float = 0.2  # HOG SVM margin; weaker hits are mostly texture (measured: astronaut 0.12)
     detect_max_side: int = 1280  # larger frames are scaled down for detection (HOG cost ~ pixels)
-    upsample: int = 1  # finds faces down to ~40 px at the detection scale
+    min_face: int = 40  # smallest face to find, in pixels; larger values let detection run smaller
+
+    def detection_scale(self, image_max_side: int) -> tuple[float, int]:
+        """(scale, upsample): the cheapest pyramid that still sees faces of `min_face` pixels."""
+        if self.min_face >= HOG_WINDOW:
+            scale, upsample = HOG_WINDOW / self.min_face, 0
+        else:
+            scale, upsample = min(1.0, HOG_WINDOW / 2 / max(self.min_face, 1)), 1
+        return min(scale, self.detect_max_side / image_max_side), upsample
 
 
 class DlibBackend:
@@ -79,9 +90,9 @@ class DlibBackend:
         import cv2
 
         rgb = np.ascontiguousarray(image_bgr[:, :, ::-1])
-        scale = min(1.0, self.settings.detect_max_side / max(rgb.shape[:2]))
+        scale, upsample = self.settings.detection_scale(max(rgb.shape[:2]))
         small = rgb if scale == 1.0 else cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        rects, scores, _ = self._detector.run(small, self.settings.upsample, 0.0)
+        rects, scores, _ = self._detector.run(small, upsample, 0.0)
         faces: list[Face] = []
         for rect, score in zip(rects, scores, strict=True):
             if score < self.settings.min_score:

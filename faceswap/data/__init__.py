@@ -1,0 +1,1 @@
+"""Facesets on disk, datasets and augmentation for training."""

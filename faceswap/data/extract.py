@@ -1,0 +1,271 @@
+"""`faceswap extract`: consent-bound extraction of one subject's faces into a faceset.
+
+Only faces that match the subject's consented reference embeddings are kept; everyone else in the
+footage is dropped and counted (Invariant 2). New crops are staged and moved into place only when
+the whole input has been read, so a corrupt video or an interrupt leaves no partial faceset.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from faceswap.consent.registry import ConsentStore
+from faceswap.data.faceset import FaceEntry, Faceset, FacesetHeader, write_crop
+from faceswap.errors import BadInput, CheckFailed
+from faceswap.faces.align import TEMPLATE_NAME, align_face, transform_points
+from faceswap.faces.analyzer import FaceAnalyzer
+from faceswap.faces.identity import cosine_similarities, threshold_for
+from faceswap.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, iter_video_frames, probe_video, read_image
+from faceswap.signing import file_sha256
+
+
+@dataclass(frozen=True)
+class ExtractOptions:
+    every: int = 1
+    size: int = 256
+    backend: str = "auto"
+    model_root: Path | None = None
+    min_face: int = 80  # pixels (shorter side of the detection box)
+    min_blur: float = 10.0  # variance of the Laplacian of the aligned crop
+
+
+@dataclass
+class ExtractReport:
+    subject_id: str
+    record_id: str
+    inputs: int = 0
+    frames_read: int = 0
+    faces_found: int = 0
+    kept: int = 0
+    already_present: int = 0
+    dropped_other_identity: int = 0
+    dropped_too_small: int = 0
+    dropped_blurry: int = 0
+    skipped_files: list[str] = field(default_factory=list)
+    best_rejected_similarity: float | None = None
+    faceset: str | None = None
+    faceset_sha256: str | None = None
+    total_faces: int = 0
+    ledger_seq: int | None = None
+    seconds: float = 0.0
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class InputFrame:
+    source: Path
+    source_sha256: str
+    frame: int
+    image: np.ndarray
+
+
+def blur_score(crop: np.ndarray) -> float:
+    import cv2
+
+    gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
+    return float(cv2.Laplacian(gray, cv2.CV_64F).var())
+
+
+def yaw_estimate(kps5: np.ndarray) -> float:
+    """Degrees, from how far the nose sits off the eyes' midline (positive: turned to image right)."""
+    eye_mid = kps5[:2].mean(axis=0)
+    eye_dist = float(np.linalg.norm(kps5[1] - kps5[0])) + 1e-6
+    offset = float(kps5[2, 0] - eye_mid[0]) / eye_dist
+    return float(np.degrees(np.arcsin(np.clip(offset * 1.6, -1.0, 1.0))))
+
+
+def list_inputs(path: Path) -> tuple[list[Path], list[str]]:
+    """Media files under `path` (or `path` itself), and the names of files that are not media."""
+    if not path.exists():
+        raise BadInput(f"{path}: no such file or directory")
+    if path.is_file():
+        return [path], []
+    media, skipped = [], []
+    for item in sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        (media if item.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES else skipped).append(item)
+    if not media:
+        raise BadInput(f"{path}: holds no images or videos ({len(skipped)} other files)")
+    return media, [str(p) for p in skipped]
+
+
+def iter_frames(files: list[Path], every: int) -> Iterator[InputFrame]:
+    for path in files:
+        digest = file_sha256(path)
+        if path.suffix.lower() in VIDEO_SUFFIXES:
+            probe_video(path)
+            for decoded in iter_video_frames(path, every=every):
+                yield InputFrame(path, digest, decoded.index, decoded.image)
+        else:
+            yield InputFrame(path, digest, 0, read_image(path))
+
+
+def extract(
+    store: ConsentStore,
+    input_path: Path,
+    subject_id: str,
+    options: ExtractOptions,
+    progress: Callable[[int, int], None] | None = None,
+) -> ExtractReport:
+    import time
+
+    started = time.perf_counter()
+    snapshot = store.load()
+    records = snapshot.for_subject(subject_id)
+    if not records:
+        raise CheckFailed(f"no consent record for subject '{subject_id}': register consent before extracting")
+    active = [r for r in records if snapshot.status(r) == "active"]
+    if not active:
+        raise CheckFailed(
+            f"subject '{subject_id}' has no active consent (record {records[0].record_id} is "
+            f"{snapshot.status(records[0])}): extraction refused"
+        )
+    record = active[0]
+    backend = record.backend if options.backend == "auto" else options.backend
+    if backend != record.backend:
+        raise BadInput(
+            f"subject '{subject_id}' was registered with the {record.backend} backend; embeddings of "
+            f"different backends cannot be compared (use --backend {record.backend})"
+        )
+    files, skipped = list_inputs(input_path)
+    analyzer = FaceAnalyzer(backend, options.model_root, min_face=options.min_face)
+    references = record.reference_embeddings
+    threshold = threshold_for(backend)
+    folder = store.workspace.facesets_dir / subject_id
+    existing = Faceset.load(folder) if (folder / "faceset.jsonl").exists() else None
+    if existing is not None and existing.header.record_id != record.record_id:
+        raise BadInput(
+            f"faceset {folder} was built under consent record {existing.header.record_id}, not the active "
+            f"record {record.record_id}; move it aside to extract anew"
+        )
+    if existing is not None and existing.header.size != options.size:
+        raise BadInput(
+            f"faceset {folder} holds {existing.header.size} px crops; extract with --size {existing.header.size}"
+        )
+    header = FacesetHeader(
+        subject_id,
+        record.record_id,
+        record.sha256,
+        backend,
+        analyzer.model_name,
+        options.size,
+        TEMPLATE_NAME,
+        threshold,
+    )
+    faceset = existing or Faceset(folder, header, [])
+    known = faceset.keys()
+    report = ExtractReport(subject_id, record.record_id, inputs=len(files), skipped_files=skipped)
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = folder / f".staging-{os.getpid()}"
+    staging.mkdir()
+    new_entries: list[FaceEntry] = []
+    try:
+        total = sum(_frame_estimate(p, options.every) for p in files)
+        for item in iter_frames(files, options.every):
+            report.frames_read += 1
+            if progress:
+                progress(report.frames_read, total)
+            for index, face in enumerate(analyzer.analyze(item.image)):
+                report.faces_found += 1
+                similarity = float(cosine_similarities(face.embedding, references).max())
+                if similarity < threshold:
+                    report.dropped_other_identity += 1
+                    best = report.best_rejected_similarity
+                    report.best_rejected_similarity = similarity if best is None else max(best, similarity)
+                    continue
+                if (item.source_sha256, item.frame, index) in known:
+                    report.already_present += 1
+                    continue
+                width = min(face.bbox[2] - face.bbox[0], face.bbox[3] - face.bbox[1])
+                if width < options.min_face:
+                    report.dropped_too_small += 1
+                    continue
+                aligned = align_face(item.image, face.kps5, options.size)
+                blur = blur_score(aligned.crop)
+                if blur < options.min_blur:
+                    report.dropped_blurry += 1
+                    continue
+                name = f"{item.source_sha256[:12]}_{item.frame:06d}_{index}.png"
+                digest = write_crop(staging, name, aligned.crop)
+                landmarks = None
+                if face.landmarks is not None:
+                    landmarks = np.round(transform_points(face.landmarks, aligned.matrix), 2).tolist()
+                new_entries.append(
+                    FaceEntry(
+                        file=name,
+                        sha256=digest,
+                        source=item.source.name,
+                        source_sha256=item.source_sha256,
+                        frame=item.frame,
+                        face=index,
+                        bbox=[round(float(v), 2) for v in face.bbox],
+                        kps=np.round(transform_points(face.kps5, aligned.matrix), 3).tolist(),
+                        landmarks=landmarks,
+                        landmark_scheme=face.landmark_scheme,
+                        matrix=np.round(aligned.matrix, 6).tolist(),
+                        identity_similarity=round(similarity, 4),
+                        blur=round(blur, 2),
+                        yaw=round(yaw_estimate(face.kps5), 2),
+                    )
+                )
+                report.kept += 1
+        if report.kept == 0 and report.already_present == 0:
+            raise CheckFailed(_nothing_kept(report, subject_id, threshold))
+        for entry in new_entries:
+            (staging / entry.file).replace(folder / entry.file)
+        faceset.faces.extend(new_entries)
+        faceset.save()
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        if existing is None and not (folder / "faceset.jsonl").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+    report.faceset = str(folder)
+    report.faceset_sha256 = faceset.digest()
+    report.total_faces = len(faceset.faces)
+    report.seconds = round(time.perf_counter() - started, 2)
+    if report.kept == 0:
+        return report
+    entry = store.ledger.append(
+        "faceset.built",
+        {
+            "subject_id": subject_id,
+            "record_id": record.record_id,
+            "faceset_sha256": report.faceset_sha256,
+            "faces": report.total_faces,
+            "added": report.kept,
+            "backend": backend,
+            "size": options.size,
+            "inputs": sorted({file_sha256(p) for p in files}),
+        },
+    )
+    report.ledger_seq = entry.seq
+    report.seconds = round(time.perf_counter() - started, 2)
+    return report
+
+
+def _frame_estimate(path: Path, every: int) -> int:
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        frames = probe_video(path).frames
+        return max(1, (frames + every - 1) // every) if frames else 0
+    return 1
+
+
+def _nothing_kept(report: ExtractReport, subject_id: str, threshold: float) -> str:
+    if report.faces_found == 0:
+        return f"no faces found in {report.frames_read} frame(s); nothing extracted"
+    if report.dropped_other_identity == report.faces_found:
+        return (
+            f"none of the {report.faces_found} faces found matched consented subject '{subject_id}' "
+            f"(best similarity {report.best_rejected_similarity:.3f} < {threshold}); nothing extracted"
+        )
+    return (
+        f"{report.faces_found} faces found, none kept ({report.dropped_other_identity} other identity, "
+        f"{report.dropped_too_small} too small, {report.dropped_blurry} blurry)"
+    )

@@ -1,0 +1,120 @@
+"""The faceset format: aligned PNG crops plus faceset.jsonl (a header line, then one line per face).
+
+Crops are aligned cut-outs of the consenting subject's own footage, not generated pixels, so they
+are written here rather than through the output sink. Every write is atomic: crops land under
+temporary names first and faceset.jsonl is replaced in one rename.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from faceswap.errors import BadInput
+from faceswap.signing import canonical_json, sha256_hex
+
+INDEX = "faceset.jsonl"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class FacesetHeader:
+    subject_id: str
+    record_id: str
+    record_sha256: str
+    backend: str
+    model: str
+    size: int
+    template: str
+    threshold: float
+    type: str = "faceset"
+    version: int = FORMAT_VERSION
+
+
+@dataclass(frozen=True)
+class FaceEntry:
+    file: str
+    sha256: str
+    source: str
+    source_sha256: str
+    frame: int
+    face: int
+    bbox: list[float]
+    kps: list[list[float]]
+    landmarks: list[list[float]] | None
+    landmark_scheme: str | None
+    matrix: list[list[float]]
+    identity_similarity: float
+    blur: float
+    yaw: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[str, int, int]:
+        return (self.source_sha256, self.frame, self.face)
+
+
+@dataclass
+class Faceset:
+    folder: Path
+    header: FacesetHeader
+    faces: list[FaceEntry]
+
+    @property
+    def index_path(self) -> Path:
+        return self.folder / INDEX
+
+    def digest(self) -> str:
+        """sha256 of the canonical index: it names every crop by its own sha256."""
+        lines = [asdict(self.header)] + [asdict(f) for f in self.faces]
+        return sha256_hex("\n".join(canonical_json(line) for line in lines))
+
+    def keys(self) -> set[tuple[str, int, int]]:
+        return {f.key for f in self.faces}
+
+    def load_crop(self, entry: FaceEntry) -> np.ndarray:
+        from faceswap.media import read_image
+
+        return read_image(self.folder / entry.file)
+
+    def save(self) -> None:
+        tmp = self.folder / f".{INDEX}.{os.getpid()}.tmp"
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(asdict(self.header), sort_keys=True) + "\n")
+            for face in self.faces:
+                handle.write(json.dumps(asdict(face), sort_keys=True) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.index_path)
+
+    @classmethod
+    def load(cls, folder: Path) -> Faceset:
+        index = folder / INDEX
+        if not index.is_file():
+            raise BadInput(f"no faceset in {folder} (missing {INDEX})")
+        try:
+            lines = [json.loads(line) for line in index.read_text(encoding="utf-8").splitlines() if line.strip()]
+            header = FacesetHeader(**lines[0])
+            faces = [FaceEntry(**line) for line in lines[1:]]
+        except (ValueError, TypeError, IndexError) as error:
+            raise BadInput(f"{index} is damaged ({error})") from None
+        return cls(folder, header, faces)
+
+
+def write_crop(folder: Path, name: str, crop: np.ndarray) -> str:
+    """Write one aligned crop atomically; returns its sha256."""
+    import cv2
+
+    ok, data = cv2.imencode(".png", crop)
+    if not ok:
+        raise BadInput(f"could not encode crop {name}")
+    payload = data.tobytes()
+    tmp = folder / f".{name}.{os.getpid()}.tmp"
+    tmp.write_bytes(payload)
+    os.replace(tmp, folder / name)
+    return sha256_hex(payload)
