@@ -1,0 +1,138 @@
+"""Consent-bound extraction: the subject is kept, everyone else dropped and counted."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from consent_helpers import store_at
+
+from faceswap.cli import main
+from faceswap.data.extract import ExtractOptions, extract
+from faceswap.data.faceset import Faceset
+from faceswap.errors import BadInput, CheckFailed
+from faceswap.faces.align import WHOLE_FACE_TEMPLATE
+
+OPTIONS = ExtractOptions(every=3, size=128)
+
+
+def test_subject_a_kept_bystanders_dropped(demo_workspace, demo_subjects):
+    files, _ = demo_subjects
+    report = extract(store_at(demo_workspace), files["demo-a"].clip, "demo-a", OPTIONS)
+    truth = json.loads(files["demo-a"].truth.read_text())["frames"]
+    sampled = range(0, 75, 3)
+    bystander_frames = sum(1 for i in sampled if truth[i]["bystander_box"])
+    assert report.frames_read == 25
+    assert report.kept >= 0.9 * report.frames_read
+    assert (
+        report.dropped_other_identity
+        == report.faces_found - report.kept - report.dropped_too_small - report.dropped_blurry
+    )
+    assert report.dropped_other_identity >= bystander_frames * 0.8
+    faceset = Faceset.load(demo_workspace / "facesets" / "demo-a")
+    assert len(faceset.faces) == report.kept and faceset.header.record_id == report.record_id
+    assert all(face.identity_similarity >= faceset.header.threshold for face in faceset.faces)
+    ledger = store_at(demo_workspace).ledger
+    entry = ledger.entries("faceset.built")[-1]
+    assert entry.data["faceset_sha256"] == faceset.digest() and entry.data["record_id"] == report.record_id
+
+
+def test_crops_are_aligned_to_the_template(demo_workspace, demo_subjects):
+    files, _ = demo_subjects
+    extract(store_at(demo_workspace), files["demo-b"].clip, "demo-b", OPTIONS)
+    faceset = Faceset.load(demo_workspace / "facesets" / "demo-b")
+    kps = np.array([face.kps for face in faceset.faces])
+    residual = np.linalg.norm(kps - WHOLE_FACE_TEMPLATE * 128, axis=2)
+    assert np.median(residual[:, [0, 1, 3, 4]]) < 5.0  # pixels at 128 px; the rest is head yaw and the mouth
+    assert residual[:, [0, 1]].max() < 10.0
+    crop = faceset.load_crop(faceset.faces[0])
+    assert crop.shape == (128, 128, 3)
+
+
+def test_other_subject_in_clip_keeps_nothing(demo_workspace, demo_subjects, capsys):
+    files, _ = demo_subjects
+    code = main(
+        [
+            "extract",
+            str(files["demo-a"].clip),
+            "--subject",
+            "demo-b",
+            "--every",
+            "5",
+            "--workspace",
+            str(demo_workspace),
+        ]
+    )
+    assert code == 1
+    err = capsys.readouterr().err.strip()
+    assert "matched consented subject 'demo-b'" in err and err.count("\n") == 0
+    assert not (demo_workspace / "facesets" / "demo-b").exists()
+
+
+def test_rerun_adds_nothing_twice(demo_workspace, demo_subjects):
+    files, _ = demo_subjects
+    first = extract(store_at(demo_workspace), files["demo-a"].clip, "demo-a", OPTIONS)
+    again = extract(store_at(demo_workspace), files["demo-a"].clip, "demo-a", OPTIONS)
+    assert again.kept == 0 and again.already_present == first.kept and again.total_faces == first.kept
+    assert again.ledger_seq is None
+
+
+def test_refusals_and_bad_inputs_leave_no_faceset(demo_workspace, demo_subjects, tmp_path):
+    files, _ = demo_subjects
+    store = store_at(demo_workspace)
+    with pytest.raises(CheckFailed, match="no consent record for subject 'nobody'"):
+        extract(store, files["demo-a"].clip, "nobody", OPTIONS)
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(files["demo-a"].clip.read_bytes()[:60_000])
+    with pytest.raises(BadInput):
+        extract(store, truncated, "demo-a", OPTIONS)
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "readme.txt").write_text("no media here")
+    with pytest.raises(BadInput, match="holds no images or videos"):
+        extract(store, notes, "demo-a", OPTIONS)
+    from media_helpers import make_clip
+
+    faceless = make_clip(tmp_path / "faceless.mp4", count=4, audio=False)
+    import cv2
+
+    blank = tmp_path / "blank"
+    blank.mkdir()
+    cv2.imwrite(str(blank / "wall.png"), np.full((480, 640, 3), 120, np.uint8))
+    with pytest.raises(CheckFailed, match="no faces found"):
+        extract(store, blank, "demo-a", OPTIONS)
+    assert faceless.exists()
+    store.revoke("demo-a", "withdrawn")
+    with pytest.raises(CheckFailed, match="no active consent"):
+        extract(store_at(demo_workspace), files["demo-a"].clip, "demo-a", OPTIONS)
+    assert not (demo_workspace / "facesets" / "demo-a").exists()
+    assert store.ledger.entries("faceset.built") == []
+
+
+def test_directory_with_images_and_other_files(demo_workspace, demo_subjects, tmp_path):
+    files, _ = demo_subjects
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for p in files["demo-a"].references:
+        shutil.copy(p, folder / p.name)
+    (folder / "notes.txt").write_text("not an image")
+    report = extract(store_at(demo_workspace), folder, "demo-a", OPTIONS)
+    assert report.kept == 3 and report.skipped_files and report.skipped_files[0].endswith("notes.txt")
+
+
+def test_stats_and_clean_move_rejects_aside(demo_workspace, demo_subjects, capsys):
+    files, _ = demo_subjects
+    extract(store_at(demo_workspace), files["demo-a"].clip, "demo-a", OPTIONS)
+    ws = ["--workspace", str(demo_workspace)]
+    assert main(["faceset", "stats", "demo-a", "--json", *ws]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["faces"] >= 20 and sum(b["count"] for b in info["blur_histogram"]) == info["faces"]
+    median_blur = float(np.median([f.blur for f in Faceset.load(demo_workspace / "facesets" / "demo-a").faces]))
+    assert main(["faceset", "clean", "demo-a", "--min-blur", str(median_blur), "--json", *ws]) == 0
+    result = json.loads(capsys.readouterr().out)
+    folder = demo_workspace / "facesets" / "demo-a"
+    assert result["moved"] > 0 and len(list((folder / "rejected").glob("*.png"))) == result["moved"]
+    assert len(Faceset.load(folder).faces) == result["kept"]
+    assert store_at(demo_workspace).ledger.entries("faceset.built")[-1].data["operation"] == "clean"
