@@ -395,6 +395,36 @@ def cmd_demo_subjects(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from faceswap.train import TrainRequest, run_training
+
+    result = run_training(
+        TrainRequest(
+            workspace=_workspace(args),
+            config=args.config,
+            subject_a=args.subject_a,
+            subject_b=args.subject_b,
+            purpose=args.purpose,
+            name=args.name,
+            overrides=args.overrides,
+        )
+    )
+    if args.json:
+        _print_json(vars(result))
+        return 0
+    losses = result.losses
+    if losses:
+        print(
+            f"recon A {losses['recon_a_first50']:.4f} -> {losses['recon_a_last50']:.4f}, "
+            f"recon B {losses['recon_b_first50']:.4f} -> {losses['recon_b_last50']:.4f} (first/last 50 steps)"
+        )
+    print(
+        f"model {result.model_dir}: {result.steps} steps, fingerprint {result.fingerprint[:16]}, "
+        f"{len(result.previews)} watermarked preview(s); ledger seq {result.ledger_seq}"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="faceswap", description="Consent-gated face swapping with watermarked, logged outputs."
@@ -485,6 +515,19 @@ def build_parser() -> argparse.ArgumentParser:
     fclean.add_argument("--json", action="store_true")
     fclean.set_defaults(handler=cmd_faceset_clean)
 
+    train = commands.add_parser(
+        "train",
+        parents=[ws],
+        help="train a swap model (consent-gated); extra --trainer.*/--model.*/--data.* flags go to LightningCLI",
+    )
+    train.add_argument("--config", type=Path, required=True, help="a YAML in configs/train/")
+    train.add_argument("--subject-a", required=True, help="the face to put on (source)")
+    train.add_argument("--subject-b", required=True, help="the footage's subject (target)")
+    train.add_argument("--purpose", required=True, choices=PURPOSES)
+    train.add_argument("--name", required=True, help="model folder under WORKSPACE/models/")
+    train.add_argument("--json", action="store_true")
+    train.set_defaults(handler=cmd_train)
+
     demo = commands.add_parser("demo", help="the built-in demo").add_subparsers(dest="demo_command", metavar="ACTION")
     subjects = demo.add_parser("subjects", help="make the two synthetic demo subjects")
     subjects.add_argument("--out", type=Path, required=True)
@@ -509,7 +552,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and getattr(args, "command", None) != "train":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.overrides = extra
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()

@@ -125,3 +125,29 @@ def demo_workspace(tmp_path, demo_template) -> Path:
     root = tmp_path / "workspace"
     shutil.copytree(demo_template, root)
     return root
+
+
+@pytest.fixture(scope="session")
+def facesets_template(tmp_path_factory, demo_template, demo_subjects) -> Path:
+    """The demo workspace with both subjects extracted (every 2nd frame, 128 px crops)."""
+    import shutil
+
+    from consent_helpers import store_at
+
+    from faceswap.data.extract import ExtractOptions, extract
+
+    files, _ = demo_subjects
+    root = tmp_path_factory.mktemp("facesets-ws") / "workspace"
+    shutil.copytree(demo_template, root)
+    for subject, f in files.items():
+        extract(store_at(root), f.clip, subject, ExtractOptions(every=2, size=128))
+    return root
+
+
+@pytest.fixture
+def facesets_workspace(tmp_path, facesets_template) -> Path:
+    import shutil
+
+    root = tmp_path / "workspace"
+    shutil.copytree(facesets_template, root)
+    return root

@@ -1,0 +1,1 @@
+"""The swap model: shared encoder and inter, one decoder per subject (DFL "df"), or "liae"."""
