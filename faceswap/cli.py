@@ -425,6 +425,44 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    from faceswap.convert.pipeline import ConvertOptions, convert
+
+    options = ConvertOptions(
+        mask=args.mask,
+        color=args.color,
+        blend=args.blend,
+        erode=args.erode,
+        blur=args.blur,
+        smoothing=not args.no_smoothing,
+        batch=args.batch,
+        sequence=args.sequence,
+        bits=args.bits,
+        alpha=args.alpha,
+        backend=args.backend,
+        model_root=args.model_root,
+    )
+    bar, update = _progress("convert", not args.json)
+    if bar:
+        bar.start()
+    try:
+        report = convert(_store(args), args.model, args.input, args.output, options, progress=update)
+    finally:
+        if bar:
+            bar.stop()
+    if args.json:
+        payload = report.to_json()
+        payload.pop("swaps")
+        _print_json(payload)
+        return 0
+    print(
+        f"{report.output}: {report.frames} frames ({report.frames_swapped} swapped, {report.faces_swapped} faces; "
+        f"{report.bystanders_untouched} bystander faces untouched) in {report.seconds:.1f} s ({report.fps:.1f} fps); "
+        f"watermark token {report.token}, ledger seq {report.ledger_seq}"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="faceswap", description="Consent-gated face swapping with watermarked, logged outputs."
@@ -527,6 +565,31 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--name", required=True, help="model folder under WORKSPACE/models/")
     train.add_argument("--json", action="store_true")
     train.set_defaults(handler=cmd_train)
+
+    conv = commands.add_parser(
+        "convert", parents=[ws], help="swap subject A onto subject B's footage (consent re-checked)"
+    )
+    conv.add_argument("--model", type=Path, required=True, help="a model folder (WORKSPACE/models/NAME)")
+    conv.add_argument("--input", type=Path, required=True, help="a video or an image of subject B")
+    conv.add_argument("--output", type=Path, required=True, help="output video/image, or a folder with --sequence")
+    conv.add_argument(
+        "--mask",
+        default="full",
+        choices=["full", "lower-face", "mouth"],
+        help="full: whole face; mouth / lower-face: keep the target's own mouth / lower face (dubbing)",
+    )
+    conv.add_argument("--color", default="rct", choices=["rct", "lct", "hist", "none"])
+    conv.add_argument("--blend", default="feather", choices=["feather", "seamless"])
+    conv.add_argument("--erode", type=float, default=0.0, help="shrink the mask, as a share of the face crop")
+    conv.add_argument("--blur", type=float, default=0.04, help="feather the mask, as a share of the face crop")
+    conv.add_argument("--no-smoothing", action="store_true", help="turn off keypoint smoothing (One-Euro)")
+    conv.add_argument("--batch", type=int, default=8)
+    conv.add_argument("--sequence", choices=["png"], default=None, help="write an image sequence instead of a video")
+    conv.add_argument("--bits", type=int, default=8, choices=[8, 16])
+    conv.add_argument("--alpha", action="store_true", help="with --sequence: RGBA with the swap matte as alpha")
+    _add_backend_options(conv)
+    conv.add_argument("--json", action="store_true")
+    conv.set_defaults(handler=cmd_convert)
 
     demo = commands.add_parser("demo", help="the built-in demo").add_subparsers(dest="demo_command", metavar="ACTION")
     subjects = demo.add_parser("subjects", help="make the two synthetic demo subjects")

@@ -1,0 +1,1 @@
+"""Conversion: consent re-check, decode, analyse, swap, mask, colour, blend, and the output sink."""

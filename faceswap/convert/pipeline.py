@@ -1,0 +1,301 @@
+"""`faceswap convert`: consent check -> decode -> analyse -> select -> smooth -> swap -> mask ->
+colour -> blend -> output sink. Each step is a function below; `convert` reads top to bottom."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from faceswap.consent.gate import ConsentGate, ConsentGrant
+from faceswap.consent.registry import ConsentStore
+from faceswap.convert import blend as blend_modes
+from faceswap.convert import colour as colour_modes
+from faceswap.convert.model_io import LoadedModel, load_model
+from faceswap.convert.smoothing import KeypointSmoother
+from faceswap.errors import BadInput
+from faceswap.faces.align import alignment_matrix, transform_points
+from faceswap.faces.analyzer import FaceAnalyzer
+from faceswap.faces.identity import cosine_similarities, threshold_for
+from faceswap.faces.masks import landmark_mask
+from faceswap.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, iter_video_frames, probe_video, read_image
+from faceswap.provenance.sink import OutputContext, OutputSink, SinkFrame
+
+MASK_MODES = ("full", "lower-face", "mouth")
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    mask: str = "full"
+    color: str = "rct"
+    blend: str = "feather"
+    erode: float = 0.0  # share of the crop size
+    blur: float = 0.04  # share of the crop size
+    smoothing: bool = True
+    batch: int = 8
+    sequence: str | None = None  # "png"
+    bits: int = 8
+    alpha: bool = False
+    backend: str = "auto"
+    model_root: Path | None = None
+
+    def validate(self) -> None:
+        if self.mask not in MASK_MODES:
+            raise BadInput(f"--mask must be one of {', '.join(MASK_MODES)}")
+        if self.color not in colour_modes.MODES:
+            raise BadInput(f"--color must be one of {', '.join(colour_modes.MODES)}")
+        if self.blend not in blend_modes.MODES:
+            raise BadInput(f"--blend must be one of {', '.join(blend_modes.MODES)}")
+        if self.bits not in (8, 16):
+            raise BadInput("--bits must be 8 or 16")
+
+
+@dataclass
+class ConvertReport:
+    input: str
+    output: str
+    model: str
+    frames: int = 0
+    frames_swapped: int = 0
+    faces_swapped: int = 0
+    bystanders_untouched: int = 0
+    seconds: float = 0.0
+    fps: float = 0.0
+    token: str | None = None
+    ledger_seq: int | None = None
+    consent_record_ids: list[str] = field(default_factory=list)
+    swaps: list[dict[str, Any]] = field(default_factory=list)  # per swapped face: frame, bbox, kps
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class FrameIn:
+    index: int
+    image: np.ndarray
+    pts: int | None = None
+    time_base: Fraction | None = None
+
+
+def check_consent(store: ConsentStore, model: LoadedModel) -> ConsentGrant:
+    """Consent is re-checked now, not trusted from training time."""
+    grant = ConsentGrant.from_json(model.info["consent_grant"])
+    return ConsentGate(store).recheck(grant)
+
+
+def decode(path: Path) -> tuple[Iterator[FrameIn], Fraction, Fraction | None, int, bool]:
+    """Frames from a video (a reader thread keeps decoding ahead) or a single image."""
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        info = probe_video(path)
+        return _threaded(iter_video_frames(path)), info.fps, info.time_base, info.frames, True
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        image = read_image(path)
+        return iter([FrameIn(0, image)]), Fraction(25), None, 1, False
+    raise BadInput(f"{path}: not a video or image this tool reads")
+
+
+def _threaded(frames, depth: int = 16) -> Iterator[FrameIn]:
+    box: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+
+    def reader() -> None:
+        try:
+            for f in frames:
+                box.put(FrameIn(f.index, f.image, f.pts, f.time_base))
+        except BaseException as error:  # noqa: BLE001 - handed to the consumer, which re-raises
+            box.put(error)
+        box.put(done)
+
+    threading.Thread(target=reader, daemon=True).start()
+    while True:
+        item = box.get()
+        if item is done:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
+class Swapper:
+    """Everything per frame after decoding; holds the model, the analyzer and the tracks."""
+
+    def __init__(self, model: LoadedModel, references: np.ndarray, backend: str, options: ConvertOptions, fps: float):
+        self.model, self.options = model, options
+        self.analyzer = FaceAnalyzer(backend, options.model_root)
+        self.references = references
+        self.threshold = threshold_for(backend)
+        self.smoother = KeypointSmoother(float(fps), enabled=options.smoothing)
+        self.colour = colour_modes.MODES[options.color]
+        self.blend = blend_modes.MODES[options.blend]
+
+    def select(self, frame: FrameIn, report: ConvertReport) -> list:
+        """Faces of subject B in this frame; everyone else is counted and left alone."""
+        chosen = []
+        for face in self.analyzer.analyze(frame.image):
+            if float(cosine_similarities(face.embedding, self.references).max()) >= self.threshold:
+                chosen.append(face)
+            else:
+                report.bystanders_untouched += 1
+        return chosen
+
+    def infer(self, crops: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
+        batch = torch.from_numpy(np.stack(crops)[..., ::-1].copy()).permute(0, 3, 1, 2).float().div_(255)
+        batch = batch.to(self.model.device)
+        with (
+            torch.no_grad(),
+            torch.autocast(self.model.device, dtype=self.model.dtype, enabled=self.model.device == "cuda"),
+        ):
+            rgb, mask = self.model.network.swap(batch, "a")
+        faces = (rgb.float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()[..., ::-1] * 255).round().astype(np.uint8)
+        return np.ascontiguousarray(faces), mask.float()[:, 0].cpu().numpy()
+
+    def region(self, face, matrix: np.ndarray, size: int) -> np.ndarray:
+        """Where the swap may paint: the face hull, minus the target's own mouth or lower face."""
+        import cv2
+
+        if face.landmarks is None or face.landmark_scheme is None:
+            return np.ones((size, size), np.float32)
+        lms = transform_points(face.landmarks, matrix)
+        kps = transform_points(face.kps5, matrix)
+        area = landmark_mask(lms, face.landmark_scheme, kps, "full", (size, size))
+        if self.options.mask != "full":
+            keep = landmark_mask(lms, face.landmark_scheme, kps, self.options.mask, (size, size))
+            keep = cv2.dilate(keep, np.ones((3, 3), np.uint8), iterations=max(1, size // 64))
+            area = np.clip(area - keep, 0, 1)
+        return area
+
+    def finish_mask(self, learned: np.ndarray, region: np.ndarray) -> np.ndarray:
+        import cv2
+
+        size = region.shape[0]
+        mask = np.minimum(np.clip(learned, 0, 1), region)
+        if self.options.erode > 0:
+            k = max(1, int(self.options.erode * size))
+            mask = cv2.erode(mask, np.ones((k, k), np.uint8))
+        if self.options.blur > 0:
+            mask = cv2.GaussianBlur(mask, (0, 0), max(0.5, self.options.blur * size))
+        return np.clip(mask, 0, 1)
+
+    def process(self, frames: list[FrameIn], report: ConvertReport) -> list[tuple[FrameIn, np.ndarray, np.ndarray]]:
+        """Swap a batch of frames; returns (frame, new image, matte) for each."""
+        size = self.model.resolution
+        jobs = []  # (frame position, face, matrix, crop)
+        for pos, frame in enumerate(frames):
+            for face in self.select(frame, report):
+                _, kps = self.smoother(frame.index, face.bbox, face.kps5)
+                matrix = alignment_matrix(kps, size)
+                jobs.append((pos, face, matrix))
+        outputs = [f.image.copy() for f in frames]
+        mattes = [np.zeros(f.image.shape[:2], np.float32) for f in frames]
+        if jobs:
+            import cv2
+
+            crops = [
+                cv2.warpAffine(frames[pos].image, m, (size, size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT)
+                for pos, _, m in jobs
+            ]
+            swapped, learned = self.infer(crops)
+            for (pos, face, matrix), crop, new, learned_mask in zip(jobs, crops, swapped, learned, strict=True):
+                mask = self.finish_mask(learned_mask, self.region(face, matrix, size))
+                new = self.colour(new, crop, mask)
+                outputs[pos] = self.blend(outputs[pos], new, matrix, mask)
+                h, w = outputs[pos].shape[:2]
+                inverse = cv2.invertAffineTransform(matrix)
+                mattes[pos] = np.maximum(mattes[pos], cv2.warpAffine(mask, inverse, (w, h)))
+                report.faces_swapped += 1
+                report.swaps.append(
+                    {
+                        "frame": frames[pos].index,
+                        "bbox": [round(float(v), 1) for v in face.bbox],
+                        "kps": np.round(face.kps5, 2).tolist(),
+                    }
+                )
+            report.frames_swapped += len({pos for pos, _, _ in jobs})
+        return [(f, out, matte) for f, out, matte in zip(frames, outputs, mattes, strict=True)]
+
+
+def _batched(frames: Iterator[FrameIn], size: int) -> Iterator[list[FrameIn]]:
+    batch: list[FrameIn] = []
+    for frame in frames:
+        batch.append(frame)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def convert(
+    store: ConsentStore,
+    model_dir: Path,
+    input_path: Path,
+    output: Path,
+    options: ConvertOptions,
+    progress: Callable[[int, int], None] | None = None,
+) -> ConvertReport:
+    options.validate()
+    model = load_model(model_dir)
+    grant = check_consent(store, model)
+    snapshot = store.load()
+    record_b = snapshot.by_id(grant.record_for(grant.subject_b).record_id)
+    backend = record_b.backend if options.backend == "auto" else options.backend
+    frames, fps, time_base, total, is_video = decode(input_path)
+    swapper = Swapper(model, record_b.reference_embeddings, backend, options, float(fps))
+    report = ConvertReport(str(input_path), str(output), str(model_dir), consent_record_ids=grant.record_ids)
+    started = time.perf_counter()
+
+    def swapped_frames() -> Iterator[SinkFrame]:
+        for batch in _batched(frames, options.batch):
+            for frame, image, matte in swapper.process(batch, report):
+                report.frames += 1
+                if progress:
+                    progress(report.frames, total)
+                yield _sink_frame(frame, image, matte, options)
+
+    context = OutputContext(
+        producer="convert",
+        model_fingerprint=model.fingerprint,
+        consent_record_ids=tuple(grant.record_ids),
+        settings={
+            "model": model.info["name"],
+            "input": input_path.name,
+            "mask": options.mask,
+            "color": options.color,
+            "blend": options.blend,
+            "smoothing": options.smoothing,
+            "purpose": grant.purpose,
+        },
+    )
+    sink = OutputSink(store.ledger)
+    if options.sequence:
+        written = sink.write_sequence(output, swapped_frames(), context)
+    elif is_video:
+        written = sink.write_video(
+            output, swapped_frames(), fps, context, audio_from=input_path, time_base=time_base, expected_frames=total
+        )
+    else:
+        written = sink.write_image(output, next(iter(swapped_frames())).image, context)
+    report.seconds = round(time.perf_counter() - started, 2)
+    report.fps = round(report.frames / max(report.seconds, 1e-9), 2)
+    report.token, report.ledger_seq = written.token, written.entry.seq
+    return report
+
+
+def _sink_frame(frame: FrameIn, image: np.ndarray, matte: np.ndarray, options: ConvertOptions) -> SinkFrame:
+    alpha = None
+    if options.alpha:
+        alpha = np.rint(np.clip(matte, 0, 1) * (65535 if options.bits == 16 else 255))
+        alpha = alpha.astype(np.uint16 if options.bits == 16 else np.uint8)
+    if options.bits == 16:
+        image = image.astype(np.uint16) * 257
+    return SinkFrame(image, frame.pts, frame.time_base, alpha)
