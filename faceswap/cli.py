@@ -463,6 +463,52 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from faceswap.eval.run import run_eval
+
+    report, output = run_eval(
+        _store(args), args.model, args.input, args.output, args.truth, args.mask, args.every, args.compare_smoothing
+    )
+    if args.json:
+        _print_json({"output": str(output), **report.to_json()})
+        return 0
+    fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+    print(f"output {output}: {report.frames_compared} frames compared")
+    print(
+        f"  identity: nearer A in {fmt(report.nearer_a_share)} of frames "
+        f"(mean sim A {fmt(report.identity_sim_a_mean)}, "
+        f"B {fmt(report.identity_sim_b_mean)})"
+    )
+    print(
+        f"  mouth opening correlation: with input {fmt(report.mouth_correlation_input)}, "
+        f"with truth {fmt(report.mouth_correlation_truth)}"
+    )
+    print(
+        f"  jitter {fmt(report.jitter)} (input's own motion {fmt(report.input_motion)}); first frames: "
+        f"{fmt(report.jitter_smoothing_on)} smoothed vs {fmt(report.jitter_without_smoothing)} unsmoothed"
+    )
+    print(f"  frames marked when re-verified one by one: {fmt(report.marked_share)}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from faceswap.demo.run import DemoOptions, run_demo
+
+    workspace = _workspace(args)
+    if args.json and (workspace.demo_dir / "report.json").exists() and not args.rerun:
+        print((workspace.demo_dir / "report.json").read_text())
+        return 0
+    say = (lambda _msg: None) if args.json else (lambda msg: print(msg, flush=True))
+    report = run_demo(workspace, DemoOptions(seconds=args.seconds, steps=args.steps), say=say)
+    if args.json:
+        _print_json(report)
+    else:
+        from faceswap.demo.run import summary as render
+
+        print(render(report))
+    return 0 if report["verify"]["exit_code"] == 0 and report["ledger"]["valid"] else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="faceswap", description="Consent-gated face swapping with watermarked, logged outputs."
@@ -591,7 +637,34 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--json", action="store_true")
     conv.set_defaults(handler=cmd_convert)
 
-    demo = commands.add_parser("demo", help="the built-in demo").add_subparsers(dest="demo_command", metavar="ACTION")
+    ev = commands.add_parser(
+        "eval", parents=[ws], help="identity, expression, jitter and watermark metrics of a conversion"
+    )
+    ev.add_argument("--model", type=Path, required=True)
+    ev.add_argument("--input", type=Path, required=True, help="subject B's video")
+    ev.add_argument("--output", type=Path, default=None, help="an existing conversion (default: convert now)")
+    ev.add_argument("--truth", type=Path, default=None, help="truth.json of a demo clip")
+    ev.add_argument("--mask", default="full", choices=["full", "lower-face", "mouth"])
+    ev.add_argument("--every", type=int, default=2)
+    ev.add_argument(
+        "--compare-smoothing",
+        type=int,
+        default=40,
+        metavar="FRAMES",
+        help="also measure jitter without smoothing over this many frames (0: skip)",
+    )
+    ev.add_argument("--json", action="store_true")
+    ev.set_defaults(handler=cmd_eval)
+
+    demo_parser = commands.add_parser("demo", parents=[ws], help="the end-to-end demo on synthetic subjects (< 10 min)")
+    demo_parser.add_argument(
+        "--json", action="store_true", help="print workspace/demo/report.json (runs the demo if missing)"
+    )
+    demo_parser.add_argument("--rerun", action="store_true", help="with --json: run again even if a report exists")
+    demo_parser.add_argument("--seconds", type=float, default=10.0, help="length of the demo clips")
+    demo_parser.add_argument("--steps", type=int, default=300, help="training steps of the smoke model")
+    demo_parser.set_defaults(handler=cmd_demo)
+    demo = demo_parser.add_subparsers(dest="demo_command", metavar="ACTION")
     subjects = demo.add_parser("subjects", help="make the two synthetic demo subjects")
     subjects.add_argument("--out", type=Path, required=True)
     subjects.add_argument("--seconds", type=float, default=10.0)

@@ -12,8 +12,8 @@ import numpy as np
 class OneEuroFilter:
     """Casiez et al. 2012: low-pass whose cutoff rises with speed (smooth when still, quick when moving)."""
 
-    min_cutoff: float = 1.0
-    beta: float = 0.05
+    min_cutoff: float = 3.0
+    beta: float = 0.1
     d_cutoff: float = 1.0
     _x: np.ndarray | None = None
     _dx: np.ndarray | None = None
@@ -48,7 +48,7 @@ class Track:
 class KeypointSmoother:
     """Associates faces to tracks by centre distance and smooths each track's keypoints."""
 
-    def __init__(self, fps: float, enabled: bool = True, min_cutoff: float = 1.0, beta: float = 0.05) -> None:
+    def __init__(self, fps: float, enabled: bool = True, min_cutoff: float = 3.0, beta: float = 0.1) -> None:
         self.dt = 1.0 / max(fps, 1e-3)
         self.enabled = enabled
         self.min_cutoff, self.beta = min_cutoff, beta

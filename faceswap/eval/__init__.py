@@ -1,0 +1,1 @@
+"""Metrics of a conversion: identity, expression preservation, jitter, watermark survival."""

@@ -1,0 +1,51 @@
+"""Wiring for `faceswap eval`: convert (through the sink) when no output is given, then measure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from faceswap.consent.registry import ConsentStore
+from faceswap.eval.metrics import EvalReport, evaluate, jitter_comparison
+
+
+def run_eval(
+    store: ConsentStore,
+    model_dir: Path,
+    input_video: Path,
+    output: Path | None,
+    truth: Path | None,
+    mask: str,
+    every: int,
+    compare_frames: int,
+) -> tuple[EvalReport, Path]:
+    from faceswap.convert.model_io import load_model
+    from faceswap.convert.pipeline import ConvertOptions, Swapper, check_consent, convert
+    from faceswap.faces.analyzer import FaceAnalyzer
+    from faceswap.faces.identity import threshold_for
+
+    model = load_model(model_dir)
+    grant = check_consent(store, model)
+    snapshot = store.load()
+    record_a = snapshot.by_id(grant.record_for(grant.subject_a).record_id)
+    record_b = snapshot.by_id(grant.record_for(grant.subject_b).record_id)
+    options = ConvertOptions(mask=mask)
+    if output is None:
+        output = model_dir / "eval" / f"{input_video.stem}-{mask}.mp4"
+        if output.exists():
+            output.unlink()
+        convert(store, model_dir, input_video, output, options)
+    analyzer = FaceAnalyzer(record_b.backend)
+    threshold = threshold_for(record_b.backend)
+    refs_a, refs_b = record_a.reference_embeddings, record_b.reference_embeddings
+    report = evaluate(analyzer, input_video, output, refs_a, refs_b, threshold, truth, every)
+    if compare_frames:
+        from faceswap.media import probe_video
+
+        fps = float(probe_video(input_video).fps)
+        swappers = {
+            "on": Swapper(model, refs_b, record_b.backend, options, fps),
+            "off": Swapper(model, refs_b, record_b.backend, ConvertOptions(mask=mask, smoothing=False), fps),
+        }
+        jitters = jitter_comparison(swappers, input_video, analyzer, refs_a, refs_b, threshold, compare_frames)
+        report.jitter_smoothing_on, report.jitter_without_smoothing = jitters["on"], jitters["off"]
+    return report, output
