@@ -151,3 +151,37 @@ def facesets_workspace(tmp_path, facesets_template) -> Path:
     root = tmp_path / "workspace"
     shutil.copytree(facesets_template, root)
     return root
+
+
+@pytest.fixture(scope="session")
+def trained_template(tmp_path_factory, facesets_template) -> Path:
+    """Facesets plus a briefly trained smoke model 'tiny' (30 steps: fast, not good)."""
+    import shutil
+
+    from faceswap.train import TrainRequest, run_training
+    from faceswap.workspace import Workspace
+
+    root = tmp_path_factory.mktemp("trained-ws") / "workspace"
+    shutil.copytree(facesets_template, root)
+    config = Path(__file__).parents[1] / "configs" / "train" / "smoke.yaml"
+    run_training(
+        TrainRequest(
+            Workspace(root),
+            config,
+            "demo-a",
+            "demo-b",
+            "evaluation",
+            "tiny",
+            ["--trainer.max_steps", "30", "--trainer.enable_progress_bar", "false"],
+        )
+    )
+    return root
+
+
+@pytest.fixture
+def trained_workspace(tmp_path, trained_template) -> Path:
+    import shutil
+
+    root = tmp_path / "workspace"
+    shutil.copytree(trained_template, root)
+    return root

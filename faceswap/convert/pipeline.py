@@ -170,7 +170,7 @@ class Swapper:
         area = landmark_mask(lms, face.landmark_scheme, kps, "full", (size, size))
         if self.options.mask != "full":
             keep = landmark_mask(lms, face.landmark_scheme, kps, self.options.mask, (size, size))
-            keep = cv2.dilate(keep, np.ones((3, 3), np.uint8), iterations=max(1, size // 64))
+            keep = cv2.dilate(keep, np.ones((3, 3), np.uint8), iterations=max(1, size // 16))
             area = np.clip(area - keep, 0, 1)
         return area
 
