@@ -69,7 +69,7 @@ def test_revoked_consent_stops_conversion_and_writes_nothing(trained_workspace, 
     files, _ = demo_subjects
     store_at(trained_workspace).revoke("demo-a", "withdrawn")
     before = len(store_at(trained_workspace).ledger.entries("output.written"))
-    output = tmp_path / "refused.mp4"
+    output = tmp_path / "out" / "refused.mp4"
     code = main(
         [
             "convert",
@@ -86,7 +86,7 @@ def test_revoked_consent_stops_conversion_and_writes_nothing(trained_workspace, 
     assert code == 1
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("faceswap: error:")]
     assert len(err) == 1 and "revoked" in err[0]
-    assert not output.exists() and list(tmp_path.iterdir()) == []
+    assert not output.parent.exists() or list(output.parent.iterdir()) == []
     assert len(store_at(trained_workspace).ledger.entries("output.written")) == before
 
 

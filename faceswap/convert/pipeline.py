@@ -159,31 +159,36 @@ class Swapper:
         faces = (rgb.float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()[..., ::-1] * 255).round().astype(np.uint8)
         return np.ascontiguousarray(faces), mask.float()[:, 0].cpu().numpy()
 
-    def region(self, face, matrix: np.ndarray, size: int) -> np.ndarray:
-        """Where the swap may paint: the face hull, minus the target's own mouth or lower face."""
+    def region(self, face, matrix: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Where the swap may paint (the face hull) and what it must keep from the target (its own
+        mouth or lower face, for `--mask mouth|lower-face`), in aligned crop coordinates."""
         import cv2
 
+        empty = np.zeros((size, size), np.float32)
         if face.landmarks is None or face.landmark_scheme is None:
-            return np.ones((size, size), np.float32)
+            return np.ones((size, size), np.float32), empty
         lms = transform_points(face.landmarks, matrix)
         kps = transform_points(face.kps5, matrix)
         area = landmark_mask(lms, face.landmark_scheme, kps, "full", (size, size))
-        if self.options.mask != "full":
-            keep = landmark_mask(lms, face.landmark_scheme, kps, self.options.mask, (size, size))
-            keep = cv2.dilate(keep, np.ones((3, 3), np.uint8), iterations=max(1, size // 16))
-            area = np.clip(area - keep, 0, 1)
-        return area
+        if self.options.mask == "full":
+            return area, empty
+        keep = landmark_mask(lms, face.landmark_scheme, kps, self.options.mask, (size, size))
+        return area, cv2.dilate(keep, np.ones((3, 3), np.uint8), iterations=max(1, size // 32))
 
-    def finish_mask(self, learned: np.ndarray, region: np.ndarray) -> np.ndarray:
+    def finish_mask(self, learned: np.ndarray, area: np.ndarray, keep: np.ndarray) -> np.ndarray:
+        """Learned mask within the face hull, eroded and feathered; the kept part is cut out with a
+        sharper edge so the target's lips are not blurred into the swap."""
         import cv2
 
-        size = region.shape[0]
-        mask = np.minimum(np.clip(learned, 0, 1), region)
+        size = area.shape[0]
+        mask = np.minimum(np.clip(learned, 0, 1), area)
         if self.options.erode > 0:
             k = max(1, int(self.options.erode * size))
             mask = cv2.erode(mask, np.ones((k, k), np.uint8))
         if self.options.blur > 0:
             mask = cv2.GaussianBlur(mask, (0, 0), max(0.5, self.options.blur * size))
+        if keep.any():
+            mask = mask * (1 - cv2.GaussianBlur(keep, (0, 0), max(0.5, 0.012 * size)))
         return np.clip(mask, 0, 1)
 
     def process(self, frames: list[FrameIn], report: ConvertReport) -> list[tuple[FrameIn, np.ndarray, np.ndarray]]:
@@ -206,7 +211,7 @@ class Swapper:
             ]
             swapped, learned = self.infer(crops)
             for (pos, face, matrix), crop, new, learned_mask in zip(jobs, crops, swapped, learned, strict=True):
-                mask = self.finish_mask(learned_mask, self.region(face, matrix, size))
+                mask = self.finish_mask(learned_mask, *self.region(face, matrix, size))
                 new = self.colour(new, crop, mask)
                 outputs[pos] = self.blend(outputs[pos], new, matrix, mask)
                 h, w = outputs[pos].shape[:2]
