@@ -139,12 +139,12 @@ class Ledger:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock_path = self.path.with_name(self.path.name + ".lock")
         self._head_path = self.path.with_name(HEAD_FILE)
-        with self._connect() as conn:
+        with self._exclusive(), contextlib.closing(self._connect()) as conn:
+            conn.execute("PRAGMA journal_mode=WAL")  # persistent in the file; set once, under the lock
             conn.executescript(SCHEMA)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         return conn
 
