@@ -68,14 +68,18 @@ def registered_template(tmp_path_factory, reference_photos) -> Path:
     return root
 
 
-@pytest.fixture
-def workspace_root(tmp_path, registered_template) -> Path:
-    """A private copy of the registered workspace, safe to tamper with."""
+def private_copy(template: Path, tmp_path: Path) -> Path:
+    """A test's own copy of a session-built workspace, safe to change or tamper with."""
     import shutil
 
     root = tmp_path / "workspace"
-    shutil.copytree(registered_template, root)
+    shutil.copytree(template, root)
     return root
+
+
+@pytest.fixture
+def workspace_root(tmp_path, registered_template) -> Path:
+    return private_copy(registered_template, tmp_path)
 
 
 @pytest.fixture(scope="session")
@@ -120,11 +124,7 @@ def demo_template(tmp_path_factory, demo_subjects) -> Path:
 
 @pytest.fixture
 def demo_workspace(tmp_path, demo_template) -> Path:
-    import shutil
-
-    root = tmp_path / "workspace"
-    shutil.copytree(demo_template, root)
-    return root
+    return private_copy(demo_template, tmp_path)
 
 
 @pytest.fixture(scope="session")
@@ -146,11 +146,7 @@ def facesets_template(tmp_path_factory, demo_template, demo_subjects) -> Path:
 
 @pytest.fixture
 def facesets_workspace(tmp_path, facesets_template) -> Path:
-    import shutil
-
-    root = tmp_path / "workspace"
-    shutil.copytree(facesets_template, root)
-    return root
+    return private_copy(facesets_template, tmp_path)
 
 
 @pytest.fixture(scope="session")
@@ -180,8 +176,4 @@ def trained_template(tmp_path_factory, facesets_template) -> Path:
 
 @pytest.fixture
 def trained_workspace(tmp_path, trained_template) -> Path:
-    import shutil
-
-    root = tmp_path / "workspace"
-    shutil.copytree(trained_template, root)
-    return root
+    return private_copy(trained_template, tmp_path)

@@ -50,10 +50,24 @@ def document_sha256(document: dict[str, Any]) -> str:
 
 
 @dataclass(frozen=True)
-class ConsentRecord:
+class SignedDocument:
+    """A signed JSON document on disk: a consent record or a revocation."""
+
     document: dict[str, Any]
     path: Path
 
+    @property
+    def sha256(self) -> str:
+        return document_sha256(self.document)
+
+    def signature_valid(self, public: PublicKey) -> bool:
+        return self.document.get("registrar_key_id") == public.key_id and public.verify(
+            self.document.get("signature", ""), signed_message(self.document)
+        )
+
+
+@dataclass(frozen=True)
+class ConsentRecord(SignedDocument):
     @property
     def record_id(self) -> str:
         return self.document["record_id"]
@@ -94,21 +108,9 @@ class ConsentRecord:
     def reference_embeddings(self) -> np.ndarray:
         return np.asarray(self.document["reference"]["embeddings"], dtype=np.float32)
 
-    @property
-    def sha256(self) -> str:
-        return document_sha256(self.document)
-
-    def signature_valid(self, public: PublicKey) -> bool:
-        return self.document.get("registrar_key_id") == public.key_id and public.verify(
-            self.document.get("signature", ""), signed_message(self.document)
-        )
-
 
 @dataclass(frozen=True)
-class Revocation:
-    document: dict[str, Any]
-    path: Path
-
+class Revocation(SignedDocument):
     @property
     def record_id(self) -> str:
         return self.document["revocation_of"]
@@ -120,15 +122,6 @@ class Revocation:
     @property
     def revoked_at(self) -> str:
         return self.document["revoked_at"]
-
-    @property
-    def sha256(self) -> str:
-        return document_sha256(self.document)
-
-    def signature_valid(self, public: PublicKey) -> bool:
-        return self.document.get("registrar_key_id") == public.key_id and public.verify(
-            self.document.get("signature", ""), signed_message(self.document)
-        )
 
 
 def status_of(record: ConsentRecord, revoked: bool, today: date) -> str:
