@@ -191,7 +191,7 @@ def run_training(request: TrainRequest) -> TrainResult:
     fingerprint = weights_fingerprint(module.network)
     weights_path = model_dir / "model.pt"
     tmp = model_dir / f".model.pt.{os.getpid()}.tmp"
-    torch.save({"hparams": dict(module.hparams), "state_dict": module.network.state_dict()}, tmp)
+    torch.save({"hparams": dict(module.hparams), "state_dict": module.network.state_dict()}, tmp)  # weights
     os.replace(tmp, weights_path)
     losses = history.summary()
     info = {

@@ -95,26 +95,29 @@ def decode(path: Path) -> tuple[Iterator[FrameIn], Fraction, Fraction | None, in
     """Frames from a video (a reader thread keeps decoding ahead) or a single image."""
     if path.suffix.lower() in VIDEO_SUFFIXES:
         info = probe_video(path)
-        return _threaded(iter_video_frames(path)), info.fps, info.time_base, info.frames, True
+        decoded = (FrameIn(f.index, f.image, f.pts, f.time_base) for f in iter_video_frames(path))
+        return in_background(decoded), info.fps, info.time_base, info.frames, True
     if path.suffix.lower() in IMAGE_SUFFIXES:
         image = read_image(path)
         return iter([FrameIn(0, image)]), Fraction(25), None, 1, False
     raise BadInput(f"{path}: not a video or image this tool reads")
 
 
-def _threaded(frames, depth: int = 16) -> Iterator[FrameIn]:
+def in_background(items: Iterator, depth: int = 16) -> Iterator:
+    """Run an iterator in its own thread, a few items ahead: decoding, swapping and the sink's
+    watermarking and encoding overlap (the heavy parts release the GIL)."""
     box: queue.Queue = queue.Queue(maxsize=depth)
     done = object()
 
-    def reader() -> None:
+    def worker() -> None:
         try:
-            for f in frames:
-                box.put(FrameIn(f.index, f.image, f.pts, f.time_base))
+            for item in items:
+                box.put(item)
         except BaseException as error:  # noqa: BLE001 - handed to the consumer, which re-raises
             box.put(error)
         box.put(done)
 
-    threading.Thread(target=reader, daemon=True).start()
+    threading.Thread(target=worker, daemon=True).start()
     while True:
         item = box.get()
         if item is done:

@@ -221,7 +221,7 @@ def extract(
         for entry in new_entries:
             (staging / entry.file).replace(folder / entry.file)
         faceset.faces.extend(new_entries)
-        faceset.save()
+        faceset.save()  # the JSONL index, not pixels
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         if existing is None and not (folder / "faceset.jsonl").exists():

@@ -105,7 +105,7 @@ def clean(
         for entry in moved:
             log.write(json.dumps({**asdict(entry), "reason": reasons[entry.file]}, sort_keys=True) + "\n")
     faceset.faces = [e for e in faceset.faces if e.file not in reasons]
-    faceset.save()
+    faceset.save()  # the JSONL index, not pixels
     for entry in moved:
         source = faceset.folder / entry.file
         if source.exists():
