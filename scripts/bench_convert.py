@@ -55,7 +55,7 @@ def bench_size(frames: list[np.ndarray], size: tuple[int, int], model: LoadedMod
         stream = out.add_stream("libx264", rate=25)
         stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
         for i, image in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(cv2.resize(image, size), format="bgr24")
+            frame = av.VideoFrame.from_ndarray(_fit(image, size), format="bgr24")
             frame.pts, frame.time_base = i, Fraction(1, 25)
             for packet in stream.encode(frame):
                 out.mux(packet)
@@ -104,6 +104,15 @@ def bench_size(frames: list[np.ndarray], size: tuple[int, int], model: LoadedMod
         "fps_serial": round(n / total, 2),
         "ms_per_frame": {k: round(v / n * 1000, 1) for k, v in clock.totals.items()},
     }
+
+
+def _fit(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Scale to the target height keeping the aspect ratio, then pad the width (faces stay unstretched)."""
+    w, h = size
+    scaled = cv2.resize(image, (int(round(image.shape[1] * h / image.shape[0])), h), interpolation=cv2.INTER_CUBIC)
+    pad = max(0, w - scaled.shape[1])
+    padded = cv2.copyMakeBorder(scaled, 0, 0, pad // 2, pad - pad // 2, cv2.BORDER_REFLECT)
+    return np.ascontiguousarray(padded[:, :w])
 
 
 def _timed(clock: Clock, stage: str, fn):

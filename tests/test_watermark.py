@@ -65,6 +65,14 @@ def test_our_decoder_reads_upstream_marks(astronaut_image):
     assert ((share > 0.5) == bits).all() and per_bit >= 60
 
 
+def test_upstream_decoder_reads_the_token_of_a_full_mark(watermarker, astronaut_image):
+    from faceswap.provenance.watermark import TOKEN_SCALE
+
+    marked = watermarker.embed([astronaut_image], 0x5EED5EED5EED)[0]
+    bits = WatermarkDecoder("bits", CODE_BITS).decode(marked, "dwtDctSvd", scales=[0, TOKEN_SCALE, 0])
+    assert decode_soft(np.array(bits, dtype=np.float64)).token == 0x5EED5EED5EED
+
+
 def test_ours_changes_the_frame_less_than_upstream(astronaut_image):
     bits = np.random.default_rng(7).integers(0, 2, 64)
     ours = np.clip(np.rint(dwtdctsvd.embed(astronaut_image, bits)), 0, 255).astype(np.uint8)

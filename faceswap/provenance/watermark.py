@@ -24,6 +24,7 @@ SYNC_WORD = 0xA3C59E61  # 16 ones, 16 zeros: an all-zero or all-one read agrees 
 SYNC_BITS = np.array([int(c) for c in f"{SYNC_WORD:032b}"], dtype=np.uint8)
 SYNC_THRESHOLD = 30
 MIN_PIXELS = 256 * 256
+TOKEN_SCALE = 42.0  # dwtDctSvd quantisation step: upstream's 36 loses the token under H.264 CRF 23 more often
 
 
 def binomial_tail(agree: int, n: int = riva.BITS) -> float:
@@ -68,7 +69,7 @@ class Detection:
 
 
 class Watermarker:
-    def __init__(self, scale: float = dwtdctsvd.DEFAULT_SCALE, work_size: tuple[int, int] = riva.WORK_SIZE) -> None:
+    def __init__(self, scale: float = TOKEN_SCALE, work_size: tuple[int, int] = riva.WORK_SIZE) -> None:
         self.scale = scale
         self.work_size = work_size
         self.models = riva.RivaModels()
