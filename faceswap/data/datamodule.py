@@ -93,7 +93,8 @@ class PairDataset(Dataset):
         }
 
     def __getitem__(self, index: int) -> dict:
-        rng = np.random.default_rng((self.seed, index, torch.initial_seed() % (2**32)))
+        # drawn from torch's generator: seeded by seed_everything and per worker, new every epoch
+        rng = np.random.default_rng((self.seed, index, int(torch.randint(0, 2**62, (1,)).item())))
         return {"a": self._sample(self.a, rng, toward=self.b), "b": self._sample(self.b, rng, toward=None)}
 
 

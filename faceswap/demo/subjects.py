@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from faceswap.demo.clip import Pose, backdrop, composite
-from faceswap.demo.faces import Identity, build_identities
+from faceswap.demo.faces import RECIPES, Identity, build_identities
 
 FPS = 25
 SIZE = (640, 480)
@@ -233,5 +233,5 @@ def identity_report(analyzer, identities: list[Identity], sources) -> dict:
         "threshold": threshold_for(analyzer.name),
         "between_subjects": pairs,
         "nearest_real_source": nearest,
-        "recipes": [asdict(r) for r in __import__("faceswap.demo.faces", fromlist=["RECIPES"]).RECIPES],
+        "recipes": [asdict(r) for r in RECIPES],
     }
