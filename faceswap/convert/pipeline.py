@@ -26,7 +26,7 @@ from faceswap.faces.analyzer import FaceAnalyzer
 from faceswap.faces.identity import cosine_similarities, threshold_for
 from faceswap.faces.masks import landmark_mask
 from faceswap.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, iter_video_frames, probe_video, read_image
-from faceswap.provenance.sink import OutputContext, OutputSink, SinkFrame
+from faceswap.provenance.sink import OutputContext, OutputSink, SinkFrame, batched
 
 MASK_MODES = ("full", "lower-face", "mouth")
 
@@ -232,17 +232,6 @@ class Swapper:
         return [(f, out, matte) for f, out, matte in zip(frames, outputs, mattes, strict=True)]
 
 
-def _batched(frames: Iterator[FrameIn], size: int) -> Iterator[list[FrameIn]]:
-    batch: list[FrameIn] = []
-    for frame in frames:
-        batch.append(frame)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 def convert(
     store: ConsentStore,
     model_dir: Path,
@@ -263,7 +252,7 @@ def convert(
     started = time.perf_counter()
 
     def swapped_frames() -> Iterator[SinkFrame]:
-        for batch in _batched(frames, options.batch):
+        for batch in batched(frames, options.batch):
             for frame, image, matte in swapper.process(batch, report):
                 report.frames += 1
                 if progress:

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -28,6 +28,7 @@ from faceswap.signing import canonical_json, file_sha256, sha256_hex
 IMAGE_FORMATS = {".png": ".png", ".jpg": ".jpg", ".jpeg": ".jpg"}
 PARTIAL_MARK = ".faceswap-partial"
 PHASH_SAMPLES = 16
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,7 @@ class OutputSink:
         hashes: list[str] = []
         try:
             count = 0
-            for batch in _batches((_as_sink_frame(f) for f in frames), self.batch):
+            for batch in batched((_as_sink_frame(f) for f in frames), self.batch):
                 marked = self._mark([f.image for f in batch], token)
                 for item, image in zip(batch, marked, strict=True):
                     pixels = image
@@ -218,7 +219,7 @@ class OutputSink:
             with contextlib.ExitStack() as stack:
                 container = stack.enter_context(av.open(str(partial), mode="w"))
                 source = stack.enter_context(av.open(str(audio_from))) if audio_from else None
-                batches = _batches((_as_sink_frame(f) for f in frames), self.batch)
+                batches = batched((_as_sink_frame(f) for f in frames), self.batch)
                 first = next(batches, None)
                 if first is None:
                     raise BadInput("no frames to write")
@@ -270,8 +271,9 @@ def _as_sink_frame(item: SinkFrame | np.ndarray) -> SinkFrame:
     return item if isinstance(item, SinkFrame) else SinkFrame(item)
 
 
-def _batches(items: Iterable[SinkFrame], size: int) -> Iterator[list[SinkFrame]]:
-    batch: list[SinkFrame] = []
+def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Consecutive lists of `size` items (the last may be shorter); itertools.batched needs 3.12."""
+    batch: list[T] = []
     for item in items:
         batch.append(item)
         if len(batch) == size:
