@@ -434,7 +434,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         blend=args.blend,
         erode=args.erode,
         blur=args.blur,
-        smoothing=not args.no_smoothing,
+        smoothing=0.0 if args.no_smoothing else args.smoothing,
         batch=args.batch,
         sequence=args.sequence,
         bits=args.bits,
@@ -483,10 +483,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
         f"  mouth opening correlation: with input {fmt(report.mouth_correlation_input)}, "
         f"with truth {fmt(report.mouth_correlation_truth)}"
     )
+    noise = f", the input's detections {fmt(report.input_detection_noise)}" if report.input_detection_noise else ""
     print(
-        f"  jitter {fmt(report.jitter)} (input's own motion {fmt(report.input_motion)}); first frames: "
+        f"  jitter beyond the {report.jitter_reference or 'input'}'s motion {fmt(report.jitter)}{noise} "
+        f"(head motion {fmt(report.input_motion)}); first frames: "
         f"{fmt(report.jitter_smoothing_on)} smoothed vs {fmt(report.jitter_without_smoothing)} unsmoothed"
     )
+    if report.alignment_jitter_smoothing_on is not None:
+        print(
+            f"  alignment keypoints beyond the truth's motion: {fmt(report.alignment_jitter_smoothing_on)} smoothed "
+            f"vs {fmt(report.alignment_jitter_without_smoothing)} unsmoothed"
+        )
     print(f"  frames marked when re-verified one by one: {fmt(report.marked_share)}")
     return 0
 
@@ -628,7 +635,14 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--blend", default="feather", choices=["feather", "seamless"])
     conv.add_argument("--erode", type=float, default=0.0, help="shrink the mask, as a share of the face crop")
     conv.add_argument("--blur", type=float, default=0.04, help="feather the mask, as a share of the face crop")
-    conv.add_argument("--no-smoothing", action="store_true", help="turn off keypoint smoothing (One-Euro)")
+    conv.add_argument(
+        "--smoothing",
+        type=float,
+        default=0.2,
+        metavar="SECONDS",
+        help="fit each face's keypoints over this much of its track either side (zero lag; 0: off)",
+    )
+    conv.add_argument("--no-smoothing", action="store_true", help="same as --smoothing 0")
     conv.add_argument("--batch", type=int, default=8)
     conv.add_argument("--sequence", choices=["png"], default=None, help="write an image sequence instead of a video")
     conv.add_argument("--bits", type=int, default=8, choices=[8, 16])

@@ -71,12 +71,9 @@ def bench_size(frames: list[np.ndarray], size: tuple[int, int], model: LoadedMod
     t = time.perf_counter()
     decoded = [FrameIn(f.index, f.image) for f in iter_video_frames(source)]
     clock.add("decode", time.perf_counter() - t)
-    outputs = []
-    for i in range(0, len(decoded), 8):
-        t = time.perf_counter()
-        before = clock.totals.get("analyse", 0.0)
-        outputs += [img for _, img, _ in swapper.process(decoded[i : i + 8], report)]
-        clock.add("swap (align+infer+blend)", time.perf_counter() - t - (clock.totals["analyse"] - before))
+    t = time.perf_counter()
+    outputs = [img for _, img, _ in swapper.run(decoded, report)]
+    clock.add("swap (align+infer+blend)", time.perf_counter() - t - clock.totals.get("analyse", 0.0))
     t = time.perf_counter()
     marked = []
     for i in range(0, len(outputs), 8):

@@ -23,6 +23,8 @@ def test_demo_runs_end_to_end_and_writes_its_report(tmp_path, capsys):
     assert report["ledger"]["valid"] and report["ledger"]["entries"] >= 8
     assert report["eval"]["marked_share"] == 1.0
     assert report["eval"]["mouth_correlation_input"] >= 0.9  # --mask mouth keeps B's mouth motion
+    assert report["eval"]["jitter_reference"] == "truth"
+    assert report["eval"]["alignment_jitter_smoothing_on"] < report["eval"]["alignment_jitter_without_smoothing"]
     assert main(["demo", "--workspace", str(workspace), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["output"] == report["output"]
     assert main(["ledger", "verify", "--workspace", str(workspace / "demo")]) == 0

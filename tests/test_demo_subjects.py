@@ -48,6 +48,9 @@ def test_subject_found_and_matched_in_90_percent_of_frames(demo_subjects, dlib_a
                 cx, cy = (face.bbox[0] + face.bbox[2]) / 2, (face.bbox[1] + face.bbox[3]) / 2
                 if x1 < cx < x2 and y1 < cy < y2:
                     matched += int(float((refs @ face.embedding).max()) >= threshold)
+                    drawn = np.array(truth[frame.index]["subject_kps5"])
+                    eye = float(np.linalg.norm(drawn[1] - drawn[0]))
+                    assert np.linalg.norm(face.kps5 - drawn, axis=1).mean() < 0.15 * eye  # truth keypoints
                 else:
                     assert float((refs @ face.embedding).max()) < threshold, "a bystander matched"
         assert matched >= 0.9 * checked, f"{subject}: {matched}/{checked}"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -19,7 +19,7 @@ from faceswap.consent.registry import ConsentStore
 from faceswap.convert import blend as blend_modes
 from faceswap.convert import colour as colour_modes
 from faceswap.convert.model_io import LoadedModel, load_model
-from faceswap.convert.smoothing import KeypointSmoother
+from faceswap.convert.smoothing import KeypointSmoother, TrackedFace
 from faceswap.errors import BadInput
 from faceswap.faces.align import alignment_matrix, transform_points
 from faceswap.faces.analyzer import FaceAnalyzer
@@ -29,6 +29,7 @@ from faceswap.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, iter_video_frames, pr
 from faceswap.provenance.sink import OutputContext, OutputSink, SinkFrame, batched
 
 MASK_MODES = ("full", "lower-face", "mouth")
+MOUTH_SMOOTHING = 0.08  # seconds either side for the mouth corners, which move with speech
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class ConvertOptions:
     blend: str = "feather"
     erode: float = 0.0  # share of the crop size
     blur: float = 0.04  # share of the crop size
-    smoothing: bool = True
+    smoothing: float = 0.2  # seconds of track either side each face's keypoints are fitted over; 0: off
     batch: int = 8
     sequence: str | None = None  # "png"
     bits: int = 8
@@ -55,6 +56,8 @@ class ConvertOptions:
             raise BadInput(f"--blend must be one of {', '.join(blend_modes.MODES)}")
         if self.bits not in (8, 16):
             raise BadInput("--bits must be 8 or 16")
+        if not 0 <= self.smoothing <= 2:
+            raise BadInput("--smoothing must be between 0 and 2 seconds")
 
 
 @dataclass
@@ -128,14 +131,16 @@ def in_background(items: Iterator, depth: int = 16) -> Iterator:
 
 
 class Swapper:
-    """Everything per frame after decoding; holds the model, the analyzer and the tracks."""
+    """Everything per frame after decoding: analyse and select, smooth along tracks, swap."""
 
     def __init__(self, model: LoadedModel, references: np.ndarray, backend: str, options: ConvertOptions, fps: float):
         self.model, self.options = model, options
         self.analyzer = FaceAnalyzer(backend, options.model_root)
         self.references = references
         self.threshold = threshold_for(backend)
-        self.smoother = KeypointSmoother(float(fps), enabled=options.smoothing)
+        face_radius = int(round(options.smoothing * float(fps)))
+        mouth_radius = int(round(min(options.smoothing, MOUTH_SMOOTHING) * float(fps)))
+        self.smoothing_radii = (face_radius,) * 3 + (mouth_radius,) * 2  # eyes and nose; mouth corners
         self.colour = colour_modes.MODES[options.color]
         self.blend = blend_modes.MODES[options.blend]
 
@@ -148,6 +153,19 @@ class Swapper:
             else:
                 report.bystanders_untouched += 1
         return chosen
+
+    def run(self, frames: Iterable[FrameIn], report: ConvertReport) -> Iterator[tuple[FrameIn, np.ndarray, np.ndarray]]:
+        """(frame, new image, matte) for each input frame, in order; a frame is swapped once the
+        smoother has seen the frames after it, in batches for the network."""
+        smoother: KeypointSmoother[FrameIn] = KeypointSmoother(radii=self.smoothing_radii)
+
+        def smoothed() -> Iterator[tuple[FrameIn, list[TrackedFace]]]:
+            for frame in frames:
+                yield from smoother.push(frame, frame.index, self.select(frame, report))
+            yield from smoother.flush()
+
+        for batch in batched(smoothed(), self.options.batch):
+            yield from self.swap(batch, report)
 
     def infer(self, crops: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         import torch
@@ -194,26 +212,30 @@ class Swapper:
             mask = mask * (1 - cv2.GaussianBlur(keep, (0, 0), max(0.5, 0.012 * size)))
         return np.clip(mask, 0, 1)
 
-    def process(self, frames: list[FrameIn], report: ConvertReport) -> list[tuple[FrameIn, np.ndarray, np.ndarray]]:
-        """Swap a batch of frames; returns (frame, new image, matte) for each."""
+    def swap(
+        self, frames: list[tuple[FrameIn, list[TrackedFace]]], report: ConvertReport
+    ) -> list[tuple[FrameIn, np.ndarray, np.ndarray]]:
+        """Swap a batch of frames whose faces carry smoothed keypoints; (frame, image, matte) each."""
         size = self.model.resolution
-        jobs = []  # (frame position, face, matrix, crop)
-        for pos, frame in enumerate(frames):
-            for face in self.select(frame, report):
-                _, kps = self.smoother(frame.index, face.bbox, face.kps5)
-                matrix = alignment_matrix(kps, size)
-                jobs.append((pos, face, matrix))
-        outputs = [f.image.copy() for f in frames]
-        mattes = [np.zeros(f.image.shape[:2], np.float32) for f in frames]
+        jobs = [
+            (pos, tracked, alignment_matrix(tracked.kps, size))
+            for pos, (_, faces) in enumerate(frames)
+            for tracked in faces
+        ]
+        outputs = [f.image.copy() for f, _ in frames]
+        mattes = [np.zeros(f.image.shape[:2], np.float32) for f, _ in frames]
         if jobs:
             import cv2
 
             crops = [
-                cv2.warpAffine(frames[pos].image, m, (size, size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT)
+                cv2.warpAffine(
+                    frames[pos][0].image, m, (size, size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT
+                )
                 for pos, _, m in jobs
             ]
             swapped, learned = self.infer(crops)
-            for (pos, face, matrix), crop, new, learned_mask in zip(jobs, crops, swapped, learned, strict=True):
+            for (pos, tracked, matrix), crop, new, learned_mask in zip(jobs, crops, swapped, learned, strict=True):
+                face = tracked.face
                 mask = self.finish_mask(learned_mask, *self.region(face, matrix, size))
                 new = self.colour(new, crop, mask)
                 outputs[pos] = self.blend(outputs[pos], new, matrix, mask)
@@ -223,13 +245,15 @@ class Swapper:
                 report.faces_swapped += 1
                 report.swaps.append(
                     {
-                        "frame": frames[pos].index,
+                        "frame": frames[pos][0].index,
+                        "track": tracked.track_id,
                         "bbox": [round(float(v), 1) for v in face.bbox],
                         "kps": np.round(face.kps5, 2).tolist(),
+                        "kps_smoothed": np.round(tracked.kps, 2).tolist(),
                     }
                 )
             report.frames_swapped += len({pos for pos, _, _ in jobs})
-        return [(f, out, matte) for f, out, matte in zip(frames, outputs, mattes, strict=True)]
+        return [(f, out, matte) for (f, _), out, matte in zip(frames, outputs, mattes, strict=True)]
 
 
 def convert(
@@ -252,12 +276,11 @@ def convert(
     started = time.perf_counter()
 
     def swapped_frames() -> Iterator[SinkFrame]:
-        for batch in batched(frames, options.batch):
-            for frame, image, matte in swapper.process(batch, report):
-                report.frames += 1
-                if progress:
-                    progress(report.frames, total)
-                yield _sink_frame(frame, image, matte, options)
+        for frame, image, matte in swapper.run(frames, report):
+            report.frames += 1
+            if progress:
+                progress(report.frames, total)
+            yield _sink_frame(frame, image, matte, options)
 
     context = OutputContext(
         producer="convert",

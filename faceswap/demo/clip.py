@@ -14,6 +14,7 @@ import numpy as np
 
 from faceswap.demo.faces import CANVAS, Identity
 from faceswap.demo.morph import warp
+from faceswap.faces.dlib_backend import kps5_from_68
 from faceswap.faces.masks import landmark_mask
 
 # generic depth (0 = cheek plane, 1 = nose tip) of the 68 iBUG points, for the 2D yaw approximation
@@ -59,10 +60,6 @@ def deform(identity: Identity, pose: Pose) -> np.ndarray:
     return pts
 
 
-def _kps(pts: np.ndarray) -> np.ndarray:
-    return np.stack([pts[36:42].mean(0), pts[42:48].mean(0), pts[30], pts[48], pts[54]])
-
-
 def render_face(
     identity: Identity, pose: Pose, hair: tuple[int, int, int]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -75,7 +72,7 @@ def render_face(
     if pose.mouth > 0.05:
         inner = np.rint(pts[_INNER_LIPS]).astype(np.int32)
         cv2.fillPoly(face, [cv2.convexHull(inner)], (25, 20, 45), lineType=cv2.LINE_AA)
-    face_alpha = landmark_mask(pts, "68", _kps(pts), "full", (CANVAS, CANVAS), feather=CANVAS / 40)[..., None]
+    face_alpha = landmark_mask(pts, "68", kps5_from_68(pts), "full", (CANVAS, CANVAS), feather=CANVAS / 40)[..., None]
     texture = face * face_alpha + np.array(hair, np.float32) * (1 - face_alpha)
     head = np.zeros((CANVAS, CANVAS), np.float32)
     centre = (int(pts[:, 0].mean()), int(pts[:, 1].mean() - 0.07 * CANVAS))

@@ -120,7 +120,7 @@ def run_demo(root: Workspace, options: DemoOptions, say: Callable[[str], None] =
         by_subject["demo-b"].truth,
         options.mask,
         every=2,
-        compare_frames=40,
+        compare_frames=80,
     )
     step("eval")
 
@@ -169,7 +169,9 @@ def summary(report: dict[str, Any]) -> str:
         f"  identity    nearer A than B in {fmt(ev['nearer_a_share'])} of frames",
         f"  mouth       correlation with the input {fmt(ev['mouth_correlation_input'])}, with truth "
         f"{fmt(ev['mouth_correlation_truth'])} (--mask {report['mask']})",
-        f"  jitter      {fmt(ev['jitter_smoothing_on'])} smoothed vs {fmt(ev['jitter_without_smoothing'])} unsmoothed",
+        f"  jitter      {fmt(ev['jitter_smoothing_on'])} smoothed vs {fmt(ev['jitter_without_smoothing'])} unsmoothed "
+        f"(keypoint motion beyond the {ev['jitter_reference']}'s, per frame, in eye distances); "
+        f"alignment {fmt(ev['alignment_jitter_smoothing_on'])} vs {fmt(ev['alignment_jitter_without_smoothing'])}",
         f"  model       {report['model']['dir']} ({report['model']['steps']} steps, previews in previews/)",
         f"  ledger      {report['ledger']['path']} ({report['ledger']['entries']} entries, "
         f"{'valid' if report['ledger']['valid'] else 'TAMPERED'})",

@@ -16,6 +16,7 @@ import numpy as np
 
 from faceswap.demo.clip import Pose, backdrop, composite
 from faceswap.demo.faces import RECIPES, Identity, build_identities
+from faceswap.faces.dlib_backend import kps5_from_68
 
 FPS = 25
 SIZE = (640, 480)
@@ -174,6 +175,7 @@ def make_subject(
                 "center": [round(pose.cx, 2), round(pose.cy, 2)],
                 "light": round(pose.light, 4),
                 "subject_box": drawn["box"],
+                "subject_kps5": np.round(kps5_from_68(drawn["landmarks"]), 2).tolist(),
                 "bystander_box": extra,
             }
         )

@@ -37,6 +37,7 @@ class FrameMeasure:
     mouth_out: float
     kps_in: list[list[float]]
     kps_out: list[list[float]]
+    kps_true: list[list[float]] | None = None  # drawn keypoints of a demo clip (truth.json)
 
 
 @dataclass
@@ -48,9 +49,13 @@ class EvalReport:
     mouth_correlation_input: float | None = None
     mouth_correlation_truth: float | None = None
     jitter: float | None = None
+    jitter_reference: str | None = None  # "truth": the drawn keypoints; "input": detections on the input
     input_motion: float | None = None
+    input_detection_noise: float | None = None  # the input's detected motion beyond the truth
     jitter_smoothing_on: float | None = None  # over the first frames, in memory, for the comparison
     jitter_without_smoothing: float | None = None  # the same frames with smoothing off
+    alignment_jitter_smoothing_on: float | None = None  # of the keypoints the swap was aligned to (truth only)
+    alignment_jitter_without_smoothing: float | None = None
     marked_share: float | None = None
     frames: list[dict[str, Any]] = field(default_factory=list)
 
@@ -75,7 +80,9 @@ def _nearest(faces: list, bbox: np.ndarray):
     return best if moved < 0.5 * size else None
 
 
-def measure_pairs(analyzer, pairs, refs_a: np.ndarray, refs_b: np.ndarray, threshold: float) -> list[FrameMeasure]:
+def measure_pairs(
+    analyzer, pairs, refs_a: np.ndarray, refs_b: np.ndarray, threshold: float, truth: list[dict] | None = None
+) -> list[FrameMeasure]:
     """pairs: (index, input image, output image). Subject B is found in the input by identity."""
     out = []
     for index, before, after in pairs:
@@ -86,6 +93,7 @@ def measure_pairs(analyzer, pairs, refs_a: np.ndarray, refs_b: np.ndarray, thres
         face_out = _nearest(analyzer.analyze(after), face_in.bbox)
         if face_out is None or face_in.landmarks is None or face_out.landmarks is None:
             continue
+        true_kps = truth[index].get("subject_kps5") if truth is not None and index < len(truth) else None
         out.append(
             FrameMeasure(
                 frame=index,
@@ -95,25 +103,47 @@ def measure_pairs(analyzer, pairs, refs_a: np.ndarray, refs_b: np.ndarray, thres
                 mouth_out=mouth_ratio(face_out.landmarks, face_out.landmark_scheme),
                 kps_in=np.round(face_in.kps5, 2).tolist(),
                 kps_out=np.round(face_out.kps5, 2).tolist(),
+                kps_true=true_kps,
             )
         )
     return out
 
 
-def jitter_of(measures: list[FrameMeasure], step: int) -> tuple[float | None, float | None]:
-    """Mean frame-to-frame keypoint motion of the output beyond the input's, over the eye distance."""
-    extra, own = [], []
-    for prev, cur in zip(measures, measures[1:], strict=False):
-        if cur.frame - prev.frame != step:
+def motion_beyond(
+    frames: list[int], moving: list, reference: list, step: int, eye_from: list | None = None
+) -> float | None:
+    """Mean frame-to-frame keypoint motion of `moving` minus that of `reference`, over the eye distance.
+
+    Against the truth this is pure jitter. Against the input's detections it also counts the detector's
+    own frame-to-frame noise, which smoothing removes on purpose, so it favours an unsmoothed swap."""
+    eye_from = reference if eye_from is None else eye_from
+    extra = []
+    for i in range(1, len(frames)):
+        if frames[i] - frames[i - 1] != step or reference[i] is None or reference[i - 1] is None:
             continue
-        d_in = np.array(cur.kps_in) - np.array(prev.kps_in)
-        d_out = np.array(cur.kps_out) - np.array(prev.kps_out)
-        eye = float(np.linalg.norm(np.array(cur.kps_in[1]) - np.array(cur.kps_in[0]))) or 1.0
-        extra.append(float(np.linalg.norm(d_out - d_in, axis=1).mean()) / eye)
-        own.append(float(np.linalg.norm(d_in, axis=1).mean()) / eye)
-    if not extra:
-        return None, None
-    return float(np.mean(extra)), float(np.mean(own))
+        d_ref = np.array(reference[i]) - np.array(reference[i - 1])
+        d_moving = np.array(moving[i]) - np.array(moving[i - 1])
+        eye = float(np.linalg.norm(np.array(eye_from[i][1]) - np.array(eye_from[i][0]))) or 1.0
+        extra.append(float(np.linalg.norm(d_moving - d_ref, axis=1).mean()) / eye)
+    return float(np.mean(extra)) if extra else None
+
+
+def output_jitter(measures: list[FrameMeasure], step: int) -> tuple[float | None, str]:
+    """Output keypoint motion beyond the truth's when every frame has it, else beyond the input's."""
+    use_truth = bool(measures) and all(m.kps_true is not None for m in measures)
+    reference = [m.kps_true if use_truth else m.kps_in for m in measures]
+    frames = [m.frame for m in measures]
+    return motion_beyond(frames, [m.kps_out for m in measures], reference, step), "truth" if use_truth else "input"
+
+
+def input_motion(measures: list[FrameMeasure], step: int) -> float | None:
+    """The input's own keypoint motion per step, over the eye distance (how much the head moves)."""
+    own = []
+    for prev, cur in zip(measures, measures[1:], strict=False):
+        if cur.frame - prev.frame == step:
+            eye = float(np.linalg.norm(np.array(cur.kps_in[1]) - np.array(cur.kps_in[0]))) or 1.0
+            own.append(float(np.linalg.norm(np.array(cur.kps_in) - np.array(prev.kps_in), axis=1).mean()) / eye)
+    return float(np.mean(own)) if own else None
 
 
 def _corr(x: list[float], y: list[float]) -> float | None:
@@ -139,18 +169,23 @@ def evaluate(
             iter_video_frames(input_video, every=every), iter_video_frames(output_video, every=every), strict=False
         )
     )
-    measures = measure_pairs(analyzer, pairs, refs_a, refs_b, threshold)
+    truth_rows = json.loads(Path(truth).read_text())["frames"] if truth is not None else None
+    measures = measure_pairs(analyzer, pairs, refs_a, refs_b, threshold, truth_rows)
     report = EvalReport(frames_compared=len(measures))
     if measures:
         report.nearer_a_share = float(np.mean([m.sim_a > m.sim_b for m in measures]))
         report.identity_sim_a_mean = float(np.mean([m.sim_a for m in measures]))
         report.identity_sim_b_mean = float(np.mean([m.sim_b for m in measures]))
         report.mouth_correlation_input = _corr([m.mouth_in for m in measures], [m.mouth_out for m in measures])
-        report.jitter, report.input_motion = jitter_of(measures, every)
-        if truth is not None:
-            rows = json.loads(Path(truth).read_text())["frames"]
+        report.jitter, report.jitter_reference = output_jitter(measures, every)
+        report.input_motion = input_motion(measures, every)
+        if report.jitter_reference == "truth":
+            report.input_detection_noise = motion_beyond(
+                [m.frame for m in measures], [m.kps_in for m in measures], [m.kps_true for m in measures], every
+            )
+        if truth_rows is not None:
             report.mouth_correlation_truth = _corr(
-                [rows[m.frame]["mouth_ratio"] for m in measures], [m.mouth_out for m in measures]
+                [truth_rows[m.frame]["mouth_ratio"] for m in measures], [m.mouth_out for m in measures]
             )
         report.frames = [asdict(m) for m in measures]
     report.marked_share = marked_share(output_video, watermark_samples)
@@ -169,20 +204,47 @@ def marked_share(video: Path, samples: int) -> float:
     return float(np.mean(results)) if results else 0.0
 
 
+@dataclass
+class JitterComparison:
+    """One swapper's jitter over the first frames: measured on its output, and (with truth) of the
+    keypoints it aligned the swap to, which is what smoothing controls, free of the measuring
+    detector's own noise on the output."""
+
+    output: float | None
+    alignment: float | None
+
+
 def jitter_comparison(
-    swappers: dict[str, Any], input_video: Path, analyzer, refs_a, refs_b, threshold, frames: int = 50
-):
-    """Output jitter over the same consecutive frames for each swapper (e.g. smoothing on / off),
-    computed in memory: nothing here is written to disk."""
+    swappers: dict[str, Any],
+    input_video: Path,
+    analyzer,
+    refs_a,
+    refs_b,
+    threshold,
+    frames: int = 50,
+    truth: Path | None = None,
+) -> dict[str, JitterComparison]:
+    """The same consecutive frames through each swapper (e.g. smoothing on / off), in memory:
+    nothing here is written to disk."""
     from faceswap.convert.pipeline import ConvertReport, FrameIn
 
+    truth_rows = json.loads(Path(truth).read_text())["frames"] if truth is not None else None
     clip = [FrameIn(f.index, f.image) for f in iter_video_frames(input_video, limit=frames)]
     results = {}
     for name, swapper in swappers.items():
         scratch = ConvertReport("", "", "")
-        outputs = []
-        for start in range(0, len(clip), 8):
-            outputs += swapper.process(clip[start : start + 8], scratch)
-        pairs = ((f.index, f.image, out) for f, out, _ in outputs)
-        results[name] = jitter_of(measure_pairs(analyzer, pairs, refs_a, refs_b, threshold), 1)[0]
+        pairs = ((f.index, f.image, out) for f, out, _ in swapper.run(clip, scratch))
+        measured, _ = output_jitter(measure_pairs(analyzer, pairs, refs_a, refs_b, threshold, truth_rows), 1)
+        alignment = None
+        if truth_rows is not None:
+            tracks = [s["track"] for s in scratch.swaps]
+            main_track = max(set(tracks), key=tracks.count, default=None)
+            placed = [
+                s
+                for s in scratch.swaps
+                if s["track"] == main_track and truth_rows[s["frame"]].get("subject_kps5") is not None
+            ]
+            true_kps = [truth_rows[s["frame"]]["subject_kps5"] for s in placed]
+            alignment = motion_beyond([s["frame"] for s in placed], [s["kps_smoothed"] for s in placed], true_kps, 1)
+        results[name] = JitterComparison(measured, alignment)
     return results

@@ -44,8 +44,10 @@ def run_eval(
         fps = float(probe_video(input_video).fps)
         swappers = {
             "on": Swapper(model, refs_b, record_b.backend, options, fps),
-            "off": Swapper(model, refs_b, record_b.backend, ConvertOptions(mask=mask, smoothing=False), fps),
+            "off": Swapper(model, refs_b, record_b.backend, ConvertOptions(mask=mask, smoothing=0.0), fps),
         }
-        jitters = jitter_comparison(swappers, input_video, analyzer, refs_a, refs_b, threshold, compare_frames)
-        report.jitter_smoothing_on, report.jitter_without_smoothing = jitters["on"], jitters["off"]
+        jitters = jitter_comparison(swappers, input_video, analyzer, refs_a, refs_b, threshold, compare_frames, truth)
+        report.jitter_smoothing_on, report.jitter_without_smoothing = jitters["on"].output, jitters["off"].output
+        report.alignment_jitter_smoothing_on = jitters["on"].alignment
+        report.alignment_jitter_without_smoothing = jitters["off"].alignment
     return report, output
