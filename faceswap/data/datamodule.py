@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 import numpy as np
@@ -95,6 +96,10 @@ class PairDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         # drawn from torch's generator: seeded by seed_everything and per worker, new every epoch
         rng = np.random.default_rng((self.seed, index, int(torch.randint(0, 2**62, (1,)).item())))
+        # albumentations otherwise draws from its own unseeded state: runs would not repeat
+        py_random = random.Random(int(rng.integers(2**62)))
+        self.shared.set_random_state(rng, py_random)
+        self.degrade.set_random_state(rng, py_random)
         return {"a": self._sample(self.a, rng, toward=self.b), "b": self._sample(self.b, rng, toward=None)}
 
 
