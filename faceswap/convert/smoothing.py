@@ -15,7 +15,6 @@ the target's own, which `--mask mouth` must keep, so they get a short one.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -90,8 +89,8 @@ class KeypointSmoother(Generic[T]):
         best.center, best.size, best.last_frame = center, size, frame
         return best
 
-    def push(self, item: T, frame: int, faces: list[Face]) -> Iterator[tuple[T, list[TrackedFace]]]:
-        """Add a frame's faces (each with .bbox and .kps5); yields the frames now ready."""
+    def push(self, item: T, frame: int, faces: list[Face]) -> list[tuple[T, list[TrackedFace]]]:
+        """Add a frame's faces (each with .bbox and .kps5); returns the frames now ready."""
         tracked = []
         for face in faces:
             track = self._track_for(frame, face.bbox)
@@ -100,13 +99,14 @@ class KeypointSmoother(Generic[T]):
             tracked.append(member)
         self.pending.append(_Pending(item, frame, tracked))
         self.tracks = [t for t in self.tracks if frame - t.last_frame <= MAX_GAP + self.radius]
+        ready = []
         while self.pending and frame - self.pending[0].frame >= self.radius:
-            yield self._release(self.pending.popleft())
+            ready.append(self._release(self.pending.popleft()))
+        return ready
 
-    def flush(self) -> Iterator[tuple[T, list[TrackedFace]]]:
+    def flush(self) -> list[tuple[T, list[TrackedFace]]]:
         """The input ended: the last frames are smoothed with what exists."""
-        while self.pending:
-            yield self._release(self.pending.popleft())
+        return [self._release(self.pending.popleft()) for _ in range(len(self.pending))]
 
     def _release(self, pending: _Pending[T]) -> tuple[T, list[TrackedFace]]:
         for member in pending.faces:
