@@ -80,6 +80,11 @@ def _nearest(faces: list, bbox: np.ndarray):
     return best if moved < 0.5 * size else None
 
 
+def truth_frames(truth: Path | None) -> list[dict] | None:
+    """Per-frame rows of a demo clip's truth.json (None without one)."""
+    return json.loads(Path(truth).read_text())["frames"] if truth is not None else None
+
+
 def measure_pairs(
     analyzer, pairs, refs_a: np.ndarray, refs_b: np.ndarray, threshold: float, truth: list[dict] | None = None
 ) -> list[FrameMeasure]:
@@ -169,7 +174,7 @@ def evaluate(
             iter_video_frames(input_video, every=every), iter_video_frames(output_video, every=every), strict=False
         )
     )
-    truth_rows = json.loads(Path(truth).read_text())["frames"] if truth is not None else None
+    truth_rows = truth_frames(truth)
     measures = measure_pairs(analyzer, pairs, refs_a, refs_b, threshold, truth_rows)
     report = EvalReport(frames_compared=len(measures))
     if measures:
@@ -228,7 +233,7 @@ def jitter_comparison(
     nothing here is written to disk."""
     from faceswap.convert.pipeline import ConvertReport, FrameIn
 
-    truth_rows = json.loads(Path(truth).read_text())["frames"] if truth is not None else None
+    truth_rows = truth_frames(truth)
     clip = [FrameIn(f.index, f.image) for f in iter_video_frames(input_video, limit=frames)]
     results = {}
     for name, swapper in swappers.items():
