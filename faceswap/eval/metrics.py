@@ -143,12 +143,9 @@ def output_jitter(measures: list[FrameMeasure], step: int) -> tuple[float | None
 
 def input_motion(measures: list[FrameMeasure], step: int) -> float | None:
     """The input's own keypoint motion per step, over the eye distance (how much the head moves)."""
-    own = []
-    for prev, cur in zip(measures, measures[1:], strict=False):
-        if cur.frame - prev.frame == step:
-            eye = float(np.linalg.norm(np.array(cur.kps_in[1]) - np.array(cur.kps_in[0]))) or 1.0
-            own.append(float(np.linalg.norm(np.array(cur.kps_in) - np.array(prev.kps_in), axis=1).mean()) / eye)
-    return float(np.mean(own)) if own else None
+    kps_in = [m.kps_in for m in measures]
+    still = [np.zeros((5, 2))] * len(measures)
+    return motion_beyond([m.frame for m in measures], kps_in, still, step, eye_from=kps_in)
 
 
 def _corr(x: list[float], y: list[float]) -> float | None:
