@@ -51,6 +51,22 @@ def test_missing_role_is_refused(workspace_root, reference_photos):
     assert ConsentGate(store).authorize("hanks", "astro", "evaluation").subject_a == "hanks"
 
 
+def test_a_replacement_registered_in_the_same_second_is_the_current_record(
+    workspace_root, reference_photos, monkeypatch
+):
+    store = store_at(workspace_root)
+    old = store.load().for_subject("hanks")[0]
+    monkeypatch.setattr("faceswap.consent.registry.utc_timestamp", lambda: old.document["created_at"])
+    store.revoke("hanks", "re-registering as source only")
+    new = store.register(
+        registration("hanks", reference_photos["hanks"], reference_photos["evidence"], roles=["source"])
+    )
+    records = store.load().for_subject("hanks")
+    assert [r.record_id for r in records] == [new.record_id, old.record_id]
+    with pytest.raises(ConsentRefused, match="does not grant the target role"):
+        ConsentGate(store).authorize("astro", "hanks", "evaluation")
+
+
 def test_revocation_takes_effect_on_the_next_authorize(workspace_root):
     store = store_at(workspace_root)
     gate = ConsentGate(store)

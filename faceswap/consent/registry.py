@@ -52,10 +52,15 @@ class StoreSnapshot:
     records: list[ConsentRecord] = field(default_factory=list)
     revocations: dict[str, Revocation] = field(default_factory=dict)
     problems: list[StoreProblem] = field(default_factory=list)
+    registered_seq: dict[str, int] = field(default_factory=dict)  # record id -> its consent.registered entry
 
     def for_subject(self, subject_id: str) -> list[ConsentRecord]:
+        """Newest first. created_at has one-second resolution, so the ledger's order breaks ties
+        (a record revoked and its replacement registered within the same second)."""
         found = [r for r in self.records if r.subject_id == subject_id]
-        return sorted(found, key=lambda r: r.document["created_at"], reverse=True)
+        return sorted(
+            found, key=lambda r: (r.document["created_at"], self.registered_seq.get(r.record_id, -1)), reverse=True
+        )
 
     def by_id(self, record_id: str) -> ConsentRecord | None:
         return next((r for r in self.records if r.record_id == record_id), None)
@@ -107,7 +112,9 @@ class ConsentStore:
         return self.workspace.consent_dir
 
     def load(self) -> StoreSnapshot:
-        snapshot = StoreSnapshot()
+        snapshot = StoreSnapshot(
+            registered_seq={e.data["record_id"]: e.seq for e in self.ledger.entries("consent.registered")}
+        )
         for path in sorted(self.folder.glob("*.json")):
             try:
                 document = json.loads(path.read_text(encoding="utf-8"))
