@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from faceswap import __version__
-from faceswap.errors import FaceswapError
+from faceswap.errors import ExitCode, FaceswapError, worst
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -68,7 +68,7 @@ def _store(args: argparse.Namespace):
 
 
 def cmd_consent_register(args: argparse.Namespace) -> int:
-    from faceswap.consent.registry import Registration, describe
+    from faceswap.consent.registry import Registration, describe_record
 
     store = _store(args)
     record = store.register(
@@ -87,7 +87,7 @@ def cmd_consent_register(args: argparse.Namespace) -> int:
     )
     entry = store.ledger.find("consent.registered", record_id=record.record_id)[-1]
     if args.json:
-        _print_json({**describe(record, store.load()), "ledger_seq": entry.seq})
+        _print_json({**describe_record(record, store.load()), "ledger_seq": entry.seq})
     else:
         print(
             f"registered {record.record_id}: {record.name} ({record.kind}), purposes {', '.join(record.purposes)}, "
@@ -98,10 +98,10 @@ def cmd_consent_register(args: argparse.Namespace) -> int:
 
 
 def cmd_consent_list(args: argparse.Namespace) -> int:
-    from faceswap.consent.registry import describe
+    from faceswap.consent.registry import describe_record
 
     snapshot = _store(args).load()
-    rows = [describe(r, snapshot) for r in sorted(snapshot.records, key=lambda r: r.document["created_at"])]
+    rows = sorted((describe_record(r, snapshot) for r in snapshot.records), key=lambda row: row["registered_seq"])
     if args.json:
         _print_json({"records": rows, "problems": [str(p) for p in snapshot.problems]})
         return 0
@@ -118,12 +118,12 @@ def cmd_consent_list(args: argparse.Namespace) -> int:
 
 
 def cmd_consent_show(args: argparse.Namespace) -> int:
-    from faceswap.consent.registry import describe
+    from faceswap.consent.registry import describe_record
 
     store = _store(args)
     snapshot = store.load()
     record = store.resolve(snapshot, args.id)
-    info = describe(record, snapshot)
+    info = describe_record(record, snapshot)
     if args.json:
         _print_json(info)
         return 0
@@ -185,49 +185,87 @@ def cmd_consent_verify(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
-def _ledger(args: argparse.Namespace):
-    from faceswap.provenance.ledger import open_ledger
+def _ledger(args: argparse.Namespace, writable: bool = False):
+    from faceswap.ledger import open_ledger
 
-    return open_ledger(_workspace(args))
+    return open_ledger(_workspace(args), writable=writable)
 
 
 def cmd_ledger_show(args: argparse.Namespace) -> int:
-    entries = _ledger(args).entries(args.kind)
+    ledger = _ledger(args)
+    entries = [e for e in ledger.rows() if args.kind is None or e.kind == args.kind]
+    finding = ledger.verify()
     if args.json:
         _print_json([{**e.to_json(), "body": json.loads(e.body)} for e in entries])
-        return 0
+        return ExitCode.REFUSED if finding else ExitCode.OK
     for entry in entries:
         data = entry.data
         summary = ", ".join(f"{k}={v}" for k, v in sorted(data.items()) if not isinstance(v, (list, dict)))
         print(f"{entry.seq:>6}  {entry.created_at}  {entry.kind:<20} {summary[:140]}")
-    return 0
+    if finding:
+        print(f"TAMPERED: {finding} (rows shown as stored)", file=sys.stderr)
+    return ExitCode.REFUSED if finding else ExitCode.OK
 
 
 def cmd_ledger_verify(args: argparse.Namespace) -> int:
+    from faceswap.ledger.export import check_head_statement
+
     ledger = _ledger(args)
-    finding = ledger.verify()
-    count = len(ledger.entries())
+    damage = ledger.backend.integrity()
+    rows = ledger.rows()
+    finding = ledger.check(rows).finding
+    if finding is None and args.witness is not None:
+        finding = check_head_statement(args.witness, rows)
+    key_id = ledger.history.current.key_id if ledger.history else None
     if args.json:
         _print_json(
             {
-                "ok": finding is None,
-                "entries": count,
-                "key_id": ledger.key.key_id,
+                "ok": finding is None and damage is None,
+                "entries": len(rows),
+                "key_id": key_id,
                 "first_bad_seq": finding.seq if finding else None,
                 "problem": finding.problem if finding else None,
+                "storage_damage": damage,
             }
         )
+    elif damage:
+        print(f"DAMAGED: the database fails SQLite's integrity check ({damage})")
     elif finding:
         print(f"TAMPERED: {finding}")
     else:
-        print(f"ok: {count} entries, hash chain and signatures valid (key {ledger.key.key_id})")
-    return 1 if finding else 0
+        print(f"ok: {len(rows)} entries, hash chain, signed head and signatures valid (key {key_id})")
+    if damage:
+        return ExitCode.BAD_INPUT
+    return ExitCode.REFUSED if finding else ExitCode.OK
 
 
 def cmd_ledger_export(args: argparse.Namespace) -> int:
-    count = _ledger(args).export(args.out)
+    from faceswap.ledger.export import export_ledger
+
+    count = export_ledger(_ledger(args), args.out)
     print(f"exported {count} entries and the public key to {args.out}")
-    return 0
+    return ExitCode.OK
+
+
+def cmd_ledger_head(args: argparse.Namespace) -> int:
+    from faceswap.ledger.export import head_statement, write_head_statement
+
+    ledger = _ledger(args)
+    statement = write_head_statement(ledger, args.export) if args.export else head_statement(ledger)
+    if args.json:
+        _print_json(statement)
+    else:
+        where = f"; kept in {args.export}" if args.export else ""
+        print(f"head: seq {statement['seq']} hash {statement['entry_hash']} (key {statement['key_id']}){where}")
+    return ExitCode.OK
+
+
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    from faceswap.ledger.rotate import rotate_registrar_key
+
+    entry, old, new = rotate_registrar_key(_workspace(args))
+    print(f"registrar key rotated: {old} -> {new}; ledger seq {entry.seq}")
+    return ExitCode.OK
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -237,15 +275,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.ledger is not None:
         ledger_view = LedgerView.from_export(args.ledger)
     else:
-        workspace = _workspace(args)
-        if workspace.ledger_path.exists():
-            from faceswap.provenance.ledger import open_ledger
+        from faceswap.ledger import ledger_exists
 
-            ledger_view = LedgerView.from_ledger(open_ledger(workspace))
+        if ledger_exists(_workspace(args)):
+            ledger_view = LedgerView.from_ledger(_ledger(args))
     paths = collect_paths(args.paths)
     if not paths:
         print("faceswap: error: no image or video files found", file=sys.stderr)
-        return 2
+        return ExitCode.BAD_INPUT
     verifier = Verifier(ledger_view)
     verdicts = [verifier.verify(path) for path in paths]
     if args.json:
@@ -261,11 +298,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             print(describe(verdict))
         if ledger_view and ledger_view.finding:
             print(f"ledger {ledger_view.source}: TAMPERED at {ledger_view.finding}")
-    codes = {v.exit_code for v in verdicts}
-    for code in (2, 3, 1):
-        if code in codes:
-            return code
-    return 0
+    return worst({v.exit_code for v in verdicts})
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -357,9 +390,7 @@ def cmd_faceset_clean(args: argparse.Namespace) -> int:
     faceset = _faceset(args)
     result = clean(faceset, args.min_blur, args.max_yaw, args.dedupe)
     if result["moved"]:
-        from faceswap.provenance.ledger import open_ledger
-
-        open_ledger(_workspace(args)).append(
+        _ledger(args, writable=True).append(
             "faceset.built",
             {
                 "subject_id": faceset.header.subject_id,
@@ -441,6 +472,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         alpha=args.alpha,
         backend=args.backend,
         model_root=args.model_root,
+        allow_empty=args.allow_empty,
     )
     bar, update = _progress("convert", not args.json)
     if bar:
@@ -577,9 +609,18 @@ def build_parser() -> argparse.ArgumentParser:
     lverify = ledger.add_parser("verify", parents=[ws], help="check the hash chain and every signature")
     lverify.add_argument("--json", action="store_true")
     lverify.set_defaults(handler=cmd_ledger_verify)
+    lverify.add_argument("--witness", type=Path, default=None, help="a head statement kept by `ledger head --export`")
     export = ledger.add_parser("export", parents=[ws], help="write entries and the public key as JSONL")
     export.add_argument("out", type=Path)
     export.set_defaults(handler=cmd_ledger_export)
+    lhead = ledger.add_parser("head", parents=[ws], help="the signed head; --export keeps it as a witness")
+    lhead.add_argument("--export", type=Path, default=None, metavar="FILE")
+    lhead.add_argument("--json", action="store_true")
+    lhead.set_defaults(handler=cmd_ledger_head)
+
+    keys = commands.add_parser("keys", help="the registrar key").add_subparsers(dest="keys_command", metavar="ACTION")
+    rotate = keys.add_parser("rotate", parents=[ws], help="replace the registrar key (signed by both, logged)")
+    rotate.set_defaults(handler=cmd_keys_rotate)
 
     extract = commands.add_parser("extract", parents=[ws], help="extract a consenting subject's faces into a faceset")
     extract.add_argument("input", type=Path, help="a video, an image, or a folder of them")
@@ -647,6 +688,11 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--sequence", choices=["png"], default=None, help="write an image sequence instead of a video")
     conv.add_argument("--bits", type=int, default=8, choices=[8, 16])
     conv.add_argument("--alpha", action="store_true", help="with --sequence: RGBA with the swap matte as alpha")
+    conv.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="write an unchanged, marked copy when no face of subject B is found (default: refuse, exit 1)",
+    )
     _add_backend_options(conv)
     conv.add_argument("--json", action="store_true")
     conv.set_defaults(handler=cmd_convert)
@@ -711,13 +757,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return handler(args)
+        return int(handler(args))
     except FaceswapError as error:
         print(f"faceswap: error: {error}", file=sys.stderr)
-        return error.exit_code
+        return int(error.exit_code)
     except KeyboardInterrupt:
         print("faceswap: interrupted", file=sys.stderr)
-        return 130
+        return int(ExitCode.INTERRUPTED)
 
 
 if __name__ == "__main__":

@@ -68,7 +68,7 @@ def run_checks(workspace: Workspace, model_root: Path | None = None) -> list[Che
 
     from faceswap.consent.registry import ConsentStore
     from faceswap.faces.insightface_backend import pack_available, pack_dir
-    from faceswap.provenance.ledger import open_ledger
+    from faceswap.ledger import open_ledger
 
     checks: list[Check] = []
     try:
@@ -112,7 +112,7 @@ def run_checks(workspace: Workspace, model_root: Path | None = None) -> list[Che
         Check(
             "ledger",
             finding is None,
-            f"{len(ledger.entries())} entries" + (f"; {finding}" if finding else ", chain valid"),
+            f"{len(ledger.rows())} entries" + (f"; {finding}" if finding else ", chain valid"),
         )
     )
     problems = ConsentStore(workspace, ledger).verify()
@@ -121,12 +121,12 @@ def run_checks(workspace: Workspace, model_root: Path | None = None) -> list[Che
 
 
 def write_samples(workspace: Workspace, out: Path) -> dict[str, object]:
-    from faceswap.provenance.ledger import open_ledger
+    from faceswap.ledger import open_ledger
     from faceswap.provenance.sink import OutputContext, OutputSink
     from faceswap.provenance.verify import LedgerView, Verifier
 
     ledger = open_ledger(workspace)
-    sink = OutputSink(ledger)
+    sink = OutputSink(ledger, protected=workspace.protected_paths())
     context = OutputContext(producer="doctor", settings={"sample": "test card"})
     out.mkdir(parents=True, exist_ok=True)
     image = sink.write_image(out / "doctor-sample.png", test_card(), context)

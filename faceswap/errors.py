@@ -1,24 +1,43 @@
-"""Errors a user can cause. The CLI turns each into one line and an exit code, never a traceback."""
+"""Errors a user can cause, and the one exit-code policy. The CLI turns each error into one line and
+its exit code, never a traceback; nothing else in the package spells an exit number."""
 
 from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    REFUSED = 1  # a check said no: consent refused, no watermark, tampering found
+    BAD_INPUT = 2  # unreadable file, wrong type, bad argument
+    UNTRACED = 3  # verify: marked, but no valid ledger entry or Content Credentials disagree
+    INTERRUPTED = 130
+
+
+def worst(codes: list[ExitCode] | set[ExitCode]) -> ExitCode:
+    """The exit code of several results: unreadable input first, then untraced, then refused."""
+    for code in (ExitCode.BAD_INPUT, ExitCode.UNTRACED, ExitCode.REFUSED):
+        if code in codes:
+            return code
+    return ExitCode.OK
 
 
 class FaceswapError(Exception):
     """Base for errors that end a command with a clear message."""
 
-    exit_code = 2
+    exit_code = ExitCode.BAD_INPUT
 
 
 class BadInput(FaceswapError):
     """Unreadable file, wrong type, bad argument: exit 2."""
 
-    exit_code = 2
+    exit_code = ExitCode.BAD_INPUT
 
 
 class CheckFailed(FaceswapError):
     """A check said no (consent refused, no watermark, tampering found): exit 1."""
 
-    exit_code = 1
+    exit_code = ExitCode.REFUSED
 
 
 class MissingModel(BadInput):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +18,12 @@ from typing import Any
 import numpy as np
 import yaml
 
+from faceswap.atomic import write_atomic
+from faceswap.consent.gate import ConsentGate, ConsentGrant, ConsentRefused
 from faceswap.errors import BadInput
 from faceswap.workspace import Workspace
+
+NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
 
 GPU_HINT = (
     "no CUDA GPU found and this config trains on '{accelerator}'. Training needs a GPU; for a CPU smoke "
@@ -98,6 +102,27 @@ class _LossHistory:
         }
 
 
+def _resume_step(last: Path, grant: ConsentGrant) -> int:
+    """The step a checkpoint resumes from, loaded weights-only; it must carry this run's consent."""
+    import pickle
+
+    import torch
+
+    try:
+        checkpoint = torch.load(last, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, OSError, EOFError, ValueError) as error:
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise BadInput(f"{last}: not a weights-only checkpoint ({first}); nothing in it was run") from None
+    saved = checkpoint.get("consent_grant") or {}
+    saved_ids = sorted(str(r.get("record_id")) for r in saved.get("records", []) if isinstance(r, dict))
+    if saved_ids != sorted(grant.record_ids):
+        raise ConsentRefused(
+            f"{last} was trained under other consent records than this run's ({', '.join(grant.record_ids)}); "
+            "train under a new --name"
+        )
+    return int(checkpoint.get("global_step", 0))
+
+
 def _build_cli(cli_class, module_class, data_class, args, model_dir: Path, checkpoints: Path, history):
     from pytorch_lightning.callbacks import ModelCheckpoint
     from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
@@ -129,13 +154,15 @@ def run_training(request: TrainRequest) -> TrainResult:
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     from pytorch_lightning.cli import LightningCLI
 
+    from faceswap.consent.registry import ConsentStore
     from faceswap.data.datamodule import SwapDataModule
-    from faceswap.model.module import SwapModule, weights_fingerprint
-    from faceswap.provenance.ledger import open_ledger
+    from faceswap.ledger import open_ledger
+    from faceswap.model.module import SwapModule
+    from faceswap.model.weights import fingerprint, save_weights
     from faceswap.provenance.sink import OutputContext, OutputSink
 
-    if not request.name or "/" in request.name or request.name.startswith("."):
-        raise BadInput(f"--name '{request.name}' must be a plain folder name")
+    if not NAME.match(request.name):
+        raise BadInput(f"--name '{request.name}' must be a plain folder name (letters, digits, '.', '_', '-')")
     model_dir = request.workspace.models_dir / request.name
     history = _LossHistory()
     checkpoints = model_dir / "checkpoints"
@@ -162,10 +189,10 @@ def run_training(request: TrainRequest) -> TrainResult:
     if smoke:
         print(f"CPU smoke run of {request.name}: {trainer.max_steps} steps; real training needs a GPU", flush=True)
     ledger = open_ledger(request.workspace)
-    sink = OutputSink(ledger)
+    sink = OutputSink(ledger, protected=request.workspace.protected_paths())
     previews: list[str] = []
 
-    def write_preview(grid: np.ndarray, step: int, fingerprint: str) -> np.ndarray:
+    def write_preview(grid: np.ndarray, step: int, weights_id: str) -> np.ndarray:
         from faceswap.media import read_image
 
         written = sink.write_image(
@@ -173,7 +200,7 @@ def run_training(request: TrainRequest) -> TrainResult:
             grid,
             OutputContext(
                 producer="train.preview",
-                model_fingerprint=fingerprint,
+                model_fingerprint=weights_id,
                 consent_record_ids=tuple(grant.record_ids),
                 settings={"model": request.name, "step": step, "columns": "A, A->A, A->B, B, B->B, B->A"},
             ),
@@ -183,22 +210,42 @@ def run_training(request: TrainRequest) -> TrainResult:
 
     module.preview_sink = write_preview
     last = checkpoints / "last.ckpt"
-    resumed_from = None
-    if last.exists():
-        resumed_from = int(torch.load(last, map_location="cpu", weights_only=False).get("global_step", 0))
+    resumed_from = _resume_step(last, grant) if last.exists() else None
+    if resumed_from is not None:
         print(f"resuming {request.name} from step {resumed_from}", flush=True)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.exists() else None)
-    fingerprint = weights_fingerprint(module.network)
-    weights_path = model_dir / "model.pt"
-    tmp = model_dir / f".model.pt.{os.getpid()}.tmp"
-    torch.save({"hparams": dict(module.hparams), "state_dict": module.network.state_dict()}, tmp)  # weights
-    os.replace(tmp, weights_path)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.exists() else None, weights_only=True)
+    state = module.network.state_dict()
+    weights_id = fingerprint(state)
+    hparams = {k: v for k, v in dict(module.hparams).items() if isinstance(v, (str, int, float, bool, type(None)))}
+    weights_path = save_weights(model_dir, state, hparams)
     losses = history.summary()
+    entry = ledger.append(
+        "model.trained",
+        {
+            "name": request.name,
+            "fingerprint": weights_id,
+            "weights_file": weights_path.name,
+            "architecture": module.config.architecture,
+            "resolution": module.config.resolution,
+            "hparams": hparams,
+            "subjects": {"a": request.subject_a, "b": request.subject_b},
+            "purpose": request.purpose,
+            "consent_record_ids": grant.record_ids,
+            "consent_record_sha256": [r.record_sha256 for r in grant.records],
+            "registrar_key_id": grant.registrar_key_id,
+            "faceset_hashes": datamodule.faceset_hashes,
+            "steps": int(trainer.global_step),
+            "resumed_from": resumed_from,
+        },
+        guard=lambda entries: ConsentGate(ConsentStore(request.workspace, ledger)).recheck(grant, entries),
+    )
     info = {
+        "note": "informational copy; what this model is and under which consent is its model.trained ledger entry",
         "name": request.name,
+        "ledger_seq": entry.seq,
         "architecture": module.config.architecture,
         "resolution": module.config.resolution,
-        "hparams": dict(module.hparams),
+        "hparams": hparams,
         "subjects": {"a": request.subject_a, "b": request.subject_b},
         "purpose": request.purpose,
         "consent_grant": grant.to_json(),
@@ -207,33 +254,17 @@ def run_training(request: TrainRequest) -> TrainResult:
         "resumed_from": resumed_from,
         "losses": losses,
         "nan_recoveries": module.recoveries,
-        "fingerprint": fingerprint,
+        "fingerprint": weights_id,
         "weights": weights_path.name,
         "checkpoint": "checkpoints/last.ckpt",
         "smoke_run": smoke,
         "precision": str(trainer.precision),
     }
-    tmp_json = model_dir / f".model.json.{os.getpid()}.tmp"
-    tmp_json.write_text(json.dumps(info, indent=2, default=str))
-    os.replace(tmp_json, model_dir / "model.json")
-    entry = ledger.append(
-        "model.trained",
-        {
-            "name": request.name,
-            "fingerprint": fingerprint,
-            "architecture": module.config.architecture,
-            "resolution": module.config.resolution,
-            "purpose": request.purpose,
-            "consent_record_ids": grant.record_ids,
-            "consent_record_sha256": [r.record_sha256 for r in grant.records],
-            "faceset_hashes": datamodule.faceset_hashes,
-            "steps": int(trainer.global_step),
-        },
-    )
+    write_atomic(model_dir / "model.json", json.dumps(info, indent=2, default=str))
     return TrainResult(
         model_dir,
         int(trainer.global_step),
-        fingerprint,
+        weights_id,
         resumed_from,
         {k: v for k, v in losses.items() if k != "curve"},
         entry.seq,

@@ -47,6 +47,12 @@ class Workspace:
     def demo_dir(self) -> Path:
         return self.root / "demo"
 
+    def protected_paths(self) -> tuple[Path, ...]:
+        """Folders and files no output may be written into or onto: consent, keys, the ledger."""
+        from faceswap.ledger.sqlite import ledger_files
+
+        return (self.consent_dir, self.keys_dir, *ledger_files(self.ledger_path))
+
     def ensure(self) -> Workspace:
         for folder in (self.root, self.consent_dir):
             folder.mkdir(parents=True, exist_ok=True)

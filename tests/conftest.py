@@ -12,6 +12,23 @@ from faceswap.faces.samples import insightface_t1, insightface_tom_hanks, skimag
 from faceswap.media import read_image  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def isolated_state_dir(tmp_path_factory):
+    """The ledger witness lives outside workspaces, in the user's state folder: tests get their own
+    (subprocesses inherit it through the environment)."""
+    import os
+
+    from faceswap.ledger.witness import STATE_ENV
+
+    previous = os.environ.get(STATE_ENV)
+    os.environ[STATE_ENV] = str(tmp_path_factory.mktemp("state"))
+    yield Path(os.environ[STATE_ENV])
+    if previous is None:
+        os.environ.pop(STATE_ENV, None)
+    else:
+        os.environ[STATE_ENV] = previous
+
+
 @pytest.fixture(scope="session")
 def dlib_analyzer():
     from faceswap.faces.analyzer import FaceAnalyzer

@@ -30,7 +30,7 @@ def test_registered_record_is_signed_schema_valid_and_logged(workspace_root):
     assert not snapshot.problems
     astro = snapshot.for_subject("astro")[0]
     assert schema_errors(astro.document) == []
-    assert astro.signature_valid(store.public)
+    assert astro.signature_valid(store.ledger.public)
     assert astro.backend == "dlib" and astro.reference_embeddings.shape == (1, 128)
     assert snapshot.status(astro) == "active"
     entries = store.ledger.find("consent.registered", record_id=astro.record_id)

@@ -59,7 +59,9 @@ def test_bystander_pixels_stay_untouched(trained_workspace, demo_subjects, tmp_p
     files, _ = demo_subjects
     clip = files["demo-a"].clip  # demo-a's clip: demo-b is not in it, so nothing may be swapped
     output = tmp_path / "none.mp4"
-    assert _convert(trained_workspace, clip, output) == 0
+    assert _convert(trained_workspace, clip, output) == 1  # no face of subject B: refused by default
+    assert "no face of subject 'demo-b'" in capsys.readouterr().err and not output.exists()
+    assert _convert(trained_workspace, clip, output, "--allow-empty") == 0
     report = _last_json(capsys)
     assert report["frames_swapped"] == 0 and report["bystanders_untouched"] > 0
     assert probe_video(output).frames == probe_video(clip).frames
@@ -91,16 +93,16 @@ def test_revoked_consent_stops_conversion_and_writes_nothing(trained_workspace, 
 
 
 def test_altered_weights_are_refused(trained_workspace, demo_subjects, tmp_path, capsys):
-    import torch
+    from safetensors.torch import load_file, save_file
 
     files, _ = demo_subjects
-    weights = trained_workspace / "models" / "tiny" / "model.pt"
-    saved = torch.load(weights, map_location="cpu", weights_only=False)
-    first = next(iter(saved["state_dict"]))
-    saved["state_dict"][first] += 0.01
-    torch.save(saved, weights)
+    weights = trained_workspace / "models" / "tiny" / "model.safetensors"
+    state = load_file(weights)
+    first = next(iter(state))
+    state[first] += 0.01
+    save_file(state, weights)
     assert _convert(trained_workspace, files["demo-b"].clip, tmp_path / "x.mp4") == 1
-    assert "fingerprint" in capsys.readouterr().err
+    assert "no model.trained ledger entry names these weights" in capsys.readouterr().err
 
 
 def test_image_and_16_bit_sequence_with_alpha(trained_workspace, demo_subjects, tmp_path, capsys):

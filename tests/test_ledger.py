@@ -1,8 +1,10 @@
-"""The provenance ledger: hash chain, signatures, concurrent writers, tamper detection, export."""
+"""The provenance ledger: hash chain, signed head, pinned key, witness, concurrent writers, exports."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -11,64 +13,98 @@ from pathlib import Path
 import pytest
 
 from faceswap.cli import main
-from faceswap.provenance.ledger import ExportedLedger, Ledger, check_chain
-from faceswap.signing import RegistrarKey
+from faceswap.errors import BadInput, CheckFailed
+from faceswap.hashing import canonical_json
+from faceswap.ledger import Ledger, LedgerTampered, LedgerUnreadable, RegistrarKey, entry_hash_of, open_ledger
+from faceswap.ledger.chain import check_chain, utc_now
+from faceswap.ledger.export import ExportedLedger, export_ledger
 from faceswap.workspace import Workspace
+
+NOTES = 6  # seq 1 is the genesis entry; the notes are seq 2..7
 
 
 @pytest.fixture
-def ledger(tmp_path) -> Ledger:
-    ws = Workspace(tmp_path / "ws").ensure()
-    led = Ledger(ws.ledger_path, RegistrarKey.load_or_create(ws.keys_dir))
-    for i in range(6):
+def workspace(tmp_path) -> Workspace:
+    return Workspace(tmp_path / "ws")
+
+
+@pytest.fixture
+def ledger(workspace) -> Ledger:
+    led = open_ledger(workspace)
+    for i in range(NOTES):
         led.append("ledger.note", {"i": i})
     return led
 
 
 def _sql(ledger: Ledger, statement: str, *params) -> None:
-    conn = sqlite3.connect(ledger.path)
+    conn = sqlite3.connect(ledger.backend.path)
     conn.execute(statement, params)
     conn.commit()
     conn.close()
 
 
-def test_chain_verifies_and_key_file_is_private(ledger):
+def _forge(ledger: Ledger, key: RegistrarKey, data: dict) -> None:
+    """Append a row by hand, signed with `key`, chained to the last row."""
+    last = ledger.rows()[-1]
+    created = utc_now()
+    body = canonical_json({"kind": "ledger.note", "created_at": created, "data": data})
+    entry_hash = entry_hash_of(last.entry_hash, body)
+    _sql(
+        ledger,
+        "INSERT INTO ledger VALUES (?, ?, ?, ?, ?, ?, ?)",
+        last.seq + 1,
+        created,
+        "ledger.note",
+        body,
+        last.entry_hash,
+        entry_hash,
+        key.sign(entry_hash),
+    )
+
+
+def test_new_ledger_starts_with_a_genesis_entry_naming_its_private_key(ledger, workspace):
     assert ledger.verify() is None
-    assert [e.seq for e in ledger.entries()] == [1, 2, 3, 4, 5, 6]
-    key_file = ledger.path.parent / "keys" / "registrar.key"
+    rows = ledger.entries()
+    assert [e.seq for e in rows] == list(range(1, NOTES + 2))
+    assert rows[0].kind == "ledger.genesis" and rows[0].data["key_id"] == ledger.key.key_id
+    key_file = workspace.keys_dir / "registrar.key"
     assert key_file.stat().st_mode & 0o777 == 0o600
-    mode = sqlite3.connect(ledger.path).execute("PRAGMA journal_mode").fetchone()[0]
+    mode = sqlite3.connect(ledger.backend.path).execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
 
 
 def test_four_processes_append_1000_entries_without_gaps(tmp_path):
-    ws = Workspace(tmp_path / "ws").ensure()
-    RegistrarKey.load_or_create(ws.keys_dir)
+    ws = Workspace(tmp_path / "ws")
     code = (
-        "import sys; from faceswap.provenance.ledger import open_ledger; from faceswap.workspace import Workspace\n"
+        "import sys; from faceswap.ledger import open_ledger; from faceswap.workspace import Workspace\n"
         "led = open_ledger(Workspace(sys.argv[1]))\n"
         "for i in range(250): led.append('ledger.note', {'writer': int(sys.argv[2]), 'i': i})\n"
     )
+    # the four also race to create the workspace: exactly one key and one genesis entry result
     procs = [subprocess.Popen([sys.executable, "-c", code, str(ws.root), str(w)]) for w in range(4)]
     assert all(p.wait(timeout=300) == 0 for p in procs)
-    led = Ledger(ws.ledger_path, RegistrarKey.load_or_create(ws.keys_dir))
-    entries = led.entries()
-    assert [e.seq for e in entries] == list(range(1, 1001))
-    per_writer = {w: [e.data["i"] for e in entries if e.data["writer"] == w] for w in range(4)}
+    entries = open_ledger(ws).entries()
+    assert [e.seq for e in entries] == list(range(1, 1002))
+    assert [e.kind for e in entries].count("ledger.genesis") == 1
+    per_writer = {w: [e.data["i"] for e in entries if e.data.get("writer") == w] for w in range(4)}
     assert all(values == list(range(250)) for values in per_writer.values())
-    assert led.verify() is None
 
 
-def test_edited_body_is_named(ledger):
-    row = ledger.entries()[2]
-    _sql(ledger, "UPDATE ledger SET body = ? WHERE seq = 3", row.body.replace('"i":2', '"i":9'))
+def test_edited_body_is_named_and_blocks_reads_and_appends(ledger):
+    row = ledger.rows()[3]
+    _sql(ledger, "UPDATE ledger SET body = ? WHERE seq = 4", row.body.replace('"i":2', '"i":9'))
     finding = ledger.verify()
-    assert finding is not None and finding.seq == 3 and "edited" in finding.problem
+    assert finding is not None and finding.seq == 4 and "edited" in finding.problem
+    with pytest.raises(LedgerTampered, match="seq 4"):
+        ledger.entries()
+    with pytest.raises(LedgerTampered, match="nothing was appended"):
+        ledger.append("ledger.note", {"after": "edit"})
+    assert len(ledger.rows()) == NOTES + 1
 
 
 def test_edited_kind_column_is_named(ledger):
-    _sql(ledger, "UPDATE ledger SET kind = 'output.written' WHERE seq = 4")
-    assert ledger.verify().seq == 4
+    _sql(ledger, "UPDATE ledger SET kind = 'output.written' WHERE seq = 5")
+    assert ledger.verify().seq == 5
 
 
 def test_deleted_row_is_named(ledger):
@@ -77,50 +113,102 @@ def test_deleted_row_is_named(ledger):
     assert finding.seq == 4 and "deleted" in finding.problem
 
 
-def test_deleted_last_rows_are_caught_by_the_signed_head(ledger):
-    _sql(ledger, "DELETE FROM ledger WHERE seq >= 5")
+def test_deleted_last_rows_are_caught_and_never_re_signed_over(ledger):
+    _sql(ledger, "DELETE FROM ledger WHERE seq >= 6")
     finding = ledger.verify()
-    assert finding.seq == 5 and "ends at seq 6" in finding.problem
+    assert finding.seq == 6 and "ends at seq 7" in finding.problem
+    with pytest.raises(LedgerTampered):  # an append must not sign a new head over the gap
+        ledger.append("ledger.note", {"after": "truncation"})
+    assert ledger.verify().seq == 6
+
+
+def test_truncation_with_a_re_signed_head_is_caught_by_the_witness(ledger, workspace):
+    """Someone with the workspace's key deletes rows and signs a new head: the chain alone verifies,
+    the witness outside the workspace does not."""
+    from faceswap.ledger.chain import head_message
+
+    _sql(ledger, "DELETE FROM ledger WHERE seq >= 6")
+    last = ledger.rows()[-1]
+    key = RegistrarKey.load(workspace.keys_dir)
+    head = {"seq": last.seq, "entry_hash": last.entry_hash, "key_id": key.key_id,
+            "signature": key.sign(head_message(last.seq, last.entry_hash))}
+    (workspace.root / "ledger.head.json").write_text(json.dumps(head))
+    assert check_chain(ledger.rows(), ledger.head(), None).finding is None  # the chain alone is fooled
+    finding = open_ledger(workspace).verify()
+    assert finding is not None and finding.seq == 6 and "removed" in finding.problem
+
+
+def test_emptied_or_deleted_ledger_is_never_recreated(ledger, workspace):
+    _sql(ledger, "DELETE FROM ledger")
+    with pytest.raises(LedgerTampered, match="missing or empty"):
+        open_ledger(workspace)
+    os.unlink(ledger.backend.path)
+    with pytest.raises(LedgerTampered, match="never recreated"):
+        open_ledger(workspace)
+    shutil.rmtree(workspace.keys_dir)  # key and ledger both gone: the witness remembers
+    with pytest.raises(LedgerTampered, match="saw it hold seq 7"):
+        open_ledger(workspace)
+
+
+def test_missing_key_is_never_created_silently(ledger, workspace):
+    shutil.rmtree(workspace.keys_dir)
+    with pytest.raises(LedgerTampered, match="key .* is missing"):
+        open_ledger(workspace)
+    assert not (workspace.keys_dir / "registrar.key").exists()
+    read_only = open_ledger(workspace, writable=False)  # verify and show still work from genesis
+    assert read_only.verify() is None and read_only.key is None
+
+
+def test_replaced_key_is_refused_before_any_append(ledger, workspace):
+    RegistrarKey.generate().install(workspace.keys_dir, replace=True)
+    other = open_ledger(workspace)
+    assert "restore the workspace's own key" in other.verify().problem
+    with pytest.raises(LedgerTampered):
+        other.append("ledger.note", {"by": "intruder"})
+
+
+def test_whole_ledger_re_signed_with_a_new_key_is_caught_by_the_witness(ledger, workspace, tmp_path):
+    """Rebuild every row and the head with a fresh key and put that key in keys/."""
+    rows = ledger.rows()
+    shutil.rmtree(workspace.keys_dir)
+    ledger.backend.path.unlink()
+    for suffix in ("-wal", "-shm"):
+        Path(str(ledger.backend.path) + suffix).unlink(missing_ok=True)
+    (workspace.root / "ledger.head.json").unlink()
+    forged = Ledger(type(ledger.backend)(ledger.backend.path), RegistrarKey.generate(), witness=None)
+    forged.key.install(workspace.keys_dir)
+    forged.write_genesis("forged")
+    for row in rows[1:]:
+        forged.append(row.kind, row.data)
+    finding = open_ledger(workspace).verify()
+    assert finding is not None and "whole ledger was replaced" in finding.problem
+
+
+def test_row_inserted_and_signed_by_another_key_is_named(ledger):
+    _forge(ledger, RegistrarKey.generate(), {"forged": True})
+    finding = ledger.verify()
+    assert finding.seq == NOTES + 2 and "signature" in finding.problem
 
 
 def test_reordered_rows_are_named(ledger):
-    _sql(ledger, "UPDATE ledger SET seq = 100 WHERE seq = 2")
-    _sql(ledger, "UPDATE ledger SET seq = 2 WHERE seq = 3")
-    _sql(ledger, "UPDATE ledger SET seq = 3 WHERE seq = 100")
+    _sql(ledger, "UPDATE ledger SET seq = 100 WHERE seq = 3")
+    _sql(ledger, "UPDATE ledger SET seq = 3 WHERE seq = 4")
+    _sql(ledger, "UPDATE ledger SET seq = 4 WHERE seq = 100")
     finding = ledger.verify()
-    assert finding.seq == 2 and "prev_hash" in finding.problem
+    assert finding.seq == 3 and "prev_hash" in finding.problem
 
 
-def test_row_inserted_and_signed_by_another_key_is_named(ledger, tmp_path):
-    from faceswap.provenance.ledger import entry_hash_of, utc_now
-    from faceswap.signing import canonical_json
-
-    forger = RegistrarKey.load_or_create(tmp_path / "forger")
-    last = ledger.entries()[-1]
-    created = utc_now()
-    body = canonical_json({"kind": "ledger.note", "created_at": created, "data": {"forged": True}})
-    entry_hash = entry_hash_of(last.entry_hash, body)
-    _sql(
-        ledger,
-        "INSERT INTO ledger VALUES (?, ?, ?, ?, ?, ?, ?)",
-        7,
-        created,
-        "ledger.note",
-        body,
-        last.entry_hash,
-        entry_hash,
-        forger.sign(entry_hash),
-    )
-    finding = ledger.verify()
-    assert finding.seq == 7 and "signature" in finding.problem
-
-
-def test_replaced_key_fails_from_the_first_entry(ledger):
-    keys = ledger.path.parent / "keys"
-    (keys / "registrar.key").unlink()
-    other = Ledger(ledger.path, RegistrarKey.load_or_create(keys))
-    finding = other.verify()
-    assert finding.seq == 1 and "signature" in finding.problem
+def test_key_rotation_is_signed_by_both_keys_and_old_rows_stay_valid(ledger, workspace, capsys):
+    old = ledger.key.key_id
+    assert main(["keys", "rotate", "--workspace", str(workspace.root)]) == 0
+    assert f"{old} -> " in capsys.readouterr().out
+    rotated = open_ledger(workspace)
+    assert rotated.key.key_id != old and rotated.verify() is None
+    rotated.append("ledger.note", {"after": "rotation"})
+    rows = rotated.entries()
+    assert rows[-2].kind == "key.rotated" and rotated.history.key_at(rows[-1].seq).key_id == rotated.key.key_id
+    assert rotated.history.key_at(2).key_id == old
+    assert (workspace.keys_dir / f"registrar.key.{old}.retired").exists()
 
 
 def test_failed_on_commit_rolls_back(ledger):
@@ -129,40 +217,98 @@ def test_failed_on_commit_rolls_back(ledger):
 
     with pytest.raises(OSError):
         ledger.append("ledger.note", {"doomed": True}, on_commit=fail)
-    assert len(ledger.entries()) == 6 and ledger.verify() is None
+    assert len(ledger.entries()) == NOTES + 1 and ledger.verify() is None
+
+
+def test_guard_sees_verified_rows_and_can_refuse(ledger):
+    seen = []
+
+    def guard(rows):
+        seen.append(len(rows))
+        raise CheckFailed("consent revoked meanwhile")
+
+    with pytest.raises(CheckFailed):
+        ledger.append("ledger.note", {"x": 1}, guard=guard)
+    assert seen == [NOTES + 1] and len(ledger.rows()) == NOTES + 1
+
+
+def test_data_may_name_its_own_position(ledger):
+    entry = ledger.append("ledger.note", lambda pos: {"seq": pos.seq, "prev": pos.prev_hash})
+    assert entry.data == {"seq": entry.seq, "prev": entry.prev_hash} and ledger.verify() is None
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "scribble"])
+def test_damaged_database_is_one_clear_error(ledger, workspace, damage, capsys):
+    path = ledger.backend.path
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    data = bytearray(path.read_bytes())
+    if damage == "truncate":
+        path.write_bytes(bytes(data[: len(data) // 3]))
+    elif damage == "garbage":
+        path.write_bytes(os.urandom(len(data)))
+    else:  # random bytes inside the pages after the header
+        data[len(data) // 2 : len(data) // 2 + 600] = os.urandom(600)
+        path.write_bytes(bytes(data))
+    code = main(["ledger", "verify", "--workspace", str(workspace.root)])
+    out, err = capsys.readouterr()
+    assert code in (1, 2) and "Traceback" not in out + err
+    assert ("DAMAGED" in out) or ("TAMPERED" in out) or ("damaged" in err)
+    code = main(["ledger", "show", "--workspace", str(workspace.root)])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err  # rows that still read and verify may be shown
+    with pytest.raises((LedgerUnreadable, LedgerTampered)):
+        open_ledger(workspace).append("ledger.note", {"after": damage})
+
+
+def test_malformed_head_file_is_reported_not_a_traceback(ledger, workspace, capsys):
+    (workspace.root / "ledger.head.json").write_text("{not json")
+    assert main(["ledger", "verify", "--workspace", str(workspace.root)]) == 1
+    assert "head record" in capsys.readouterr().out
 
 
 def test_export_verifies_without_a_workspace_and_catches_edits(ledger, tmp_path):
     out = tmp_path / "export.jsonl"
-    assert ledger.export(out) == 6
-    exported = ExportedLedger.load(out)
-    assert exported.verify() is None
+    assert export_ledger(ledger, out) == NOTES + 1
+    assert ExportedLedger.load(out).verify() is None
     lines = out.read_text().splitlines()
-    row = json.loads(lines[3])
+    row = json.loads(lines[4])
     row["body"] = row["body"].replace('"i":2', '"i":5')
-    lines[3] = json.dumps(row)
+    lines[4] = json.dumps(row)
     out.write_text("\n".join(lines) + "\n")
-    assert ExportedLedger.load(out).verify().seq == 3
-    assert check_chain([], exported.public, None) is None
+    assert ExportedLedger.load(out).verify().seq == 4
+    with pytest.raises(BadInput):
+        ExportedLedger.load(tmp_path / "missing.jsonl")
 
 
-def test_cli_verify_names_the_bad_seq(ledger, capsys):
-    ws = str(ledger.path.parent)
+def test_kept_head_statement_catches_a_later_rewrite(ledger, workspace, tmp_path, capsys):
+    kept = tmp_path / "head.json"
+    ws = str(workspace.root)
+    assert main(["ledger", "head", "--workspace", ws, "--export", str(kept)]) == 0
+    assert main(["ledger", "verify", "--workspace", ws, "--witness", str(kept)]) == 0
+    _sql(ledger, "DELETE FROM ledger WHERE seq >= 6")
+    capsys.readouterr()
+    assert main(["ledger", "verify", "--workspace", ws, "--witness", str(kept)]) == 1
+
+
+def test_cli_verify_names_the_bad_seq(ledger, workspace, capsys):
+    ws = str(workspace.root)
     assert main(["ledger", "verify", "--workspace", ws]) == 0
-    _sql(ledger, "DELETE FROM ledger WHERE seq = 2")
+    _sql(ledger, "DELETE FROM ledger WHERE seq = 3")
     capsys.readouterr()
     assert main(["ledger", "verify", "--workspace", ws, "--json"]) == 1
     report = json.loads(capsys.readouterr().out)
-    assert report["ok"] is False and report["first_bad_seq"] == 2
+    assert report["ok"] is False and report["first_bad_seq"] == 3
     assert main(["ledger", "verify", "--workspace", ws]) == 1
-    assert "seq 2" in capsys.readouterr().out
+    assert "seq 3" in capsys.readouterr().out
 
 
-def test_cli_show_and_export(ledger, tmp_path, capsys):
-    ws = str(ledger.path.parent)
+def test_cli_show_and_export(ledger, workspace, tmp_path, capsys):
+    ws = str(workspace.root)
     assert main(["ledger", "show", "--workspace", ws, "--kind", "ledger.note", "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
-    assert len(shown) == 6 and shown[0]["body"]["data"] == {"i": 0}
+    assert len(shown) == NOTES and shown[0]["body"]["data"] == {"i": 0}
     out = tmp_path / "e.jsonl"
     assert main(["ledger", "export", "--workspace", ws, str(out)]) == 0
     assert Path(out).exists() and ExportedLedger.load(out).verify() is None

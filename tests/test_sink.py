@@ -14,11 +14,11 @@ import pytest
 from media_helpers import make_clip, panning_frames
 
 from faceswap.errors import BadInput
+from faceswap.hashing import file_sha256
+from faceswap.ledger import open_ledger
 from faceswap.media import iter_video_frames, probe_video, read_image
-from faceswap.provenance.ledger import open_ledger
 from faceswap.provenance.sink import OutputContext, OutputSink, SinkFrame
 from faceswap.provenance.watermark import Watermarker
-from faceswap.signing import file_sha256
 from faceswap.workspace import Workspace
 
 CONTEXT = OutputContext(producer="test", model_fingerprint="ab" * 32, consent_record_ids=("astro-1",))
@@ -102,7 +102,7 @@ def test_killed_mid_write_leaves_no_file_and_no_entry(tmp_path):
         "from fractions import Fraction\n"
         "sys.path.insert(0, 'tests')\n"
         "from media_helpers import panning_frames\n"
-        "from faceswap.provenance.ledger import open_ledger\n"
+        "from faceswap.ledger import open_ledger\n"
         "from faceswap.provenance.sink import OutputContext, OutputSink\n"
         "from faceswap.workspace import Workspace\n"
         "sink = OutputSink(open_ledger(Workspace(sys.argv[1])), batch=2)\n"
@@ -115,12 +115,22 @@ def test_killed_mid_write_leaves_no_file_and_no_entry(tmp_path):
     )
     proc = subprocess.Popen([sys.executable, "-c", code, str(ws), str(out)], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "writing"
-    time.sleep(1.0)
+    deadline = time.monotonic() + 60
+    def written_bytes() -> int:
+        return sum(p.stat().st_size for p in tmp_path.glob(".killed.mp4.faceswap-partial-*"))
+
+    while written_bytes() == 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    partials = list(tmp_path.glob(".killed.mp4.faceswap-partial-*"))
+    assert len(partials) == 1 and partials[0].stat().st_size > 0  # killed in the middle of a real write
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     assert not out.exists()
     ledger = open_ledger(Workspace(ws))
     assert ledger.entries("output.written") == [] and ledger.verify() is None
+    # the next write to the same name removes the dead writer's leftover
+    written = OutputSink(ledger).write_video(out, panning_frames(4), Fraction(25), CONTEXT)
+    assert written.leftovers_removed == 1 and not list(tmp_path.glob(".killed.mp4.faceswap-partial-*"))
 
 
 def test_bad_requests_are_refused(sink, tmp_path, t1_image):

@@ -150,7 +150,7 @@ def test_resume_continues_and_nan_is_survived(facesets_workspace, capsys):
     assert _train(facesets_workspace, "--trainer.max_steps", "20", "--json") == 0
     second = _last_json(capsys)
     assert second["resumed_from"] == 12 and second["steps"] == 20
-    ckpt = torch.load(model_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(model_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["consent_grant"]["subject_a"] == "demo-a" and len(ckpt["consent_grant"]["records"]) == 2
 
 

@@ -13,8 +13,8 @@ import pytest
 from media_helpers import make_clip, reencode
 
 from faceswap.cli import main
+from faceswap.ledger import open_ledger
 from faceswap.media import iter_video_frames
-from faceswap.provenance.ledger import open_ledger
 from faceswap.provenance.sink import OutputContext, OutputSink, SinkFrame
 from faceswap.workspace import Workspace
 

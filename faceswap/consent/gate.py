@@ -1,4 +1,5 @@
-"""The consent gate: the one place that decides whether two subjects may be swapped for a purpose."""
+"""The consent gate: the one place that decides whether subjects may be used, for extraction,
+training, conversion and dubbing. It reads the consent files and the verified ledger together."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 from faceswap.consent.records import PURPOSES, ConsentRecord
 from faceswap.consent.registry import ConsentStore, StoreSnapshot, utc_timestamp, utc_today
 from faceswap.errors import CheckFailed
+from faceswap.ledger import Entry
 
 
 class ConsentRefused(CheckFailed):
@@ -58,19 +60,30 @@ class ConsentGate:
     def __init__(self, store: ConsentStore) -> None:
         self.store = store
 
-    def authorize(self, subject_a: str, subject_b: str, purpose: str, today: date | None = None) -> ConsentGrant:
+    def snapshot(self, entries: list[Entry] | None = None) -> StoreSnapshot:
+        """The store as the gate sees it; refuses while any file disagrees with the ledger."""
+        snapshot = self.store.load(entries)
+        if snapshot.problems:
+            raise ConsentRefused(f"consent store is damaged ({snapshot.problems[0]}); run `faceswap consent verify`")
+        return snapshot
+
+    def authorize(
+        self,
+        subject_a: str,
+        subject_b: str,
+        purpose: str,
+        today: date | None = None,
+        entries: list[Entry] | None = None,
+    ) -> ConsentGrant:
         """Grant for A as source (the face put on) and B as target (the footage), or ConsentRefused."""
         if purpose not in PURPOSES:
             raise ConsentRefused(f"unknown purpose '{purpose}' (consent can only be given for {', '.join(PURPOSES)})")
         if subject_a == subject_b:
             raise ConsentRefused("subject A and subject B must be different people")
+        snapshot = self.snapshot(entries)
         today = today or utc_today()
-        snapshot = self.store.load()
-        if snapshot.problems:
-            raise ConsentRefused(f"consent store is damaged ({snapshot.problems[0]}); run `faceswap consent verify`")
-        revoked_in_ledger = {e.data["record_id"]: e.seq for e in self.store.ledger.entries("consent.revoked")}
         granted = tuple(
-            self._grant_one(snapshot, subject, role, purpose, today, revoked_in_ledger)
+            decide(snapshot, subject, role, purpose, today)
             for subject, role in ((subject_a, "source"), (subject_b, "target"))
         )
         return ConsentGrant(
@@ -78,72 +91,94 @@ class ConsentGate:
             subject_a=subject_a,
             subject_b=subject_b,
             records=granted,
-            registrar_key_id=self.store.public.key_id,
+            registrar_key_id=self.store.ledger.public.key_id,
             granted_at=utc_timestamp(),
         )
 
-    def recheck(self, grant: ConsentGrant) -> ConsentGrant:
-        """Re-authorise at run time (conversion): revoked or expired records stop the run."""
-        fresh = self.authorize(grant.subject_a, grant.subject_b, grant.purpose)
-        for old in grant.records:
-            if old.record_id not in fresh.record_ids:
+    def authorize_subject(self, subject: str) -> tuple[ConsentRecord, GrantedRecord]:
+        """A subject's active record, for any purpose and role (extraction builds facesets that
+        training then checks against the grant)."""
+        snapshot = self.snapshot()
+        granted = decide(snapshot, subject, None, None, utc_today())
+        record = snapshot.by_id(granted.record_id)
+        assert record is not None
+        return record, granted
+
+    def authorize_model(self, model: Entry, entries: list[Entry] | None = None) -> ConsentGrant:
+        """Consent for a trained model, taken from its signed `model.trained` entry: the records it
+        was trained under must still be their subjects' active records for its purpose."""
+        data = model.data
+        snapshot = self.snapshot(entries)
+        ids = list(data.get("consent_record_ids") or [])
+        hashes = list(data.get("consent_record_sha256") or [])
+        subjects = data.get("subjects") or {}
+        if len(ids) != 2 or len(hashes) != 2:
+            raise ConsentRefused(f"model.trained entry seq {model.seq} does not name two consent records")
+        if not subjects:  # entries written before subjects were recorded: read them off the records' entries
+            owners = [snapshot.registered.get(rid) for rid in ids]
+            if any(o is None for o in owners):
+                raise ConsentRefused(f"model.trained entry seq {model.seq} names a consent record the ledger lacks")
+            subjects = {"a": owners[0].data["subject_id"], "b": owners[1].data["subject_id"]}
+        fresh = self.authorize(subjects["a"], subjects["b"], data.get("purpose", ""), entries=entries)
+        for record_id, record_sha in zip(ids, hashes, strict=True):
+            now = next((r for r in fresh.records if r.record_id == record_id), None)
+            if now is None or now.record_sha256 != record_sha:
                 raise ConsentRefused(
-                    f"consent record {old.record_id} of subject '{old.subject_id}' that this model was trained "
-                    "under is no longer the subject's active record"
+                    f"consent record {record_id} that this model was trained under (ledger seq {model.seq}) is no "
+                    "longer its subject's active record; train again under the current consent"
                 )
         return fresh
 
-    @staticmethod
-    def _grant_one(
-        snapshot: StoreSnapshot,
-        subject: str,
-        role: str,
-        purpose: str,
-        today: date,
-        revoked_in_ledger: dict[str, int],
-    ) -> GrantedRecord:
-        records = snapshot.for_subject(subject)
-        if not records:
-            raise ConsentRefused(f"no consent record for subject '{subject}'")
-        reasons: list[str] = []
-        for record in records:
-            reason = _refusal(snapshot, record, role, purpose, today, revoked_in_ledger)
-            if reason is None:
-                return GrantedRecord(
-                    role=role,
-                    subject_id=subject,
-                    record_id=record.record_id,
-                    record_sha256=record.sha256,
-                    expires_at=record.document["expires_at"],
-                    backend=record.backend,
+    def recheck(self, grant: ConsentGrant, entries: list[Entry] | None = None) -> ConsentGrant:
+        """Re-authorise while working: revoked, expired or replaced records stop the run."""
+        fresh = self.authorize(grant.subject_a, grant.subject_b, grant.purpose, entries=entries)
+        for old in grant.records:
+            if old.record_id not in fresh.record_ids:
+                raise ConsentRefused(
+                    f"consent record {old.record_id} of subject '{old.subject_id}' is no longer the subject's "
+                    "active record"
                 )
-            reasons.append(reason)
-        raise ConsentRefused(f"subject '{subject}': {reasons[0]}")
+        return fresh
 
 
-def _refusal(
-    snapshot: StoreSnapshot,
-    record: ConsentRecord,
-    role: str,
-    purpose: str,
-    today: date,
-    revoked_in_ledger: dict[str, int],
+def decide(
+    snapshot: StoreSnapshot, subject: str, role: str | None, purpose: str | None, today: date
+) -> GrantedRecord:
+    """The subject's newest record that allows `role` and `purpose` today (None: any), or ConsentRefused
+    with the reason the newest record gives."""
+    records = snapshot.for_subject(subject)
+    if not records:
+        raise ConsentRefused(f"no consent record for subject '{subject}'")
+    reasons: list[str] = []
+    for record in records:
+        reason = refusal(snapshot, record, role, purpose, today)
+        if reason is None:
+            return GrantedRecord(
+                role=role or "any",
+                subject_id=subject,
+                record_id=record.record_id,
+                record_sha256=record.sha256,
+                expires_at=record.document["expires_at"],
+                backend=record.backend,
+            )
+        reasons.append(reason)
+    raise ConsentRefused(f"subject '{subject}': {reasons[0]}")
+
+
+def refusal(
+    snapshot: StoreSnapshot, record: ConsentRecord, role: str | None, purpose: str | None, today: date
 ) -> str | None:
+    """Why `record` does not grant `role` for `purpose` today, or None when it does."""
     rid = record.record_id
-    revocation = snapshot.revocations.get(rid)
-    if revocation is not None:
-        return f"consent record {rid} was revoked at {revocation.revoked_at} ({revocation.reason})"
-    if rid in revoked_in_ledger:
-        return (
-            f"consent record {rid} was revoked (ledger seq {revoked_in_ledger[rid]}) and its revocation file is missing"
-        )
     status = snapshot.status(record, today)
+    if status == "revoked":
+        return f"consent record {rid} was {snapshot.revocation_note(rid)}"
     if status == "expired":
         return f"consent record {rid} expired on {record.expires_at}"
     if status == "not-yet-valid":
         return f"consent record {rid} is valid only from {record.valid_from}"
-    if purpose not in record.purposes:
+    if purpose is not None and purpose not in record.purposes:
         return f"consent record {rid} does not allow purpose '{purpose}' (allows {', '.join(record.purposes)})"
-    if role not in record.roles:
+    if role is not None and role not in record.roles:
         return f"consent record {rid} does not grant the {role} role (grants {', '.join(record.roles)})"
     return None

@@ -11,11 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from faceswap.signing import PublicKey, canonical_json, sha256_hex
+from faceswap.hashing import canonical_json, sha256_hex
+from faceswap.ledger.keys import PublicKey
 
 PURPOSES = ("vfx-prototyping", "dubbing-research", "evaluation")
 ROLES = ("source", "target")
-KINDS = ("person", "synthetic")
+SUBJECT_KINDS = ("person", "synthetic")
 MAX_TERM_DAYS = 3 * 365 + 1
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "consent" / "schema.json"
 REVOCATION_SUFFIX = ".revocation.json"
@@ -60,8 +61,12 @@ class SignedDocument:
     def sha256(self) -> str:
         return document_sha256(self.document)
 
+    @property
+    def key_id(self) -> str:
+        return str(self.document.get("registrar_key_id", ""))
+
     def signature_valid(self, public: PublicKey) -> bool:
-        return self.document.get("registrar_key_id") == public.key_id and public.verify(
+        return self.key_id == public.key_id and public.verify(
             self.document.get("signature", ""), signed_message(self.document)
         )
 
@@ -124,11 +129,13 @@ class Revocation(SignedDocument):
         return self.document["revoked_at"]
 
 
-def status_of(record: ConsentRecord, revoked: bool, today: date) -> str:
+def status_of(revoked: bool, valid_from: date | None, expires_at: date, today: date) -> str:
+    """The one definition of a record's status, for the store (files + ledger) and for verify
+    (a ledger export alone)."""
     if revoked:
         return "revoked"
-    if today > record.expires_at:
+    if today > expires_at:
         return "expired"
-    if today < record.valid_from:
+    if valid_from is not None and today < valid_from:
         return "not-yet-valid"
     return "active"

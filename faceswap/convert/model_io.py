@@ -1,55 +1,86 @@
-"""Loading a trained model directory (model.json + model.pt) for conversion."""
+"""Opening a trained model for conversion: the ledger, not the model folder, says what it is.
+
+The weights are read as tensors only (safetensors; a legacy model.pt through torch's weights-only
+unpickler), fingerprinted, and looked up among the verified ledger's `model.trained` entries. That
+signed entry names the architecture, the subjects, the purpose and the consent records; the gate
+checks those records now. model.json is a convenience copy for people and is never trusted.
+"""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from faceswap.errors import BadInput, CheckFailed
+from faceswap.consent.gate import ConsentGate, ConsentGrant, ConsentRefused
+from faceswap.consent.registry import ConsentStore
+from faceswap.errors import BadInput
+from faceswap.ledger import Entry
 
 
-@dataclass
-class LoadedModel:
+@dataclass(frozen=True)
+class AuthorizedModel:
+    """A network whose weights a signed `model.trained` entry names, under consent that holds now."""
+
     folder: Path
-    info: dict[str, Any]
-    network: Any  # SwapNetwork, eval mode, on `device`
+    weights_path: Path
+    entry: Entry
+    grant: ConsentGrant
+    fingerprint: str
+    _network: Any  # SwapNetwork in eval mode on `device`; used through Swapper, which marks its faces
     device: str
     dtype: Any
 
     @property
-    def resolution(self) -> int:
-        return int(self.info["resolution"])
+    def name(self) -> str:
+        return str(self.entry.data.get("name", self.folder.name))
 
     @property
-    def fingerprint(self) -> str:
-        return self.info["fingerprint"]
+    def resolution(self) -> int:
+        return int(self.entry.data["resolution"])
 
 
-def load_model(folder: Path, device: str | None = None) -> LoadedModel:
+def load_model(store: ConsentStore, folder: Path, device: str | None = None) -> AuthorizedModel:
+    """The model in `folder`, if the ledger knows its weights and its consent holds; else refused."""
     import torch
 
-    from faceswap.model.module import weights_fingerprint
-    from faceswap.model.networks import ModelConfig, SwapNetwork
+    from faceswap.model.weights import fingerprint, read_weights
 
-    info_path = folder / "model.json"
-    if not info_path.is_file():
-        raise BadInput(f"{folder}: not a model folder (no model.json); train one with `faceswap train`")
-    try:
-        info = json.loads(info_path.read_text())
-        saved = torch.load(folder / info["weights"], map_location="cpu", weights_only=False)
-    except (OSError, ValueError, KeyError, RuntimeError) as error:
-        raise BadInput(f"{folder}: model files are unreadable ({error})") from None
-    hp = saved["hparams"]
-    config = ModelConfig(
-        hp["architecture"], hp["resolution"], hp["e_dims"], hp["ae_dims"], hp["d_dims"], hp["d_mask_dims"]
-    )
-    network = SwapNetwork(config)
-    network.load_state_dict(saved["state_dict"])
-    if weights_fingerprint(network) != info["fingerprint"]:
-        raise CheckFailed(f"{folder}: weights do not match the fingerprint in model.json (the model was altered)")
+    if not folder.is_dir():
+        raise BadInput(f"{folder}: not a model folder")
+    state, file_hparams, weights_path = read_weights(folder)
+    weights_id = fingerprint(state)
+    entries = store.ledger.entries()
+    trained = [e for e in entries if e.kind == "model.trained" and e.data.get("fingerprint") == weights_id]
+    if not trained:
+        raise ConsentRefused(
+            f"{folder}: no model.trained ledger entry names these weights (fingerprint {weights_id[:16]}): only models "
+            "trained in this workspace convert, unaltered"
+        )
+    entry = trained[-1]
+    grant = ConsentGate(store).authorize_model(entry, entries)
+    hparams = entry.data.get("hparams") or file_hparams  # the signed entry first; legacy entries lack it
+    network = _build(hparams, state, folder)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    network = network.to(device).eval()
-    return LoadedModel(folder, info, network, device, dtype)
+    return AuthorizedModel(folder, weights_path, entry, grant, weights_id, network.to(device).eval(), device, dtype)
+
+
+def _build(hparams: dict[str, Any], state: dict[str, Any], folder: Path) -> Any:
+    from faceswap.model.networks import ModelConfig, SwapNetwork
+
+    try:
+        config = ModelConfig(
+            hparams["architecture"],
+            int(hparams["resolution"]),
+            int(hparams["e_dims"]),
+            int(hparams["ae_dims"]),
+            int(hparams["d_dims"]),
+            int(hparams["d_mask_dims"]),
+        )
+        network = SwapNetwork(config)
+        network.load_state_dict(state, strict=True)
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        first = str(error).splitlines()[0]
+        raise BadInput(f"{folder}: the weights do not fit the recorded architecture ({first})") from None
+    return network

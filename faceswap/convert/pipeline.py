@@ -14,17 +14,20 @@ from typing import Any
 
 import numpy as np
 
-from faceswap.consent.gate import ConsentGate, ConsentGrant
+from faceswap.consent.gate import ConsentGate
 from faceswap.consent.registry import ConsentStore
+from faceswap.consent.watch import CHECK_EVERY_SECONDS, ConsentWatch
 from faceswap.convert import blend as blend_modes
 from faceswap.convert import colour as colour_modes
-from faceswap.convert.model_io import LoadedModel, load_model
+from faceswap.convert.model_io import AuthorizedModel, load_model
 from faceswap.convert.smoothing import KeypointSmoother, TrackedFace
-from faceswap.errors import BadInput
+from faceswap.errors import BadInput, CheckFailed
 from faceswap.faces.align import alignment_matrix, transform_points
 from faceswap.faces.analyzer import FaceAnalyzer
 from faceswap.faces.identity import cosine_similarities, threshold_for
 from faceswap.faces.masks import landmark_mask
+from faceswap.hashing import safe_name
+from faceswap.ledger import Entry
 from faceswap.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, iter_video_frames, probe_video, read_image
 from faceswap.provenance.sink import OutputContext, OutputSink, SinkFrame, batched
 
@@ -46,8 +49,11 @@ class ConvertOptions:
     alpha: bool = False
     backend: str = "auto"
     model_root: Path | None = None
+    allow_empty: bool = False  # write a marked, unchanged copy when no face of subject B is found
+    consent_check_seconds: float = CHECK_EVERY_SECONDS
 
     def validate(self) -> None:
+        """Every option checked before anything is read or written."""
         if self.mask not in MASK_MODES:
             raise BadInput(f"--mask must be one of {', '.join(MASK_MODES)}")
         if self.color not in colour_modes.MODES:
@@ -58,6 +64,18 @@ class ConvertOptions:
             raise BadInput("--bits must be 8 or 16")
         if not 0 <= self.smoothing <= 2:
             raise BadInput("--smoothing must be between 0 and 2 seconds")
+        if not 1 <= self.batch <= 256:
+            raise BadInput("--batch must be between 1 and 256")
+        if not 0 <= self.erode < 0.5:
+            raise BadInput("--erode must be at least 0 and below 0.5 (a share of the face crop)")
+        if not 0 <= self.blur < 0.5:
+            raise BadInput("--blur must be at least 0 and below 0.5 (a share of the face crop)")
+        if self.sequence not in (None, "png"):
+            raise BadInput("--sequence must be png")
+        if self.alpha and not self.sequence:
+            raise BadInput("--alpha needs --sequence (a video carries no matte)")
+        if self.consent_check_seconds <= 0:
+            raise BadInput("the consent re-check interval must be positive")
 
 
 @dataclass
@@ -86,12 +104,6 @@ class FrameIn:
     image: np.ndarray
     pts: int | None = None
     time_base: Fraction | None = None
-
-
-def check_consent(store: ConsentStore, model: LoadedModel) -> ConsentGrant:
-    """Consent is re-checked now, not trusted from training time."""
-    grant = ConsentGrant.from_json(model.info["consent_grant"])
-    return ConsentGate(store).recheck(grant)
 
 
 def decode(path: Path) -> tuple[Iterator[FrameIn], Fraction, Fraction | None, int, bool]:
@@ -133,7 +145,9 @@ def in_background(items: Iterator, depth: int = 16) -> Iterator:
 class Swapper:
     """Everything per frame after decoding: analyse and select, smooth along tracks, swap."""
 
-    def __init__(self, model: LoadedModel, references: np.ndarray, backend: str, options: ConvertOptions, fps: float):
+    def __init__(
+        self, model: AuthorizedModel, references: np.ndarray, backend: str, options: ConvertOptions, fps: float
+    ):
         self.model, self.options = model, options
         self.analyzer = FaceAnalyzer(backend, options.model_root)
         self.references = references
@@ -167,7 +181,7 @@ class Swapper:
         for batch in batched(smoothed(), self.options.batch):
             yield from self.swap(batch, report)
 
-    def infer(self, crops: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    def _infer(self, crops: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         import torch
 
         batch = torch.from_numpy(np.stack(crops)[..., ::-1].copy()).permute(0, 3, 1, 2).float().div_(255)
@@ -176,7 +190,7 @@ class Swapper:
             torch.no_grad(),
             torch.autocast(self.model.device, dtype=self.model.dtype, enabled=self.model.device == "cuda"),
         ):
-            rgb, mask = self.model.network.swap(batch, "a")
+            rgb, mask = self.model._network.swap(batch, "a")
         faces = (rgb.float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()[..., ::-1] * 255).round().astype(np.uint8)
         return np.ascontiguousarray(faces), mask.float()[:, 0].cpu().numpy()
 
@@ -233,7 +247,7 @@ class Swapper:
                 )
                 for pos, _, m in jobs
             ]
-            swapped, learned = self.infer(crops)
+            swapped, learned = self._infer(crops)
             for (pos, tracked, matrix), crop, new, learned_mask in zip(jobs, crops, swapped, learned, strict=True):
                 face = tracked.face
                 mask = self.finish_mask(learned_mask, *self.region(face, matrix, size))
@@ -256,6 +270,25 @@ class Swapper:
         return [(f, out, matte) for (f, _), out, matte in zip(frames, outputs, mattes, strict=True)]
 
 
+class ConvertGuard:
+    """What must still hold when a conversion's output is committed: consent (re-checked while it
+    runs) and at least one face of subject B swapped, unless an unchanged copy was asked for."""
+
+    def __init__(self, watch: ConsentWatch, report: ConvertReport, allow_empty: bool, subject_b: str) -> None:
+        self.watch, self.report, self.allow_empty, self.subject_b = watch, report, allow_empty, subject_b
+
+    def poll(self) -> None:
+        self.watch.poll()
+
+    def final(self, entries: list[Entry]) -> None:
+        if self.report.frames_swapped == 0 and not self.allow_empty:
+            raise CheckFailed(
+                f"no face of subject '{self.subject_b}' was found in {self.report.frames} frame(s); nothing written "
+                "(--allow-empty writes an unchanged, marked copy)"
+            )
+        self.watch.final(entries)
+
+
 def convert(
     store: ConsentStore,
     model_dir: Path,
@@ -264,11 +297,14 @@ def convert(
     options: ConvertOptions,
     progress: Callable[[int, int], None] | None = None,
 ) -> ConvertReport:
+    """consent (ledger-proven model) -> decode -> analyse -> swap -> sink, re-checking consent."""
     options.validate()
-    model = load_model(model_dir)
-    grant = check_consent(store, model)
-    snapshot = store.load()
-    record_b = snapshot.by_id(grant.record_for(grant.subject_b).record_id)
+    model = load_model(store, model_dir)
+    grant = model.grant
+    sink = OutputSink(store.ledger, protected=store.workspace.protected_paths())
+    sink.check_destination(output, (input_path, model.weights_path))
+    record_b = store.load().by_id(grant.record_for(grant.subject_b).record_id)
+    assert record_b is not None
     backend = record_b.backend if options.backend == "auto" else options.backend
     frames, fps, time_base, total, is_video = decode(input_path)
     swapper = Swapper(model, record_b.reference_embeddings, backend, options, float(fps))
@@ -282,21 +318,24 @@ def convert(
                 progress(report.frames, total)
             yield _sink_frame(frame, image, matte, options)
 
+    watch = ConsentWatch(ConsentGate(store), grant, options.consent_check_seconds)
     context = OutputContext(
         producer="convert",
         model_fingerprint=model.fingerprint,
         consent_record_ids=tuple(grant.record_ids),
         settings={
-            "model": model.info["name"],
-            "input": input_path.name,
+            "model": model.name,
+            "model_seq": model.entry.seq,
+            "input": safe_name(input_path),
             "mask": options.mask,
             "color": options.color,
             "blend": options.blend,
             "smoothing": options.smoothing,
             "purpose": grant.purpose,
         },
+        guard=ConvertGuard(watch, report, options.allow_empty, grant.subject_b),
+        sources=(input_path, model.weights_path),
     )
-    sink = OutputSink(store.ledger)
     if options.sequence:
         written = sink.write_sequence(output, swapped_frames(), context)
     elif is_video:

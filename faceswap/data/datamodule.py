@@ -129,7 +129,9 @@ class SwapDataModule(pl.LightningDataModule):
 
         self.save_hyperparameters()
         self.workspace = Workspace.resolve(workspace)
-        self.grant: ConsentGrant = ConsentGate(ConsentStore(self.workspace)).authorize(subject_a, subject_b, purpose)
+        store = ConsentStore(self.workspace)
+        self.grant: ConsentGrant = ConsentGate(store).authorize(subject_a, subject_b, purpose)
+        self._built = store.ledger.entries("faceset.built")
         self.facesets = {
             "a": self._checked_faceset(subject_a),
             "b": self._checked_faceset(subject_b),
@@ -151,6 +153,7 @@ class SwapDataModule(pl.LightningDataModule):
             )
         if not faceset.faces:
             raise ConsentRefused(f"faceset {folder} is empty")
+        faceset.recorded_in(self._built)
         return faceset
 
     @property

@@ -15,14 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
+from faceswap.consent.gate import ConsentGate
 from faceswap.consent.registry import ConsentStore
 from faceswap.data.faceset import FaceEntry, Faceset, FacesetHeader, write_crop
 from faceswap.errors import BadInput, CheckFailed
-from faceswap.faces.align import TEMPLATE_NAME, align_face, transform_points
+from faceswap.faces.align import MAX_SIZE, MIN_SIZE, TEMPLATE_NAME, align_face, transform_points
 from faceswap.faces.analyzer import FaceAnalyzer
 from faceswap.faces.identity import cosine_similarities, threshold_for
+from faceswap.hashing import file_sha256, safe_name
 from faceswap.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, iter_video_frames, probe_video, read_image
-from faceswap.signing import file_sha256
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,17 @@ class ExtractOptions:
     model_root: Path | None = None
     min_face: int = 80  # pixels (shorter side of the detection box)
     min_blur: float = 10.0  # variance of the Laplacian of the aligned crop
+
+    def validate(self) -> None:
+        """Every option checked before anything is read or written."""
+        if self.every < 1:
+            raise BadInput(f"--every must be 1 or more (every Nth frame), got {self.every}")
+        if not MIN_SIZE <= self.size <= MAX_SIZE:
+            raise BadInput(f"--size must be between {MIN_SIZE} and {MAX_SIZE} pixels, got {self.size}")
+        if self.min_face < 1:
+            raise BadInput(f"--min-face must be at least 1 pixel, got {self.min_face}")
+        if self.min_blur < 0:
+            raise BadInput(f"the minimum blur score must not be negative, got {self.min_blur}")
 
 
 @dataclass
@@ -92,8 +104,8 @@ def list_inputs(path: Path) -> tuple[list[Path], list[str]]:
     for item in sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")):
         (media if item.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES else skipped).append(item)
     if not media:
-        raise BadInput(f"{path}: holds no images or videos ({len(skipped)} other files)")
-    return media, [str(p) for p in skipped]
+        raise BadInput(f"{safe_name(path)}: holds no images or videos ({len(skipped)} other files)")
+    return media, [safe_name(p) for p in skipped]
 
 
 def iter_frames(files: list[Path], every: int) -> Iterator[InputFrame]:
@@ -117,17 +129,8 @@ def extract(
     import time
 
     started = time.perf_counter()
-    snapshot = store.load()
-    records = snapshot.for_subject(subject_id)
-    if not records:
-        raise CheckFailed(f"no consent record for subject '{subject_id}': register consent before extracting")
-    active = [r for r in records if snapshot.status(r) == "active"]
-    if not active:
-        raise CheckFailed(
-            f"subject '{subject_id}' has no active consent (record {records[0].record_id} is "
-            f"{snapshot.status(records[0])}): extraction refused"
-        )
-    record = active[0]
+    options.validate()
+    record, _ = ConsentGate(store).authorize_subject(subject_id)
     backend = record.backend if options.backend == "auto" else options.backend
     if backend != record.backend:
         raise BadInput(
@@ -145,6 +148,8 @@ def extract(
             f"faceset {folder} was built under consent record {existing.header.record_id}, not the active "
             f"record {record.record_id}; move it aside to extract anew"
         )
+    if existing is not None:
+        existing.recorded_in(store.ledger.entries("faceset.built"))
     if existing is not None and existing.header.size != options.size:
         raise BadInput(
             f"faceset {folder} holds {existing.header.size} px crops; extract with --size {existing.header.size}"
@@ -201,7 +206,7 @@ def extract(
                     FaceEntry(
                         file=name,
                         sha256=digest,
-                        source=item.source.name,
+                        source=safe_name(item.source),
                         source_sha256=item.source_sha256,
                         frame=item.frame,
                         face=index,
@@ -218,9 +223,10 @@ def extract(
                 report.kept += 1
         if report.kept == 0 and report.already_present == 0:
             raise CheckFailed(_nothing_kept(report, subject_id, threshold))
+        faceset.faces.extend(new_entries)
+        faceset.digest()  # everything the index holds must serialise before any crop moves into place
         for entry in new_entries:
             (staging / entry.file).replace(folder / entry.file)
-        faceset.faces.extend(new_entries)
         faceset.save()  # the JSONL index, not pixels
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from faceswap.errors import BadInput
-from faceswap.signing import canonical_json, sha256_hex
+from faceswap.hashing import canonical_json, sha256_hex
 
 INDEX = "faceset.jsonl"
 FORMAT_VERSION = 1
@@ -78,9 +78,33 @@ class Faceset:
         return {f.key for f in self.faces}
 
     def load_crop(self, entry: FaceEntry) -> np.ndarray:
-        from faceswap.media import read_image
+        """The crop, after checking its bytes are the ones the index names."""
+        import cv2
 
-        return read_image(self.folder / entry.file)
+        path = self.folder / entry.file
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            raise BadInput(f"{path}: unreadable crop ({error.strerror})") from None
+        if sha256_hex(data) != entry.sha256:
+            raise BadInput(f"{path}: the crop differs from the one its faceset index names (edited by hand?)")
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        if image is None:
+            raise BadInput(f"{path}: not a readable image")
+        return image
+
+    def recorded_in(self, built: list[Any]) -> Any:
+        """The `faceset.built` ledger entry that holds this faceset's digest for its consent record,
+        or BadInput: a faceset changed by hand is not one the framework extracted."""
+        digest = self.digest()
+        for entry in reversed(built):
+            data = entry.data
+            if data.get("faceset_sha256") == digest and data.get("record_id") == self.header.record_id:
+                return entry
+        raise BadInput(
+            f"faceset {self.folder} (sha256 {digest[:16]}) has no faceset.built ledger entry: it was changed "
+            "outside `faceswap extract`/`faceset clean`; extract it again"
+        )
 
     def save(self) -> None:
         tmp = self.folder / f".{INDEX}.{os.getpid()}.tmp"
@@ -101,8 +125,11 @@ class Faceset:
             lines = [json.loads(line) for line in index.read_text(encoding="utf-8").splitlines() if line.strip()]
             header = FacesetHeader(**lines[0])
             faces = [FaceEntry(**line) for line in lines[1:]]
-        except (ValueError, TypeError, IndexError) as error:
+        except (ValueError, TypeError, IndexError, UnicodeDecodeError) as error:
             raise BadInput(f"{index} is damaged ({error})") from None
+        for face in faces:
+            if Path(face.file).name != face.file or face.file.startswith("."):
+                raise BadInput(f"{index} is damaged: '{face.file}' is not a crop file name")
         return cls(folder, header, faces)
 
 

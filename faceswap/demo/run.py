@@ -43,7 +43,7 @@ def run_demo(root: Workspace, options: DemoOptions, say: Callable[[str], None] =
     from faceswap.demo.subjects import make_demo_subjects
     from faceswap.eval.run import run_eval
     from faceswap.faces.analyzer import FaceAnalyzer
-    from faceswap.provenance.ledger import open_ledger
+    from faceswap.ledger import open_ledger
     from faceswap.provenance.verify import LedgerView, Verifier
     from faceswap.train import TrainRequest, run_training
 

@@ -19,12 +19,12 @@ def run_eval(
     compare_frames: int,
 ) -> tuple[EvalReport, Path]:
     from faceswap.convert.model_io import load_model
-    from faceswap.convert.pipeline import ConvertOptions, Swapper, check_consent, convert
+    from faceswap.convert.pipeline import ConvertOptions, Swapper, convert
     from faceswap.faces.analyzer import FaceAnalyzer
     from faceswap.faces.identity import threshold_for
 
-    model = load_model(model_dir)
-    grant = check_consent(store, model)
+    model = load_model(store, model_dir)
+    grant = model.grant
     snapshot = store.load()
     record_a = snapshot.by_id(grant.record_for(grant.subject_a).record_id)
     record_b = snapshot.by_id(grant.record_for(grant.subject_b).record_id)

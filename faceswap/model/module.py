@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import hashlib
 from typing import Any
 
 import numpy as np
@@ -12,15 +11,11 @@ import torch
 
 from faceswap.model.losses import LossWeights, SwapLoss
 from faceswap.model.networks import ModelConfig, SwapNetwork
+from faceswap.model.weights import fingerprint
 
 
 def weights_fingerprint(network: torch.nn.Module) -> str:
-    """sha256 over every parameter and buffer, in name order: the model's identity in the ledger."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(network.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
+    return fingerprint(network.state_dict())
 
 
 class SwapModule(pl.LightningModule):

@@ -9,61 +9,67 @@ chain up to it, must verify.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from faceswap.errors import FaceswapError
+from faceswap.consent.records import status_of
+from faceswap.errors import ExitCode, FaceswapError
+from faceswap.ledger import Entry, Finding, Ledger, PublicKey, entry_hash_of
+from faceswap.ledger.chain import KeyHistory
+from faceswap.ledger.export import ExportedLedger
 from faceswap.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES
-from faceswap.provenance.ledger import Entry, ExportedLedger, Finding, Ledger, entry_hash_of
 from faceswap.provenance.phash import MATCH_DISTANCE, best_distance, phash
 from faceswap.provenance.watermark import Detection, Watermarker
-from faceswap.signing import PublicKey
 
 VIDEO_SAMPLES = 24
-EXIT_OK, EXIT_UNMARKED, EXIT_BAD_INPUT, EXIT_LEDGER = 0, 1, 2, 3
 
 
 @dataclass
 class LedgerView:
-    """Entries and a public key, from a workspace ledger or from an export."""
+    """Entries and their keys, from a workspace ledger or from an export, checked once."""
 
     entries: list[Entry]
-    public: PublicKey
+    history: KeyHistory | None
     finding: Finding | None
     source: str
 
     @classmethod
     def from_ledger(cls, ledger: Ledger) -> LedgerView:
-        return cls(ledger.entries(), ledger.key.public, ledger.verify(), str(ledger.path))
+        rows = ledger.rows()
+        checked = ledger.check(rows)
+        return cls(rows, checked.history, checked.finding, ledger.location)
 
     @classmethod
     def from_export(cls, path: Path) -> LedgerView:
         exported = ExportedLedger.load(path)
-        return cls(exported.entries, exported.public, exported.verify(), str(path))
+        checked = exported.check()
+        return cls(exported.entries, checked.history, checked.finding, str(path))
 
     def outputs(self) -> list[Entry]:
         return [e for e in self.entries if e.kind == "output.written"]
 
     def entry_ok(self, entry: Entry) -> bool:
-        own = entry_hash_of(entry.prev_hash, entry.body) == entry.entry_hash and self.public.verify(
-            entry.signature, entry.entry_hash
+        """The entry's own hash and signature hold, and the chain is sound up to it."""
+        if self.history is None or entry_hash_of(entry.prev_hash, entry.body) != entry.entry_hash:
+            return False
+        signer: PublicKey = self.history.key_at(entry.seq)
+        return signer.verify(entry.signature, entry.entry_hash) and (
+            self.finding is None or self.finding.seq > entry.seq
         )
-        return own and (self.finding is None or self.finding.seq > entry.seq)
 
     def consent_status(self, record_id: str) -> str:
+        """A record's status from the ledger alone (an export has no consent files)."""
         registered = [
             e for e in self.entries if e.kind == "consent.registered" and e.data.get("record_id") == record_id
         ]
         if not registered:
             return "unknown"
-        if any(e.kind == "consent.revoked" and e.data.get("record_id") == record_id for e in self.entries):
-            return "revoked"
-        from datetime import date, datetime, timezone
-
-        expires = registered[-1].data.get("expires_at")
-        if expires and datetime.now(timezone.utc).date() > date.fromisoformat(expires):
-            return "expired"
-        return "active"
+        revoked = any(e.kind == "consent.revoked" and e.data.get("record_id") == record_id for e in self.entries)
+        data = registered[-1].data
+        valid_from = date.fromisoformat(data["valid_from"]) if data.get("valid_from") else None
+        today = datetime.now(timezone.utc).date()
+        return status_of(revoked, valid_from, date.fromisoformat(data["expires_at"]), today)
 
 
 @dataclass
@@ -79,14 +85,14 @@ class Verdict:
     error: str | None = None
 
     @property
-    def exit_code(self) -> int:
+    def exit_code(self) -> ExitCode:
         if self.error is not None:
-            return EXIT_BAD_INPUT
+            return ExitCode.BAD_INPUT
         if self.detection is None or not self.detection.marked:
-            return EXIT_UNMARKED
+            return ExitCode.REFUSED
         if self.ledger in ("tampered", "missing"):
-            return EXIT_LEDGER
-        return EXIT_OK
+            return ExitCode.UNTRACED
+        return ExitCode.OK
 
     def to_json(self) -> dict[str, Any]:
         data = self.entry.data if self.entry else {}
@@ -159,9 +165,11 @@ class Verifier:
         outputs = self.ledger.outputs()
         entry, matched_by = None, None
         if verdict.detection.token:
+            # a token read intact names one entry; a ledger without it (an older export) does not hold
+            # this output, so the perceptual hash must not credit it to a look-alike
             entry = next((e for e in outputs if e.data.get("token") == verdict.detection.token), None)
             matched_by = "token" if entry else None
-        if entry is None:
+        else:
             scored = [(best_distance(hashes, e.data.get("phashes", [])), e) for e in outputs]
             scored = [(d, e) for d, e in scored if d <= MATCH_DISTANCE]
             if scored:

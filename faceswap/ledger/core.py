@@ -1,0 +1,214 @@
+"""The ledger: verified before it is trusted, verified again before every append.
+
+Readers get `entries()` only after the chain, the signed head, the pinned key and the witness agree;
+writers append inside one exclusive transaction that re-checks all of that first, so an append never
+re-signs a head over rows someone removed. Many processes (DDP ranks, Ray workers) may append at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from faceswap.errors import BadInput, CheckFailed
+from faceswap.hashing import canonical_json
+from faceswap.ledger.chain import (
+    GENESIS_KIND,
+    KINDS,
+    ROTATION_KIND,
+    ChainCheck,
+    Entry,
+    Finding,
+    KeyHistory,
+    LedgerTampered,
+    Position,
+    check_chain,
+    entries_of,
+    entry_hash_of,
+    genesis_data,
+    head_message,
+    rotation_message,
+    utc_now,
+)
+from faceswap.ledger.keys import PublicKey, RegistrarKey
+from faceswap.ledger.witness import Sighting, Witness
+
+DataBuilder = Callable[[Position], dict[str, Any]]
+
+
+class Txn(Protocol):
+    def rows(self) -> list[Entry]: ...
+    def insert(self, entry: Entry) -> None: ...
+    def write_head(self, head: dict[str, Any]) -> None: ...
+
+
+class Backend(Protocol):
+    """Where entries are stored. `writer()` is exclusive across every process and machine."""
+
+    @property
+    def location(self) -> str: ...
+    def exists(self) -> bool: ...
+    def guard(self) -> Any: ...
+    def writer(self) -> Any: ...
+    def rows(self) -> list[Entry]: ...
+    def head(self) -> dict[str, Any] | None: ...
+    def integrity(self) -> str | None: ...
+
+
+class Ledger:
+    def __init__(
+        self,
+        backend: Backend,
+        key: RegistrarKey | None,
+        witness: Witness | None = None,
+        legacy_key: PublicKey | None = None,
+    ) -> None:
+        """`key` signs appends (None: read-only). `legacy_key` checks a ledger written before
+        genesis entries existed (the workspace's own key)."""
+        self.backend = backend
+        self.key = key
+        self.witness = witness
+        self.legacy_key = legacy_key or (key.public if key else None)
+        self._known_good: set[tuple[str, str, str]] = set()
+        self.history: KeyHistory | None = None
+
+    @property
+    def location(self) -> str:
+        return self.backend.location
+
+    @property
+    def public(self) -> PublicKey:
+        """The key that signs new rows (after any rotation), from the last verification."""
+        if self.history is None:
+            self.entries()
+        assert self.history is not None
+        return self.history.current
+
+    def rows(self) -> list[Entry]:
+        """Every row as stored, unverified: for showing and reporting, never for deciding."""
+        return self.backend.rows()
+
+    def check(self, rows: list[Entry] | None = None, head: dict[str, Any] | None = None) -> ChainCheck:
+        """Chain, head, pinned key and witness; the first problem found, or none."""
+        rows = self.backend.rows() if rows is None else rows
+        head = self.backend.head() if head is None else head
+        result = check_chain(rows, head, self.legacy_key, self._known_good)
+        if result.finding is None and result.history is not None:
+            result.finding = self._check_pins(rows, result.history)
+        if result.finding is None and not rows and self.key is not None:
+            result.finding = Finding(1, "the ledger is empty: it has no genesis entry")
+        self.history = result.history
+        return result
+
+    def _check_pins(self, rows: list[Entry], history: KeyHistory) -> Finding | None:
+        if self.witness is not None:
+            sighting = self.witness.read(self.location)
+            if sighting is not None:
+                found = sighting.check(rows, history.first.key_id)
+                if found is not None:
+                    return found
+        if self.key is not None and self.key.key_id != history.current.key_id:
+            return Finding(
+                len(rows),
+                f"the registrar key in keys/ is {self.key.key_id}, but the ledger is signed by key "
+                f"{history.current.key_id}: restore the workspace's own key (keys are changed only by "
+                "`faceswap keys rotate`)",
+            )
+        return None
+
+    def verify(self) -> Finding | None:
+        return self.check().finding
+
+    def entries(self, kind: str | None = None) -> list[Entry]:
+        """Verified entries (LedgerTampered otherwise), optionally of one kind."""
+        rows = self.backend.rows()
+        finding = self.check(rows).finding
+        if finding is not None:
+            raise LedgerTampered(f"ledger {self.location} fails verification at {finding}")
+        return rows if kind is None else [e for e in rows if e.kind == kind]
+
+    def find(self, kind: str, **match: Any) -> list[Entry]:
+        return entries_of(self.entries(), kind, **match)
+
+    def head(self) -> dict[str, Any] | None:
+        return self.backend.head()
+
+    def append(
+        self,
+        kind: str,
+        data: dict[str, Any] | DataBuilder,
+        on_commit: Callable[[Entry], None] | None = None,
+        guard: Callable[[list[Entry]], None] | None = None,
+    ) -> Entry:
+        """Append one entry after verifying the whole ledger inside the writer transaction.
+
+        `data` may be a function of the entry's Position (seq, prev_hash), for content that must
+        name where it lands (a signed manifest). `guard` sees the verified entries and may refuse
+        (e.g. a consent revoked meanwhile). `on_commit` runs inside the transaction (renaming the
+        file the entry describes into place); if it or the commit fails, nothing is appended."""
+        if kind not in KINDS or kind in (GENESIS_KIND, ROTATION_KIND):
+            raise BadInput(f"cannot append a ledger entry of kind '{kind}'")
+        return self._append(kind, data, on_commit, guard)
+
+    def _append(
+        self,
+        kind: str,
+        data: dict[str, Any] | DataBuilder,
+        on_commit: Callable[[Entry], None] | None,
+        guard: Callable[[list[Entry]], None] | None,
+        signer: RegistrarKey | None = None,
+    ) -> Entry:
+        signer = signer or self.key
+        if signer is None:
+            raise CheckFailed(f"ledger {self.location} is open read-only (no registrar key)")
+        with self.backend.writer() as txn:
+            rows = txn.rows()
+            checked = self.check(rows, self.backend.head()) if rows or kind != GENESIS_KIND else None
+            if checked is not None and checked.finding is not None:
+                raise LedgerTampered(
+                    f"ledger {self.location} fails verification at {checked.finding}; nothing was appended"
+                )
+            position = checked.last if checked is not None else Position(1, "0" * 64)
+            if guard is not None:
+                guard(rows)
+            payload = data(position) if callable(data) else data
+            created_at = utc_now()
+            body = canonical_json({"kind": kind, "created_at": created_at, "data": payload})
+            entry_hash = entry_hash_of(position.prev_hash, body)
+            entry = Entry(position.seq, created_at, kind, body, position.prev_hash, entry_hash, signer.sign(entry_hash))
+            txn.insert(entry)
+            if on_commit is not None:
+                on_commit(entry)
+            txn.write_head(
+                {
+                    "seq": entry.seq,
+                    "entry_hash": entry.entry_hash,
+                    "key_id": signer.key_id,
+                    "signature": signer.sign(head_message(entry.seq, entry.entry_hash)),
+                }
+            )
+            self._known_good.add((entry.entry_hash, entry.signature, signer.key_id))
+        if self.witness is not None:
+            first = self.history.first.key_id if self.history else signer.key_id
+            self.witness.advance(Sighting(self.location, first, entry.seq, entry.entry_hash))
+        return entry
+
+    def write_genesis(self, note: str) -> Entry:
+        assert self.key is not None
+        return self._append(GENESIS_KIND, genesis_data(self.key.public, note), None, None)
+
+    def rotate(self, new_key: RegistrarKey, install: Callable[[], None]) -> Entry:
+        """Hand signing to `new_key`: an entry signed by the old key, with the new key's proof;
+        `install` puts the new key file in place inside the same transaction."""
+        assert self.key is not None
+        old = self.key
+        data = {
+            "old_key_id": old.key_id,
+            "new_key_id": new_key.key_id,
+            "new_public_key": new_key.public.b64,
+            "proof": new_key.sign(rotation_message(old.key_id, new_key.key_id)),
+        }
+        entry = self._append(ROTATION_KIND, data, lambda _entry: install(), None, signer=old)
+        self.key = new_key
+        self.history = None
+        return entry

@@ -1,0 +1,120 @@
+"""`ledger export`: JSONL (a header with the public key and the signed head, then every entry) that
+anyone can check with no workspace; and a signed head statement people can keep as a witness."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from faceswap.errors import BadInput
+from faceswap.hashing import canonical_json
+from faceswap.ledger.chain import ChainCheck, Entry, Finding, check_chain, entries_of, utc_now
+from faceswap.ledger.core import Ledger
+from faceswap.ledger.keys import PublicKey
+
+EXPORT_TYPE = "faceswap.ledger.export"
+HEAD_TYPE = "faceswap.ledger.head"
+
+
+def _write_atomically(out: Path, lines: list[str]) -> None:
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.writelines(line + "\n" for line in lines)
+    os.replace(tmp, out)
+
+
+def export_ledger(ledger: Ledger, out: Path) -> int:
+    """Write a verified ledger as JSONL; a ledger that fails verification is not exported."""
+    entries = ledger.entries()
+    header = {
+        "type": EXPORT_TYPE,
+        "public_key": ledger.public.b64,
+        "key_id": ledger.public.key_id,
+        "exported_at": utc_now(),
+        "head": ledger.head(),
+    }
+    _write_atomically(out, [canonical_json(header)] + [canonical_json(e.to_json()) for e in entries])
+    return len(entries)
+
+
+def head_statement(ledger: Ledger) -> dict[str, Any]:
+    """The verified head, signed: keep it anywhere; `ledger verify --witness FILE` checks that the
+    ledger still holds that row."""
+    entries = ledger.entries()
+    if ledger.key is None:
+        raise BadInput("a head statement is signed with the registrar key, which is not available here")
+    last = entries[-1]
+    first_key = ledger.history.first.key_id if ledger.history else ledger.key.key_id
+    statement = {
+        "type": HEAD_TYPE,
+        "location": ledger.location,
+        "first_key_id": first_key,
+        "seq": last.seq,
+        "entry_hash": last.entry_hash,
+        "stated_at": utc_now(),
+        "key_id": ledger.key.key_id,
+        "public_key": ledger.key.public.b64,
+    }
+    statement["signature"] = ledger.key.sign(canonical_json(statement))
+    return statement
+
+
+def write_head_statement(ledger: Ledger, out: Path) -> dict[str, Any]:
+    statement = head_statement(ledger)
+    _write_atomically(out, [json.dumps(statement, indent=2, sort_keys=True)])
+    return statement
+
+
+def check_head_statement(path: Path, entries: list[Entry]) -> Finding | None:
+    """Does the ledger still hold the row a kept head statement names?"""
+    try:
+        statement = json.loads(Path(path).read_text(encoding="utf-8"))
+        seq, entry_hash = int(statement["seq"]), str(statement["entry_hash"])
+        signature = statement.pop("signature")
+        key = PublicKey.from_b64(statement["public_key"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise BadInput(f"{path}: not a readable head statement ({error})") from None
+    if statement.get("type") != HEAD_TYPE or not key.verify(signature, canonical_json(statement)):
+        raise BadInput(f"{path}: not a signed faceswap head statement")
+    if len(entries) < seq:
+        return Finding(len(entries) + 1, f"missing: the kept head statement names seq {seq}; rows were removed")
+    if entries[seq - 1].entry_hash != entry_hash:
+        return Finding(seq, "differs from the kept head statement: the ledger was rewritten")
+    return None
+
+
+@dataclass(frozen=True)
+class ExportedLedger:
+    public: PublicKey
+    head: dict[str, Any] | None
+    entries: list[Entry]
+
+    @classmethod
+    def load(cls, path: Path) -> ExportedLedger:
+        try:
+            lines = Path(path).read_text(encoding="utf-8").splitlines()
+            header = json.loads(lines[0])
+            if header.get("type") != EXPORT_TYPE:
+                raise ValueError("not a faceswap ledger export")
+            entries = [Entry.from_json(json.loads(line)) for line in lines[1:] if line.strip()]
+            public = PublicKey.from_b64(header["public_key"])
+        except (OSError, IndexError, ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
+            raise BadInput(f"{path}: not a readable ledger export ({error})") from None
+        except Exception as error:  # noqa: BLE001 - a bad key in the header is bad input too
+            raise BadInput(f"{path}: not a readable ledger export ({error})") from None
+        return cls(public, header.get("head"), entries)
+
+    def check(self) -> ChainCheck:
+        result = check_chain(self.entries, self.head, legacy_key=self.public)
+        if result.finding is None and result.history is not None and result.history.current != self.public:
+            result.finding = Finding(len(self.entries), "the export's public key is not the ledger's current key")
+        return result
+
+    def verify(self) -> Finding | None:
+        return self.check().finding
+
+    def find(self, kind: str, **match: Any) -> list[Entry]:
+        return entries_of(self.entries, kind, **match)
