@@ -144,7 +144,20 @@ def test_signing_leaf_is_an_end_entity_c2pa_accepts(identity):
     assert root.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is True
 
 
-@pytest.mark.parametrize("damage", ["missing key", "garbage chain", "foreign key", "foreign root"])
+def _fingerprint_in(keys: str) -> str:
+    return load_or_create_identity(Path(keys)).root_fingerprint
+
+
+def test_processes_creating_the_identity_at_once_agree_on_one(tmp_path):
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(4) as pool:
+        fingerprints = set(pool.map(_fingerprint_in, [str(tmp_path / "keys")] * 8))
+    assert len(fingerprints) == 1
+    assert sorted(p.name for p in (tmp_path / "keys").iterdir()) == ["c2pa"]  # no staging folder left
+
+
+@pytest.mark.parametrize("damage", ["missing key", "garbage chain", "foreign key", "foreign root", "ed25519 key"])
 def test_a_damaged_identity_is_refused_and_never_replaced(tmp_path, damage):
     keys = tmp_path / "keys"
     load_or_create_identity(keys)
@@ -157,6 +170,14 @@ def test_a_damaged_identity_is_refused_and_never_replaced(tmp_path, damage):
         (folder / CHAIN).write_bytes(b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
     elif damage == "foreign key":
         (folder / SIGNER_KEY).write_bytes((other / SIGNER_KEY).read_bytes())
+    elif damage == "ed25519 key":
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        pem = Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        (folder / SIGNER_KEY).write_bytes(pem)
     else:
         (folder / ROOT_CERT).write_bytes((other / ROOT_CERT).read_bytes())
     left = {p.name: p.read_bytes() for p in folder.iterdir()}

@@ -78,7 +78,10 @@ def load_identity(keys_dir: Path, expected_root_fingerprint: str | None = None) 
         raise CheckFailed(f"no Content Credentials identity in {folder}")
     if missing:
         raise CheckFailed(f"the Content Credentials identity in {folder} is damaged: {', '.join(missing)} missing")
-    root_pem, chain_pem, key_pem = ((folder / name).read_bytes() for name in PARTS)
+    try:
+        root_pem, chain_pem, key_pem = ((folder / name).read_bytes() for name in PARTS)
+    except OSError as error:
+        raise CheckFailed(f"the Content Credentials identity in {folder} is unreadable: {error.strerror}") from None
     root, leaf, key = _parse(folder, root_pem, chain_pem, key_pem)
     _check(folder, root, leaf, key)
     fingerprint = _fingerprint(root)
@@ -148,6 +151,7 @@ def _parse(folder: Path, root_pem: bytes, chain_pem: bytes, key_pem: bytes):
 def _check(folder: Path, root: x509.Certificate, leaf: x509.Certificate, key: object) -> None:
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
 
     def raw(public) -> bytes:
         return public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -159,6 +163,8 @@ def _check(folder: Path, root: x509.Certificate, leaf: x509.Certificate, key: ob
         raise CheckFailed(
             f"the Content Credentials identity in {folder} is damaged: the chain does not verify"
         ) from None
+    if not (isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP256R1)):
+        raise CheckFailed(f"the Content Credentials identity in {folder} is damaged: the key is not EC P-256")
     if raw(key.public_key()) != raw(leaf.public_key()):
         raise CheckFailed(f"the Content Credentials identity in {folder} is damaged: key and certificate differ")
     now = datetime.datetime.now(datetime.timezone.utc)
