@@ -1,5 +1,6 @@
-"""The `faceswap` command: parses arguments, calls the pipeline, prints. Imports are lazy so that
-quick commands (verify, --version) do not pay for torch."""
+"""The `faceswap` command. Thin: each command's parser is built by one small function, each handler
+calls one library function and prints. Imports are lazy so that quick commands (verify, --version)
+do not pay for torch. Exit codes come from faceswap.errors.ExitCode alone."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from faceswap import __version__
 from faceswap.errors import ExitCode, FaceswapError, worst
@@ -15,18 +18,70 @@ from faceswap.errors import ExitCode, FaceswapError, worst
 Handler = Callable[[argparse.Namespace], int]
 
 
-def _print_json(payload: object) -> None:
-    print(json.dumps(payload, indent=2, sort_keys=True, default=str))
+@dataclass(frozen=True)
+class Parents:
+    """Options many commands share, declared once."""
+
+    workspace: argparse.ArgumentParser
+    json: argparse.ArgumentParser
+    backend: argparse.ArgumentParser
+
+    @property
+    def both(self) -> list[argparse.ArgumentParser]:
+        return [self.workspace, self.json]
 
 
-def _add_backend_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--backend", default="auto", choices=["auto", "dlib", "insightface"], help="face backend")
-    parser.add_argument(
+def _parents() -> Parents:
+    workspace = argparse.ArgumentParser(add_help=False)
+    workspace.add_argument("--workspace", type=Path, default=argparse.SUPPRESS, help="workspace root")
+    as_json = argparse.ArgumentParser(add_help=False)
+    as_json.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    backend = argparse.ArgumentParser(add_help=False)
+    backend.add_argument("--backend", default="auto", choices=["auto", "dlib", "insightface"], help="face backend")
+    backend.add_argument(
         "--model-root",
         type=Path,
         default=None,
         help="insightface root holding models/buffalo_l (default ~/.insightface)",
     )
+    return Parents(workspace, as_json, backend)
+
+
+def _print_json(payload: object) -> None:
+    print(json.dumps(payload, indent=2, sort_keys=True, default=str))
+
+
+def _workspace(args: argparse.Namespace):
+    from faceswap.workspace import Workspace
+
+    return Workspace.resolve(getattr(args, "workspace", None))
+
+
+def _store(args: argparse.Namespace):
+    from faceswap.consent.registry import ConsentStore
+
+    return ConsentStore(_workspace(args))
+
+
+def _ledger(args: argparse.Namespace, writable: bool = False):
+    from faceswap.ledger import open_ledger
+
+    return open_ledger(_workspace(args), writable=writable)
+
+
+def _with_progress(label: str, enabled: bool, work: Callable[[Callable[[int, int], None] | None], Any]) -> Any:
+    """Run `work(progress)` under a rich progress bar on stderr (none for --json)."""
+    if not enabled:
+        return work(None)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True)
+    task = bar.add_task(label, total=None)
+    with bar:
+        return work(lambda done, total: bar.update(task, completed=done, total=total or None))
+
+
+# faces
 
 
 def cmd_faces_detect(args: argparse.Namespace) -> int:
@@ -45,26 +100,24 @@ def cmd_faces_detect(args: argparse.Namespace) -> int:
                 "faces": [face.to_json() for face in faces],
             }
         )
-        return 0
+        return ExitCode.OK
     print(analyzer.reason, file=sys.stderr)
     print(f"{args.image}: {len(faces)} face(s)")
     for i, face in enumerate(faces):
         x1, y1, x2, y2 = (int(round(v)) for v in face.bbox)
         kps = " ".join(f"({x:.0f},{y:.0f})" for x, y in face.kps5)
         print(f"  [{i}] box ({x1},{y1})-({x2},{y2}) score {face.score:.2f} kps {kps}")
-    return 0
+    return ExitCode.OK
 
 
-def _workspace(args: argparse.Namespace):
-    from faceswap.workspace import Workspace
+def _add_faces(commands, p: Parents) -> None:
+    faces = commands.add_parser("faces", help="face analysis").add_subparsers(dest="faces_command", metavar="ACTION")
+    detect = faces.add_parser("detect", parents=[p.json, p.backend], help="list the faces in an image")
+    detect.add_argument("image", type=Path)
+    detect.set_defaults(handler=cmd_faces_detect)
 
-    return Workspace.resolve(getattr(args, "workspace", None))
 
-
-def _store(args: argparse.Namespace):
-    from faceswap.consent.registry import ConsentStore
-
-    return ConsentStore(_workspace(args))
+# consent
 
 
 def cmd_consent_register(args: argparse.Namespace) -> int:
@@ -85,16 +138,16 @@ def cmd_consent_register(args: argparse.Namespace) -> int:
             model_root=args.model_root,
         )
     )
-    entry = store.ledger.find("consent.registered", record_id=record.record_id)[-1]
+    info = describe_record(record, store.load())
     if args.json:
-        _print_json({**describe_record(record, store.load()), "ledger_seq": entry.seq})
-    else:
-        print(
-            f"registered {record.record_id}: {record.name} ({record.kind}), purposes {', '.join(record.purposes)}, "
-            f"roles {', '.join(record.roles)}, expires {record.expires_at}, {len(args.reference)} reference photo(s) "
-            f"[{record.backend}]; ledger seq {entry.seq}"
-        )
-    return 0
+        _print_json({**info, "ledger_seq": info["registered_seq"]})
+        return ExitCode.OK
+    print(
+        f"registered {record.record_id}: {record.name} ({record.kind}), purposes {', '.join(record.purposes)}, "
+        f"roles {', '.join(record.roles)}, expires {record.expires_at}, {len(args.reference)} reference photo(s) "
+        f"[{record.backend}]; ledger seq {info['registered_seq']}"
+    )
+    return ExitCode.OK
 
 
 def cmd_consent_list(args: argparse.Namespace) -> int:
@@ -104,7 +157,7 @@ def cmd_consent_list(args: argparse.Namespace) -> int:
     rows = sorted((describe_record(r, snapshot) for r in snapshot.records), key=lambda row: row["registered_seq"])
     if args.json:
         _print_json({"records": rows, "problems": [str(p) for p in snapshot.problems]})
-        return 0
+        return ExitCode.OK
     if not rows:
         print("no consent records")
     for row in rows:
@@ -114,7 +167,27 @@ def cmd_consent_list(args: argparse.Namespace) -> int:
         )
     for problem in snapshot.problems:
         print(f"damaged: {problem}", file=sys.stderr)
-    return 0
+    return ExitCode.OK
+
+
+SHOWN_FIELDS = (
+    "record_id",
+    "subject_id",
+    "name",
+    "kind",
+    "status",
+    "purposes",
+    "roles",
+    "valid_from",
+    "expires_at",
+    "reference",
+    "evidence_sha256",
+    "record_sha256",
+    "created_at",
+    "registered_seq",
+    "revoked",
+    "file",
+)
 
 
 def cmd_consent_show(args: argparse.Namespace) -> int:
@@ -122,43 +195,26 @@ def cmd_consent_show(args: argparse.Namespace) -> int:
 
     store = _store(args)
     snapshot = store.load()
-    record = store.resolve(snapshot, args.id)
-    info = describe_record(record, snapshot)
+    info = describe_record(store.resolve(snapshot, args.id), snapshot)
     if args.json:
         _print_json(info)
-        return 0
-    for key in (
-        "record_id",
-        "subject_id",
-        "name",
-        "kind",
-        "status",
-        "purposes",
-        "roles",
-        "valid_from",
-        "expires_at",
-        "reference",
-        "evidence_sha256",
-        "record_sha256",
-        "created_at",
-        "revoked",
-        "file",
-    ):
+        return ExitCode.OK
+    for key in SHOWN_FIELDS:
         value = info[key]
         if isinstance(value, list):
             value = ", ".join(value)
         elif isinstance(value, dict):
             value = ", ".join(f"{k} {v}" for k, v in value.items())
         print(f"{key:>16}: {value}")
-    return 0
+    return ExitCode.OK
 
 
 def cmd_consent_revoke(args: argparse.Namespace) -> int:
     store = _store(args)
     revocation = store.revoke(args.id, args.reason)
-    entry = store.ledger.find("consent.revoked", record_id=revocation.record_id)[-1]
-    print(f"revoked {revocation.record_id} at {revocation.revoked_at}; ledger seq {entry.seq}")
-    return 0
+    seq = store.load().revoked[revocation.record_id].seq
+    print(f"revoked {revocation.record_id} at {revocation.revoked_at}; ledger seq {seq}")
+    return ExitCode.OK
 
 
 def cmd_consent_verify(args: argparse.Namespace) -> int:
@@ -182,13 +238,39 @@ def cmd_consent_verify(args: argparse.Namespace) -> int:
             f"ok: {len(snapshot.records)} record(s), {len(snapshot.revocations)} revocation(s); every schema and "
             "signature valid, files and ledger agree"
         )
-    return 1 if problems else 0
+    return ExitCode.REFUSED if problems else ExitCode.OK
 
 
-def _ledger(args: argparse.Namespace, writable: bool = False):
-    from faceswap.ledger import open_ledger
+def _add_consent(commands, p: Parents) -> None:
+    from faceswap.consent.records import PURPOSES, ROLES
 
-    return open_ledger(_workspace(args), writable=writable)
+    consent = commands.add_parser("consent", help="consent records").add_subparsers(
+        dest="consent_command", metavar="ACTION"
+    )
+    register = consent.add_parser("register", parents=[*p.both, p.backend], help="register a subject's signed consent")
+    register.add_argument("--subject", required=True, help="subject id (a slug)")
+    register.add_argument("--name", required=True)
+    register.add_argument("--reference", type=Path, action="append", required=True, help="photo with exactly one face")
+    register.add_argument("--purpose", action="append", required=True, choices=PURPOSES)
+    register.add_argument("--role", action="append", choices=ROLES, help="default: both source and target")
+    register.add_argument("--expires", required=True, help="YYYY-MM-DD, in the future, at most 3 years away")
+    register.add_argument("--evidence", type=Path, required=True, help="the signed consent form (hashed, not copied)")
+    register.add_argument("--synthetic", action="store_true", help="the subject is synthetic, not a real person")
+    register.set_defaults(handler=cmd_consent_register)
+    listing = consent.add_parser("list", parents=p.both, help="all records and their status")
+    listing.set_defaults(handler=cmd_consent_list)
+    show = consent.add_parser("show", parents=p.both, help="one record (record id or subject id)")
+    show.add_argument("id")
+    show.set_defaults(handler=cmd_consent_show)
+    revoke = consent.add_parser("revoke", parents=[p.workspace], help="revoke a record (a signed revocation)")
+    revoke.add_argument("id")
+    revoke.add_argument("--reason", required=True)
+    revoke.set_defaults(handler=cmd_consent_revoke)
+    verify = consent.add_parser("verify", parents=p.both, help="check every signature, schema and the ledger")
+    verify.set_defaults(handler=cmd_consent_verify)
+
+
+# ledger and keys
 
 
 def cmd_ledger_show(args: argparse.Namespace) -> int:
@@ -197,46 +279,28 @@ def cmd_ledger_show(args: argparse.Namespace) -> int:
     finding = ledger.verify()
     if args.json:
         _print_json([{**e.to_json(), "body": json.loads(e.body)} for e in entries])
-        return ExitCode.REFUSED if finding else ExitCode.OK
-    for entry in entries:
-        data = entry.data
-        summary = ", ".join(f"{k}={v}" for k, v in sorted(data.items()) if not isinstance(v, (list, dict)))
-        print(f"{entry.seq:>6}  {entry.created_at}  {entry.kind:<20} {summary[:140]}")
-    if finding:
-        print(f"TAMPERED: {finding} (rows shown as stored)", file=sys.stderr)
+    else:
+        for entry in entries:
+            summary = ", ".join(f"{k}={v}" for k, v in sorted(entry.data.items()) if not isinstance(v, (list, dict)))
+            print(f"{entry.seq:>6}  {entry.created_at}  {entry.kind:<20} {summary[:140]}")
+        if finding:
+            print(f"TAMPERED: {finding} (rows shown as stored)", file=sys.stderr)
     return ExitCode.REFUSED if finding else ExitCode.OK
 
 
 def cmd_ledger_verify(args: argparse.Namespace) -> int:
-    from faceswap.ledger.export import check_head_statement
+    from faceswap.ledger.export import verify_ledger
 
-    ledger = _ledger(args)
-    damage = ledger.backend.integrity()
-    rows = ledger.rows()
-    finding = ledger.check(rows).finding
-    if finding is None and args.witness is not None:
-        finding = check_head_statement(args.witness, rows)
-    key_id = ledger.history.current.key_id if ledger.history else None
+    result = verify_ledger(_ledger(args), args.witness)
     if args.json:
-        _print_json(
-            {
-                "ok": finding is None and damage is None,
-                "entries": len(rows),
-                "key_id": key_id,
-                "first_bad_seq": finding.seq if finding else None,
-                "problem": finding.problem if finding else None,
-                "storage_damage": damage,
-            }
-        )
-    elif damage:
-        print(f"DAMAGED: the database fails SQLite's integrity check ({damage})")
-    elif finding:
-        print(f"TAMPERED: {finding}")
+        _print_json(result.to_json())
+    elif result.damage:
+        print(f"DAMAGED: the database fails SQLite's integrity check ({result.damage})")
+    elif result.finding:
+        print(f"TAMPERED: {result.finding}")
     else:
-        print(f"ok: {len(rows)} entries, hash chain, signed head and signatures valid (key {key_id})")
-    if damage:
-        return ExitCode.BAD_INPUT
-    return ExitCode.REFUSED if finding else ExitCode.OK
+        print(f"ok: {result.entries} entries, hash chain, signed head and signatures valid (key {result.key_id})")
+    return result.exit_code
 
 
 def cmd_ledger_export(args: argparse.Namespace) -> int:
@@ -255,8 +319,8 @@ def cmd_ledger_head(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(statement)
     else:
-        where = f"; kept in {args.export}" if args.export else ""
-        print(f"head: seq {statement['seq']} hash {statement['entry_hash']} (key {statement['key_id']}){where}")
+        kept = f"; kept in {args.export}" if args.export else ""
+        print(f"head: seq {statement['seq']} hash {statement['entry_hash']} (key {statement['key_id']}){kept}")
     return ExitCode.OK
 
 
@@ -268,73 +332,31 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def cmd_verify(args: argparse.Namespace) -> int:
-    from faceswap.provenance.verify import LedgerView, Verifier, collect_paths, describe
-
-    ledger_view = None
-    if args.ledger is not None:
-        ledger_view = LedgerView.from_export(args.ledger)
-    else:
-        from faceswap.ledger import ledger_exists
-
-        if ledger_exists(_workspace(args)):
-            ledger_view = LedgerView.from_ledger(_ledger(args))
-    paths = collect_paths(args.paths)
-    if not paths:
-        print("faceswap: error: no image or video files found", file=sys.stderr)
-        return ExitCode.BAD_INPUT
-    verifier = Verifier(ledger_view)
-    verdicts = [verifier.verify(path) for path in paths]
-    if args.json:
-        _print_json(
-            {
-                "ledger": ledger_view.source if ledger_view else None,
-                "ledger_problem": str(ledger_view.finding) if ledger_view and ledger_view.finding else None,
-                "files": [v.to_json() for v in verdicts],
-            }
-        )
-    else:
-        for verdict in verdicts:
-            print(describe(verdict))
-        if ledger_view and ledger_view.finding:
-            print(f"ledger {ledger_view.source}: TAMPERED at {ledger_view.finding}")
-    return worst({v.exit_code for v in verdicts})
+def _add_ledger(commands, p: Parents) -> None:
+    ledger = commands.add_parser("ledger", help="the provenance ledger").add_subparsers(
+        dest="ledger_command", metavar="ACTION"
+    )
+    show = ledger.add_parser("show", parents=p.both, help="list entries (as stored; tampering is reported)")
+    show.add_argument("--kind", default=None)
+    show.set_defaults(handler=cmd_ledger_show)
+    verify = ledger.add_parser("verify", parents=p.both, help="check the chain, head, key, witness and storage")
+    verify.add_argument("--witness", type=Path, default=None, help="a head statement kept by `ledger head --export`")
+    verify.set_defaults(handler=cmd_ledger_verify)
+    export = ledger.add_parser("export", parents=[p.workspace], help="write entries and the public key as JSONL")
+    export.add_argument("out", type=Path)
+    export.set_defaults(handler=cmd_ledger_export)
+    head = ledger.add_parser("head", parents=p.both, help="the signed head; --export keeps it as a witness")
+    head.add_argument("--export", type=Path, default=None, metavar="FILE")
+    head.set_defaults(handler=cmd_ledger_head)
 
 
-def cmd_doctor(args: argparse.Namespace) -> int:
-    from faceswap.doctor import as_json, run_checks, write_samples
-
-    workspace = _workspace(args)
-    checks = run_checks(workspace, args.model_root)
-    samples = write_samples(workspace, args.out or workspace.root / "doctor")
-    report = as_json(checks, samples)
-    verified = all(s["verify"]["exit_code"] == 0 for s in samples.values())  # type: ignore[index]
-    if args.json:
-        _print_json({**report, "samples_verified": verified})
-    else:
-        for check in checks:
-            print(f"[{'ok' if check.ok else '!!'}] {check.name:<18} {check.detail}")
-        for name, sample in samples.items():
-            ver = sample["verify"]  # type: ignore[index]
-            state = "verifies as marked" if ver["exit_code"] == 0 else f"FAILED verify (exit {ver['exit_code']})"
-            mark = "ok" if ver["exit_code"] == 0 else "!!"
-            print(f"[{mark}] sample {name:<11} {sample['path']}: {state}, token {sample['token']}")  # type: ignore[index]
-    return 0 if report["ok"] and verified else 1
+def _add_keys(commands, p: Parents) -> None:
+    keys = commands.add_parser("keys", help="the registrar key").add_subparsers(dest="keys_command", metavar="ACTION")
+    rotate = keys.add_parser("rotate", parents=[p.workspace], help="replace the registrar key (signed by both, logged)")
+    rotate.set_defaults(handler=cmd_keys_rotate)
 
 
-def _progress(label: str, enabled: bool):
-    """A rich progress bar on stderr, or nothing (for --json)."""
-    if not enabled:
-        return None, None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True)
-    task = bar.add_task(label, total=None)
-
-    def update(done: int, total: int) -> None:
-        bar.update(task, completed=done, total=total or None)
-
-    return bar, update
+# extract and facesets
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
@@ -343,17 +365,15 @@ def cmd_extract(args: argparse.Namespace) -> int:
     options = ExtractOptions(
         every=args.every, size=args.size, backend=args.backend, model_root=args.model_root, min_face=args.min_face
     )
-    bar, update = _progress(f"extract {args.subject}", not args.json)
-    if bar:
-        bar.start()
-    try:
-        report = extract(_store(args), args.input, args.subject, options, progress=update)
-    finally:
-        if bar:
-            bar.stop()
+    store = _store(args)
+    report = _with_progress(
+        f"extract {args.subject}",
+        not args.json,
+        lambda update: extract(store, args.input, args.subject, options, update),
+    )
     if args.json:
         _print_json(report.to_json())
-        return 0
+        return ExitCode.OK
     print(
         f"{args.subject}: {report.frames_read} frames read, {report.faces_found} faces found, {report.kept} kept, "
         f"{report.dropped_other_identity} dropped as another identity, {report.dropped_too_small} too small, "
@@ -364,66 +384,61 @@ def cmd_extract(args: argparse.Namespace) -> int:
         print(f"skipped {len(report.skipped_files)} non-media file(s)")
     seq = f"; ledger seq {report.ledger_seq}" if report.ledger_seq else "; faceset unchanged"
     print(f"faceset {report.faceset}: {report.total_faces} faces, sha256 {report.faceset_sha256}{seq}")
-    return 0
-
-
-def _faceset(args: argparse.Namespace):
-    from faceswap.data.faceset import Faceset
-
-    return Faceset.load(_workspace(args).facesets_dir / args.id)
+    return ExitCode.OK
 
 
 def cmd_faceset_stats(args: argparse.Namespace) -> int:
-    from faceswap.data.faceset_tools import render_stats, stats
+    from faceswap.data.faceset import Faceset
+    from faceswap.data.faceset_tools import faceset_folder, render_stats, stats
 
-    info = stats(_faceset(args))
+    info = stats(Faceset.load(faceset_folder(_workspace(args), args.id)))
     if args.json:
         _print_json(info)
     else:
         print(render_stats(info))
-    return 0
+    return ExitCode.OK
 
 
 def cmd_faceset_clean(args: argparse.Namespace) -> int:
-    from faceswap.data.faceset_tools import clean
+    from faceswap.data.faceset_tools import clean, faceset_folder
 
-    faceset = _faceset(args)
-    result = clean(faceset, args.min_blur, args.max_yaw, args.dedupe)
-    if result["moved"]:
-        _ledger(args, writable=True).append(
-            "faceset.built",
-            {
-                "subject_id": faceset.header.subject_id,
-                "record_id": faceset.header.record_id,
-                "faceset_sha256": faceset.digest(),
-                "faces": len(faceset.faces),
-                "operation": "clean",
-                "moved_to_rejected": result["moved"],
-            },
-        )
+    result = clean(_store(args), args.id, args.min_blur, args.max_yaw, args.dedupe)
     if args.json:
         _print_json(result)
-    else:
-        print(f"moved {result['moved']} face(s) to {faceset.folder / 'rejected'}; {result['kept']} kept")
-        for name, reason in list(result["reasons"].items())[:20]:
-            print(f"  {name}: {reason}")
-    return 0
+        return ExitCode.OK
+    seq = f"; ledger seq {result['ledger_seq']}" if result["ledger_seq"] else ""
+    folder = faceset_folder(_workspace(args), args.id)
+    print(f"moved {result['moved']} face(s) to {folder / 'rejected'}; {result['kept']} kept{seq}")
+    for name, reason in list(result["reasons"].items())[:20]:
+        print(f"  {name}: {reason}")
+    return ExitCode.OK
 
 
-def cmd_demo_subjects(args: argparse.Namespace) -> int:
-    from faceswap.demo.subjects import make_demo_subjects
-    from faceswap.faces.analyzer import FaceAnalyzer
+def _add_extract(commands, p: Parents) -> None:
+    extract = commands.add_parser(
+        "extract", parents=[*p.both, p.backend], help="extract a consenting subject's faces into a faceset"
+    )
+    extract.add_argument("input", type=Path, help="a video, an image, or a folder of them")
+    extract.add_argument("--subject", required=True)
+    extract.add_argument("--every", type=int, default=1, help="every Nth video frame")
+    extract.add_argument("--size", type=int, default=256, help="aligned crop size in pixels (64-1024)")
+    extract.add_argument("--min-face", type=int, default=80, help="smallest face kept, in pixels")
+    extract.set_defaults(handler=cmd_extract)
+    faceset = commands.add_parser("faceset", help="faceset tools").add_subparsers(
+        dest="faceset_command", metavar="ACTION"
+    )
+    stats = faceset.add_parser("stats", parents=p.both, help="counts, blur/yaw histograms, identity range")
+    stats.add_argument("id")
+    stats.set_defaults(handler=cmd_faceset_stats)
+    clean = faceset.add_parser("clean", parents=p.both, help="move weak faces to rejected/ (never deletes)")
+    clean.add_argument("id")
+    clean.add_argument("--min-blur", type=float, default=None)
+    clean.add_argument("--max-yaw", type=float, default=None)
+    clean.add_argument("--dedupe", action="store_true")
+    clean.set_defaults(handler=cmd_faceset_clean)
 
-    files, report = make_demo_subjects(args.out, FaceAnalyzer("dlib"), seconds=args.seconds)
-    if args.json:
-        _print_json({"subjects": [{k: str(v) for k, v in vars(f).items()} for f in files], "identity": report})
-        return 0
-    for f in files:
-        print(f"{f.subject}: {f.clip} ({len(f.references)} reference photos, truth {f.truth.name})")
-    pairs = ", ".join(f"{k} {v:.3f}" for k, v in report["between_subjects"].items())
-    nearest = ", ".join(f"{k}~{v['source']} {v['similarity']:.3f}" for k, v in report["nearest_real_source"].items())
-    print(f"identity ({report['backend']}, match >= {report['threshold']}): {pairs}; nearest real faces: {nearest}")
-    return 0
+
+# train
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -442,7 +457,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     if args.json:
         _print_json(vars(result))
-        return 0
+        return ExitCode.OK
     losses = result.losses
     if losses:
         print(
@@ -453,7 +468,26 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"model {result.model_dir}: {result.steps} steps, fingerprint {result.fingerprint[:16]}, "
         f"{len(result.previews)} watermarked preview(s); ledger seq {result.ledger_seq}"
     )
-    return 0
+    return ExitCode.OK
+
+
+def _add_train(commands, p: Parents) -> None:
+    from faceswap.consent.records import PURPOSES
+
+    train = commands.add_parser(
+        "train",
+        parents=p.both,
+        help="train a swap model (consent-gated); extra --trainer.*/--model.*/--data.* flags go to LightningCLI",
+    )
+    train.add_argument("--config", type=Path, required=True, help="a YAML in configs/train/")
+    train.add_argument("--subject-a", required=True, help="the face to put on (source)")
+    train.add_argument("--subject-b", required=True, help="the footage's subject (target)")
+    train.add_argument("--purpose", required=True, choices=PURPOSES)
+    train.add_argument("--name", required=True, help="model folder under WORKSPACE/models/")
+    train.set_defaults(handler=cmd_train, passes_unknown=True)
+
+
+# convert and eval
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
@@ -474,194 +508,29 @@ def cmd_convert(args: argparse.Namespace) -> int:
         model_root=args.model_root,
         allow_empty=args.allow_empty,
     )
-    bar, update = _progress("convert", not args.json)
-    if bar:
-        bar.start()
-    try:
-        report = convert(_store(args), args.model, args.input, args.output, options, progress=update)
-    finally:
-        if bar:
-            bar.stop()
+    store = _store(args)
+    report = _with_progress(
+        "convert", not args.json, lambda update: convert(store, args.model, args.input, args.output, options, update)
+    )
     if args.json:
         payload = report.to_json()
         payload.pop("swaps")
         _print_json(payload)
-        return 0
+        return ExitCode.OK
     print(
         f"{report.output}: {report.frames} frames ({report.frames_swapped} swapped, {report.faces_swapped} faces; "
         f"{report.bystanders_untouched} bystander faces untouched) in {report.seconds:.1f} s ({report.fps:.1f} fps); "
         f"watermark token {report.token}, ledger seq {report.ledger_seq}"
     )
-    return 0
+    return ExitCode.OK
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
-    from faceswap.eval.run import run_eval
-
-    report, output = run_eval(
-        _store(args), args.model, args.input, args.output, args.truth, args.mask, args.every, args.compare_smoothing
-    )
-    if args.json:
-        _print_json({"output": str(output), **report.to_json()})
-        return 0
-    fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
-    print(f"output {output}: {report.frames_compared} frames compared")
-    print(
-        f"  identity: nearer A in {fmt(report.nearer_a_share)} of frames "
-        f"(mean sim A {fmt(report.identity_sim_a_mean)}, "
-        f"B {fmt(report.identity_sim_b_mean)})"
-    )
-    print(
-        f"  mouth opening correlation: with input {fmt(report.mouth_correlation_input)}, "
-        f"with truth {fmt(report.mouth_correlation_truth)}"
-    )
-    noise = f", the input's detections {fmt(report.input_detection_noise)}" if report.input_detection_noise else ""
-    print(
-        f"  jitter beyond the {report.jitter_reference or 'input'}'s motion {fmt(report.jitter)}{noise} "
-        f"(head motion {fmt(report.input_motion)}); first frames: "
-        f"{fmt(report.jitter_smoothing_on)} smoothed vs {fmt(report.jitter_without_smoothing)} unsmoothed"
-    )
-    if report.alignment_jitter_smoothing_on is not None:
-        print(
-            f"  alignment keypoints beyond the truth's motion: {fmt(report.alignment_jitter_smoothing_on)} smoothed "
-            f"vs {fmt(report.alignment_jitter_without_smoothing)} unsmoothed"
-        )
-    print(f"  frames marked when re-verified one by one: {fmt(report.marked_share)}")
-    return 0
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from faceswap.demo.run import DemoOptions, run_demo
-
-    workspace = _workspace(args)
-    if args.json and (workspace.demo_dir / "report.json").exists() and not args.rerun:
-        print((workspace.demo_dir / "report.json").read_text())
-        return 0
-    say = (lambda _msg: None) if args.json else (lambda msg: print(msg, flush=True))
-    report = run_demo(workspace, DemoOptions(seconds=args.seconds, steps=args.steps), say=say)
-    if args.json:
-        _print_json(report)
-    else:
-        from faceswap.demo.run import summary as render
-
-        print(render(report))
-    return 0 if report["verify"]["exit_code"] == 0 and report["ledger"]["valid"] else 1
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="faceswap", description="Consent-gated face swapping with watermarked, logged outputs."
-    )
-    parser.add_argument("--version", action="version", version=f"faceswap {__version__}")
-    parser.add_argument(
-        "--workspace", type=Path, default=None, help="workspace root (default $FACESWAP_WORKSPACE or ./workspace)"
-    )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    ws = argparse.ArgumentParser(add_help=False)
-    ws.add_argument("--workspace", type=Path, default=argparse.SUPPRESS, help="workspace root")
-
-    faces = commands.add_parser("faces", help="face analysis").add_subparsers(dest="faces_command", metavar="ACTION")
-    detect = faces.add_parser("detect", help="list the faces in an image")
-    detect.add_argument("image", type=Path)
-    _add_backend_options(detect)
-    detect.add_argument("--json", action="store_true")
-    detect.set_defaults(handler=cmd_faces_detect)
-
-    from faceswap.consent.records import PURPOSES, ROLES
-
-    consent = commands.add_parser("consent", help="consent records").add_subparsers(
-        dest="consent_command", metavar="ACTION"
-    )
-    register = consent.add_parser("register", parents=[ws], help="register a subject's signed consent")
-    register.add_argument("--subject", required=True, help="subject id (a slug)")
-    register.add_argument("--name", required=True)
-    register.add_argument("--reference", type=Path, action="append", required=True, help="photo with exactly one face")
-    register.add_argument("--purpose", action="append", required=True, choices=PURPOSES)
-    register.add_argument("--role", action="append", choices=ROLES, help="default: both source and target")
-    register.add_argument("--expires", required=True, help="YYYY-MM-DD, in the future, at most 3 years away")
-    register.add_argument("--evidence", type=Path, required=True, help="the signed consent form (hashed, not copied)")
-    register.add_argument("--synthetic", action="store_true", help="the subject is synthetic, not a real person")
-    _add_backend_options(register)
-    register.add_argument("--json", action="store_true")
-    register.set_defaults(handler=cmd_consent_register)
-    listing = consent.add_parser("list", parents=[ws], help="all records and their status")
-    listing.add_argument("--json", action="store_true")
-    listing.set_defaults(handler=cmd_consent_list)
-    show = consent.add_parser("show", parents=[ws], help="one record (record id or subject id)")
-    show.add_argument("id")
-    show.add_argument("--json", action="store_true")
-    show.set_defaults(handler=cmd_consent_show)
-    revoke = consent.add_parser("revoke", parents=[ws], help="revoke a record (a signed revocation document)")
-    revoke.add_argument("id")
-    revoke.add_argument("--reason", required=True)
-    revoke.set_defaults(handler=cmd_consent_revoke)
-    cverify = consent.add_parser("verify", parents=[ws], help="check every signature, schema and the ledger")
-    cverify.add_argument("--json", action="store_true")
-    cverify.set_defaults(handler=cmd_consent_verify)
-
-    ledger = commands.add_parser("ledger", help="the provenance ledger").add_subparsers(
-        dest="ledger_command", metavar="ACTION"
-    )
-    lshow = ledger.add_parser("show", parents=[ws], help="list entries")
-    lshow.add_argument("--kind", default=None)
-    lshow.add_argument("--json", action="store_true")
-    lshow.set_defaults(handler=cmd_ledger_show)
-    lverify = ledger.add_parser("verify", parents=[ws], help="check the hash chain and every signature")
-    lverify.add_argument("--json", action="store_true")
-    lverify.set_defaults(handler=cmd_ledger_verify)
-    lverify.add_argument("--witness", type=Path, default=None, help="a head statement kept by `ledger head --export`")
-    export = ledger.add_parser("export", parents=[ws], help="write entries and the public key as JSONL")
-    export.add_argument("out", type=Path)
-    export.set_defaults(handler=cmd_ledger_export)
-    lhead = ledger.add_parser("head", parents=[ws], help="the signed head; --export keeps it as a witness")
-    lhead.add_argument("--export", type=Path, default=None, metavar="FILE")
-    lhead.add_argument("--json", action="store_true")
-    lhead.set_defaults(handler=cmd_ledger_head)
-
-    keys = commands.add_parser("keys", help="the registrar key").add_subparsers(dest="keys_command", metavar="ACTION")
-    rotate = keys.add_parser("rotate", parents=[ws], help="replace the registrar key (signed by both, logged)")
-    rotate.set_defaults(handler=cmd_keys_rotate)
-
-    extract = commands.add_parser("extract", parents=[ws], help="extract a consenting subject's faces into a faceset")
-    extract.add_argument("input", type=Path, help="a video, an image, or a folder of them")
-    extract.add_argument("--subject", required=True)
-    extract.add_argument("--every", type=int, default=1, help="every Nth video frame")
-    extract.add_argument("--size", type=int, default=256, help="aligned crop size in pixels (64-1024)")
-    extract.add_argument("--min-face", type=int, default=80, help="smallest face kept, in pixels")
-    _add_backend_options(extract)
-    extract.add_argument("--json", action="store_true")
-    extract.set_defaults(handler=cmd_extract)
-
-    faceset = commands.add_parser("faceset", help="faceset tools").add_subparsers(
-        dest="faceset_command", metavar="ACTION"
-    )
-    fstats = faceset.add_parser("stats", parents=[ws], help="counts, blur/yaw histograms, identity range")
-    fstats.add_argument("id")
-    fstats.add_argument("--json", action="store_true")
-    fstats.set_defaults(handler=cmd_faceset_stats)
-    fclean = faceset.add_parser("clean", parents=[ws], help="move weak faces to rejected/ (never deletes)")
-    fclean.add_argument("id")
-    fclean.add_argument("--min-blur", type=float, default=None)
-    fclean.add_argument("--max-yaw", type=float, default=None)
-    fclean.add_argument("--dedupe", action="store_true")
-    fclean.add_argument("--json", action="store_true")
-    fclean.set_defaults(handler=cmd_faceset_clean)
-
-    train = commands.add_parser(
-        "train",
-        parents=[ws],
-        help="train a swap model (consent-gated); extra --trainer.*/--model.*/--data.* flags go to LightningCLI",
-    )
-    train.add_argument("--config", type=Path, required=True, help="a YAML in configs/train/")
-    train.add_argument("--subject-a", required=True, help="the face to put on (source)")
-    train.add_argument("--subject-b", required=True, help="the footage's subject (target)")
-    train.add_argument("--purpose", required=True, choices=PURPOSES)
-    train.add_argument("--name", required=True, help="model folder under WORKSPACE/models/")
-    train.add_argument("--json", action="store_true")
-    train.set_defaults(handler=cmd_train)
+def _add_convert(commands, p: Parents) -> None:
+    from faceswap.convert import blend, colour
+    from faceswap.faces.masks import MASK_REGIONS
 
     conv = commands.add_parser(
-        "convert", parents=[ws], help="swap subject A onto subject B's footage (consent re-checked)"
+        "convert", parents=[*p.both, p.backend], help="swap subject A onto subject B's footage (consent re-checked)"
     )
     conv.add_argument("--model", type=Path, required=True, help="a model folder (WORKSPACE/models/NAME)")
     conv.add_argument("--input", type=Path, required=True, help="a video or an image of subject B")
@@ -669,11 +538,11 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument(
         "--mask",
         default="full",
-        choices=["full", "lower-face", "mouth"],
+        choices=MASK_REGIONS,
         help="full: whole face; mouth / lower-face: keep the target's own mouth / lower face (dubbing)",
     )
-    conv.add_argument("--color", default="rct", choices=["rct", "lct", "hist", "none"])
-    conv.add_argument("--blend", default="feather", choices=["feather", "seamless"])
+    conv.add_argument("--color", default="rct", choices=sorted(colour.MODES))
+    conv.add_argument("--blend", default="feather", choices=sorted(blend.MODES))
     conv.add_argument("--erode", type=float, default=0.0, help="shrink the mask, as a share of the face crop")
     conv.add_argument("--blur", type=float, default=0.04, help="feather the mask, as a share of the face crop")
     conv.add_argument(
@@ -693,18 +562,35 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="write an unchanged, marked copy when no face of subject B is found (default: refuse, exit 1)",
     )
-    _add_backend_options(conv)
-    conv.add_argument("--json", action="store_true")
     conv.set_defaults(handler=cmd_convert)
 
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from faceswap.eval.run import run_eval
+
+    report, output = run_eval(
+        _store(args), args.model, args.input, args.output, args.truth, args.mask, args.every, args.compare_smoothing
+    )
+    if args.json:
+        _print_json({"output": str(output), **report.to_json()})
+        return ExitCode.OK
+    print(f"output {output}: {report.frames_compared} frames compared")
+    for line in report.lines():
+        print(f"  {line}")
+    return ExitCode.OK
+
+
+def _add_eval(commands, p: Parents) -> None:
+    from faceswap.faces.masks import MASK_REGIONS
+
     ev = commands.add_parser(
-        "eval", parents=[ws], help="identity, expression, jitter and watermark metrics of a conversion"
+        "eval", parents=p.both, help="identity, expression, jitter and watermark metrics of a conversion"
     )
     ev.add_argument("--model", type=Path, required=True)
     ev.add_argument("--input", type=Path, required=True, help="subject B's video")
     ev.add_argument("--output", type=Path, default=None, help="an existing conversion (default: convert now)")
     ev.add_argument("--truth", type=Path, default=None, help="truth.json of a demo clip")
-    ev.add_argument("--mask", default="full", choices=["full", "lower-face", "mouth"])
+    ev.add_argument("--mask", default="full", choices=MASK_REGIONS)
     ev.add_argument("--every", type=int, default=2)
     ev.add_argument(
         "--compare-smoothing",
@@ -713,49 +599,161 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FRAMES",
         help="also measure jitter without smoothing over this many frames (0: skip)",
     )
-    ev.add_argument("--json", action="store_true")
     ev.set_defaults(handler=cmd_eval)
 
-    demo_parser = commands.add_parser("demo", parents=[ws], help="the end-to-end demo on synthetic subjects (< 10 min)")
-    demo_parser.add_argument(
-        "--json", action="store_true", help="print workspace/demo/report.json (runs the demo if missing)"
-    )
-    demo_parser.add_argument("--rerun", action="store_true", help="with --json: run again even if a report exists")
-    demo_parser.add_argument("--seconds", type=float, default=10.0, help="length of the demo clips")
-    demo_parser.add_argument("--steps", type=int, default=300, help="training steps of the smoke model")
-    demo_parser.set_defaults(handler=cmd_demo)
-    demo = demo_parser.add_subparsers(dest="demo_command", metavar="ACTION")
-    subjects = demo.add_parser("subjects", help="make the two synthetic demo subjects")
-    subjects.add_argument("--out", type=Path, required=True)
-    subjects.add_argument("--seconds", type=float, default=10.0)
-    subjects.add_argument("--json", action="store_true")
-    subjects.set_defaults(handler=cmd_demo_subjects)
 
-    verify = commands.add_parser("verify", parents=[ws], help="is this file from faceswap? which consent, which model?")
+# verify and doctor
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from faceswap.provenance.verify import Verifier, collect_paths, describe_verdict, ledger_view_for
+
+    paths = collect_paths(args.paths)
+    if not paths:
+        print("faceswap: error: no image or video files found", file=sys.stderr)
+        return ExitCode.BAD_INPUT
+    ledger_view = ledger_view_for(_workspace(args), args.ledger)
+    verifier = Verifier(ledger_view)
+    verdicts = [verifier.verify(path) for path in paths]
+    if args.json:
+        _print_json(
+            {
+                "ledger": ledger_view.source if ledger_view else None,
+                "ledger_problem": str(ledger_view.finding) if ledger_view and ledger_view.finding else None,
+                "files": [v.to_json() for v in verdicts],
+            }
+        )
+    else:
+        for verdict in verdicts:
+            print(describe_verdict(verdict))
+        if ledger_view and ledger_view.finding:
+            print(f"ledger {ledger_view.source}: TAMPERED at {ledger_view.finding}")
+    return worst({v.exit_code for v in verdicts})
+
+
+def _add_verify(commands, p: Parents) -> None:
+    verify = commands.add_parser(
+        "verify", parents=p.both, help="is this file from faceswap? which consent, which model?"
+    )
     verify.add_argument("paths", type=Path, nargs="+", metavar="PATH", help="images, videos or folders (recursive)")
     verify.add_argument("--ledger", type=Path, default=None, help="a `ledger export` JSONL instead of the workspace")
-    verify.add_argument("--json", action="store_true")
     verify.set_defaults(handler=cmd_verify)
 
-    doctor = commands.add_parser("doctor", parents=[ws], help="check the install; write and verify two marked samples")
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from faceswap.doctor import run_doctor
+
+    workspace = _workspace(args)
+    report = run_doctor(workspace, args.out or workspace.root / "doctor", args.model_root)
+    if args.json:
+        _print_json(report.to_json())
+    else:
+        for line in report.lines():
+            print(line)
+    return ExitCode.OK if report.ok else ExitCode.REFUSED
+
+
+def _add_doctor(commands, p: Parents) -> None:
+    doctor = commands.add_parser(
+        "doctor", parents=p.both, help="check the install; write and verify two marked samples"
+    )
     doctor.add_argument("--out", type=Path, default=None, help="where the samples go (default WORKSPACE/doctor)")
     doctor.add_argument("--model-root", type=Path, default=None)
-    doctor.add_argument("--json", action="store_true")
     doctor.set_defaults(handler=cmd_doctor)
 
+
+# demo
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from faceswap.demo.run import DemoOptions, demo_exit_code, run_demo, summary
+
+    workspace = _workspace(args)
+    if args.json and (workspace.demo_dir / "report.json").exists() and not args.rerun:
+        report = json.loads((workspace.demo_dir / "report.json").read_text())
+        _print_json(report)
+        return demo_exit_code(report)
+    say = (lambda _msg: None) if args.json else (lambda msg: print(msg, flush=True))
+    report = run_demo(workspace, DemoOptions(seconds=args.seconds, steps=args.steps), say=say)
+    if args.json:
+        _print_json(report)
+    else:
+        print(summary(report))
+    return demo_exit_code(report)
+
+
+def cmd_demo_subjects(args: argparse.Namespace) -> int:
+    from faceswap.demo.subjects import make_demo_subjects
+    from faceswap.faces.analyzer import FaceAnalyzer
+
+    files, report = make_demo_subjects(args.out, FaceAnalyzer("dlib"), seconds=args.seconds)
+    if args.json:
+        _print_json({"subjects": [{k: str(v) for k, v in vars(f).items()} for f in files], "identity": report})
+        return ExitCode.OK
+    for f in files:
+        print(f"{f.subject}: {f.clip} ({len(f.references)} reference photos, truth {f.truth.name})")
+    pairs = ", ".join(f"{k} {v:.3f}" for k, v in report["between_subjects"].items())
+    nearest = ", ".join(f"{k}~{v['source']} {v['similarity']:.3f}" for k, v in report["nearest_real_source"].items())
+    print(f"identity ({report['backend']}, match >= {report['threshold']}): {pairs}; nearest real faces: {nearest}")
+    return ExitCode.OK
+
+
+def _add_demo(commands, p: Parents) -> None:
+    demo = commands.add_parser(
+        "demo", parents=[p.workspace], help="the end-to-end demo on synthetic subjects (< 10 min)"
+    )
+    demo.add_argument("--json", action="store_true", help="print workspace/demo/report.json (runs the demo if missing)")
+    demo.add_argument("--rerun", action="store_true", help="with --json: run again even if a report exists")
+    demo.add_argument("--seconds", type=float, default=10.0, help="length of the demo clips")
+    demo.add_argument("--steps", type=int, default=300, help="training steps of the smoke model")
+    demo.set_defaults(handler=cmd_demo)
+    actions = demo.add_subparsers(dest="demo_command", metavar="ACTION")
+    subjects = actions.add_parser("subjects", parents=[p.json], help="make the two synthetic demo subjects")
+    subjects.add_argument("--out", type=Path, required=True)
+    subjects.add_argument("--seconds", type=float, default=10.0)
+    subjects.set_defaults(handler=cmd_demo_subjects)
+
+
+COMMANDS = (
+    _add_faces,
+    _add_consent,
+    _add_ledger,
+    _add_keys,
+    _add_extract,
+    _add_train,
+    _add_convert,
+    _add_eval,
+    _add_verify,
+    _add_doctor,
+    _add_demo,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="faceswap", description="Consent-gated face swapping with watermarked, logged outputs."
+    )
+    parser.add_argument("--version", action="version", version=f"faceswap {__version__}")
+    parser.add_argument(
+        "--workspace", type=Path, default=None, help="workspace root (default $FACESWAP_WORKSPACE or ./workspace)"
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parents = _parents()
+    for add in COMMANDS:
+        add(commands, parents)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and getattr(args, "command", None) != "train":
+    if extra and not getattr(args, "passes_unknown", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.overrides = extra
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()
-        return 2
+        return int(ExitCode.BAD_INPUT)
     try:
         return int(handler(args))
     except FaceswapError as error:

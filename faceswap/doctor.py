@@ -6,9 +6,11 @@ import tempfile
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from faceswap.errors import FaceswapError
 from faceswap.workspace import Workspace
 
 SAMPLE_SIZE = (1280, 720)
@@ -62,65 +64,81 @@ def _tone(path: Path, seconds: float, rate: int = 48000) -> Path:
     return path
 
 
-def run_checks(workspace: Workspace, model_root: Path | None = None) -> list[Check]:
-    import av
-    import onnxruntime
-
-    from faceswap.consent.registry import ConsentStore
-    from faceswap.faces.insightface_backend import pack_available, pack_dir
-    from faceswap.ledger import open_ledger
-
-    checks: list[Check] = []
+def check_dlib(workspace: Workspace, model_root: Path | None) -> Check:
     try:
         from faceswap.faces.dlib_backend import DlibBackend
 
         DlibBackend()
-        checks.append(Check("dlib backend", True, "HOG + 68 landmarks + ResNet weights found"))
     except Exception as error:  # noqa: BLE001 - doctor reports every failure as a line
-        checks.append(Check("dlib backend", False, str(error)))
+        return Check("dlib backend", False, str(error))
+    return Check("dlib backend", True, "HOG + 68 landmarks + ResNet weights found")
+
+
+def check_insightface(workspace: Workspace, model_root: Path | None) -> Check:
+    from faceswap.faces.insightface_backend import pack_available, pack_dir
+
     folder = pack_dir(model_root)
-    found = pack_available(model_root)
-    checks.append(
-        Check("insightface pack", True, f"{folder}: {'found' if found else 'missing, the dlib backend is used'}")
-    )
+    if pack_available(model_root):
+        return Check("insightface pack", True, f"{folder}: found")
+    return Check("insightface pack", True, f"{folder}: missing, the dlib backend is used")
+
+
+def check_encoders(workspace: Workspace, model_root: Path | None) -> Check:
+    import av
+
     encoders = {name: name in av.codecs_available for name in ("libx264", "aac")}
-    checks.append(
-        Check(
-            "ffmpeg encoders",
-            all(encoders.values()),
-            ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in encoders.items()),
-        )
-    )
-    providers = onnxruntime.get_available_providers()
-    checks.append(Check("onnxruntime", True, ", ".join(providers)))
+    detail = ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in encoders.items())
+    return Check("ffmpeg encoders", all(encoders.values()), detail)
+
+
+def check_onnxruntime(workspace: Workspace, model_root: Path | None) -> Check:
+    import onnxruntime
+
+    return Check("onnxruntime", True, ", ".join(onnxruntime.get_available_providers()))
+
+
+def check_gpu(workspace: Workspace, model_root: Path | None) -> Check:
     try:
         import torch
-
-        gpu = torch.cuda.is_available()
-        detail = (
-            torch.cuda.get_device_name(0)
-            if gpu
-            else f"no CUDA device (torch {torch.__version__}): training needs --trainer.accelerator cpu"
-        )
-        checks.append(Check("gpu", True, detail))
     except ImportError as error:
-        checks.append(Check("gpu", False, f"torch not importable: {error}"))
+        return Check("gpu", False, f"torch not importable: {error}")
+    if torch.cuda.is_available():
+        return Check("gpu", True, torch.cuda.get_device_name(0))
+    return Check("gpu", True, f"no CUDA device (torch {torch.__version__}): training needs --trainer.accelerator cpu")
+
+
+def check_ledger(workspace: Workspace, model_root: Path | None) -> Check:
+    from faceswap.ledger import open_ledger
+
     ledger = open_ledger(workspace)
-    checks.append(Check("registrar key", True, f"key id {ledger.key.key_id} in {workspace.keys_dir}"))
     finding = ledger.verify()
-    checks.append(
-        Check(
-            "ledger",
-            finding is None,
-            f"{len(ledger.rows())} entries" + (f"; {finding}" if finding else ", chain valid"),
-        )
-    )
-    problems = ConsentStore(workspace, ledger).verify()
-    checks.append(Check("consent store", not problems, "; ".join(map(str, problems)) or "every record verifies"))
+    key = ledger.key.key_id if ledger.key else "none"
+    detail = f"{len(ledger.rows())} entries, key {key}" + (f"; {finding}" if finding else ", chain valid")
+    return Check("ledger", finding is None, detail)
+
+
+def check_consent(workspace: Workspace, model_root: Path | None) -> Check:
+    from faceswap.consent.registry import ConsentStore
+
+    problems = ConsentStore(workspace).verify()
+    return Check("consent store", not problems, "; ".join(map(str, problems)) or "every record verifies")
+
+
+CHECKS = (check_dlib, check_insightface, check_encoders, check_onnxruntime, check_gpu, check_ledger, check_consent)
+
+
+def run_checks(workspace: Workspace, model_root: Path | None = None) -> list[Check]:
+    checks = []
+    for step in CHECKS:
+        try:
+            checks.append(step(workspace, model_root))
+        except FaceswapError as error:  # a tampered ledger is a failed check, not a crash of the doctor
+            checks.append(Check(step.__name__.removeprefix("check_"), False, str(error)))
     return checks
 
 
-def write_samples(workspace: Workspace, out: Path) -> dict[str, object]:
+def write_samples(workspace: Workspace, out: Path) -> dict[str, dict[str, Any]]:
+    """An image and a short video with audio, through the sink, each verified."""
     from faceswap.ledger import open_ledger
     from faceswap.provenance.sink import OutputContext, OutputSink
     from faceswap.provenance.verify import LedgerView, Verifier
@@ -142,5 +160,40 @@ def write_samples(workspace: Workspace, out: Path) -> dict[str, object]:
     return results
 
 
-def as_json(checks: list[Check], samples: dict[str, object]) -> dict[str, object]:
-    return {"ok": all(c.ok for c in checks), "checks": [asdict(c) for c in checks], "samples": samples}
+@dataclass(frozen=True)
+class DoctorReport:
+    checks: list[Check]
+    samples: dict[str, dict[str, Any]]
+
+    @property
+    def samples_verified(self) -> bool:
+        return bool(self.samples) and all(s["verify"]["exit_code"] == 0 for s in self.samples.values())
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks) and self.samples_verified
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "checks": [asdict(c) for c in self.checks],
+            "samples": self.samples,
+            "samples_verified": self.samples_verified,
+        }
+
+    def lines(self) -> list[str]:
+        out = [f"[{'ok' if c.ok else '!!'}] {c.name:<18} {c.detail}" for c in self.checks]
+        for name, sample in self.samples.items():
+            code = sample["verify"]["exit_code"]
+            state = "verifies as marked" if code == 0 else f"FAILED verify (exit {code})"
+            out.append(
+                f"[{'ok' if code == 0 else '!!'}] sample {name:<11} {sample['path']}: {state}, token {sample['token']}"
+            )
+        return out
+
+
+def run_doctor(workspace: Workspace, out: Path, model_root: Path | None = None) -> DoctorReport:
+    """The checks, then (when the ledger is sound) two marked samples that must verify."""
+    checks = run_checks(workspace, model_root)
+    ledger_ok = all(c.ok for c in checks if c.name == "ledger")
+    return DoctorReport(checks, write_samples(workspace, out) if ledger_ok else {})

@@ -32,8 +32,21 @@ class _RunsCode:
 
 
 def _convert(root: Path, model: Path, clip: Path, output: Path, *extra: str) -> int:
-    return main(["convert", "--workspace", str(root), "--model", str(model), "--input", str(clip),
-                 "--output", str(output), "--json", *extra])
+    return main(
+        [
+            "convert",
+            "--workspace",
+            str(root),
+            "--model",
+            str(model),
+            "--input",
+            str(clip),
+            "--output",
+            str(output),
+            "--json",
+            *extra,
+        ]
+    )
 
 
 def _outputs(root: Path) -> int:
@@ -57,8 +70,9 @@ def model_dir(trained_workspace) -> Path:
 
 
 @pytest.mark.parametrize("alongside_safetensors", [False, True])
-def test_pickle_payload_in_a_model_file_never_runs(trained_workspace, model_dir, demo_subjects, tmp_path, capsys,
-                                                   alongside_safetensors):
+def test_pickle_payload_in_a_model_file_never_runs(
+    trained_workspace, model_dir, demo_subjects, tmp_path, capsys, alongside_safetensors
+):
     files, _ = demo_subjects
     marker = tmp_path / "pwned"
     handed = trained_workspace / "models" / "handed-over"
@@ -79,9 +93,25 @@ def test_pickle_payload_in_a_checkpoint_never_runs_on_resume(trained_workspace, 
     checkpoints = trained_workspace / "models" / "trap" / "checkpoints"
     checkpoints.mkdir(parents=True)
     torch.save({"global_step": 5, "state_dict": _RunsCode(marker)}, checkpoints / "last.ckpt")
-    code = main(["train", "--workspace", str(trained_workspace), "--config",
-                 str(Path(__file__).parents[1] / "configs" / "train" / "smoke.yaml"), "--subject-a", "demo-a",
-                 "--subject-b", "demo-b", "--purpose", "evaluation", "--name", "trap", "--trainer.max_steps", "2"])
+    code = main(
+        [
+            "train",
+            "--workspace",
+            str(trained_workspace),
+            "--config",
+            str(Path(__file__).parents[1] / "configs" / "train" / "smoke.yaml"),
+            "--subject-a",
+            "demo-a",
+            "--subject-b",
+            "demo-b",
+            "--purpose",
+            "evaluation",
+            "--name",
+            "trap",
+            "--trainer.max_steps",
+            "2",
+        ]
+    )
     assert code == 2 and not marker.exists() and "weights-only" in _error(capsys)
 
 
@@ -89,8 +119,7 @@ def test_pickle_payload_in_a_checkpoint_never_runs_on_resume(trained_workspace, 
 
 
 @pytest.mark.parametrize("lie", ["other-records", "no-records", "null-grant", "no-model-json"])
-def test_model_json_cannot_change_a_models_consent(trained_workspace, model_dir, demo_subjects, tmp_path, capsys,
-                                                    lie):
+def test_model_json_cannot_change_a_models_consent(trained_workspace, model_dir, demo_subjects, tmp_path, capsys, lie):
     files, _ = demo_subjects
     copy = trained_workspace / "models" / "copied"
     copy.mkdir()
@@ -116,8 +145,9 @@ def test_model_json_cannot_change_a_models_consent(trained_workspace, model_dir,
     assert "revoked" in _error(capsys) and not (tmp_path / "refused.mp4").exists()
 
 
-def test_perturbed_weights_with_a_recomputed_fingerprint_are_refused(trained_workspace, model_dir, demo_subjects,
-                                                                      tmp_path, capsys):
+def test_perturbed_weights_with_a_recomputed_fingerprint_are_refused(
+    trained_workspace, model_dir, demo_subjects, tmp_path, capsys
+):
     from safetensors.torch import load_file, save_file
 
     from faceswap.model.weights import fingerprint
@@ -144,8 +174,9 @@ def test_erased_revocation_stops_conversion(trained_workspace, model_dir, demo_s
     store = store_at(trained_workspace)
     store.revoke("demo-a", "withdrawn").path.unlink()
     conn = sqlite3.connect(trained_workspace / "ledger.sqlite")
-    conn.execute("DELETE FROM ledger WHERE seq = (SELECT MAX(seq) FROM ledger)" if erase == "last-row"
-                 else "DELETE FROM ledger")
+    conn.execute(
+        "DELETE FROM ledger WHERE seq = (SELECT MAX(seq) FROM ledger)" if erase == "last-row" else "DELETE FROM ledger"
+    )
     conn.commit()
     conn.close()
     assert _convert(trained_workspace, model_dir, files["demo-b"].clip, tmp_path / "x.mp4") == 1
@@ -201,8 +232,9 @@ def test_output_that_is_the_input_is_refused(trained_workspace, model_dir, demo_
 
 
 @pytest.mark.parametrize("target", ["consent/zz.json", "consent/zz", "keys/out.png", "ledger.head.json"])
-def test_outputs_never_land_in_the_workspace_state(trained_workspace, model_dir, demo_subjects, tmp_path, capsys,
-                                                    target):
+def test_outputs_never_land_in_the_workspace_state(
+    trained_workspace, model_dir, demo_subjects, tmp_path, capsys, target
+):
     files, _ = demo_subjects
     still = files["demo-b"].references[0]
     destination = trained_workspace / target
@@ -237,8 +269,9 @@ def test_planted_links_are_replaced_never_followed(trained_workspace, model_dir,
 )
 def test_bad_extract_options_exit_2_and_write_nothing(demo_workspace, demo_subjects, capsys, args):
     files, _ = demo_subjects
-    code = main(["extract", str(files["demo-a"].clip), "--subject", "demo-a", "--workspace", str(demo_workspace),
-                 *args])
+    code = main(
+        ["extract", str(files["demo-a"].clip), "--subject", "demo-a", "--workspace", str(demo_workspace), *args]
+    )
     assert code == 2 and _error(capsys)
     assert not (demo_workspace / "facesets" / "demo-a").exists()
 
@@ -248,8 +281,9 @@ def test_bad_extract_options_exit_2_and_write_nothing(demo_workspace, demo_subje
     [["--batch", "0"], ["--blur", "-0.1"], ["--erode", "-1"], ["--smoothing", "-1"], ["--alpha"]],
     ids=["batch0", "blur-", "erode-", "smoothing-", "alpha-without-sequence"],
 )
-def test_bad_convert_options_exit_2_and_write_nothing(trained_workspace, model_dir, demo_subjects, tmp_path, capsys,
-                                                      args):
+def test_bad_convert_options_exit_2_and_write_nothing(
+    trained_workspace, model_dir, demo_subjects, tmp_path, capsys, args
+):
     files, _ = demo_subjects
     before = _outputs(trained_workspace)
     assert _convert(trained_workspace, model_dir, files["demo-b"].clip, tmp_path / "x.mp4", *args) == 2

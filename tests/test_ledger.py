@@ -130,8 +130,12 @@ def test_truncation_with_a_re_signed_head_is_caught_by_the_witness(ledger, works
     _sql(ledger, "DELETE FROM ledger WHERE seq >= 6")
     last = ledger.rows()[-1]
     key = RegistrarKey.load(workspace.keys_dir)
-    head = {"seq": last.seq, "entry_hash": last.entry_hash, "key_id": key.key_id,
-            "signature": key.sign(head_message(last.seq, last.entry_hash))}
+    head = {
+        "seq": last.seq,
+        "entry_hash": last.entry_hash,
+        "key_id": key.key_id,
+        "signature": key.sign(head_message(last.seq, last.entry_hash)),
+    }
     (workspace.root / "ledger.head.json").write_text(json.dumps(head))
     assert check_chain(ledger.rows(), ledger.head(), None).finding is None  # the chain alone is fooled
     finding = open_ledger(workspace).verify()

@@ -116,6 +116,7 @@ def test_killed_mid_write_leaves_no_file_and_no_entry(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", code, str(ws), str(out)], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "writing"
     deadline = time.monotonic() + 60
+
     def written_bytes() -> int:
         return sum(p.stat().st_size for p in tmp_path.glob(".killed.mp4.faceswap-partial-*"))
 

@@ -141,9 +141,7 @@ class ConsentGate:
         return fresh
 
 
-def decide(
-    snapshot: StoreSnapshot, subject: str, role: str | None, purpose: str | None, today: date
-) -> GrantedRecord:
+def decide(snapshot: StoreSnapshot, subject: str, role: str | None, purpose: str | None, today: date) -> GrantedRecord:
     """The subject's newest record that allows `role` and `purpose` today (None: any), or ConsentRefused
     with the reason the newest record gives."""
     records = snapshot.for_subject(subject)

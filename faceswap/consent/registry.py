@@ -79,9 +79,7 @@ class StoreSnapshot:
         return f"revoked (ledger seq {entry.seq}: {entry.data.get('reason', 'no reason given')})"
 
     def status(self, record: ConsentRecord, today: date | None = None) -> str:
-        return status_of(
-            self.is_revoked(record.record_id), record.valid_from, record.expires_at, today or utc_today()
-        )
+        return status_of(self.is_revoked(record.record_id), record.valid_from, record.expires_at, today or utc_today())
 
 
 @dataclass(frozen=True)
@@ -163,8 +161,9 @@ class ConsentStore:
         entry = entries.get(item.record_id)
         hash_field = "revocation_sha256" if is_revocation else "record_sha256"
         if entry is None:
-            problems.append(StoreProblem(path, f"has no consent.{'revoked' if is_revocation else 'registered'} "
-                                               "ledger entry"))
+            problems.append(
+                StoreProblem(path, f"has no consent.{'revoked' if is_revocation else 'registered'} ledger entry")
+            )
             return item if is_revocation else None  # a signed revocation still revokes
         if entry.data.get(hash_field) != item.sha256:
             problems.append(StoreProblem(path, f"differs from the document hashed in ledger seq {entry.seq}"))

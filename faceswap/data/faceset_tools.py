@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from faceswap.data.faceset import FaceEntry, Faceset
+from faceswap.errors import BadInput
 
 REJECTED = "rejected"
 
@@ -76,10 +77,8 @@ def _tiny(faceset: Faceset, entry: FaceEntry) -> np.ndarray:
     return cv2.resize(gray, (16, 16), interpolation=cv2.INTER_AREA).astype(np.float32)
 
 
-def clean(
-    faceset: Faceset, min_blur: float | None = None, max_yaw: float | None = None, dedupe: bool = False
-) -> dict[str, Any]:
-    """Move rejects (blurry, too turned, near-duplicates) to rejected/; returns what moved and why."""
+def _reasons(faceset: Faceset, min_blur: float | None, max_yaw: float | None, dedupe: bool) -> dict[str, str]:
+    """Which crops to set aside, and why (blurry, too turned, near-duplicates)."""
     reasons: dict[str, str] = {}
     for entry in faceset.faces:
         if min_blur is not None and entry.blur < min_blur:
@@ -96,21 +95,51 @@ def clean(
                 reasons[entry.file] = "near-duplicate of an earlier face"
             else:
                 kept.append(tiny)
+    return reasons
+
+
+def clean(
+    store: Any, subject_id: str, min_blur: float | None = None, max_yaw: float | None = None, dedupe: bool = False
+) -> dict[str, Any]:
+    """Move rejects to rejected/ (never deletes) and record the new faceset in the ledger; the index
+    and the crops change inside the ledger transaction, so a refused append changes nothing."""
+    if min_blur is not None and min_blur < 0:
+        raise BadInput("--min-blur must not be negative")
+    if max_yaw is not None and not 0 <= max_yaw <= 90:
+        raise BadInput("--max-yaw must be between 0 and 90 degrees")
+    faceset = Faceset.load(faceset_folder(store.workspace, subject_id))
+    faceset.recorded_in(store.ledger.entries("faceset.built"))
+    reasons = _reasons(faceset, min_blur, max_yaw, dedupe)
     if not reasons:
-        return {"moved": 0, "kept": len(faceset.faces), "reasons": {}}
-    rejected = faceset.folder / REJECTED
-    rejected.mkdir(exist_ok=True)
+        return {"moved": 0, "kept": len(faceset.faces), "reasons": {}, "ledger_seq": None}
     moved = [e for e in faceset.faces if e.file in reasons]
-    with open(rejected / "rejected.jsonl", "a", encoding="utf-8") as log:
+    cleaned = Faceset(faceset.folder, faceset.header, [e for e in faceset.faces if e.file not in reasons])
+    rejected = faceset.folder / REJECTED
+
+    def apply(_entry: Any) -> None:
+        rejected.mkdir(exist_ok=True)
+        with open(rejected / "rejected.jsonl", "a", encoding="utf-8") as log:
+            for entry in moved:
+                log.write(json.dumps({**asdict(entry), "reason": reasons[entry.file]}, sort_keys=True) + "\n")
+        cleaned.save()  # the JSONL index, not pixels
         for entry in moved:
-            log.write(json.dumps({**asdict(entry), "reason": reasons[entry.file]}, sort_keys=True) + "\n")
-    faceset.faces = [e for e in faceset.faces if e.file not in reasons]
-    faceset.save()  # the JSONL index, not pixels
-    for entry in moved:
-        source = faceset.folder / entry.file
-        if source.exists():
-            source.replace(rejected / entry.file)
-    return {"moved": len(moved), "kept": len(faceset.faces), "reasons": reasons}
+            source = faceset.folder / entry.file
+            if source.exists():
+                source.replace(rejected / entry.file)
+
+    entry = store.ledger.append(
+        "faceset.built",
+        {
+            "subject_id": faceset.header.subject_id,
+            "record_id": faceset.header.record_id,
+            "faceset_sha256": cleaned.digest(),
+            "faces": len(cleaned.faces),
+            "operation": "clean",
+            "moved_to_rejected": len(moved),
+        },
+        on_commit=apply,
+    )
+    return {"moved": len(moved), "kept": len(cleaned.faces), "reasons": reasons, "ledger_seq": entry.seq}
 
 
 def faceset_folder(workspace, subject_id: str) -> Path:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import faceswap
+from faceswap.errors import ExitCode
 from faceswap.workspace import Workspace
 
 CONFIGS = Path(faceswap.__file__).resolve().parents[1] / "configs"
@@ -155,6 +156,12 @@ def run_demo(root: Workspace, options: DemoOptions, say: Callable[[str], None] =
     tmp.write_text(json.dumps(report, indent=2, default=str))
     os.replace(tmp, workspace.root / "report.json")
     return report
+
+
+def demo_exit_code(report: dict[str, Any]) -> ExitCode:
+    """0 when the demo's output verifies as marked and traced and its ledger is sound."""
+    ok = report["verify"]["exit_code"] == 0 and report["ledger"]["valid"]
+    return ExitCode.OK if ok else ExitCode.REFUSED
 
 
 def summary(report: dict[str, Any]) -> str:

@@ -65,6 +65,31 @@ class EvalReport:
             out.pop("frames")
         return out
 
+    def lines(self) -> list[str]:
+        """The report for people, a line per measure."""
+        fmt = _fmt
+        noise = f", the input's detections {fmt(self.input_detection_noise)}" if self.input_detection_noise else ""
+        out = [
+            f"identity: nearer A in {fmt(self.nearer_a_share)} of frames (mean sim A "
+            f"{fmt(self.identity_sim_a_mean)}, B {fmt(self.identity_sim_b_mean)})",
+            f"mouth opening correlation: with input {fmt(self.mouth_correlation_input)}, with truth "
+            f"{fmt(self.mouth_correlation_truth)}",
+            f"jitter beyond the {self.jitter_reference or 'input'}'s motion {fmt(self.jitter)}{noise} (head motion "
+            f"{fmt(self.input_motion)}); first frames: {fmt(self.jitter_smoothing_on)} smoothed vs "
+            f"{fmt(self.jitter_without_smoothing)} unsmoothed",
+        ]
+        if self.alignment_jitter_smoothing_on is not None:
+            out.append(
+                f"alignment keypoints beyond the truth's motion: {fmt(self.alignment_jitter_smoothing_on)} smoothed "
+                f"vs {fmt(self.alignment_jitter_without_smoothing)} unsmoothed"
+            )
+        out.append(f"frames marked when re-verified one by one: {fmt(self.marked_share)}")
+        return out
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
 
 def _nearest(faces: list, bbox: np.ndarray):
     center = np.array([(bbox[0] + bbox[2]) / 2, (bbox[1] + bbox[3]) / 2])

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from faceswap.errors import BadInput
+from faceswap.errors import BadInput, ExitCode
 from faceswap.hashing import canonical_json
 from faceswap.ledger.chain import ChainCheck, Entry, Finding, check_chain, entries_of, utc_now
 from faceswap.ledger.core import Ledger
@@ -84,6 +84,44 @@ def check_head_statement(path: Path, entries: list[Entry]) -> Finding | None:
     if entries[seq - 1].entry_hash != entry_hash:
         return Finding(seq, "differs from the kept head statement: the ledger was rewritten")
     return None
+
+
+@dataclass(frozen=True)
+class LedgerVerification:
+    """What `ledger verify` found: storage damage, the first chain problem, or neither."""
+
+    entries: int
+    key_id: str | None
+    finding: Finding | None
+    damage: str | None
+
+    @property
+    def exit_code(self) -> ExitCode:
+        if self.damage:
+            return ExitCode.BAD_INPUT
+        return ExitCode.REFUSED if self.finding else ExitCode.OK
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.finding is None and self.damage is None,
+            "entries": self.entries,
+            "key_id": self.key_id,
+            "first_bad_seq": self.finding.seq if self.finding else None,
+            "problem": self.finding.problem if self.finding else None,
+            "storage_damage": self.damage,
+        }
+
+
+def verify_ledger(ledger: Ledger, witness: Path | None = None) -> LedgerVerification:
+    """Storage (SQLite's own integrity check), then chain, head, key and witness, then a kept head
+    statement if one is given."""
+    damage = ledger.backend.integrity()
+    rows = ledger.rows()
+    finding = ledger.check(rows).finding
+    if finding is None and witness is not None:
+        finding = check_head_statement(witness, rows)
+    key_id = ledger.history.current.key_id if ledger.history else None
+    return LedgerVerification(len(rows), key_id, finding, damage)
 
 
 @dataclass(frozen=True)

@@ -38,8 +38,11 @@ class Sighting:
 
     def check(self, entries: list[Entry], first_key_id: str | None) -> Finding | None:
         if first_key_id is not None and first_key_id != self.first_key_id:
-            return Finding(1, f"the ledger now starts with key {first_key_id}, but it was seen with key "
-                           f"{self.first_key_id}: the whole ledger was replaced")
+            return Finding(
+                1,
+                f"the ledger now starts with key {first_key_id}, but it was seen with key "
+                f"{self.first_key_id}: the whole ledger was replaced",
+            )
         if len(entries) < self.seq:
             return Finding(
                 len(entries) + 1,

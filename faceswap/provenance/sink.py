@@ -143,8 +143,9 @@ class OutputSink:
         """Refuse an output that would overwrite an input or land in the workspace's own state."""
         real = _real(final)
         for source in sources:
-            if Path(os.path.realpath(source)) == real or (final.exists() and source.exists()
-                                                          and os.path.samefile(final, source)):
+            if Path(os.path.realpath(source)) == real or (
+                final.exists() and source.exists() and os.path.samefile(final, source)
+            ):
                 raise BadInput(f"{final}: the output would overwrite an input ({source}); choose another path")
         for guarded in self.protected:
             if _inside(real, guarded) or _inside(guarded, real):

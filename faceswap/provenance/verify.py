@@ -196,7 +196,18 @@ class Verifier:
             verdict.similar = {"ledger_seq": best[1].seq, "phash_distance": best[0], "token": best[1].data.get("token")}
 
 
-def describe(verdict: Verdict) -> str:
+def ledger_view_for(workspace: Any, export: Path | None) -> LedgerView | None:
+    """The ledger to look files up in: an export when given, else the workspace's, else none."""
+    from faceswap.ledger import ledger_exists, open_ledger
+
+    if export is not None:
+        return LedgerView.from_export(export)
+    if ledger_exists(workspace):
+        return LedgerView.from_ledger(open_ledger(workspace, writable=False))
+    return None
+
+
+def describe_verdict(verdict: Verdict) -> str:
     """One human line per file."""
     if verdict.error:
         return f"{verdict.path}: UNREADABLE: {verdict.error}"
