@@ -350,10 +350,28 @@ def _add_ledger(commands, p: Parents) -> None:
     head.set_defaults(handler=cmd_ledger_head)
 
 
+def cmd_keys_trust_anchor(args: argparse.Namespace) -> int:
+    from faceswap.provenance.credentials import write_trust_anchor
+    from faceswap.provenance.credentials.pinned import identity_for
+
+    workspace = _workspace(args)
+    identity = identity_for(_ledger(args, writable=True), workspace.keys_dir)
+    write_trust_anchor(identity, args.out)
+    print(f"trust anchor (Content Credentials root {identity.root_fingerprint[:16]}) written to {args.out}")
+    return ExitCode.OK
+
+
 def _add_keys(commands, p: Parents) -> None:
-    keys = commands.add_parser("keys", help="the registrar key").add_subparsers(dest="keys_command", metavar="ACTION")
+    keys = commands.add_parser("keys", help="the workspace's keys").add_subparsers(
+        dest="keys_command", metavar="ACTION"
+    )
     rotate = keys.add_parser("rotate", parents=[p.workspace], help="replace the registrar key (signed by both, logged)")
     rotate.set_defaults(handler=cmd_keys_rotate)
+    anchor = keys.add_parser(
+        "trust-anchor", parents=[p.workspace], help="export the Content Credentials root for people who verify"
+    )
+    anchor.add_argument("out", type=Path, help="a new .pem file")
+    anchor.set_defaults(handler=cmd_keys_trust_anchor)
 
 
 # extract and facesets
@@ -613,7 +631,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print("faceswap: error: no image or video files found", file=sys.stderr)
         return ExitCode.BAD_INPUT
     ledger_view = ledger_view_for(_workspace(args), args.ledger)
-    verifier = Verifier(ledger_view)
+    anchor = _read_anchor(args.trust_anchor) if args.trust_anchor else None
+    verifier = Verifier(ledger_view, trust_anchor=anchor)
     verdicts = [verifier.verify(path) for path in paths]
     if args.json:
         _print_json(
@@ -631,12 +650,30 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return worst({v.exit_code for v in verdicts})
 
 
+def _read_anchor(path: Path) -> bytes:
+    from faceswap.provenance.credentials import root_fingerprint_of
+
+    try:
+        pem = path.read_bytes()
+    except OSError as error:
+        raise FaceswapError(f"{path}: unreadable trust anchor ({error.strerror})") from None
+    root_fingerprint_of(pem)  # BadInput unless it is a certificate
+    return pem
+
+
 def _add_verify(commands, p: Parents) -> None:
     verify = commands.add_parser(
         "verify", parents=p.both, help="is this file from faceswap? which consent, which model?"
     )
     verify.add_argument("paths", type=Path, nargs="+", metavar="PATH", help="images, videos or folders (recursive)")
     verify.add_argument("--ledger", type=Path, default=None, help="a `ledger export` JSONL instead of the workspace")
+    verify.add_argument(
+        "--trust-anchor",
+        type=Path,
+        default=None,
+        metavar="PEM",
+        help="the root Content Credentials must chain to (default: the one the ledger pins)",
+    )
     verify.set_defaults(handler=cmd_verify)
 
 

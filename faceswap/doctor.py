@@ -144,8 +144,8 @@ def write_samples(workspace: Workspace, out: Path) -> dict[str, dict[str, Any]]:
     from faceswap.provenance.verify import LedgerView, Verifier
 
     ledger = open_ledger(workspace)
-    sink = OutputSink(ledger, protected=workspace.protected_paths())
-    context = OutputContext(producer="doctor", settings={"sample": "test card"})
+    sink = OutputSink.for_workspace(workspace, ledger)
+    context = OutputContext(producer="doctor", settings={"sample": "test card"}, source_type="algorithmic")
     out.mkdir(parents=True, exist_ok=True)
     image = sink.write_image(out / "doctor-sample.png", test_card(), context)
     frames = (test_card(phase=i / 8.0) for i in range(SAMPLE_FPS * SAMPLE_SECONDS))

@@ -189,7 +189,7 @@ def run_training(request: TrainRequest) -> TrainResult:
     if smoke:
         print(f"CPU smoke run of {request.name}: {trainer.max_steps} steps; real training needs a GPU", flush=True)
     ledger = open_ledger(request.workspace)
-    sink = OutputSink(ledger, protected=request.workspace.protected_paths())
+    sink = OutputSink.for_workspace(request.workspace, ledger)
     previews: list[str] = []
 
     def write_preview(grid: np.ndarray, step: int, weights_id: str) -> np.ndarray:

@@ -91,7 +91,7 @@ def facts(count: int) -> CredentialFacts:
         producer="bench",
         model_fingerprint="ef" * 32,
         consent_record_ids=("rec-a", "rec-b"),
-        composite=True,
+        source="composite",
         duration_ms=count * 40 if count > 1 else None,
     )
 

@@ -248,7 +248,7 @@ def test_each_format_carries_a_manifest_c2pa_trusts_under_our_anchor_only(tmp_pa
 
 def test_manifest_holds_ids_and_hashes_of_the_ledger_and_the_input(tmp_path, identity):
     plate = IngredientRef("plate.mp4", "cd" * 32, "video/mp4")
-    path = signed(tmp_path, "png", identity, composite=True, ingredients=(plate,))
+    path = signed(tmp_path, "png", identity, source="composite", ingredients=(plate,))
     report = read_credentials(path, identity.root_pem)
     assert report.state == TRUSTED
     assert report.digital_source_type == COMPOSITE

@@ -31,7 +31,7 @@ def shared_watermarker() -> Watermarker:
 
 @pytest.fixture
 def sink(tmp_path, shared_watermarker) -> OutputSink:
-    return OutputSink(open_ledger(Workspace(tmp_path / "ws")), shared_watermarker)
+    return OutputSink.for_workspace(Workspace(tmp_path / "ws"), watermarker=shared_watermarker)
 
 
 def _outputs(sink: OutputSink):
@@ -105,7 +105,7 @@ def test_killed_mid_write_leaves_no_file_and_no_entry(tmp_path):
         "from faceswap.ledger import open_ledger\n"
         "from faceswap.provenance.sink import OutputContext, OutputSink\n"
         "from faceswap.workspace import Workspace\n"
-        "sink = OutputSink(open_ledger(Workspace(sys.argv[1])), batch=2)\n"
+        "sink = OutputSink.for_workspace(Workspace(sys.argv[1]), batch=2)\n"
         "frames = panning_frames(8)\n"
         "def forever():\n"
         "    for i in itertools.count():\n"
@@ -130,7 +130,7 @@ def test_killed_mid_write_leaves_no_file_and_no_entry(tmp_path):
     ledger = open_ledger(Workspace(ws))
     assert ledger.entries("output.written") == [] and ledger.verify() is None
     # the next write to the same name removes the dead writer's leftover
-    written = OutputSink(ledger).write_video(out, panning_frames(4), Fraction(25), CONTEXT)
+    written = OutputSink.for_workspace(Workspace(ws), ledger).write_video(out, panning_frames(4), Fraction(25), CONTEXT)
     assert written.leftovers_removed == 1 and not list(tmp_path.glob(".killed.mp4.faceswap-partial-*"))
 
 

@@ -28,7 +28,7 @@ def outputs(tmp_path_factory, registered_template):
     shutil.copytree(registered_template, root)
     ledger = open_ledger(Workspace(root))
     records = [e.data["record_id"] for e in ledger.entries("consent.registered")]
-    sink = OutputSink(ledger)
+    sink = OutputSink.for_workspace(Workspace(root), ledger)
     context = OutputContext("test", model_fingerprint="cd" * 32, consent_record_ids=tuple(records))
     from faceswap.faces.samples import insightface_t1
     from faceswap.media import read_image

@@ -301,7 +301,7 @@ def convert(
     options.validate()
     model = load_model(store, model_dir)
     grant = model.grant
-    sink = OutputSink(store.ledger, protected=store.workspace.protected_paths())
+    sink = OutputSink.for_workspace(store.workspace, store.ledger)
     sink.check_destination(output, (input_path, model.weights_path))
     record_b = store.load().by_id(grant.record_for(grant.subject_b).record_id)
     assert record_b is not None
@@ -335,6 +335,7 @@ def convert(
         },
         guard=ConvertGuard(watch, report, options.allow_empty, grant.subject_b),
         sources=(input_path, model.weights_path),
+        source_type="composite",
     )
     if options.sequence:
         written = sink.write_sequence(output, swapped_frames(), context)

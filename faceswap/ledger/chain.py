@@ -32,6 +32,7 @@ KINDS = frozenset(
         "faceset.built",
         "model.trained",
         "output.written",
+        "credentials.created",
         "ledger.note",
     }
 )

@@ -19,6 +19,9 @@ from faceswap.ledger import Entry, Finding, Ledger, PublicKey, entry_hash_of
 from faceswap.ledger.chain import KeyHistory
 from faceswap.ledger.export import ExportedLedger
 from faceswap.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+from faceswap.provenance.credentials import CredentialReport, read_credentials
+from faceswap.provenance.credentials.agreement import disagreement
+from faceswap.provenance.credentials.pinned import trust_anchor_in
 from faceswap.provenance.phash import MATCH_DISTANCE, best_distance, phash
 from faceswap.provenance.watermark import Detection, Watermarker
 
@@ -83,12 +86,22 @@ class Verdict:
     similar: dict[str, Any] | None = None
     consent: list[dict[str, str]] = field(default_factory=list)
     error: str | None = None
+    credentials: CredentialReport | None = None
+    credentials_problem: str | None = None
+
+    @property
+    def marked(self) -> bool:
+        """The watermark says so, or Content Credentials from the trusted signer carry a token."""
+        by_credentials = self.credentials is not None and self.credentials.ok and self.credentials.token is not None
+        return bool(self.detection and self.detection.marked) or by_credentials
 
     @property
     def exit_code(self) -> ExitCode:
         if self.error is not None:
             return ExitCode.BAD_INPUT
-        if self.detection is None or not self.detection.marked:
+        if self.credentials_problem is not None:
+            return ExitCode.UNTRACED
+        if not self.marked:
             return ExitCode.REFUSED
         if self.ledger in ("tampered", "missing"):
             return ExitCode.UNTRACED
@@ -99,7 +112,7 @@ class Verdict:
         return {
             "path": str(self.path),
             "media": self.media,
-            "marked": bool(self.detection and self.detection.marked),
+            "marked": self.marked,
             "detection": self.detection.to_json() if self.detection else None,
             "ledger": self.ledger,
             "matched_by": self.matched_by,
@@ -109,6 +122,8 @@ class Verdict:
             "model_fingerprint": data.get("model_fingerprint"),
             "consent": self.consent,
             "similar_output": self.similar,
+            "credentials": self.credentials.to_json() if self.credentials else None,
+            "credentials_problem": self.credentials_problem,
             "error": self.error,
             "exit_code": self.exit_code,
         }
@@ -137,9 +152,14 @@ def read_frames(path: Path) -> tuple[str, list]:
 
 
 class Verifier:
-    def __init__(self, ledger: LedgerView | None, watermarker: Watermarker | None = None) -> None:
+    def __init__(
+        self, ledger: LedgerView | None, watermarker: Watermarker | None = None, trust_anchor: bytes | None = None
+    ) -> None:
+        """`trust_anchor`: the root that Content Credentials must chain to; default: the one the
+        ledger pins (its `credentials.created` entry)."""
         self.ledger = ledger
         self.watermarker = watermarker or Watermarker()
+        self.trust_anchor = trust_anchor or (trust_anchor_in(ledger.entries) if ledger else None)
 
     def verify(self, path: Path) -> Verdict:
         try:
@@ -151,24 +171,29 @@ class Verifier:
         if min(f.shape[0] * f.shape[1] for f in frames) < 64 * 64:
             return Verdict(path, media, error=f"{path}: too small to carry a watermark")
         verdict = Verdict(path, media, detection=self.watermarker.detect(frames))
-        if self.ledger is None:
-            return verdict
-        hashes = [phash(f) for f in frames[:: max(1, len(frames) // 8)]]
-        if verdict.detection.marked:
-            self._attach_entry(verdict, hashes)
-        else:
-            self._note_similar(verdict, hashes)
+        verdict.credentials = read_credentials(path, self.trust_anchor)
+        if self.ledger is not None:
+            hashes = [phash(f) for f in frames[:: max(1, len(frames) // 8)]]
+            if verdict.marked:
+                self._attach_entry(verdict, hashes)
+            else:
+                self._note_similar(verdict, hashes)
+        verdict.credentials_problem = disagreement(verdict.credentials, verdict.detection.token, verdict.entry)
         return verdict
 
     def _attach_entry(self, verdict: Verdict, hashes: list[str]) -> None:
         assert self.ledger is not None and verdict.detection is not None
         outputs = self.ledger.outputs()
         entry, matched_by = None, None
-        if verdict.detection.token:
+        credentials = verdict.credentials
+        token, source = verdict.detection.token, "token"
+        if token is None and credentials is not None and credentials.ok and credentials.token:
+            token, source = credentials.token, "credentials"
+        if token:
             # a token read intact names one entry; a ledger without it (an older export) does not hold
             # this output, so the perceptual hash must not credit it to a look-alike
-            entry = next((e for e in outputs if e.data.get("token") == verdict.detection.token), None)
-            matched_by = "token" if entry else None
+            entry = next((e for e in outputs if e.data.get("token") == token), None)
+            matched_by = source if entry else None
         else:
             scored = [(best_distance(hashes, e.data.get("phashes", [])), e) for e in outputs]
             scored = [(d, e) for d, e in scored if d <= MATCH_DISTANCE]
@@ -213,23 +238,35 @@ def describe_verdict(verdict: Verdict) -> str:
         return f"{verdict.path}: UNREADABLE: {verdict.error}"
     det = verdict.detection
     assert det is not None
-    if not det.marked:
-        line = f"{verdict.path}: NOT MARKED (sync {det.sync_agreement}/32)"
+    credentials = _credentials_phrase(verdict)
+    if not verdict.marked:
+        line = f"{verdict.path}: NOT MARKED (sync {det.sync_agreement}/32){credentials}"
         if verdict.similar:
             s = verdict.similar
             line += f"; looks like ledger output seq {s['ledger_seq']} (perceptual hash distance {s['phash_distance']})"
         return line
     proof = f"sync {det.sync_agreement}/32, p={det.sync_p_value:.1e}"
     proof += f"; token {det.token} ({det.token_corrected_bytes} bytes corrected)" if det.token else "; token lost"
-    line = f"{verdict.path}: MARKED ({proof}, false-positive bound {det.false_positive_bound:.1e})"
+    line = f"{verdict.path}: MARKED ({proof}, false-positive bound {det.false_positive_bound:.1e}){credentials}"
     if verdict.ledger == "unavailable":
         return line + "; no ledger available to look it up"
     if verdict.entry is None:
         return line + "; NO LEDGER ENTRY found for it"
     data = verdict.entry.data
     consent = ", ".join(f"{c['record_id']} ({c['status']})" for c in verdict.consent) or "none recorded"
-    how = "" if verdict.matched_by == "token" else " matched by perceptual hash;"
+    how = {"token": "", "credentials": " matched by Content Credentials;"}.get(
+        verdict.matched_by or "", " matched by perceptual hash;"
+    )
     return (
         f"{line};{how} ledger seq {verdict.entry.seq} ({verdict.ledger}): {data.get('producer')} at "
         f"{verdict.entry.created_at}, model {data.get('model_fingerprint') or '-'}, consent {consent}"
     )
+
+
+def _credentials_phrase(verdict: Verdict) -> str:
+    if verdict.credentials_problem:
+        return f"; {verdict.credentials_problem}"
+    report = verdict.credentials
+    if report is None or not report.present:
+        return "; no Content Credentials"
+    return f"; Content Credentials {report.state}"

@@ -12,6 +12,8 @@ PROVENANCE_SCHEMA = 1
 IPTC = "http://cv.iptc.org/newscodes/digitalsourcetype/"
 TRAINED = IPTC + "trainedAlgorithmicMedia"
 COMPOSITE = IPTC + "compositeWithTrainedAlgorithmicMedia"
+ALGORITHMIC = IPTC + "algorithmicMedia"  # made by an algorithm with no training data (the doctor's test card)
+SOURCE_TYPES = {"trained": TRAINED, "composite": COMPOSITE, "algorithmic": ALGORITHMIC}
 WATERMARK_ACTION = "c2pa.watermarked.bound"  # C2PA 2.3+: a watermark that is this manifest's soft binding
 WATERMARK_ACTIONS = frozenset({WATERMARK_ACTION, "c2pa.watermarked"})  # the latter: C2PA <= 2.2 spelling
 SIDECAR_SUFFIX = ".c2pa"

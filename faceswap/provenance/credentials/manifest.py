@@ -57,7 +57,7 @@ class CredentialFacts:
     producer: str  # "convert", "demo", "train.preview", ...
     model_fingerprint: str | None = None
     consent_record_ids: tuple[str, ...] = ()
-    composite: bool = False  # a swap into real footage: compositeWithTrainedAlgorithmicMedia
+    source: str = "trained"  # trained | composite (a swap into real footage) | algorithmic (no model)
     duration_ms: int | None = None  # video: the soft binding's timespan; None: the whole file
     ingredients: tuple[IngredientRef, ...] = ()
     title: str | None = None  # the name the file is published under; default: the final path's name
@@ -67,6 +67,8 @@ class CredentialFacts:
         _hex(self.prev_hash, 64, "prev_hash")
         if not isinstance(self.seq, int) or self.seq < 1:
             raise ValueError(f"seq must be a positive integer, got {self.seq!r}")
+        if self.source not in common.SOURCE_TYPES:
+            raise ValueError(f"source must be one of {', '.join(common.SOURCE_TYPES)}, got {self.source!r}")
         if self.duration_ms is not None and self.duration_ms < 0:
             raise ValueError("duration_ms must not be negative")
         object.__setattr__(self, "consent_record_ids", tuple(str(i) for i in self.consent_record_ids))
@@ -74,7 +76,7 @@ class CredentialFacts:
 
     @property
     def digital_source_type(self) -> str:
-        return common.COMPOSITE if self.composite else common.TRAINED
+        return common.SOURCE_TYPES[self.source]
 
 
 @dataclass(frozen=True)
