@@ -48,20 +48,10 @@ def test_card(width: int = SAMPLE_SIZE[0], height: int = SAMPLE_SIZE[1], phase: 
 
 def _tone(path: Path, seconds: float, rate: int = 48000) -> Path:
     """An AAC sine tone to stand in for a source's audio track."""
-    import av
+    from faceswap.synthetic import write_input_audio
 
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("aac", rate=rate)
-        stream.layout = "mono"
-        t = np.arange(int(rate * seconds)) / rate
-        samples = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
-        frame = av.AudioFrame.from_ndarray(samples, format="flt", layout="mono")
-        frame.sample_rate, frame.pts = rate, 0
-        for packet in stream.encode(frame):
-            container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    t = np.arange(int(rate * seconds)) / rate
+    return write_input_audio(path, 0.2 * np.sin(2 * np.pi * 440 * t), rate)
 
 
 def check_dlib(workspace: Workspace, model_root: Path | None) -> Check:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -11,6 +10,7 @@ import numpy as np
 
 from faceswap.faces.samples import insightface_t1
 from faceswap.media import read_image
+from faceswap.synthetic import write_input_clip
 
 
 def panning_frames(count: int, size: tuple[int, int] = (640, 360)) -> list[np.ndarray]:
@@ -29,32 +29,10 @@ def panning_frames(count: int, size: tuple[int, int] = (640, 360)) -> list[np.nd
 def make_clip(
     path: Path, count: int = 20, size: tuple[int, int] = (640, 360), fps: int = 25, audio: bool = True
 ) -> Path:
-    """An H.264 clip with a 1/12800 time base (as FFmpeg picks for mp4) and an AAC tone."""
-    with av.open(str(path), mode="w") as container:
-        video = container.add_stream("libx264", rate=fps)
-        video.width, video.height, video.pix_fmt = size[0], size[1], "yuv420p"
-        video.options = {"crf": "18"}
-        tone = None
-        if audio:
-            tone = container.add_stream("aac", rate=48000)
-            tone.layout = "mono"
-        for i, image in enumerate(panning_frames(count, size)):
-            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
-            frame.pts, frame.time_base = i, Fraction(1, fps)
-            for packet in video.encode(frame):
-                container.mux(packet)
-        for packet in video.encode():
-            container.mux(packet)
-        if tone is not None:
-            t = np.arange(int(48000 * count / fps)) / 48000
-            samples = (0.2 * np.sin(2 * np.pi * 330 * t)).astype(np.float32)[None]
-            audio_frame = av.AudioFrame.from_ndarray(samples, format="flt", layout="mono")
-            audio_frame.sample_rate, audio_frame.pts = 48000, 0
-            for packet in tone.encode(audio_frame):
-                container.mux(packet)
-            for packet in tone.encode():
-                container.mux(packet)
-    return path
+    """An H.264 clip (FFmpeg picks a 1/12800 time base for mp4) and an AAC tone."""
+    t = np.arange(int(48000 * count / fps)) / 48000
+    tone = 0.2 * np.sin(2 * np.pi * 330 * t) if audio else None
+    return write_input_clip(path, panning_frames(count, size), fps, audio=tone)
 
 
 def reencode(source: Path, out: Path, codec: str = "libx264", crf: int = 23) -> Path:

@@ -14,6 +14,7 @@ from faceswap.data.extract import ExtractOptions, extract
 from faceswap.data.faceset import Faceset
 from faceswap.errors import BadInput, CheckFailed
 from faceswap.faces.align import WHOLE_FACE_TEMPLATE
+from faceswap.synthetic import write_input_clip
 
 OPTIONS = ExtractOptions(every=3, size=128)
 
@@ -93,22 +94,35 @@ def test_refusals_and_bad_inputs_leave_no_faceset(demo_workspace, demo_subjects,
     (notes / "readme.txt").write_text("no media here")
     with pytest.raises(BadInput, match="holds no images or videos"):
         extract(store, notes, "demo-a", OPTIONS)
-    from media_helpers import make_clip
-
-    faceless = make_clip(tmp_path / "faceless.mp4", count=4, audio=False)
-    import cv2
-
-    blank = tmp_path / "blank"
-    blank.mkdir()
-    cv2.imwrite(str(blank / "wall.png"), np.full((480, 640, 3), 120, np.uint8))
-    with pytest.raises(CheckFailed, match="no faces found"):
-        extract(store, blank, "demo-a", OPTIONS)
-    assert faceless.exists()
+    faceless = tmp_path / "faceless"
+    faceless.mkdir()
+    wall = np.random.default_rng(0).integers(100, 140, (240, 320, 3), dtype=np.uint8)  # a plain wall
+    write_input_clip(faceless / "wall.mp4", [wall] * 4, 25)
+    with pytest.raises(CheckFailed, match="no faces found in 4 frame"):
+        extract(store, faceless, "demo-a", OPTIONS)
     store.revoke("demo-a", "withdrawn")
-    with pytest.raises(CheckFailed, match="no active consent"):
+    with pytest.raises(CheckFailed, match="was revoked"):
         extract(store_at(demo_workspace), files["demo-a"].clip, "demo-a", OPTIONS)
     assert not (demo_workspace / "facesets" / "demo-a").exists()
     assert store.ledger.entries("faceset.built") == []
+
+
+def test_a_file_name_that_is_not_utf8_is_stored_escaped(demo_workspace, demo_subjects, tmp_path, capsys):
+    """Bytes that are not UTF-8 in a name must neither crash extraction nor damage the faceset."""
+    import os
+
+    files, _ = demo_subjects
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    odd = os.fsdecode(b"r\xe9f\xff.png")
+    shutil.copy(files["demo-a"].references[0], folder / odd)
+    report = extract(store_at(demo_workspace), folder, "demo-a", OPTIONS)
+    assert report.kept == 1
+    faceset = Faceset.load(demo_workspace / "facesets" / "demo-a")
+    assert faceset.faces[0].source == "r\\xe9f\\xff.png"
+    for command in (["faceset", "stats", "demo-a"], ["faceset", "clean", "demo-a", "--min-blur", "0"]):
+        assert main([*command, "--workspace", str(demo_workspace)]) == 0
+    capsys.readouterr()
 
 
 def test_directory_with_images_and_other_files(demo_workspace, demo_subjects, tmp_path):

@@ -7,15 +7,16 @@ import numpy as np
 import pytest
 
 from faceswap.errors import BadInput
-from faceswap.faces.identity import cosine_similarities, identity_similarity, matches, threshold_for
+from faceswap.faces.identity import IdentityMatcher, cosine_similarities
 
 
 def test_different_people_in_t1_do_not_match(t1_faces):
-    refs = np.stack([f.embedding for f in t1_faces])
+    """Every pair of the six different people in t1.jpg stays below the threshold."""
+    assert len(t1_faces) == 6
     for i, face in enumerate(t1_faces):
-        others = np.delete(refs, i, axis=0)
-        assert identity_similarity(face.embedding, others) < threshold_for("dlib")
-        assert matches(face.embedding, refs[i : i + 1], "dlib")
+        others = IdentityMatcher(np.stack([f.embedding for j, f in enumerate(t1_faces) if j != i]), "dlib")
+        assert not others.matches(face.embedding)
+        assert others.similarity(face.embedding) < others.threshold
 
 
 @pytest.mark.parametrize("attack", ["flip", "jpeg", "resize"])
@@ -26,10 +27,10 @@ def test_same_person_matches_after_perturbation(dlib_analyzer, astronaut_image, 
         probe = cv2.imdecode(cv2.imencode(".jpg", astronaut_image, [cv2.IMWRITE_JPEG_QUALITY, 60])[1], cv2.IMREAD_COLOR)
     else:
         probe = cv2.resize(astronaut_image, (300, 300), interpolation=cv2.INTER_AREA)
-    reference = dlib_analyzer.analyze(astronaut_image)[0].embedding
+    astronaut = IdentityMatcher(dlib_analyzer.analyze(astronaut_image)[0].embedding[None], "dlib")
     found = dlib_analyzer.analyze(probe)[0].embedding
-    assert matches(found, reference[None], "dlib")
-    assert not any(matches(found, f.embedding[None], "dlib") for f in t1_faces)
+    assert astronaut.matches(found)
+    assert not any(IdentityMatcher(f.embedding[None], "dlib").matches(found) for f in t1_faces)
 
 
 def test_embeddings_of_different_backends_never_mix():

@@ -24,7 +24,7 @@ from faceswap.convert.smoothing import KeypointSmoother, TrackedFace
 from faceswap.errors import BadInput, CheckFailed
 from faceswap.faces.align import alignment_matrix, transform_points
 from faceswap.faces.analyzer import FaceAnalyzer
-from faceswap.faces.identity import cosine_similarities, threshold_for
+from faceswap.faces.identity import IdentityMatcher
 from faceswap.faces.masks import landmark_mask
 from faceswap.hashing import safe_name
 from faceswap.ledger import Entry
@@ -150,8 +150,7 @@ class Swapper:
     ):
         self.model, self.options = model, options
         self.analyzer = FaceAnalyzer(backend, options.model_root)
-        self.references = references
-        self.threshold = threshold_for(backend)
+        self.subject_b = IdentityMatcher(references, backend)
         face_radius = int(round(options.smoothing * float(fps)))
         mouth_radius = int(round(min(options.smoothing, MOUTH_SMOOTHING) * float(fps)))
         self.smoothing_radii = (face_radius,) * 3 + (mouth_radius,) * 2  # eyes and nose; mouth corners
@@ -162,7 +161,7 @@ class Swapper:
         """Faces of subject B in this frame; everyone else is counted and left alone."""
         chosen = []
         for face in self.analyzer.analyze(frame.image):
-            if float(cosine_similarities(face.embedding, self.references).max()) >= self.threshold:
+            if self.subject_b.matches(face.embedding):
                 chosen.append(face)
             else:
                 report.bystanders_untouched += 1

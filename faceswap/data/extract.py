@@ -21,7 +21,7 @@ from faceswap.data.faceset import FaceEntry, Faceset, FacesetHeader, write_crop
 from faceswap.errors import BadInput, CheckFailed
 from faceswap.faces.align import MAX_SIZE, MIN_SIZE, TEMPLATE_NAME, align_face, transform_points
 from faceswap.faces.analyzer import FaceAnalyzer
-from faceswap.faces.identity import cosine_similarities, threshold_for
+from faceswap.faces.identity import IdentityMatcher
 from faceswap.hashing import file_sha256, safe_name
 from faceswap.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, iter_video_frames, probe_video, read_image
 
@@ -139,8 +139,7 @@ def extract(
         )
     files, skipped = list_inputs(input_path)
     analyzer = FaceAnalyzer(backend, options.model_root, min_face=options.min_face)
-    references = record.reference_embeddings
-    threshold = threshold_for(backend)
+    subject = IdentityMatcher(record.reference_embeddings, backend)
     folder = store.workspace.facesets_dir / subject_id
     existing = Faceset.load(folder) if (folder / "faceset.jsonl").exists() else None
     if existing is not None and existing.header.record_id != record.record_id:
@@ -162,7 +161,7 @@ def extract(
         analyzer.model_name,
         options.size,
         TEMPLATE_NAME,
-        threshold,
+        subject.threshold,
     )
     faceset = existing or Faceset(folder, header, [])
     known = faceset.keys()
@@ -179,8 +178,8 @@ def extract(
                 progress(report.frames_read, total)
             for index, face in enumerate(analyzer.analyze(item.image)):
                 report.faces_found += 1
-                similarity = float(cosine_similarities(face.embedding, references).max())
-                if similarity < threshold:
+                similarity = subject.similarity(face.embedding)
+                if similarity < subject.threshold:
                     report.dropped_other_identity += 1
                     best = report.best_rejected_similarity
                     report.best_rejected_similarity = similarity if best is None else max(best, similarity)
@@ -222,7 +221,7 @@ def extract(
                 )
                 report.kept += 1
         if report.kept == 0 and report.already_present == 0:
-            raise CheckFailed(_nothing_kept(report, subject_id, threshold))
+            raise CheckFailed(_nothing_kept(report, subject_id, subject.threshold))
         faceset.faces.extend(new_entries)
         faceset.digest()  # everything the index holds must serialise before any crop moves into place
         for entry in new_entries:

@@ -8,7 +8,6 @@ workspace/demo so it never mixes with real records.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import faceswap
+from faceswap.atomic import write_atomic
 from faceswap.errors import ExitCode
 from faceswap.workspace import Workspace
 
@@ -152,9 +152,7 @@ def run_demo(root: Workspace, options: DemoOptions, say: Callable[[str], None] =
         "ledger": {"path": str(ledger.path), "entries": len(ledger.entries()), "valid": finding is None},
         "timings_s": {**timings, "total": round(time.perf_counter() - started, 1)},
     }
-    tmp = workspace.root / f".report.json.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(report, indent=2, default=str))
-    os.replace(tmp, workspace.root / "report.json")
+    write_atomic(workspace.root / "report.json", json.dumps(report, indent=2, default=str))
     return report
 
 

@@ -7,9 +7,7 @@ so they are written here with PyAV, not through the output sink.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +15,7 @@ import numpy as np
 from faceswap.demo.clip import Pose, backdrop, composite
 from faceswap.demo.faces import RECIPES, Identity, build_identities
 from faceswap.faces.dlib_backend import kps5_from_68
+from faceswap.synthetic import write_input_clip, write_input_image
 
 FPS = 25
 SIZE = (640, 480)
@@ -93,46 +92,11 @@ def _mouth_ratio(landmarks: np.ndarray) -> float:
 
 def write_clip(path: Path, frames: list[np.ndarray], mouth: list[float]) -> None:
     """H.264 + an AAC tone whose loudness follows the mouth, like speech."""
-    import av
-
     rate = 48000
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.mp4")
-    with av.open(str(tmp), mode="w") as container:
-        video = container.add_stream("libx264", rate=FPS)
-        video.width, video.height, video.pix_fmt = SIZE[0], SIZE[1], "yuv420p"
-        video.options = {"crf": "16", "preset": "medium"}
-        audio = container.add_stream("aac", rate=rate)
-        audio.layout = "mono"
-        for i, image in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
-            frame.pts, frame.time_base = i, Fraction(1, FPS)
-            for packet in video.encode(frame):
-                container.mux(packet)
-        for packet in video.encode():
-            container.mux(packet)
-        t = np.arange(int(rate * len(frames) / FPS)) / rate
-        envelope = np.interp(t, np.arange(len(mouth)) / FPS, mouth)
-        samples = 0.3 * envelope * np.sin(2 * np.pi * 180 * t) * (1 + 0.3 * np.sin(2 * np.pi * 3 * t))
-        chunk = 1024
-        for start in range(0, samples.size, chunk):
-            block = samples[start : start + chunk].astype(np.float32)[None]
-            af = av.AudioFrame.from_ndarray(block, format="flt", layout="mono")
-            af.sample_rate, af.pts = rate, start
-            for packet in audio.encode(af):
-                container.mux(packet)
-        for packet in audio.encode():
-            container.mux(packet)
-    os.replace(tmp, path)
-
-
-def write_png(path: Path, image: np.ndarray) -> None:
-    """Reference stills of a synthetic subject: framework-made inputs, not outputs."""
-    import cv2
-
-    ok, data = cv2.imencode(".png", image)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data.tobytes())
-    os.replace(tmp, path)
+    t = np.arange(int(rate * len(frames) / FPS)) / rate
+    envelope = np.interp(t, np.arange(len(mouth)) / FPS, mouth)
+    samples = 0.3 * envelope * np.sin(2 * np.pi * 180 * t) * (1 + 0.3 * np.sin(2 * np.pi * 3 * t))
+    write_input_clip(path, frames, FPS, audio=samples, audio_rate=rate, crf=16)
 
 
 REFERENCE_POSES = (
@@ -152,7 +116,7 @@ def make_subject(
         frame = backdrop(*SIZE, seed=100 + 10 * seed + i)
         composite(frame, subject, pose, HAIR[subject.name])
         path = folder / f"reference-{i + 1}.png"
-        write_png(path, _light(frame, pose.light))
+        write_input_image(path, _light(frame, pose.light))
         references.append(path)
     count = int(round(seconds * FPS))
     frames, truth_frames, mouth = [], [], []

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from faceswap.faces.identity import cosine_similarities
+from faceswap.faces.identity import IdentityMatcher
 from faceswap.faces.masks import SCHEMES
 from faceswap.media import iter_video_frames
 
@@ -111,12 +111,13 @@ def truth_frames(truth: Path | None) -> list[dict] | None:
 
 
 def measure_pairs(
-    analyzer, pairs, refs_a: np.ndarray, refs_b: np.ndarray, threshold: float, truth: list[dict] | None = None
+    analyzer, pairs, refs_a: np.ndarray, refs_b: np.ndarray, truth: list[dict] | None = None
 ) -> list[FrameMeasure]:
     """pairs: (index, input image, output image). Subject B is found in the input by identity."""
     out = []
+    subject_a, subject_b = IdentityMatcher(refs_a, analyzer.name), IdentityMatcher(refs_b, analyzer.name)
     for index, before, after in pairs:
-        found = [f for f in analyzer.analyze(before) if cosine_similarities(f.embedding, refs_b).max() >= threshold]
+        found = [f for f in analyzer.analyze(before) if subject_b.matches(f.embedding)]
         if not found:
             continue
         face_in = found[0]
@@ -127,8 +128,8 @@ def measure_pairs(
         out.append(
             FrameMeasure(
                 frame=index,
-                sim_a=float(cosine_similarities(face_out.embedding, refs_a).max()),
-                sim_b=float(cosine_similarities(face_out.embedding, refs_b).max()),
+                sim_a=subject_a.similarity(face_out.embedding),
+                sim_b=subject_b.similarity(face_out.embedding),
                 mouth_in=mouth_ratio(face_in.landmarks, face_in.landmark_scheme),
                 mouth_out=mouth_ratio(face_out.landmarks, face_out.landmark_scheme),
                 kps_in=np.round(face_in.kps5, 2).tolist(),
@@ -185,7 +186,6 @@ def evaluate(
     output_video: Path,
     refs_a: np.ndarray,
     refs_b: np.ndarray,
-    threshold: float,
     truth: Path | None = None,
     every: int = 2,
     watermark_samples: int = 12,
@@ -197,7 +197,7 @@ def evaluate(
         )
     )
     truth_rows = truth_frames(truth)
-    measures = measure_pairs(analyzer, pairs, refs_a, refs_b, threshold, truth_rows)
+    measures = measure_pairs(analyzer, pairs, refs_a, refs_b, truth_rows)
     report = EvalReport(frames_compared=len(measures))
     if measures:
         report.nearer_a_share = float(np.mean([m.sim_a > m.sim_b for m in measures]))
@@ -247,7 +247,6 @@ def jitter_comparison(
     analyzer,
     refs_a,
     refs_b,
-    threshold,
     frames: int = 50,
     truth: Path | None = None,
 ) -> dict[str, JitterComparison]:
@@ -261,7 +260,7 @@ def jitter_comparison(
     for name, swapper in swappers.items():
         scratch = ConvertReport("", "", "")
         pairs = ((f.index, f.image, out) for f, out, _ in swapper.run(clip, scratch))
-        measured, _ = output_jitter(measure_pairs(analyzer, pairs, refs_a, refs_b, threshold, truth_rows), 1)
+        measured, _ = output_jitter(measure_pairs(analyzer, pairs, refs_a, refs_b, truth_rows), 1)
         alignment = None
         if truth_rows is not None:
             tracks = [s["track"] for s in scratch.swaps]

@@ -21,7 +21,6 @@ def run_eval(
     from faceswap.convert.model_io import load_model
     from faceswap.convert.pipeline import ConvertOptions, Swapper, convert
     from faceswap.faces.analyzer import FaceAnalyzer
-    from faceswap.faces.identity import threshold_for
 
     model = load_model(store, model_dir)
     grant = model.grant
@@ -35,9 +34,8 @@ def run_eval(
             output.unlink()
         convert(store, model_dir, input_video, output, options)
     analyzer = FaceAnalyzer(record_b.backend)
-    threshold = threshold_for(record_b.backend)
     refs_a, refs_b = record_a.reference_embeddings, record_b.reference_embeddings
-    report = evaluate(analyzer, input_video, output, refs_a, refs_b, threshold, truth, every)
+    report = evaluate(analyzer, input_video, output, refs_a, refs_b, truth, every)
     if compare_frames:
         from faceswap.media import probe_video
 
@@ -46,7 +44,7 @@ def run_eval(
             "on": Swapper(model, refs_b, record_b.backend, options, fps),
             "off": Swapper(model, refs_b, record_b.backend, ConvertOptions(mask=mask, smoothing=0.0), fps),
         }
-        jitters = jitter_comparison(swappers, input_video, analyzer, refs_a, refs_b, threshold, compare_frames, truth)
+        jitters = jitter_comparison(swappers, input_video, analyzer, refs_a, refs_b, compare_frames, truth)
         report.jitter_smoothing_on, report.jitter_without_smoothing = jitters["on"].output, jitters["off"].output
         report.alignment_jitter_smoothing_on = jitters["on"].alignment
         report.alignment_jitter_without_smoothing = jitters["off"].alignment

@@ -48,10 +48,21 @@ def cosine_similarities(embedding: np.ndarray, references: np.ndarray) -> np.nda
     return refs @ (emb / np.linalg.norm(emb))
 
 
-def identity_similarity(embedding: np.ndarray, references: np.ndarray) -> float:
-    """The best cosine similarity to any reference: one good reference photo is enough."""
-    return float(cosine_similarities(embedding, references).max())
+@dataclass(frozen=True)
+class IdentityMatcher:
+    """Whether faces belong to one subject: the one place a similarity meets a threshold
+    (extraction keeps them, conversion swaps them, eval measures on them)."""
 
+    references: np.ndarray
+    backend: str
 
-def matches(embedding: np.ndarray, references: np.ndarray, backend: str) -> bool:
-    return identity_similarity(embedding, references) >= threshold_for(backend)
+    @property
+    def threshold(self) -> float:
+        return threshold_for(self.backend)
+
+    def similarity(self, embedding: np.ndarray) -> float:
+        """The best cosine similarity to any reference: one good reference photo is enough."""
+        return float(cosine_similarities(embedding, self.references).max())
+
+    def matches(self, embedding: np.ndarray) -> bool:
+        return self.similarity(embedding) >= self.threshold

@@ -4,11 +4,11 @@ anyone can check with no workspace; and a signed head statement people can keep 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from faceswap.atomic import write_atomic
 from faceswap.errors import BadInput, ExitCode
 from faceswap.hashing import canonical_json
 from faceswap.ledger.chain import ChainCheck, Entry, Finding, check_chain, entries_of, utc_now
@@ -20,10 +20,7 @@ HEAD_TYPE = "faceswap.ledger.head"
 
 
 def _write_atomically(out: Path, lines: list[str]) -> None:
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.writelines(line + "\n" for line in lines)
-    os.replace(tmp, out)
+    write_atomic(out, "".join(line + "\n" for line in lines))
 
 
 def export_ledger(ledger: Ledger, out: Path) -> int:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from faceswap.atomic import write_atomic, write_temp
 from faceswap.errors import CheckFailed
 
 PRIVATE_KEY_FILE = "registrar.key"
@@ -113,12 +114,7 @@ class RegistrarKey:
         overwritten: FileExistsError instead."""
         keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         path = keys_dir / PRIVATE_KEY_FILE
-        tmp = keys_dir / f".{PRIVATE_KEY_FILE}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(self.pem())
-            handle.flush()
-            os.fsync(handle.fileno())
+        tmp = write_temp(path, self.pem(), mode=0o600)
         try:
             if replace:
                 os.replace(tmp, path)
@@ -126,10 +122,7 @@ class RegistrarKey:
                 os.link(tmp, path)  # fails if a key exists: never overwrite one
         finally:
             tmp.unlink(missing_ok=True)
-        public = keys_dir / PUBLIC_KEY_FILE
-        tmp_pub = keys_dir / f".{PUBLIC_KEY_FILE}.{os.getpid()}.tmp"
-        tmp_pub.write_text(self.public.b64 + "\n")
-        os.replace(tmp_pub, public)
+        write_atomic(keys_dir / PUBLIC_KEY_FILE, self.public.b64 + "\n")
 
 
 def key_file(keys_dir: Path) -> Path:

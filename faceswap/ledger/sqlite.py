@@ -9,12 +9,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from faceswap.atomic import write_atomic
 from faceswap.errors import BadInput
 from faceswap.hashing import canonical_json
 from faceswap.ledger.chain import Entry
@@ -175,9 +175,7 @@ class SqliteBackend:
         return head if isinstance(head, dict) else {"unreadable": True}
 
     def _write_head(self, head: dict[str, Any]) -> None:
-        tmp = self.head_path.with_name(f".{HEAD_FILE}.{os.getpid()}.tmp")
-        tmp.write_text(canonical_json(head))
-        os.replace(tmp, self.head_path)
+        write_atomic(self.head_path, canonical_json(head))
 
     def integrity(self) -> str | None:
         """SQLite's own page-level check: damage that reads of the rows may not notice."""

@@ -14,6 +14,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from faceswap.atomic import write_atomic
 from faceswap.hashing import canonical_json, sha256_hex
 from faceswap.ledger.chain import Entry, Finding
 
@@ -80,8 +81,6 @@ class Witness:
         path = self._path(sighting.location)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            tmp.write_text(canonical_json(asdict(sighting)))
-            os.replace(tmp, path)
+            write_atomic(path, canonical_json(asdict(sighting)))
         except OSError:
             return
