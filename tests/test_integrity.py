@@ -80,7 +80,7 @@ def test_pickle_payload_in_a_model_file_never_runs(
     torch.save({"hparams": {}, "state_dict": _RunsCode(marker)}, handed / "model.pt")
     if alongside_safetensors:  # the real weights beside a booby-trapped legacy file: only tensors are read
         shutil.copy(model_dir / "model.safetensors", handed)
-    code = _convert(trained_workspace, handed, files["demo-b"].clip, tmp_path / "out.mp4")
+    code = _convert(trained_workspace, handed, files["demo-b"].references[0], tmp_path / "out.png")
     assert not marker.exists()
     if alongside_safetensors:
         assert code == 0
@@ -136,13 +136,14 @@ def test_model_json_cannot_change_a_models_consent(trained_workspace, model_dir,
         (copy / "model.json").write_text(json.dumps(info))
     store = store_at(trained_workspace)
     trained_ids = store.ledger.entries("model.trained")[-1].data["consent_record_ids"]
-    assert _convert(trained_workspace, copy, files["demo-b"].clip, tmp_path / "ok.mp4") == 0
+    still = files["demo-b"].references[0]
+    assert _convert(trained_workspace, copy, still, tmp_path / "ok.png") == 0
     written = store.ledger.entries("output.written")[-1]
     assert written.data["consent_record_ids"] == trained_ids  # the ledger's records, not the file's
     capsys.readouterr()
     store.revoke("demo-a", "withdrawn")
-    assert _convert(trained_workspace, copy, files["demo-b"].clip, tmp_path / "refused.mp4") == 1
-    assert "revoked" in _error(capsys) and not (tmp_path / "refused.mp4").exists()
+    assert _convert(trained_workspace, copy, still, tmp_path / "refused.png") == 1
+    assert "revoked" in _error(capsys) and not (tmp_path / "refused.png").exists()
 
 
 def test_perturbed_weights_with_a_recomputed_fingerprint_are_refused(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -37,123 +37,149 @@ class DemoOptions:
     mask: str = "mouth"
 
 
-def run_demo(root: Workspace, options: DemoOptions, say: Callable[[str], None] = print) -> dict[str, Any]:
-    from faceswap.consent.registry import ConsentStore, Registration
-    from faceswap.convert.pipeline import ConvertOptions, convert
-    from faceswap.data.extract import ExtractOptions, extract
+@dataclass
+class DemoRun:
+    """What the steps hand to each other, and what the report is made of."""
+
+    workspace: Workspace
+    options: DemoOptions
+    store: Any = None
+    files: dict[str, Any] = field(default_factory=dict)
+    report: dict[str, Any] = field(default_factory=dict)
+    model_dir: Path | None = None
+    output: Path | None = None
+
+
+def make_subjects(run: DemoRun) -> None:
     from faceswap.demo.subjects import make_demo_subjects
-    from faceswap.eval.run import run_eval
     from faceswap.faces.analyzer import FaceAnalyzer
-    from faceswap.ledger import open_ledger
-    from faceswap.provenance.verify import LedgerView, Verifier
+
+    files, identity = make_demo_subjects(run.workspace.root / "subjects", FaceAnalyzer("dlib"), run.options.seconds)
+    run.files = {f.subject: f for f in files}
+    run.report["subjects"] = {
+        s: {"references": [str(p) for p in f.references], "clip": str(f.clip), "truth": str(f.truth)}
+        for s, f in run.files.items()
+    }
+    run.report["identity"] = {k: v for k, v in identity.items() if k != "recipes"}
+
+
+def register_consent(run: DemoRun) -> None:
+    """Both synthetic subjects, for dubbing research and evaluation, unless already active."""
+    from faceswap.consent.registry import ConsentStore, Registration
+
+    run.store = ConsentStore(run.workspace)
+    evidence = run.workspace.root / "synthetic-consent.txt"
+    write_atomic(evidence, EVIDENCE_TEXT)
+    snapshot = run.store.load()
+    expires = (date.today() + timedelta(days=90)).isoformat()
+    for subject, f in run.files.items():
+        if any(snapshot.status(r) == "active" for r in snapshot.for_subject(subject)):
+            continue
+        run.store.register(
+            Registration(
+                subject,
+                f"Synthetic {subject}",
+                f.references,
+                [PURPOSE, "evaluation"],
+                expires,
+                evidence,
+                synthetic=True,
+                backend="dlib",
+            )
+        )
+
+
+def extract_facesets(run: DemoRun) -> None:
+    from faceswap.data.extract import ExtractOptions, extract
+
+    run.report["extract"] = {}
+    for subject, f in run.files.items():
+        done = extract(run.store, f.clip, subject, ExtractOptions(every=run.options.every, size=128))
+        run.report["extract"][subject] = {
+            "kept": done.kept,
+            "dropped_other_identity": done.dropped_other_identity,
+            "faces": done.total_faces,
+        }
+
+
+def train_model(run: DemoRun) -> None:
     from faceswap.train import TrainRequest, run_training
 
-    workspace = Workspace(root.demo_dir).ensure()
+    overrides = ["--trainer.max_steps", str(run.options.steps), "--trainer.enable_progress_bar", "false"]
+    config = CONFIGS / "train" / "smoke.yaml"
+    trained = run_training(TrainRequest(run.workspace, config, "demo-a", "demo-b", PURPOSE, MODEL_NAME, overrides))
+    run.model_dir = trained.model_dir
+    run.report["model"] = {
+        "dir": str(trained.model_dir),
+        "steps": trained.steps,
+        "fingerprint": trained.fingerprint,
+        "losses": trained.losses,
+        "previews": trained.previews,
+        "smoke_run": trained.smoke,
+    }
+
+
+def convert_clip(run: DemoRun) -> None:
+    from faceswap.convert.pipeline import ConvertOptions, convert
+
+    assert run.model_dir is not None
+    run.output = run.workspace.root / "output" / "demo-b-as-demo-a.mp4"
+    run.output.unlink(missing_ok=True)
+    clip = run.files["demo-b"].clip
+    converted = convert(run.store, run.model_dir, clip, run.output, ConvertOptions(mask=run.options.mask))
+    run.report.update(
+        input=str(clip),
+        mask=run.options.mask,
+        output=str(run.output),
+        convert={k: v for k, v in converted.to_json().items() if k != "swaps"},
+    )
+
+
+def verify_output(run: DemoRun) -> None:
+    from faceswap.provenance.verify import LedgerView, Verifier
+
+    assert run.output is not None
+    run.report["verify"] = Verifier(LedgerView.from_ledger(run.store.ledger)).verify(run.output).to_json()
+
+
+def evaluate_output(run: DemoRun) -> None:
+    from faceswap.eval.run import run_eval
+
+    f = run.files["demo-b"]
+    metrics, _ = run_eval(run.store, run.model_dir, f.clip, run.output, f.truth, run.options.mask, 2, 80)
+    run.report["eval"] = metrics.to_json()
+
+
+STEPS = (
+    ("subjects", make_subjects),
+    ("consent", register_consent),
+    ("extract", extract_facesets),
+    ("train", train_model),
+    ("convert", convert_clip),
+    ("verify", verify_output),
+    ("eval", evaluate_output),
+)
+
+
+def run_demo(root: Workspace, options: DemoOptions, say: Callable[[str], None] = print) -> dict[str, Any]:
+    """Each step in order, timed; the report is written when all are done."""
+    from faceswap.ledger import open_ledger
+
+    run = DemoRun(Workspace(root.demo_dir).ensure(), options)
+    run.report["workspace"] = str(run.workspace.root)
     timings: dict[str, float] = {}
     started = time.perf_counter()
-
-    def step(name: str):
-        timings[name] = round(time.perf_counter() - started - sum(timings.values()), 1)
-        say(f"[{sum(timings.values()):6.1f} s] {name} done")
-
-    subjects_dir = workspace.root / "subjects"
-    files, identity = make_demo_subjects(subjects_dir, FaceAnalyzer("dlib"), seconds=options.seconds)
-    by_subject = {f.subject: f for f in files}
-    step("subjects")
-
-    store = ConsentStore(workspace)
-    evidence = workspace.root / "synthetic-consent.txt"
-    evidence.write_text(EVIDENCE_TEXT)
-    snapshot = store.load()
-    for subject, f in by_subject.items():
-        if not any(snapshot.status(r) == "active" for r in snapshot.for_subject(subject)):
-            store.register(
-                Registration(
-                    subject,
-                    f"Synthetic {subject}",
-                    f.references,
-                    [PURPOSE, "evaluation"],
-                    (date.today() + timedelta(days=90)).isoformat(),
-                    evidence,
-                    synthetic=True,
-                    backend="dlib",
-                )
-            )
-    step("consent")
-
-    extracted = {}
-    for subject, f in by_subject.items():
-        report = extract(store, f.clip, subject, ExtractOptions(every=options.every, size=128))
-        extracted[subject] = {
-            "kept": report.kept,
-            "dropped_other_identity": report.dropped_other_identity,
-            "faces": report.total_faces,
-        }
-    step("extract")
-
-    trained = run_training(
-        TrainRequest(
-            workspace,
-            CONFIGS / "train" / "smoke.yaml",
-            "demo-a",
-            "demo-b",
-            PURPOSE,
-            MODEL_NAME,
-            ["--trainer.max_steps", str(options.steps), "--trainer.enable_progress_bar", "false"],
-        )
-    )
-    step("train")
-
-    output = workspace.root / "output" / "demo-b-as-demo-a.mp4"
-    if output.exists():
-        output.unlink()
-    converted = convert(store, trained.model_dir, by_subject["demo-b"].clip, output, ConvertOptions(mask=options.mask))
-    step("convert")
-
-    verdict = Verifier(LedgerView.from_ledger(open_ledger(workspace))).verify(output)
-    step("verify")
-
-    metrics, _ = run_eval(
-        store,
-        trained.model_dir,
-        by_subject["demo-b"].clip,
-        output,
-        by_subject["demo-b"].truth,
-        options.mask,
-        every=2,
-        compare_frames=80,
-    )
-    step("eval")
-
-    ledger = open_ledger(workspace)
+    for name, step in STEPS:
+        begun = time.perf_counter()
+        step(run)
+        timings[name] = round(time.perf_counter() - begun, 1)
+        say(f"[{time.perf_counter() - started:6.1f} s] {name} done")
+    ledger = open_ledger(run.workspace)
     finding = ledger.verify()
-    report = {
-        "workspace": str(workspace.root),
-        "subjects": {
-            s: {"references": [str(p) for p in f.references], "clip": str(f.clip), "truth": str(f.truth)}
-            for s, f in by_subject.items()
-        },
-        "identity": {k: v for k, v in identity.items() if k != "recipes"},
-        "extract": extracted,
-        "model": {
-            "dir": str(trained.model_dir),
-            "steps": trained.steps,
-            "fingerprint": trained.fingerprint,
-            "losses": trained.losses,
-            "previews": trained.previews,
-            "smoke_run": trained.smoke,
-        },
-        "input": str(by_subject["demo-b"].clip),
-        "mask": options.mask,
-        "output": str(output),
-        "convert": {k: v for k, v in converted.to_json().items() if k != "swaps"},
-        "verify": verdict.to_json(),
-        "eval": metrics.to_json(),
-        "ledger": {"path": str(ledger.path), "entries": len(ledger.entries()), "valid": finding is None},
-        "timings_s": {**timings, "total": round(time.perf_counter() - started, 1)},
-    }
-    write_atomic(workspace.root / "report.json", json.dumps(report, indent=2, default=str))
-    return report
+    run.report["ledger"] = {"path": ledger.location, "entries": len(ledger.rows()), "valid": finding is None}
+    run.report["timings_s"] = {**timings, "total": round(time.perf_counter() - started, 1)}
+    write_atomic(run.workspace.root / "report.json", json.dumps(run.report, indent=2, default=str))
+    return run.report
 
 
 def demo_exit_code(report: dict[str, Any]) -> ExitCode:

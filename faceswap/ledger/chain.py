@@ -152,77 +152,108 @@ def check_chain(
 
     The first key comes from the genesis entry; a ledger written before genesis entries existed is
     checked against `legacy_key` (the workspace key, or an export's). `known_good` holds
-    (entry_hash, signature, key id) triples already verified in this process: bodies are
-    re-hashed every time, only signatures are not re-checked."""
+    (entry_hash, signature, key id) triples already verified in this process: bodies are re-hashed
+    every time, only signatures are not re-checked."""
     known_good = known_good if known_good is not None else set()
     spans: list[tuple[int, PublicKey]] = []
-    prev_hash = GENESIS_HASH
-    expected = 1
-    genesis_hash = None
-
-    def done(finding: Finding | None) -> ChainCheck:
-        history = KeyHistory(tuple(spans)) if spans else None
-        return ChainCheck(finding, history, Position(expected, prev_hash), genesis_hash)
-
+    prev_hash, expected, genesis_hash = GENESIS_HASH, 1, None
+    finding: Finding | None = None
     for entry in entries:
-        if entry.seq != expected:
-            if entry.seq > expected:
-                return done(Finding(expected, f"missing (next row is seq {entry.seq}): a row was deleted"))
-            return done(Finding(entry.seq, "out of order or duplicated"))
-        if entry.prev_hash != prev_hash:
-            return done(
-                Finding(entry.seq, "prev_hash does not match the previous entry: rows deleted, inserted or reordered")
-            )
-        if entry_hash_of(entry.prev_hash, entry.body) != entry.entry_hash:
-            return done(Finding(entry.seq, "body does not match entry_hash: the entry was edited"))
-        try:
-            body = json.loads(entry.body)
-            data = body["data"]
-        except (json.JSONDecodeError, KeyError, TypeError):
-            return done(Finding(entry.seq, "body is not a ledger entry"))
-        if body.get("kind") != entry.kind or body.get("created_at") != entry.created_at:
-            return done(Finding(entry.seq, "kind or created_at column differs from the signed body"))
-        if entry.kind not in KINDS:
-            return done(Finding(entry.seq, f"unknown kind '{entry.kind}'"))
-        if entry.seq == 1:
-            if entry.kind == GENESIS_KIND:
-                try:
-                    spans.append((1, PublicKey.from_b64(data["public_key"])))
-                except (CheckFailed, KeyError, TypeError):
-                    return done(Finding(1, "genesis entry does not hold a valid public key"))
-                genesis_hash = entry.entry_hash
-            elif legacy_key is not None:
-                spans.append((1, legacy_key))
-            else:
-                return done(Finding(1, "the ledger has no genesis entry naming its key"))
-        elif entry.kind == GENESIS_KIND:
-            return done(Finding(entry.seq, "a second genesis entry"))
-        signer = KeyHistory(tuple(spans)).key_at(entry.seq)
-        proof = (entry.entry_hash, entry.signature, signer.key_id)
-        if proof not in known_good:
-            if not signer.verify(entry.signature, entry.entry_hash):
-                return done(Finding(entry.seq, f"signature does not verify with registrar key {signer.key_id}"))
-            known_good.add(proof)
-        if entry.kind == ROTATION_KIND:
-            try:
-                new_key = PublicKey.from_b64(data["new_public_key"])
-                proof_ok = new_key.verify(data["proof"], rotation_message(signer.key_id, new_key.key_id))
-            except (CheckFailed, KeyError, TypeError):
-                proof_ok = False
-            if not proof_ok or data.get("old_key_id") != signer.key_id:
-                return done(Finding(entry.seq, "key rotation is not signed by both the old and the new key"))
-            spans.append((entry.seq + 1, new_key))
-        prev_hash = entry.entry_hash
-        expected += 1
-    last_seq = expected - 1
+        finding = _check_entry(entry, expected, prev_hash, spans, legacy_key, known_good)
+        if finding is not None:
+            break
+        if entry.seq == 1 and entry.kind == GENESIS_KIND:
+            genesis_hash = entry.entry_hash
+        prev_hash, expected = entry.entry_hash, expected + 1
     history = KeyHistory(tuple(spans)) if spans else None
+    if finding is None:
+        finding = _check_end(head, entries, history, expected - 1)
+    return ChainCheck(finding, history, Position(expected, prev_hash), genesis_hash)
+
+
+def _check_entry(
+    entry: Entry,
+    expected: int,
+    prev_hash: str,
+    spans: list[tuple[int, PublicKey]],
+    legacy_key: PublicKey | None,
+    known_good: set[tuple[str, str, str]],
+) -> Finding | None:
+    """One row: its place in the chain, its hash, its body, its signature; a genesis or a rotation
+    adds to `spans` (the key history)."""
+    if entry.seq != expected:
+        if entry.seq > expected:
+            return Finding(expected, f"missing (next row is seq {entry.seq}): a row was deleted")
+        return Finding(entry.seq, "out of order or duplicated")
+    if entry.prev_hash != prev_hash:
+        return Finding(entry.seq, "prev_hash does not match the previous entry: rows deleted, inserted or reordered")
+    if entry_hash_of(entry.prev_hash, entry.body) != entry.entry_hash:
+        return Finding(entry.seq, "body does not match entry_hash: the entry was edited")
+    try:
+        body = json.loads(entry.body)
+        data = body["data"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return Finding(entry.seq, "body is not a ledger entry")
+    if body.get("kind") != entry.kind or body.get("created_at") != entry.created_at:
+        return Finding(entry.seq, "kind or created_at column differs from the signed body")
+    if entry.kind not in KINDS:
+        return Finding(entry.seq, f"unknown kind '{entry.kind}'")
+    problem = _first_key(entry, data, spans, legacy_key) if entry.seq == 1 else None
+    if problem is None and entry.seq > 1 and entry.kind == GENESIS_KIND:
+        problem = "a second genesis entry"
+    if problem is not None:
+        return Finding(entry.seq, problem)
+    signer = KeyHistory(tuple(spans)).key_at(entry.seq)
+    proof = (entry.entry_hash, entry.signature, signer.key_id)
+    if proof not in known_good:
+        if not signer.verify(entry.signature, entry.entry_hash):
+            return Finding(entry.seq, f"signature does not verify with registrar key {signer.key_id}")
+        known_good.add(proof)
+    if entry.kind == ROTATION_KIND:
+        return _rotate(entry, data, signer, spans)
+    return None
+
+
+def _first_key(
+    entry: Entry, data: dict[str, Any], spans: list[tuple[int, PublicKey]], legacy_key: PublicKey | None
+) -> str | None:
+    """Seq 1 names the first key (genesis), or the legacy key stands in; None when one was found."""
+    if entry.kind == GENESIS_KIND:
+        try:
+            spans.append((1, PublicKey.from_b64(data["public_key"])))
+        except (CheckFailed, KeyError, TypeError):
+            return "genesis entry does not hold a valid public key"
+        return None
+    if legacy_key is None:
+        return "the ledger has no genesis entry naming its key"
+    spans.append((1, legacy_key))
+    return None
+
+
+def _rotate(
+    entry: Entry, data: dict[str, Any], signer: PublicKey, spans: list[tuple[int, PublicKey]]
+) -> Finding | None:
+    """A key.rotated row: signed by the old key (already checked) and proven by the new one."""
+    try:
+        new_key = PublicKey.from_b64(data["new_public_key"])
+        proof_ok = new_key.verify(data["proof"], rotation_message(signer.key_id, new_key.key_id))
+    except (CheckFailed, KeyError, TypeError):
+        proof_ok = False
+    if not proof_ok or data.get("old_key_id") != signer.key_id:
+        return Finding(entry.seq, "key rotation is not signed by both the old and the new key")
+    spans.append((entry.seq + 1, new_key))
+    return None
+
+
+def _check_end(
+    head: dict[str, Any] | None, entries: list[Entry], history: KeyHistory | None, last_seq: int
+) -> Finding | None:
+    """The signed head against the last row (a missing head, or rows deleted from the end)."""
     if head is None:
-        if last_seq > 0:
-            return done(Finding(last_seq, "the signed head record is missing"))
-        return done(None)
+        return Finding(last_seq, "the signed head record is missing") if last_seq > 0 else None
     if last_seq == 0 or history is None:
-        return done(Finding(1, f"the ledger is empty but its signed head names seq {head.get('seq')}"))
-    return done(_check_head(head, entries, history, last_seq))
+        return Finding(1, f"the ledger is empty but its signed head names seq {head.get('seq')}")
+    return _check_head(head, entries, history, last_seq)
 
 
 def _check_head(head: dict[str, Any], entries: list[Entry], history: KeyHistory, last_seq: int) -> Finding | None:

@@ -288,15 +288,7 @@ class OutputSink:
         guard = context.guard.final if context.guard is not None else None
 
         def entry_data(position: Position) -> dict[str, Any]:
-            credentials = self._facts(final, token, context, position, facts)
-            files: list[list[str]] = []
-            for path, relative in frame_names(partial, writer):
-                if writer.kind == "sequence":  # each frame signed where it lies; the folder is renamed
-                    item = sign_file(path, replace(credentials, title=relative.name), self.credentials, final=path)
-                else:
-                    item = sign_file(path, credentials, self.credentials, final=final)
-                signed.append(item)
-                files.append([str(relative), file_sha256(path)])
+            files = self._sign(final, partial, writer, self._facts(final, token, context, position, facts), signed)
             digest = files[0][1] if writer.kind != "sequence" else sha256_hex(canonical_json(files))
             return {
                 "token": format_token(token),
@@ -334,6 +326,20 @@ class OutputSink:
             for item in signed:
                 item.discard()
             raise
+
+    def _sign(
+        self, final: Path, partial: Path, writer: MediaWriter, credentials: CredentialFacts, signed: list[Any]
+    ) -> list[list[str]]:
+        """Sign every file of the output (appending to `signed`); [relative name, sha256 after signing]."""
+        files: list[list[str]] = []
+        for path, relative in frame_names(partial, writer):
+            if writer.kind == "sequence":  # each frame signed where it lies; the folder is renamed
+                item = sign_file(path, replace(credentials, title=relative.name), self.credentials, final=path)
+            else:
+                item = sign_file(path, credentials, self.credentials, final=final)
+            signed.append(item)
+            files.append([str(relative), file_sha256(path)])
+        return files
 
     def _facts(
         self, final: Path, token: int, context: OutputContext, position: Position, facts: dict[str, Any]
