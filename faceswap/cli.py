@@ -110,6 +110,36 @@ def cmd_faces_detect(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def cmd_models_fetch(args: argparse.Namespace) -> int:
+    from faceswap.faces.fetch import fetch_pack
+
+    fetched = _with_progress(
+        f"fetch {args.pack}",
+        not args.json,
+        lambda update: fetch_pack(args.pack, args.model_root, args.url, args.sha256, update),
+    )
+    if args.json:
+        _print_json({**vars(fetched), "folder": str(fetched.folder)})
+    elif fetched.already_installed:
+        print(f"{fetched.pack} is already installed in {fetched.folder}")
+    else:
+        print(f"{fetched.pack} installed in {fetched.folder}: {', '.join(fetched.files)} (sha256 {fetched.sha256})")
+    return ExitCode.OK
+
+
+def _add_models(commands, p: Parents) -> None:
+    models = commands.add_parser("models", help="face model packs").add_subparsers(
+        dest="models_command", metavar="ACTION"
+    )
+    fetch = models.add_parser("fetch", parents=[p.json], help="download and install a model pack (insightface)")
+    fetch.add_argument("backend", choices=["insightface"])
+    fetch.add_argument("--pack", default="buffalo_l")
+    fetch.add_argument("--model-root", type=Path, default=None, help="default ~/.insightface")
+    fetch.add_argument("--url", default=None, help="download from here instead of the pack's release address")
+    fetch.add_argument("--sha256", default=None, help="refuse the download unless it has this sha256")
+    fetch.set_defaults(handler=cmd_models_fetch)
+
+
 def _add_faces(commands, p: Parents) -> None:
     faces = commands.add_parser("faces", help="face analysis").add_subparsers(dest="faces_command", metavar="ACTION")
     detect = faces.add_parser("detect", parents=[p.json, p.backend], help="list the faces in an image")
@@ -753,6 +783,7 @@ def _add_demo(commands, p: Parents) -> None:
 
 COMMANDS = (
     _add_faces,
+    _add_models,
     _add_consent,
     _add_ledger,
     _add_keys,

@@ -70,7 +70,11 @@ def check_insightface(workspace: Workspace, model_root: Path | None) -> Check:
     folder = pack_dir(model_root)
     if pack_available(model_root):
         return Check("insightface pack", True, f"{folder}: found")
-    return Check("insightface pack", True, f"{folder}: missing, the dlib backend is used")
+    return Check(
+        "insightface pack",
+        True,
+        f"{folder}: missing, the dlib backend is used (`faceswap models fetch insightface` installs it)",
+    )
 
 
 def check_encoders(workspace: Workspace, model_root: Path | None) -> Check:

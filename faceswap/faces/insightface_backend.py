@@ -1,8 +1,9 @@
 """insightface model pack backend (buffalo_l: SCRFD detector, 2d106 landmarks, ArcFace).
 
-Packs are never downloaded here: a missing or empty pack is reported with where we looked and how to
-install it, instead of the bare AssertionError insightface raises on an empty folder. Each ONNX file is
-routed by insightface's own shape-based router, so packs with other file names work too.
+Packs are never downloaded here (`faceswap models fetch` does that, when asked): a missing or empty
+pack is reported with where we looked and how to install it, instead of the bare AssertionError
+insightface raises on an empty folder. Each ONNX file is routed by insightface's own shape-based
+router, so packs with other file names work too.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from faceswap.faces.types import Face
 BACKEND_NAME = "insightface"
 DEFAULT_PACK = "buffalo_l"
 INSTALL_HINT = (
-    "download {pack}.zip from https://github.com/deepinsight/insightface/releases and unzip it into "
-    "{where}, pass --model-root DIR, or use --backend dlib"
+    "run `faceswap models fetch insightface` (or unzip {pack}.zip from "
+    "https://github.com/deepinsight/insightface/releases into {where}), pass --model-root DIR, or use --backend dlib"
 )
 
 
