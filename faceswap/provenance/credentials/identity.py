@@ -199,62 +199,70 @@ def _create(keys_folder: Path) -> None:
             shutil.rmtree(staging)
 
 
+def _name(common: str, short: str):
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "faceswap workspace"),
+            x509.NameAttribute(NameOID.COMMON_NAME, f"{common} {short}"),
+        ]
+    )
+
+
+def _usage(*, signer: bool):
+    """A signer signs content; the root signs only certificates."""
+    from cryptography import x509
+
+    return x509.KeyUsage(
+        digital_signature=signer,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=not signer,
+        crl_sign=not signer,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
 def _issue() -> dict[str, bytes]:
+    """A root CA and the end-entity signing leaf c2pa accepts (EC P-256, emailProtection EKU, SKI/AKI)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+    from cryptography.x509.oid import ExtendedKeyUsageOID
 
     now = datetime.datetime.now(datetime.timezone.utc)
-    root_key = ec.generate_private_key(ec.SECP256R1())
-    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    root_key, leaf_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     root_ski = x509.SubjectKeyIdentifier.from_public_key(root_key.public_key())
     short = root_ski.digest.hex()[:8]
-
-    def name(common: str) -> x509.Name:
-        return x509.Name(
-            [
-                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "faceswap workspace"),
-                x509.NameAttribute(NameOID.COMMON_NAME, f"{common} {short}"),
-            ]
-        )
-
-    def usage(*, signer: bool) -> x509.KeyUsage:
-        return x509.KeyUsage(
-            digital_signature=signer,
-            content_commitment=False,
-            key_encipherment=False,
-            data_encipherment=False,
-            key_agreement=False,
-            key_cert_sign=not signer,
-            crl_sign=not signer,
-            encipher_only=False,
-            decipher_only=False,
-        )
-
+    root_name = _name("faceswap Content Credentials root", short)
     root = (
         x509.CertificateBuilder()
-        .subject_name(name("faceswap Content Credentials root"))
-        .issuer_name(name("faceswap Content Credentials root"))
+        .subject_name(root_name)
+        .issuer_name(root_name)
         .public_key(root_key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - CLOCK_SKEW)
         .not_valid_after(now + datetime.timedelta(days=365 * ROOT_YEARS))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(usage(signer=False), critical=True)
+        .add_extension(_usage(signer=False), critical=True)
         .add_extension(root_ski, critical=False)
         .sign(root_key, hashes.SHA256())
     )
     leaf = (
         x509.CertificateBuilder()
-        .subject_name(name("faceswap Content Credentials signer"))
+        .subject_name(_name("faceswap Content Credentials signer", short))
         .issuer_name(root.subject)
         .public_key(leaf_key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - CLOCK_SKEW)
         .not_valid_after(now + datetime.timedelta(days=365 * LEAF_YEARS))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(usage(signer=True), critical=True)
+        .add_extension(_usage(signer=True), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(leaf_key.public_key()), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(root_ski), critical=False)

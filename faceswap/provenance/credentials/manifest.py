@@ -118,12 +118,8 @@ class SignedFile:
             self.media.unlink(missing_ok=True)
 
 
-def manifest_definition(facts: CredentialFacts, title: str, media_type: str, label: str) -> dict[str, Any]:
-    """The c2pa-python manifest definition (docs/provenance.md explains each assertion)."""
-    agent = {"name": "faceswap", "version": __version__}
-    scope: dict[str, Any] = {}
-    if facts.duration_ms is not None:
-        scope = {"timespan": {"start": 0, "end": int(facts.duration_ms)}}
+def _actions(facts: CredentialFacts, agent: dict[str, str], ingredient_labels: list[str]) -> list[dict[str, Any]]:
+    """created (with its digital source type), placed (when there are ingredients), watermarked."""
     actions: list[dict[str, Any]] = [
         {
             "action": "c2pa.created",
@@ -132,25 +128,33 @@ def manifest_definition(facts: CredentialFacts, title: str, media_type: str, lab
             "when": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
     ]
-    ingredients = []
-    for index, item in enumerate(facts.ingredients):
-        ingredients.append(
-            {
-                "title": item.title,
-                "format": item.media_type,
-                "relationship": "componentOf",
-                "label": f"ingredient-{index}",
-                "metadata": {"org.faceswap.sha256": item.sha256},
-            }
-        )
-    if ingredients:
-        actions.append({"action": "c2pa.placed", "parameters": {"ingredientIds": [i["label"] for i in ingredients]}})
+    if ingredient_labels:
+        actions.append({"action": "c2pa.placed", "parameters": {"ingredientIds": ingredient_labels}})
     actions.append(
         {
             "action": common.WATERMARK_ACTION,
             "parameters": {"description": f"invisible watermark {common.SOFT_BINDING_ALG} in every frame"},
         }
     )
+    return actions
+
+
+def manifest_definition(facts: CredentialFacts, title: str, media_type: str, label: str) -> dict[str, Any]:
+    """The c2pa-python manifest definition (docs/provenance.md explains each assertion)."""
+    agent = {"name": "faceswap", "version": __version__}
+    scope: dict[str, Any] = {}
+    if facts.duration_ms is not None:
+        scope = {"timespan": {"start": 0, "end": int(facts.duration_ms)}}
+    ingredients = [
+        {
+            "title": item.title,
+            "format": item.media_type,
+            "relationship": "componentOf",
+            "label": f"ingredient-{index}",
+            "metadata": {"org.faceswap.sha256": item.sha256},
+        }
+        for index, item in enumerate(facts.ingredients)
+    ]
     provenance = {
         "schema": common.PROVENANCE_SCHEMA,
         "seq": facts.seq,
@@ -160,6 +164,7 @@ def manifest_definition(facts: CredentialFacts, title: str, media_type: str, lab
         "consent_record_ids": list(facts.consent_record_ids),
         "producer": facts.producer,
     }
+    binding = {"alg": common.SOFT_BINDING_ALG, "blocks": [{"scope": scope, "value": facts.token}], "pad": []}
     return {
         "label": label,
         "title": title,
@@ -167,15 +172,8 @@ def manifest_definition(facts: CredentialFacts, title: str, media_type: str, lab
         "claim_generator_info": [agent],
         "ingredients": ingredients,
         "assertions": [
-            {"label": "c2pa.actions", "data": {"actions": actions}},
-            {
-                "label": "c2pa.soft-binding",
-                "data": {
-                    "alg": common.SOFT_BINDING_ALG,
-                    "blocks": [{"scope": scope, "value": facts.token}],
-                    "pad": [],
-                },
-            },
+            {"label": "c2pa.actions", "data": {"actions": _actions(facts, agent, [i["label"] for i in ingredients])}},
+            {"label": "c2pa.soft-binding", "data": binding},
             {"label": common.PROVENANCE_LABEL, "data": provenance},
         ],
     }
