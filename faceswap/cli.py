@@ -548,6 +548,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         erode=args.erode,
         blur=args.blur,
         smoothing=0.0 if args.no_smoothing else args.smoothing,
+        detect_every=args.detect_every,
         batch=args.batch,
         sequence=args.sequence,
         bits=args.bits,
@@ -601,6 +602,13 @@ def _add_convert(commands, p: Parents) -> None:
         help="fit each face's keypoints over this much of its track either side (zero lag; 0: off)",
     )
     conv.add_argument("--no-smoothing", action="store_true", help="same as --smoothing 0")
+    conv.add_argument(
+        "--detect-every",
+        type=int,
+        default=8,
+        metavar="N",
+        help="detect and identify faces every N frames and on scene cuts, track them between (1: every frame)",
+    )
     conv.add_argument("--batch", type=int, default=8)
     conv.add_argument("--sequence", choices=["png"], default=None, help="write an image sequence instead of a video")
     conv.add_argument("--bits", type=int, default=8, choices=[8, 16])

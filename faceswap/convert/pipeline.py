@@ -26,6 +26,7 @@ from faceswap.faces.align import alignment_matrix, transform_points
 from faceswap.faces.analyzer import FaceAnalyzer
 from faceswap.faces.identity import IdentityMatcher
 from faceswap.faces.masks import landmark_mask
+from faceswap.faces.tracking import DETECT_EVERY, FaceTracker
 from faceswap.hashing import safe_name
 from faceswap.ledger import Entry
 from faceswap.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, iter_video_frames, probe_video, read_image
@@ -49,6 +50,7 @@ class ConvertOptions:
     alpha: bool = False
     backend: str = "auto"
     model_root: Path | None = None
+    detect_every: int = DETECT_EVERY  # detect on every Nth frame (and on cuts); follow faces in between
     allow_empty: bool = False  # write a marked, unchanged copy when no face of subject B is found
     consent_check_seconds: float = CHECK_EVERY_SECONDS
 
@@ -64,6 +66,8 @@ class ConvertOptions:
             raise BadInput("--bits must be 8 or 16")
         if not 0 <= self.smoothing <= 2:
             raise BadInput("--smoothing must be between 0 and 2 seconds")
+        if not 1 <= self.detect_every <= 250:
+            raise BadInput("--detect-every must be between 1 (every frame) and 250")
         if not 1 <= self.batch <= 256:
             raise BadInput("--batch must be between 1 and 256")
         if not 0 <= self.erode < 0.5:
@@ -87,6 +91,7 @@ class ConvertReport:
     frames_swapped: int = 0
     faces_swapped: int = 0
     bystanders_untouched: int = 0
+    key_frames: int = 0  # frames where faces were detected and identified (the rest were tracked)
     seconds: float = 0.0
     fps: float = 0.0
     token: str | None = None
@@ -151,6 +156,7 @@ class Swapper:
         self.model, self.options = model, options
         self.analyzer = FaceAnalyzer(backend, options.model_root)
         self.subject_b = IdentityMatcher(references, backend)
+        self.tracker = FaceTracker(self.analyzer, self.subject_b, options.detect_every)
         face_radius = int(round(options.smoothing * float(fps)))
         mouth_radius = int(round(min(options.smoothing, MOUTH_SMOOTHING) * float(fps)))
         self.smoothing_radii = (face_radius,) * 3 + (mouth_radius,) * 2  # eyes and nose; mouth corners
@@ -160,11 +166,12 @@ class Swapper:
     def select(self, frame: FrameIn, report: ConvertReport) -> list:
         """Faces of subject B in this frame; everyone else is counted and left alone."""
         chosen = []
-        for face in self.analyzer.analyze(frame.image):
-            if self.subject_b.matches(face.embedding):
-                chosen.append(face)
+        for seen in self.tracker.step(frame.image):
+            if seen.is_subject:
+                chosen.append(seen.face)
             else:
                 report.bystanders_untouched += 1
+        report.key_frames = self.tracker.key_frames
         return chosen
 
     def run(self, frames: Iterable[FrameIn], report: ConvertReport) -> Iterator[tuple[FrameIn, np.ndarray, np.ndarray]]:
@@ -330,6 +337,7 @@ def convert(
             "color": options.color,
             "blend": options.blend,
             "smoothing": options.smoothing,
+            "detect_every": options.detect_every,
             "purpose": grant.purpose,
         },
         guard=ConvertGuard(watch, report, options.allow_empty, grant.subject_b),

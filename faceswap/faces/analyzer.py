@@ -14,7 +14,9 @@ BACKENDS = ("auto", "insightface", "dlib")
 
 
 class FaceBackend(Protocol):
-    """What a backend implements; adding a backend means adding one module with this class."""
+    """What a backend implements; adding a backend means adding one module with this class. A
+    backend may also offer `refit(image, box, previous) -> Face` so faces can be tracked between
+    detections (dlib does; insightface detects every frame, which a GPU makes cheap)."""
 
     name: str
     model_name: str
@@ -41,10 +43,24 @@ class FaceAnalyzer:
         return self.backend.model_name
 
     def analyze(self, image_bgr: np.ndarray) -> list[Face]:
-        if image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.dtype != np.uint8:
-            raise BadInput(f"expected a uint8 BGR image, got shape {image_bgr.shape} dtype {image_bgr.dtype}")
+        _check_image(image_bgr)
         faces = self.backend.analyze(image_bgr)
         return [f for f in faces if min(f.bbox[2] - f.bbox[0], f.bbox[3] - f.bbox[1]) >= self.min_face * 0.8]
+
+    @property
+    def can_refit(self) -> bool:
+        """Whether this backend can follow a face between detections (faces/tracking.py)."""
+        return hasattr(self.backend, "refit")
+
+    def refit(self, image_bgr: np.ndarray, box: np.ndarray, previous: Face) -> Face:
+        """Landmarks fitted again in `box` for a tracked face; it keeps `previous`'s embedding."""
+        _check_image(image_bgr)
+        return self.backend.refit(image_bgr, box, previous)  # type: ignore[attr-defined]
+
+
+def _check_image(image_bgr: np.ndarray) -> None:
+    if image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.dtype != np.uint8:
+        raise BadInput(f"expected a uint8 BGR image, got shape {image_bgr.shape} dtype {image_bgr.dtype}")
 
 
 def _load_backend(backend: str, model_root: Path | None, min_face: int) -> FaceBackend:

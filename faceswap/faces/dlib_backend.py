@@ -97,25 +97,31 @@ class DlibBackend:
         for rect, score in zip(rects, scores, strict=True):
             if score < self.settings.min_score:
                 continue
-            full = self._dlib.rectangle(
-                int(round(rect.left() / scale)),
-                int(round(rect.top() / scale)),
-                int(round(rect.right() / scale)),
-                int(round(rect.bottom() / scale)),
-            )
-            shape = self._shape(rgb, full)
-            landmarks = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float32)
+            box = np.array([rect.left(), rect.top(), rect.right(), rect.bottom()], dtype=np.float32) / scale
+            shape = self._fit(rgb, box)
             descriptor = np.asarray(self._encoder.compute_face_descriptor(rgb, shape), dtype=np.float32)
-            faces.append(
-                Face(
-                    bbox=np.array([full.left(), full.top(), full.right(), full.bottom()], dtype=np.float32),
-                    score=float(score),
-                    kps5=kps5_from_68(landmarks),
-                    embedding=descriptor / np.linalg.norm(descriptor),
-                    backend=self.name,
-                    landmarks=landmarks,
-                    landmark_scheme=self.landmark_scheme,
-                )
-            )
+            faces.append(self._face(box, float(score), shape, descriptor / np.linalg.norm(descriptor)))
         faces.sort(key=lambda f: -f.score)
         return faces
+
+    def refit(self, image_bgr: np.ndarray, box: np.ndarray, previous: Face) -> Face:
+        """Landmarks fitted again inside `box` (a tracked face's predicted box), without detection
+        or a new embedding: the track keeps the embedding it was identified by."""
+        rgb = np.ascontiguousarray(image_bgr[:, :, ::-1])
+        return self._face(np.asarray(box, np.float32), previous.score, self._fit(rgb, box), previous.embedding)
+
+    def _fit(self, rgb: np.ndarray, box: np.ndarray):
+        left, top, right, bottom = (int(round(float(v))) for v in box)
+        return self._shape(rgb, self._dlib.rectangle(left, top, right, bottom))
+
+    def _face(self, box: np.ndarray, score: float, shape, embedding: np.ndarray) -> Face:
+        landmarks = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float32)
+        return Face(
+            bbox=np.round(box).astype(np.float32),
+            score=score,
+            kps5=kps5_from_68(landmarks),
+            embedding=embedding,
+            backend=self.name,
+            landmarks=landmarks,
+            landmark_scheme=self.landmark_scheme,
+        )
