@@ -8,6 +8,7 @@ import os
 import shutil
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -206,9 +207,14 @@ def test_revocation_during_a_conversion_stops_it(trained_workspace, model_dir, d
             revoked.set()
 
     before = _outputs(trained_workspace)
+    threads = threading.active_count()
     with pytest.raises(ConsentRefused, match="revoked"):
         convert(store_at(trained_workspace), model_dir, clip, output, options, progress=progress)
     assert revoked.is_set() and not output.exists()
+    deadline = time.monotonic() + 5
+    while threading.active_count() > threads and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert threading.active_count() <= threads  # the decoding thread stopped with the conversion
     assert not [p for p in tmp_path.iterdir() if "racing" in p.name]  # no partial file either
     entries = store_at(trained_workspace).ledger.entries()
     assert _outputs(trained_workspace) == before and entries[-1].kind == "consent.revoked"

@@ -125,26 +125,45 @@ def decode(path: Path) -> tuple[Iterator[FrameIn], Fraction, Fraction | None, in
 
 def in_background(items: Iterator, depth: int = 16) -> Iterator:
     """Run an iterator in its own thread, a few items ahead: decoding, swapping and the sink's
-    watermarking and encoding overlap (the heavy parts release the GIL)."""
+    watermarking and encoding overlap (the heavy parts release the GIL). When the consumer stops
+    early (a refusal, an error), the thread stops too and closes the source (no decoder left open)."""
     box: queue.Queue = queue.Queue(maxsize=depth)
     done = object()
+    stop = threading.Event()
+
+    def offer(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                box.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def worker() -> None:
         try:
             for item in items:
-                box.put(item)
+                if not offer(item):
+                    return
+            offer(done)
         except BaseException as error:  # noqa: BLE001 - handed to the consumer, which re-raises
-            box.put(error)
-        box.put(done)
+            offer(error)
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
 
     threading.Thread(target=worker, daemon=True).start()
-    while True:
-        item = box.get()
-        if item is done:
-            return
-        if isinstance(item, BaseException):
-            raise item
-        yield item
+    try:
+        while True:
+            item = box.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
 
 
 class Swapper:
