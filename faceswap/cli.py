@@ -16,6 +16,10 @@ from faceswap import __version__
 from faceswap.errors import ExitCode, FaceswapError, worst
 
 Handler = Callable[[argparse.Namespace], int]
+LEDGER_URL_HELP = (
+    "a shared PostgreSQL ledger, postgresql://USER@HOST/DB (default $FACESWAP_LEDGER_URL, else the workspace's "
+    "ledger.sqlite); keys/ and consent/ stay in the workspace"
+)
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,7 @@ class Parents:
 def _parents() -> Parents:
     workspace = argparse.ArgumentParser(add_help=False)
     workspace.add_argument("--workspace", type=Path, default=argparse.SUPPRESS, help="workspace root")
+    workspace.add_argument("--ledger-url", default=argparse.SUPPRESS, metavar="URL", help=LEDGER_URL_HELP)
     as_json = argparse.ArgumentParser(add_help=False)
     as_json.add_argument("--json", action="store_true", help="print machine-readable JSON")
     backend = argparse.ArgumentParser(add_help=False)
@@ -54,7 +59,7 @@ def _print_json(payload: object) -> None:
 def _workspace(args: argparse.Namespace):
     from faceswap.workspace import Workspace
 
-    return Workspace.resolve(getattr(args, "workspace", None))
+    return Workspace.resolve(getattr(args, "workspace", None), getattr(args, "ledger_url", None))
 
 
 def _store(args: argparse.Namespace):
@@ -274,9 +279,9 @@ def _add_consent(commands, p: Parents) -> None:
 
 
 def cmd_ledger_show(args: argparse.Namespace) -> int:
-    ledger = _ledger(args)
-    entries = [e for e in ledger.rows() if args.kind is None or e.kind == args.kind]
-    finding = ledger.verify()
+    rows, checked = _ledger(args).inspect()
+    entries = [e for e in rows if args.kind is None or e.kind == args.kind]
+    finding = checked.finding
     if args.json:
         _print_json([{**e.to_json(), "body": json.loads(e.body)} for e in entries])
     else:
@@ -295,7 +300,7 @@ def cmd_ledger_verify(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(result.to_json())
     elif result.damage:
-        print(f"DAMAGED: the database fails SQLite's integrity check ({result.damage})")
+        print(f"DAMAGED: the ledger's storage fails its integrity check ({result.damage})")
     elif result.finding:
         print(f"TAMPERED: {result.finding}")
     else:
@@ -324,6 +329,21 @@ def cmd_ledger_head(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def cmd_ledger_migrate(args: argparse.Namespace) -> int:
+    from faceswap.ledger.migrate import migrate_ledger
+
+    result = migrate_ledger(_workspace(args), args.to)
+    if args.json:
+        _print_json(result.to_json())
+        return ExitCode.OK
+    print(
+        f"copied {result.entries} entries and the signed head (seq {result.head_seq}, key {result.key_id}) from "
+        f"{result.source} to {result.target}; the copy verifies. Use it with --ledger-url or FACESWAP_LEDGER_URL "
+        "(the SQLite file stays as it was: keep it as a backup, append no more to it)"
+    )
+    return ExitCode.OK
+
+
 def cmd_keys_rotate(args: argparse.Namespace) -> int:
     from faceswap.ledger.rotate import rotate_registrar_key
 
@@ -348,6 +368,11 @@ def _add_ledger(commands, p: Parents) -> None:
     head = ledger.add_parser("head", parents=p.both, help="the signed head; --export keeps it as a witness")
     head.add_argument("--export", type=Path, default=None, metavar="FILE")
     head.set_defaults(handler=cmd_ledger_head)
+    migrate = ledger.add_parser(
+        "migrate", parents=p.both, help="copy the workspace's SQLite ledger into an empty PostgreSQL one, verified"
+    )
+    migrate.add_argument("--to", required=True, metavar="URL", help="postgresql://USER@HOST/DB")
+    migrate.set_defaults(handler=cmd_ledger_migrate)
 
 
 def _add_keys(commands, p: Parents) -> None:
@@ -737,6 +762,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--workspace", type=Path, default=None, help="workspace root (default $FACESWAP_WORKSPACE or ./workspace)"
     )
+    parser.add_argument("--ledger-url", default=None, metavar="URL", help=LEDGER_URL_HELP)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     parents = _parents()
     for add in COMMANDS:
