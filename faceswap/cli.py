@@ -590,6 +590,71 @@ def _add_convert(commands, p: Parents) -> None:
     conv.set_defaults(handler=cmd_convert)
 
 
+def cmd_convert_batch(args: argparse.Namespace) -> int:
+    from faceswap.convert.batch import run_batch
+
+    workspace = _workspace(args)
+    if args.json:
+        report = run_batch(workspace, args.shots, args.ray, args.workers)
+        _print_json(report.to_json())
+        return report.exit_code
+    report = _with_batch_progress(lambda update: run_batch(workspace, args.shots, args.ray, args.workers, update))
+    for result in report.results:
+        if result.status == "failed":
+            print(f"row {result.row}: FAILED {result.output}: {result.error}")
+        else:
+            frames = f"{result.frames} frames, ledger seq {result.ledger_seq}"
+            print(f"row {result.row}: {result.status} {result.output} ({frames})")
+    summary = report.to_json()
+    print(
+        f"{summary['shots']} shots: {summary['done']} done, {summary['skipped']} skipped (already in the ledger), "
+        f"{summary['failed']} failed; {summary['frames']} frames in {summary['seconds']:.1f} s "
+        f"({summary['frames_per_s']:.1f} frames/s) on {summary['cluster']['cpus']} CPUs, "
+        f"{summary['cluster']['machines']} machine(s); ledger {summary['ledger']}"
+    )
+    return report.exit_code
+
+
+def _with_batch_progress(work: Callable[[Callable[[int, int, int, float], None]], Any]) -> Any:
+    """A whole-batch progress bar on stderr: shots finished and frames/s so far."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    task = bar.add_task("convert-batch (starting Ray)", total=None)
+
+    def update(finished: int, shots: int, frames: int, seconds: float) -> None:
+        rate = frames / max(seconds, 1e-9)
+        bar.update(task, completed=finished, total=shots, description=f"convert-batch {rate:.1f} frames/s")
+
+    with bar:
+        return work(update)
+
+
+def _add_convert_batch(commands, p: Parents) -> None:
+    batch = commands.add_parser(
+        "convert-batch",
+        parents=p.both,
+        help="convert many shots from a CSV as Ray tasks (a re-run skips shots already in the ledger)",
+    )
+    batch.add_argument(
+        "shots",
+        type=Path,
+        metavar="SHOTS.csv",
+        help="header model,input,output[,option...]: one row per shot; options by flag name (mask, color, ...); "
+        "relative paths are against the CSV's folder",
+    )
+    batch.add_argument(
+        "--ray",
+        default=None,
+        metavar="auto|ADDRESS",
+        help="join a Ray cluster (auto: the one running here); default: start a local one",
+    )
+    batch.add_argument(
+        "--workers", type=int, default=None, help="shots at once (local cluster: its CPUs; default: all CPUs)"
+    )
+    batch.set_defaults(handler=cmd_convert_batch)
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from faceswap.eval.run import run_eval
 
@@ -747,6 +812,7 @@ COMMANDS = (
     _add_extract,
     _add_train,
     _add_convert,
+    _add_convert_batch,
     _add_eval,
     _add_verify,
     _add_doctor,
