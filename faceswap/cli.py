@@ -591,14 +591,21 @@ def _add_convert(commands, p: Parents) -> None:
 
 
 def cmd_convert_batch(args: argparse.Namespace) -> int:
+    import contextlib
+
     from faceswap.convert.batch import run_batch
 
     workspace = _workspace(args)
+    with contextlib.redirect_stdout(sys.stderr):  # Ray's own notices (a worker died, a retry): stdout is the result's
+        if args.json:
+            report = run_batch(workspace, args.shots, args.ray, args.workers)
+        else:
+            report = _with_batch_progress(
+                lambda update: run_batch(workspace, args.shots, args.ray, args.workers, update)
+            )
     if args.json:
-        report = run_batch(workspace, args.shots, args.ray, args.workers)
         _print_json(report.to_json())
         return report.exit_code
-    report = _with_batch_progress(lambda update: run_batch(workspace, args.shots, args.ray, args.workers, update))
     for result in report.results:
         if result.status == "failed":
             print(f"row {result.row}: FAILED {result.output}: {result.error}")

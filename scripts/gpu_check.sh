@@ -92,7 +92,7 @@ import torch
 
 out, card, gpus, peak, mode = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
 rows = []
-for path in sorted((out / "runs").glob("*.json")):
+for path in sorted((out / "runs").glob("*.json"), key=lambda p: (p.name.startswith("ddp"), p.name)):
     for row in json.loads(path.read_text())["rows"]:
         row["run"] = path.stem
         row["steps_per_s"] = round(1000 / row["ms_per_step"], 3)

@@ -1,9 +1,11 @@
 """A real, throwaway PostgreSQL server for the tests that need one.
 
-In order: an existing server named by $FACESWAP_TEST_POSTGRES_URL; the server the `pgserver` wheel
-ships (dev extra); `initdb`/`pg_ctl`/`postgres` on PATH. PostgreSQL refuses to run as root: pgserver
-then creates an unprivileged `pgserver` account and runs the server as it; the PATH route runs it as
-`postgres` (Debian's package creates it) or `nobody`. Each test gets its own schema.
+In order: an existing server named by $FACESWAP_TEST_POSTGRES_URL; PostgreSQL's own `initdb`,
+`pg_ctl` and `postgres` on PATH; else the server the `pgserver` wheel ships (dev extra, so CI always
+has one). PostgreSQL refuses to run as root: the PATH route then runs it as `postgres` (Debian's
+package creates that account) or `nobody`; pgserver creates an unprivileged `pgserver` account
+(useradd) and opens the folders above its data and binaries to it (chmod o+rx up to /), which is
+why a system PostgreSQL is preferred when there is one. Each test gets its own schema.
 """
 
 from __future__ import annotations
@@ -62,19 +64,22 @@ def start_server() -> PostgresServer:
         return PostgresServer(url, f"${URL_ENV}", lambda: None)
     folder = Path(tempfile.mkdtemp(prefix="fs-pg-"))  # short (socket paths) and world-traversable
     try:
-        return _with_pgserver(folder) or _from_path(folder)
+        return _from_path(folder) or _with_pgserver(folder)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
 
 
-def _with_pgserver(folder: Path) -> PostgresServer | None:
+def _with_pgserver(folder: Path) -> PostgresServer:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # platformdirs: no XDG_RUNTIME_DIR
             import pgserver
     except ImportError:
-        return None
+        raise PostgresUnavailable(
+            "no PostgreSQL server for these tests: install the dev extra (pgserver), put PostgreSQL's initdb, "
+            f"pg_ctl and postgres on PATH, or set {URL_ENV}"
+        ) from None
     import psycopg
 
     server = pgserver.get_server(folder / "data", cleanup_mode="delete")
@@ -91,18 +96,15 @@ def _with_pgserver(folder: Path) -> PostgresServer | None:
     return PostgresServer(url, "pgserver", stop)
 
 
-def _from_path(folder: Path) -> PostgresServer:
+def _from_path(folder: Path) -> PostgresServer | None:
     tools = {name: shutil.which(name) for name in ("initdb", "pg_ctl", "postgres")}
     if not all(tools.values()):
-        raise PostgresUnavailable(
-            "no PostgreSQL server for these tests: install the dev extra (pgserver), put PostgreSQL's initdb, "
-            f"pg_ctl and postgres on PATH, or set {URL_ENV}"
-        )
+        return None
     user = None
     if os.geteuid() == 0:  # PostgreSQL refuses to run as root
         user = next((name for name in ("postgres", "nobody") if _account(name)), None)
         if user is None:
-            raise PostgresUnavailable("running as root and no unprivileged account (postgres, nobody) to run as")
+            return None
     data, sockets = folder / "data", folder
     data.mkdir(mode=0o700)
     if user is not None:

@@ -55,7 +55,7 @@ def test_cpu_smoke_runs_the_plan_and_writes_the_summary(tmp_path):
     assert summary["mode"] == "cpu" and summary["peak_bf16_tflops"] is None
     single = [r for r in summary["rows"] if r["processes"] == 1]
     assert sorted(r["precision"] for r in single) == ["32", "bf16"]
-    assert all(r["steps_per_s"] > 0 and r["samples_per_s"] > 0 and r["gflop_per_step"] > 0 for r in summary["rows"])
+    assert all(r["steps_per_s"] > 0 and r["gflop_per_step"] > 0 for r in summary["rows"])
     (scaling,) = summary["scaling"]
     assert scaling["gpus"] == 2 and scaling["precision"] == "bf16" and scaling["efficiency"] > 0
     assert "scaling efficiency" in result.stdout and "| smoke-64 | 64 |" in result.stdout
