@@ -16,6 +16,10 @@ from faceswap import __version__
 from faceswap.errors import ExitCode, FaceswapError, worst
 
 Handler = Callable[[argparse.Namespace], int]
+LEDGER_URL_HELP = (
+    "a shared PostgreSQL ledger, postgresql://USER@HOST/DB (default $FACESWAP_LEDGER_URL, else the workspace's "
+    "ledger.sqlite); keys/ and consent/ stay in the workspace"
+)
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,7 @@ class Parents:
 def _parents() -> Parents:
     workspace = argparse.ArgumentParser(add_help=False)
     workspace.add_argument("--workspace", type=Path, default=argparse.SUPPRESS, help="workspace root")
+    workspace.add_argument("--ledger-url", default=argparse.SUPPRESS, metavar="URL", help=LEDGER_URL_HELP)
     as_json = argparse.ArgumentParser(add_help=False)
     as_json.add_argument("--json", action="store_true", help="print machine-readable JSON")
     backend = argparse.ArgumentParser(add_help=False)
@@ -54,7 +59,7 @@ def _print_json(payload: object) -> None:
 def _workspace(args: argparse.Namespace):
     from faceswap.workspace import Workspace
 
-    return Workspace.resolve(getattr(args, "workspace", None))
+    return Workspace.resolve(getattr(args, "workspace", None), getattr(args, "ledger_url", None))
 
 
 def _store(args: argparse.Namespace):
@@ -304,9 +309,9 @@ def _add_consent(commands, p: Parents) -> None:
 
 
 def cmd_ledger_show(args: argparse.Namespace) -> int:
-    ledger = _ledger(args)
-    entries = [e for e in ledger.rows() if args.kind is None or e.kind == args.kind]
-    finding = ledger.verify()
+    rows, checked = _ledger(args).inspect()
+    entries = [e for e in rows if args.kind is None or e.kind == args.kind]
+    finding = checked.finding
     if args.json:
         _print_json([{**e.to_json(), "body": json.loads(e.body)} for e in entries])
     else:
@@ -325,7 +330,7 @@ def cmd_ledger_verify(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(result.to_json())
     elif result.damage:
-        print(f"DAMAGED: the database fails SQLite's integrity check ({result.damage})")
+        print(f"DAMAGED: the ledger's storage fails its integrity check ({result.damage})")
     elif result.finding:
         print(f"TAMPERED: {result.finding}")
     else:
@@ -354,6 +359,21 @@ def cmd_ledger_head(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def cmd_ledger_migrate(args: argparse.Namespace) -> int:
+    from faceswap.ledger.migrate import migrate_ledger
+
+    result = migrate_ledger(_workspace(args), args.to)
+    if args.json:
+        _print_json(result.to_json())
+        return ExitCode.OK
+    print(
+        f"copied {result.entries} entries and the signed head (seq {result.head_seq}, key {result.key_id}) from "
+        f"{result.source} to {result.target}; the copy verifies. Use it with --ledger-url or FACESWAP_LEDGER_URL "
+        "(the SQLite file stays as it was: keep it as a backup, append no more to it)"
+    )
+    return ExitCode.OK
+
+
 def cmd_keys_rotate(args: argparse.Namespace) -> int:
     from faceswap.ledger.rotate import rotate_registrar_key
 
@@ -378,6 +398,11 @@ def _add_ledger(commands, p: Parents) -> None:
     head = ledger.add_parser("head", parents=p.both, help="the signed head; --export keeps it as a witness")
     head.add_argument("--export", type=Path, default=None, metavar="FILE")
     head.set_defaults(handler=cmd_ledger_head)
+    migrate = ledger.add_parser(
+        "migrate", parents=p.both, help="copy the workspace's SQLite ledger into an empty PostgreSQL one, verified"
+    )
+    migrate.add_argument("--to", required=True, metavar="URL", help="postgresql://USER@HOST/DB")
+    migrate.set_defaults(handler=cmd_ledger_migrate)
 
 
 def cmd_keys_trust_anchor(args: argparse.Namespace) -> int:
@@ -621,6 +646,78 @@ def _add_convert(commands, p: Parents) -> None:
     conv.set_defaults(handler=cmd_convert)
 
 
+def cmd_convert_batch(args: argparse.Namespace) -> int:
+    import contextlib
+
+    from faceswap.convert.batch import run_batch
+
+    workspace = _workspace(args)
+    with contextlib.redirect_stdout(sys.stderr):  # Ray's own notices (a worker died, a retry): stdout is the result's
+        if args.json:
+            report = run_batch(workspace, args.shots, args.ray, args.workers)
+        else:
+            report = _with_batch_progress(
+                lambda update: run_batch(workspace, args.shots, args.ray, args.workers, update)
+            )
+    if args.json:
+        _print_json(report.to_json())
+        return report.exit_code
+    for result in report.results:
+        if result.status == "failed":
+            print(f"row {result.row}: FAILED {result.output}: {result.error}")
+        else:
+            frames = f"{result.frames} frames, ledger seq {result.ledger_seq}"
+            print(f"row {result.row}: {result.status} {result.output} ({frames})")
+    summary = report.to_json()
+    print(
+        f"{summary['shots']} shots: {summary['done']} done, {summary['skipped']} skipped (already in the ledger), "
+        f"{summary['failed']} failed; {summary['frames']} frames in {summary['seconds']:.1f} s "
+        f"({summary['frames_per_s']:.1f} frames/s) on {summary['cluster']['cpus']} CPUs, "
+        f"{summary['cluster']['machines']} machine(s); ledger {summary['ledger']}"
+    )
+    return report.exit_code
+
+
+def _with_batch_progress(work: Callable[[Callable[[int, int, int, float], None]], Any]) -> Any:
+    """A whole-batch progress bar on stderr: shots finished and frames/s so far."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    task = bar.add_task("convert-batch (starting Ray)", total=None)
+
+    def update(finished: int, shots: int, frames: int, seconds: float) -> None:
+        rate = frames / max(seconds, 1e-9)
+        bar.update(task, completed=finished, total=shots, description=f"convert-batch {rate:.1f} frames/s")
+
+    with bar:
+        return work(update)
+
+
+def _add_convert_batch(commands, p: Parents) -> None:
+    batch = commands.add_parser(
+        "convert-batch",
+        parents=p.both,
+        help="convert many shots from a CSV as Ray tasks (a re-run skips shots already in the ledger)",
+    )
+    batch.add_argument(
+        "shots",
+        type=Path,
+        metavar="SHOTS.csv",
+        help="header model,input,output[,option...]: one row per shot; options by flag name (mask, color, ...); "
+        "relative paths are against the CSV's folder",
+    )
+    batch.add_argument(
+        "--ray",
+        default=None,
+        metavar="auto|ADDRESS",
+        help="join a Ray cluster (auto: the one running here); default: start a local one",
+    )
+    batch.add_argument(
+        "--workers", type=int, default=None, help="shots at once (local cluster: its CPUs; default: all CPUs)"
+    )
+    batch.set_defaults(handler=cmd_convert_batch)
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from faceswap.eval.run import run_eval
 
@@ -798,6 +895,7 @@ COMMANDS = (
     _add_extract,
     _add_train,
     _add_convert,
+    _add_convert_batch,
     _add_eval,
     _add_verify,
     _add_doctor,
@@ -813,6 +911,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--workspace", type=Path, default=None, help="workspace root (default $FACESWAP_WORKSPACE or ./workspace)"
     )
+    parser.add_argument("--ledger-url", default=None, metavar="URL", help=LEDGER_URL_HELP)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     parents = _parents()
     for add in COMMANDS:

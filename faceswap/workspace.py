@@ -1,4 +1,5 @@
-"""Where things live: one workspace root holding keys, consent records, the ledger, facesets, models."""
+"""Where things live: one workspace root holding keys, consent records, the ledger, facesets, models.
+The ledger may live elsewhere: a PostgreSQL URL shared by many machines (keys and consent stay here)."""
 
 from __future__ import annotations
 
@@ -7,21 +8,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ENV_VAR = "FACESWAP_WORKSPACE"
+LEDGER_URL_ENV = "FACESWAP_LEDGER_URL"
 DEFAULT_ROOT = Path("workspace")
 
 
 @dataclass(frozen=True)
 class Workspace:
     root: Path
+    ledger_url: str | None = None  # a postgresql:// ledger instead of ROOT/ledger.sqlite
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
 
     @classmethod
-    def resolve(cls, override: Path | str | None = None) -> Workspace:
-        """--workspace wins, then $FACESWAP_WORKSPACE, then ./workspace."""
+    def resolve(cls, override: Path | str | None = None, ledger_url: str | None = None) -> Workspace:
+        """--workspace wins, then $FACESWAP_WORKSPACE, then ./workspace; --ledger-url wins, then
+        $FACESWAP_LEDGER_URL, then the workspace's own SQLite file."""
         chosen = override or os.environ.get(ENV_VAR) or DEFAULT_ROOT
-        return cls(Path(chosen).expanduser().absolute())
+        url = ledger_url or os.environ.get(LEDGER_URL_ENV) or None
+        return cls(Path(chosen).expanduser().absolute(), url)
 
     @property
     def keys_dir(self) -> Path:

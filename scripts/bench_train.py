@@ -2,10 +2,13 @@
 
     .venv/bin/python scripts/bench_train.py [--presets smoke-64 df-128] [--batch 4 8 16] [--steps 5]
         [--device cpu|cuda] [--precision 32|bf16] [--compile] [--out bench-results/train.json]
+    torchrun --standalone --nproc_per_node N scripts/bench_train.py --ddp ...   (N processes, DDP)
 
 One step = both subjects through encoder/inter/decoder, every loss term, backward and AdamW, on
 random tensors (the data pipeline is not timed). FLOPs come from torch's FlopCounterMode over one
-step. On CUDA, MFU is achieved FLOP/s over the card's dense bf16/fp32 peak given by --peak-tflops.
+step. On CUDA, MFU is achieved FLOP/s over the card's dense peak given by --peak-tflops (times the
+number of GPUs). With --ddp each process trains its own batch under DistributedDataParallel (NCCL on
+CUDA, gloo on CPU); samples/s and FLOP/s are for all processes together, and only rank 0 reports.
 """
 
 from __future__ import annotations
@@ -31,20 +34,46 @@ def load_preset(name: str) -> ModelConfig:
     return ModelConfig(**fields)
 
 
-def make_step(network: SwapNetwork, loss: SwapLoss, optimizer, batch: dict, autocast):
+class TrainStep(torch.nn.Module):
+    """Both subjects' reconstruction and every loss term in forward(), so DDP sees the whole step."""
+
+    def __init__(self, network: SwapNetwork, loss: SwapLoss) -> None:
+        super().__init__()
+        self.network, self.loss = network, loss
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        total = 0.0
+        for subject in ("a", "b"):
+            x, mask = batch[subject]
+            pred, pred_mask = self.network.reconstruct(x, subject)
+            terms = self.loss(pred, pred_mask, x, mask, mask)
+            total = total + sum(w for _, w in terms.values())
+        return total
+
+
+def make_step(model: torch.nn.Module, optimizer, batch: dict, autocast):
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        total = 0.0
         with autocast():
-            for subject in ("a", "b"):
-                x, mask = batch[subject]
-                pred, pred_mask = network.reconstruct(x, subject)
-                terms = loss(pred, pred_mask, x, mask, mask)
-                total = total + sum(w for _, w in terms.values())
+            total = model(batch)
         total.backward()
         optimizer.step()
 
     return step
+
+
+def world() -> tuple[int, int]:
+    """(rank, processes) under torch.distributed, else (0, 1)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    if world()[1] > 1:
+        torch.distributed.barrier()
 
 
 def bench(preset: str, batch_size: int, steps: int, device: str, precision: str, compile_model: bool) -> dict:
@@ -52,10 +81,16 @@ def bench(preset: str, batch_size: int, steps: int, device: str, precision: str,
 
     config = load_preset(preset)
     network = SwapNetwork(config).to(device)
-    if device == "cuda":
+    if device.startswith("cuda"):
         network = network.to(memory_format=torch.channels_last)
-    runner = torch.compile(network) if compile_model else network
     loss = SwapLoss(LossWeights(), config.resolution)
+    whole = TrainStep(network, loss)
+    _, processes = world()
+    model = whole
+    if processes > 1:
+        index = torch.device(device).index
+        model = torch.nn.parallel.DistributedDataParallel(whole, device_ids=None if index is None else [index])
+    runner = torch.compile(model) if compile_model else model
     optimizer = torch.optim.AdamW(network.parameters(), lr=1e-4)
     res = config.resolution
     batch = {
@@ -63,43 +98,57 @@ def bench(preset: str, batch_size: int, steps: int, device: str, precision: str,
         for s in ("a", "b")
     }
     dtype = torch.bfloat16 if precision == "bf16" else None
+    kind = torch.device(device).type
 
     def autocast():
-        return torch.autocast(device_type=device, dtype=dtype, enabled=dtype is not None)
+        return torch.autocast(device_type=kind, dtype=dtype, enabled=dtype is not None)
 
-    step = make_step(runner, loss, optimizer, batch, autocast)
+    step = make_step(runner, optimizer, batch, autocast)
     with FlopCounterMode(display=False) as counter:
-        make_step(network, loss, optimizer, batch, autocast)()
-    flops = counter.get_total_flops()
+        make_step(whole, optimizer, batch, autocast)()
+    flops = counter.get_total_flops() * processes
     for _ in range(2):
         step()
-    if device == "cuda":
-        torch.cuda.synchronize()
+    sync(device)
+    if kind == "cuda":
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     for _ in range(steps):
         step()
-    if device == "cuda":
-        torch.cuda.synchronize()
+    sync(device)
     seconds = (time.perf_counter() - start) / steps
     memory = (
         torch.cuda.max_memory_allocated() / 2**20
-        if device == "cuda"
+        if kind == "cuda"
         else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     )
     return {
         "preset": preset,
         "params_m": round(sum(p.numel() for p in network.parameters()) / 1e6, 2),
         "batch": batch_size,
-        "device": device,
+        "device": kind,
+        "processes": processes,
         "precision": precision,
         "compile": compile_model,
         "ms_per_step": round(seconds * 1000, 1),
-        "samples_per_s": round(2 * batch_size / seconds, 1),
+        "samples_per_s": round(2 * batch_size * processes / seconds, 2),
         "gflop_per_step": round(flops / 1e9, 2),
         "achieved_tflops": round(flops / seconds / 1e12, 4),
         "peak_memory_mib": round(memory, 1),
     }
+
+
+def start_ddp(device: str) -> str:
+    """Join the process group torchrun describes; each process takes its own GPU."""
+    import os
+
+    backend = "nccl" if device == "cuda" else "gloo"
+    torch.distributed.init_process_group(backend=backend)
+    if device == "cuda":
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return f"cuda:{local}"
+    return device
 
 
 def main() -> int:
@@ -110,28 +159,37 @@ def main() -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", default="32", choices=["32", "bf16"])
     parser.add_argument("--compile", action="store_true")
-    parser.add_argument("--peak-tflops", type=float, default=None, help="the device's dense peak, for MFU")
+    parser.add_argument("--peak-tflops", type=float, default=None, help="one device's dense peak, for MFU")
+    parser.add_argument("--ddp", action="store_true", help="under torchrun: DistributedDataParallel, all processes")
     parser.add_argument("--out", type=Path, default=Path("bench-results/train.json"))
     args = parser.parse_args()
+    device = start_ddp(args.device) if args.ddp else args.device
+    rank, processes = world()
+    say = print if rank == 0 else (lambda *_a, **_k: None)
     rows = []
-    print(
-        "| preset | params (M) | batch | device | precision | ms/step | samples/s | GFLOP/step | TFLOP/s | peak MiB |"
+    say(
+        "| preset | params (M) | batch | processes | device | precision | compile | ms/step | samples/s | "
+        "GFLOP/step | TFLOP/s | MFU | peak MiB |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    say("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for preset in args.presets:
         for batch_size in args.batch:
-            row = bench(preset, batch_size, args.steps, args.device, args.precision, args.compile)
+            row = bench(preset, batch_size, args.steps, device, args.precision, args.compile)
             if args.peak_tflops:
-                row["mfu"] = round(row["achieved_tflops"] / args.peak_tflops, 4)
+                row["mfu"] = round(row["achieved_tflops"] / (args.peak_tflops * processes), 4)
             rows.append(row)
-            print(
-                f"| {preset} | {row['params_m']} | {batch_size} | {row['device']} | {row['precision']} | "
-                f"{row['ms_per_step']} | {row['samples_per_s']} | {row['gflop_per_step']} | "
-                f"{row['achieved_tflops']} | {row['peak_memory_mib']} |",
+            say(
+                f"| {preset} | {row['params_m']} | {batch_size} | {processes} | {row['device']} | "
+                f"{row['precision']} | {row['compile']} | {row['ms_per_step']} | {row['samples_per_s']} | "
+                f"{row['gflop_per_step']} | {row['achieved_tflops']} | {row.get('mfu', '-')} | "
+                f"{row['peak_memory_mib']} |",
                 flush=True,
             )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"threads": torch.get_num_threads(), "rows": rows}, indent=2))
+    if rank == 0:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"threads": torch.get_num_threads(), "rows": rows}, indent=2))
+    if args.ddp:
+        torch.distributed.destroy_process_group()
     return 0
 
 

@@ -194,3 +194,27 @@ def trained_template(tmp_path_factory, facesets_template) -> Path:
 @pytest.fixture
 def trained_workspace(tmp_path, trained_template) -> Path:
     return private_copy(trained_template, tmp_path)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A throwaway PostgreSQL server for the session (tests/pg_helpers.py says where it comes from).
+    Without one the tests that need it skip, saying why; under CI ($CI set) that is a failure."""
+    import os
+
+    from pg_helpers import PostgresUnavailable, start_server
+
+    try:
+        server = start_server()
+    except PostgresUnavailable as why:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the PostgreSQL tests: {why}")
+        pytest.skip(str(why))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """A ledger URL of the session's server whose tables land in a fresh schema."""
+    return postgres_server.new_schema()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -321,8 +321,10 @@ def convert(
     output: Path,
     options: ConvertOptions,
     progress: Callable[[int, int], None] | None = None,
+    shot: Mapping[str, Any] | None = None,
 ) -> ConvertReport:
-    """consent (ledger-proven model) -> decode -> analyse -> swap -> sink, re-checking consent."""
+    """consent (ledger-proven model) -> decode -> analyse -> swap -> sink, re-checking consent.
+    `shot`: what convert-batch identifies the shot by, recorded as the entry's settings["shot"]."""
     options.validate()
     model = load_model(store, model_dir)
     grant = model.grant
@@ -358,6 +360,7 @@ def convert(
             "smoothing": options.smoothing,
             "detect_every": options.detect_every,
             "purpose": grant.purpose,
+            **({"shot": dict(shot)} if shot else {}),
         },
         guard=ConvertGuard(watch, report, options.allow_empty, grant.subject_b),
         sources=(input_path, model.weights_path),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from faceswap.errors import BadInput
 from faceswap.ledger.chain import KINDS, Entry, Finding, LedgerTampered, Position, entry_hash_of
-from faceswap.ledger.core import Ledger
+from faceswap.ledger.core import Backend, Ledger
 from faceswap.ledger.keys import PublicKey, RegistrarKey, key_file
 from faceswap.ledger.sqlite import LedgerUnreadable, SqliteBackend
 from faceswap.ledger.witness import Witness
@@ -22,6 +22,7 @@ __all__ = [
     "PublicKey",
     "RegistrarKey",
     "entry_hash_of",
+    "ledger_backend",
     "ledger_exists",
     "open_ledger",
 ]
@@ -31,12 +32,19 @@ class LedgerMissing(BadInput):
     """No ledger where one was expected (read-only use of a workspace that has none)."""
 
 
-def _backend(workspace) -> SqliteBackend:
+def ledger_backend(workspace) -> Backend:
+    """The one place that picks where a workspace's ledger lives: the workspace's PostgreSQL URL
+    (--ledger-url, $FACESWAP_LEDGER_URL) when it has one, else its own SQLite file."""
+    url = getattr(workspace, "ledger_url", None)
+    if url:
+        from faceswap.ledger.postgres import PostgresBackend
+
+        return PostgresBackend(url)
     return SqliteBackend(workspace.ledger_path)
 
 
 def ledger_exists(workspace) -> bool:
-    return _backend(workspace).exists() or key_file(workspace.keys_dir).exists()
+    return ledger_backend(workspace).exists() or key_file(workspace.keys_dir).exists()
 
 
 def open_ledger(workspace, writable: bool = True) -> Ledger:
@@ -45,7 +53,7 @@ def open_ledger(workspace, writable: bool = True) -> Ledger:
     A fresh workspace gets a key and a ledger with a genesis entry, together. A key is never created
     where a ledger exists, and a ledger is never recreated where a key (or a witnessed ledger) existed:
     those are deletions, refused with what to restore. Read-only use works without the private key."""
-    backend = _backend(workspace)
+    backend = ledger_backend(workspace)
     witness = Witness()
     keys = workspace.keys_dir
     workspace.ensure()
@@ -70,13 +78,14 @@ def open_ledger(workspace, writable: bool = True) -> Ledger:
             key_id = _key_id_or_unreadable(keys)
             raise LedgerTampered(
                 f"keys/ holds registrar key {key_id}, but the ledger {backend.location} is missing or empty; a "
-                "ledger is never recreated where its key exists: restore ledger.sqlite and ledger.head.json"
+                "ledger is never recreated where its key exists: restore the ledger and its signed head from a backup"
             )
         if not has_key:
             if writable:
                 raise LedgerTampered(
                     f"the ledger {backend.location} exists but its registrar key {key_file(keys)} is missing: "
-                    "restore the key (a key is never created where a ledger exists)"
+                    "restore the key, or copy keys/ from the workspace that created a shared ledger (a key is never "
+                    "created where a ledger exists)"
                 )
             return Ledger(backend, None, witness)
     return Ledger(backend, RegistrarKey.load(keys), witness)

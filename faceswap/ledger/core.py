@@ -43,7 +43,10 @@ class Txn(Protocol):
 
 
 class Backend(Protocol):
-    """Where entries are stored. `writer()` is exclusive across every process and machine."""
+    """Where entries are stored. `writer()` is exclusive across every process (and machine, when
+    `shared`: writers on several machines may append)."""
+
+    shared: bool
 
     @property
     def location(self) -> str: ...
@@ -52,6 +55,7 @@ class Backend(Protocol):
     def writer(self) -> Any: ...
     def rows(self) -> list[Entry]: ...
     def head(self) -> dict[str, Any] | None: ...
+    def snapshot(self) -> tuple[list[Entry], dict[str, Any] | None]: ...
     def integrity(self) -> str | None: ...
 
 
@@ -88,25 +92,40 @@ class Ledger:
         """Every row as stored, unverified: for showing and reporting, never for deciding."""
         return self.backend.rows()
 
+    def inspect(self) -> tuple[list[Entry], ChainCheck]:
+        """The rows as stored and what checking them found, read as one view while others append.
+
+        The witness first, then the store's snapshot: rows only grow, so rows read after the witness
+        hold the row it names (read the other way round, an honest append in between would look like
+        rows removed)."""
+        sighting = self._sighting()
+        rows, head = self.backend.snapshot()
+        return rows, self._check(rows, head, sighting)
+
     def check(self, rows: list[Entry] | None = None, head: dict[str, Any] | None = None) -> ChainCheck:
-        """Chain, head, pinned key and witness; the first problem found, or none."""
-        rows = self.backend.rows() if rows is None else rows
-        head = self.backend.head() if head is None else head
+        """Chain, head, pinned key and witness; the first problem found, or none. Given rows come
+        from inside the writer transaction, where nobody appends meanwhile."""
+        if rows is None:
+            return self.inspect()[1]
+        return self._check(rows, self.backend.head() if head is None else head, self._sighting())
+
+    def _sighting(self) -> Sighting | None:
+        return self.witness.read(self.location) if self.witness is not None else None
+
+    def _check(self, rows: list[Entry], head: dict[str, Any] | None, sighting: Sighting | None) -> ChainCheck:
         result = check_chain(rows, head, self.legacy_key, self._known_good)
         if result.finding is None and result.history is not None:
-            result.finding = self._check_pins(rows, result.history)
+            result.finding = self._check_pins(rows, result.history, sighting)
         if result.finding is None and not rows and self.key is not None:
             result.finding = Finding(1, "the ledger is empty: it has no genesis entry")
         self.history = result.history
         return result
 
-    def _check_pins(self, rows: list[Entry], history: KeyHistory) -> Finding | None:
-        if self.witness is not None:
-            sighting = self.witness.read(self.location)
-            if sighting is not None:
-                found = sighting.check(rows, history.first.key_id)
-                if found is not None:
-                    return found
+    def _check_pins(self, rows: list[Entry], history: KeyHistory, sighting: Sighting | None) -> Finding | None:
+        if sighting is not None:
+            found = sighting.check(rows, history.first.key_id)
+            if found is not None:
+                return found
         if self.key is not None and self.key.key_id != history.current.key_id:
             return Finding(
                 len(rows),
@@ -121,10 +140,9 @@ class Ledger:
 
     def entries(self, kind: str | None = None) -> list[Entry]:
         """Verified entries (LedgerTampered otherwise), optionally of one kind."""
-        rows = self.backend.rows()
-        finding = self.check(rows).finding
-        if finding is not None:
-            raise LedgerTampered(f"ledger {self.location} fails verification at {finding}")
+        rows, result = self.inspect()
+        if result.finding is not None:
+            raise LedgerTampered(f"ledger {self.location} fails verification at {result.finding}")
         return rows if kind is None else [e for e in rows if e.kind == kind]
 
     def find(self, kind: str, **match: Any) -> list[Entry]:

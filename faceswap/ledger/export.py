@@ -25,13 +25,14 @@ def _write_atomically(out: Path, lines: list[str]) -> None:
 
 def export_ledger(ledger: Ledger, out: Path) -> int:
     """Write a verified ledger as JSONL; a ledger that fails verification is not exported."""
+    head = ledger.head()  # before the rows, which only grow: they hold the row it names
     entries = ledger.entries()
     header = {
         "type": EXPORT_TYPE,
         "public_key": ledger.public.b64,
         "key_id": ledger.public.key_id,
         "exported_at": utc_now(),
-        "head": ledger.head(),
+        "head": head,
     }
     _write_atomically(out, [canonical_json(header)] + [canonical_json(e.to_json()) for e in entries])
     return len(entries)
@@ -110,11 +111,11 @@ class LedgerVerification:
 
 
 def verify_ledger(ledger: Ledger, witness: Path | None = None) -> LedgerVerification:
-    """Storage (SQLite's own integrity check), then chain, head, key and witness, then a kept head
+    """Storage (the backend's own integrity check), then chain, head, key and witness, then a kept head
     statement if one is given."""
     damage = ledger.backend.integrity()
-    rows = ledger.rows()
-    finding = ledger.check(rows).finding
+    rows, checked = ledger.inspect()
+    finding = checked.finding
     if finding is None and witness is not None:
         finding = check_head_statement(witness, rows)
     key_id = ledger.history.current.key_id if ledger.history else None

@@ -73,6 +73,8 @@ class SqliteTxn:
 
 
 class SqliteBackend:
+    shared = False  # file locks: one machine's processes only (never over a network filesystem)
+
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._lock_path = self.path.with_name(self.path.name + ".lock")
@@ -159,6 +161,12 @@ class SqliteBackend:
             raise _damaged(self.location, error) from None
         finally:
             conn.close()
+
+    def snapshot(self) -> tuple[list[Entry], dict[str, Any] | None]:
+        """Rows and head as one view while others append: the head file is written after its row
+        commits, so reading it first and the rows after always finds the row it names."""
+        head = self.head()
+        return self.rows(), head
 
     def head(self) -> dict[str, Any] | None:
         """The signed head, or None; a head that is not JSON reads as an unverifiable one."""

@@ -39,8 +39,7 @@ class LedgerView:
 
     @classmethod
     def from_ledger(cls, ledger: Ledger) -> LedgerView:
-        rows = ledger.rows()
-        checked = ledger.check(rows)
+        rows, checked = ledger.inspect()
         return cls(rows, checked.history, checked.finding, ledger.location)
 
     @classmethod
