@@ -1,9 +1,10 @@
 """`faceswap verify`: is a file from this framework, and under which consent and model?
 
-A file is marked when its watermark passes (watermark.py states the false-positive bound). The token
-names its `output.written` ledger entry; when the token did not survive (a crop, say) but the sync
-layer did, the entry is looked up by perceptual hash. The entry's own hash and signature, and the
-chain up to it, must verify.
+A file is marked when its watermark passes (watermark.py states the false-positive bound for the
+tries made). A video's decision folds up to VIDEO_SAMPLES frames spread over the whole clip. The
+token names its `output.written` ledger entry; when the token did not survive but a layer did, the
+entry is looked up by perceptual hash. The entry's own hash and signature, and the chain up to it,
+must verify.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from typing import Any
 
 from faceswap.errors import FaceswapError
 from faceswap.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+from faceswap.provenance.facemark import LazyFaceAnalyzer
 from faceswap.provenance.ledger import Entry, ExportedLedger, Finding, Ledger, entry_hash_of
 from faceswap.provenance.phash import MATCH_DISTANCE, best_distance, phash
 from faceswap.provenance.watermark import Detection, Watermarker
 from faceswap.signing import PublicKey
 
-VIDEO_SAMPLES = 24
+VIDEO_SAMPLES = 48
 EXIT_OK, EXIT_UNMARKED, EXIT_BAD_INPUT, EXIT_LEDGER = 0, 1, 2, 3
 
 
@@ -131,9 +133,11 @@ def read_frames(path: Path) -> tuple[str, list]:
 
 
 class Verifier:
-    def __init__(self, ledger: LedgerView | None, watermarker: Watermarker | None = None) -> None:
+    def __init__(self, ledger: LedgerView | None, watermarker: Watermarker | None = None, faces: Any = "auto") -> None:
+        """`faces`: a face analyzer for the face layer, "auto" (one made on first need), or None (skip)."""
         self.ledger = ledger
         self.watermarker = watermarker or Watermarker()
+        self.faces = LazyFaceAnalyzer() if faces == "auto" else faces
 
     def verify(self, path: Path) -> Verdict:
         try:
@@ -144,7 +148,7 @@ class Verifier:
             return Verdict(path, "unknown", error=str(error))
         if min(f.shape[0] * f.shape[1] for f in frames) < 64 * 64:
             return Verdict(path, media, error=f"{path}: too small to carry a watermark")
-        verdict = Verdict(path, media, detection=self.watermarker.detect(frames))
+        verdict = Verdict(path, media, detection=self.watermarker.detect(frames, self.faces))
         if self.ledger is None:
             return verdict
         hashes = [phash(f) for f in frames[:: max(1, len(frames) // 8)]]
@@ -195,14 +199,24 @@ def describe(verdict: Verdict) -> str:
     det = verdict.detection
     assert det is not None
     if not det.marked:
-        line = f"{verdict.path}: NOT MARKED (sync {det.sync_agreement}/32)"
+        line = f"{verdict.path}: NOT MARKED ({evidence_summary(det)})"
         if verdict.similar:
             s = verdict.similar
             line += f"; looks like ledger output seq {s['ledger_seq']} (perceptual hash distance {s['phash_distance']})"
         return line
-    proof = f"sync {det.sync_agreement}/32, p={det.sync_p_value:.1e}"
-    proof += f"; token {det.token} ({det.token_corrected_bytes} bytes corrected)" if det.token else "; token lost"
-    line = f"{verdict.path}: MARKED ({proof}, false-positive bound {det.false_positive_bound:.1e})"
+    proof = f"scheme {det.scheme}: {evidence_summary(det)}"
+    if det.token:
+        fixed = (
+            f"{det.token_corrected_bits} of 160 code bits corrected"
+            if det.token_corrected_bits is not None
+            else f"{det.token_corrected_bytes} bytes corrected"
+        )
+        proof += f"; token {det.token} from {det.token_from} ({fixed})"
+    else:
+        proof += "; token lost"
+    undone = undone_summary(det)
+    proof += f"; undone: {undone}" if undone else ""
+    line = f"{verdict.path}: MARKED ({proof}; false-positive bound {det.false_positive_bound:.1e})"
     if verdict.ledger == "unavailable":
         return line + "; no ledger available to look it up"
     if verdict.entry is None:
@@ -214,3 +228,26 @@ def describe(verdict: Verdict) -> str:
         f"{line};{how} ledger seq {verdict.entry.seq} ({verdict.ledger}): {data.get('producer')} at "
         f"{verdict.entry.created_at}, model {data.get('model_fingerprint') or '-'}, consent {consent}"
     )
+
+
+def evidence_summary(det: Detection) -> str:
+    """Each layer read, in a few words: 'tiles z 14.2/7.6, scheme-1 sync 12/32, faces: none found'."""
+    parts = []
+    for e in det.layers:
+        if e.layer in ("tiles", "face") and e.tries:
+            parts.append(f"{e.layer} z {e.score:.1f}/{e.threshold:.1f}")
+        elif e.layer == "face":
+            parts.append("faces: none found")
+        elif e.layer == "v1-sync":
+            parts.append(f"scheme-1 sync {int(e.score)}/32")
+    return ", ".join(parts)
+
+
+def undone_summary(det: Detection) -> str:
+    u = det.undone
+    parts = ["mirror"] if u.get("mirror") else []
+    if u.get("borders"):
+        parts.append("borders")
+    if u.get("scale") and abs(u["scale"] - 1.0) > 0.01:
+        parts.append(f"scale x{u['scale']:.2f}")
+    return ", ".join(parts)
