@@ -8,7 +8,7 @@ marked at paste-back as convert does, through the aligned crop and a landmark ma
 gets the sink's mark) and slow pans over real photos that packages ship (1280x720; insightface's group
 photo, scikit-image's astronaut, ...). Each clip is marked with scheme 2 (tiles + face layer) and with
 scheme 1 (rivaGan sync + dwtDctSvd token), written as the sink writes (H.264 CRF 18), put through each
-attack of the issue's table and read back the way `faceswap verify` reads a file (read_frames, then
+attack of the issue's table and read back the way `faceswap verify` reads a file (read_sample, then
 one decision per file). "traced" counts files whose token was read, or that were detected and whose
 perceptual hash matches the output's (the ledger's fallback). Unmarked set: photos with faces,
 their crops/rescales/flips/JPEG copies and frames of unmarked clips. Speed: both schemes in the same
@@ -36,7 +36,7 @@ import numpy as np
 
 from faceswap.provenance import facemark, tiles
 from faceswap.provenance.phash import MATCH_DISTANCE, best_distance, phash
-from faceswap.provenance.verify import Verifier, read_frames
+from faceswap.provenance.verify import Verifier, read_sample
 from faceswap.provenance.watermark import FALSE_POSITIVE_BOUND, Watermarker, format_token, new_token
 
 os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its configuration otherwise
@@ -49,7 +49,7 @@ STILLS = [
     "clock_motion.png", "logo.png", "phantom.png",
 ]  # fmt: skip
 FPS = 25
-PAN_SIZES = ((1280, 720), (1920, 1080))  # the first round of photo pans at 720p, the next at 1080p
+PAN_SIZES = ((1280, 720), (1920, 1080))  # photo pans alternate between 720p and 1080p
 FACE_CROP = 128  # the swap model's resolution the bench simulates
 
 
@@ -377,7 +377,8 @@ def attacked_file(attack: Attack, output: Path, workdir: Path) -> Path:
 
 
 def tiles_z(detection) -> float | None:
-    return next((e.score for e in detection.layers if e.layer == "tiles"), None)
+    """The strongest tiles read (all frames, or a video's intra frames)."""
+    return max((e.score for e in detection.layers if e.layer == "tiles"), default=None)
 
 
 def bench_robustness(
@@ -404,8 +405,9 @@ def bench_robustness(
             for attack in chosen:
                 path = attacked_file(attack, output, workdir)
                 started = time.perf_counter()
-                _, frames = read_frames(path)
-                found = wm.detect(frames, faces if clip.faces else None)
+                sample = read_sample(path)
+                frames = sample.frames
+                found = wm.detect(frames, faces if clip.faces else None, intra=sample.intra)
                 elapsed = time.perf_counter() - started
                 token_ok = found.token == format_token(token)
                 similar = best_distance([phash(f) for f in frames[:: max(1, len(frames) // 8)]], hashes)
@@ -586,8 +588,17 @@ def ratio(a: int, n: int) -> str:
 
 
 def markdown(report: dict) -> str:
+    lines = [f"Machine: {report['machine']}, load average {report['load_average'][0]:.1f} at the end."]
+    if "robustness" in report:
+        lines += robustness_markdown(report)
+    lines += speed_markdown(report.get("speed"), report)
+    return "\n".join(lines) + "\n"
+
+
+def robustness_markdown(report: dict) -> list[str]:
     q = report["quality"]
     lines = [
+        "",
         f"Clips: {', '.join(report['clips'])} ({report['clip_frames']} frames each, {FPS} fps).",
         "",
         "| mark | PSNR dB | SSIM |",
@@ -627,96 +638,107 @@ def markdown(report: dict) -> str:
             f"{fp['face_layer_images']} images with faces (z max {fp['face_layer_z_max']}). Stated bound per file, "
             f"all layers read: {report['false_positive_bound']:.1e}.",
         ]
-    sp = report.get("speed")
-    if sp:
-        lines += [
-            "",
-            "| frame | new embed ms/frame | new, first frame of a token ms | old embed ms/frame | new read ms "
-            "| old read ms |",
-            "|---|---|---|---|---|---|",
-        ]
-        for r in sp["frames"]:
-            lines.append(
-                f"| {r['size']} | {r['new_embed_ms']} | {r['new_first_frame_ms']} | {r['old_embed_ms']} | "
-                f"{r['new_detect_ms']} | {r['old_detect_ms']} |"
-            )
-        crops = ", ".join(f"{k} px {v} ms" for k, v in sp["face_crop_ms"].items())
-        lines += [
-            "",
-            f"Face layer, `mark_face_crop` per face: {crops}. At 640x480 the mark (frame + one 128 px face) is "
-            f"{sp['share_of_convert']:.0%} of a {sp['convert_ms_640x480']:.0f} ms convert frame.",
-            f"`verify` of a {sp['verify_clip']}: new {sp['verify_new_s']} s, old {sp['verify_old_s']} s, "
-            f"unmarked {sp['verify_unmarked_s']} s (load average {report['load_average'][0]:.1f}).",
-        ]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
-def main() -> int:
+def speed_markdown(sp: dict | None, report: dict) -> list[str]:
+    if not sp:
+        return []
+    lines = [
+        "",
+        "| frame | new embed ms/frame | new, first frame of a token ms | old embed ms/frame | new read ms "
+        "| old read ms |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in sp["frames"]:
+        lines.append(
+            f"| {r['size']} | {r['new_embed_ms']} | {r['new_first_frame_ms']} | {r['old_embed_ms']} | "
+            f"{r['new_detect_ms']} | {r['old_detect_ms']} |"
+        )
+    crops = ", ".join(f"{k} px {v} ms" for k, v in sp["face_crop_ms"].items())
+    return lines + [
+        "",
+        f"Face layer, `mark_face_crop` per face: {crops}. At 640x480 the mark (frame + one 128 px face) is "
+        f"{sp['share_of_convert']:.1%} of a {sp['convert_ms_640x480']:.0f} ms convert frame.",
+        f"`verify` of a {sp['verify_clip']}: new {sp['verify_new_s']} s, old {sp['verify_old_s']} s, "
+        f"unmarked {sp['verify_unmarked_s']} s.",
+    ]
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 clips of 2 s, a subset of strengths, 200 unmarked")
     parser.add_argument("--clips", type=int, default=None, help="clips (half demo subjects, half photo pans)")
-    parser.add_argument("--seconds", type=float, default=None)
-    parser.add_argument("--unmarked", type=int, default=None)
+    parser.add_argument("--seconds", type=float, default=None, help="clip length (default 3, quick 2)")
+    parser.add_argument("--unmarked", type=int, default=None, help="unmarked images (default 1000, quick 200)")
     parser.add_argument("--only", default="", help="comma-separated attack names (substring match)")
-    parser.add_argument("--no-old", action="store_true", help="skip scheme 1 robustness")
-    parser.add_argument("--no-speed", action="store_true")
+    parser.add_argument("--old-clips", type=int, default=None, help="clips also marked with scheme 1 (default 6)")
     parser.add_argument("--no-faces", action="store_true", help="do not read the face layer")
-    parser.add_argument("--verify-seconds", type=float, default=None)
-    parser.add_argument("--old-clips", type=int, default=None, help="clips also marked with scheme 1 (default: 6)")
+    parser.add_argument("--no-speed", action="store_true")
+    parser.add_argument("--speed-only", action="store_true")
+    parser.add_argument("--verify-seconds", type=float, default=None, help="1080p clip for verify (default 10 s)")
     parser.add_argument("--convert-ms", type=float, default=300.0, help="convert's cost per 640x480 frame (issue 12)")
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def robustness_report(args: argparse.Namespace, new: Watermarker, old: Watermarker, workdir: Path, faces) -> dict:
     n_clips = args.clips or (3 if args.quick else 12)
-    seconds = args.seconds or (2.0 if args.quick else 3.0)
-    unmarked = args.unmarked if args.unmarked is not None else (200 if args.quick else 1000)
-    args.out.mkdir(parents=True, exist_ok=True)
-    frames = int(seconds * FPS)
+    frames = int((args.seconds or (2.0 if args.quick else 3.0)) * FPS)
     n_demo = (n_clips + 1) // 2
     print(f"content: {n_demo} demo clips, {n_clips - n_demo} photo pans, {frames} frames each", flush=True)
     demos = demo_clips(n_demo, frames)
-    pans = [
-        pan_clip(PAN_PHOTOS[i % len(PAN_PHOTOS)], frames, PAN_SIZES[i // len(PAN_PHOTOS) % 2])
-        for i in range(n_clips - n_demo)
-    ]
+    pans = [pan_clip(PAN_PHOTOS[i % len(PAN_PHOTOS)], frames, PAN_SIZES[i % 2]) for i in range(n_clips - n_demo)]
     clips = [c for pair in itertools.zip_longest(demos, pans) for c in pair if c is not None]
     chosen = [a for a in attacks() if (a.quick or not args.quick)]
     if args.only:
         wanted = [w.strip().lower() for w in args.only.split(",")]
         chosen = [a for a in chosen if any(w in a.name.lower() for w in wanted)]
+    old_clips = args.old_clips if args.old_clips is not None else (2 if args.quick else 6)
+    schemes = {2: new, 1: old} if old_clips else {2: new}
+    print(f"robustness: {len(chosen)} attacks x {len(clips)} clips (scheme 1 on {old_clips})", flush=True)
+    cells, quality = bench_robustness(clips, chosen, schemes, workdir, faces, old_clips)
+    report: dict = {
+        "clips": [c.name for c in clips],
+        "clip_frames": frames,
+        "quality": {str(k): v for k, v in quality.items()},
+        "robustness": [],
+    }
+    for attack in chosen:
+        row = {"category": attack.category, "attack": attack.name}
+        for scheme, label in ((2, "new"), (1, "old")):
+            cell = cells.get((scheme, attack.name))
+            if cell:
+                row[label] = cell.__dict__ | {"seconds": round(cell.seconds / max(cell.n, 1), 2)}
+        report["robustness"].append(row)
+    unmarked = args.unmarked if args.unmarked is not None else (200 if args.quick else 1000)
+    if unmarked:
+        print(f"false positives: {unmarked} unmarked images and frames", flush=True)
+        images = unmarked_set(unmarked, clips, workdir)
+        report["false_positives"] = bench_false_positives(new, images, faces, 40 if args.quick else 150)
+    return report
+
+
+def main() -> int:
+    args = parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
     new, old = Watermarker(), Watermarker(scheme=1)
-    schemes = {2: new} if args.no_old else {2: new, 1: old}
     faces = None if args.no_faces else facemark.LazyFaceAnalyzer("dlib")
+    report: dict = {
+        "machine": f"{platform.machine()} {platform.processor() or ''} cores={os.cpu_count()}",
+        "false_positive_bound": FALSE_POSITIVE_BOUND,
+        "tiles_threshold": tiles.z_threshold(len(tiles.REFINE) * tiles.SCALE_CANDIDATES * 2 * 4 * 1024),
+        "face_threshold": tiles.z_threshold(facemark.SLOTS * len(facemark.SCALES) * len(facemark.SHIFTS) ** 2 * 2),
+    }
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        print(f"robustness: {len(chosen)} attacks x {len(clips)} clips x {len(schemes)} schemes", flush=True)
-        old_clips = args.old_clips if args.old_clips is not None else (2 if args.quick else 6)
-        cells, quality = bench_robustness(clips, chosen, schemes, workdir, faces, old_clips)
-        report: dict = {
-            "machine": f"{platform.machine()} {platform.processor() or ''} cores={os.cpu_count()}",
-            "load_average": os.getloadavg(),
-            "clips": [c.name for c in clips],
-            "clip_frames": frames,
-            "quality": {str(k): v for k, v in quality.items()},
-            "robustness": [],
-            "false_positive_bound": FALSE_POSITIVE_BOUND,
-            "tiles_threshold": tiles.z_threshold(len(tiles.REFINE) * tiles.SCALE_CANDIDATES * 2 * 4 * 1024),
-            "face_threshold": tiles.z_threshold(facemark.SLOTS * len(facemark.SCALES) * len(facemark.SHIFTS) ** 2 * 2),
-        }
-        for attack in chosen:
-            row = {"category": attack.category, "attack": attack.name}
-            for scheme, label in ((2, "new"), (1, "old")):
-                cell = cells.get((scheme, attack.name))
-                if cell:
-                    row[label] = cell.__dict__ | {"seconds": round(cell.seconds / max(cell.n, 1), 2)}
-            report["robustness"].append(row)
-        if unmarked:
-            print(f"false positives: {unmarked} unmarked images and frames", flush=True)
-            images = unmarked_set(unmarked, clips, workdir)
-            report["false_positives"] = bench_false_positives(new, images, faces, 40 if args.quick else 150)
+        if not args.speed_only:
+            report |= robustness_report(args, new, old, workdir, faces)
         if not args.no_speed:
             print("speed", flush=True)
             seconds = args.verify_seconds or (4.0 if args.quick else 10.0)
             report["speed"] = bench_speed(new, old, workdir, seconds, args.convert_ms)
+    report["load_average"] = os.getloadavg()
     (args.out / "watermark.json").write_text(json.dumps(report, indent=2, default=str))
     table = markdown(report)
     (args.out / "watermark.md").write_text(table)

@@ -145,10 +145,15 @@ def content_box(bgr: np.ndarray, spread: float = 2.5, min_keep: float = 0.2) -> 
     y = luma(bgr)
     h, w = y.shape
 
-    def bars(lines: np.ndarray) -> int:
+    def bars(lines: np.ndarray, block: int = 16) -> int:
+        """How many lines from the start are flat and of the first line's level (scanned lazily)."""
         ref = float(np.median(lines[0]))
-        flat = (lines.std(axis=1) <= spread) & (np.abs(lines.mean(axis=1) - ref) <= 2 * spread)
-        return len(flat) if flat.all() else int(np.argmin(flat))
+        for start in range(0, len(lines), block):
+            chunk = lines[start : start + block]
+            flat = (chunk.std(axis=1) <= spread) & (np.abs(chunk.mean(axis=1) - ref) <= 2 * spread)
+            if not flat.all():
+                return start + int(np.argmin(flat))
+        return len(lines)
 
     top, bottom = bars(y), h - bars(y[::-1])
     left, right = bars(y.T), w - bars(y.T[::-1])
@@ -170,8 +175,7 @@ def residual(bgr: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
     scale = OVERSAMPLE / nominal_chip(content.shape)
     h, w = content.shape[:2]
     size = (max(8, int(round(w * scale))), max(8, int(round(h * scale))))
-    small = cv2.resize(content, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-    y = luma(small)
+    y = cv2.resize(luma(content), size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
     r = y - cv2.GaussianBlur(y, (0, 0), 1.1)
     norm = np.sqrt(cv2.GaussianBlur(r * r, (0, 0), 2.0)) + 0.5
     return (r / norm).astype(np.float32)

@@ -22,6 +22,7 @@ from faceswap.provenance.watermark import Detection, Watermarker
 from faceswap.signing import PublicKey
 
 VIDEO_SAMPLES = 48
+INTRA_SAMPLES = 8
 EXIT_OK, EXIT_UNMARKED, EXIT_BAD_INPUT, EXIT_LEDGER = 0, 1, 2, 3
 
 
@@ -122,14 +123,61 @@ def collect_paths(paths: list[Path]) -> list[Path]:
     return out
 
 
-def read_frames(path: Path) -> tuple[str, list]:
-    from faceswap.media import iter_video_frames, probe_video, read_image
+@dataclass(frozen=True)
+class Sample:
+    """The frames a decision is made on: an image, or frames spread over a video plus its intra
+    (key) frames, which after a re-encode hold the mark best."""
 
-    if path.suffix.lower() in VIDEO_SUFFIXES:
-        info = probe_video(path)
-        every = max(1, info.frames // VIDEO_SAMPLES) if info.frames else 1
-        return "video", [f.image for f in iter_video_frames(path, every=every, limit=VIDEO_SAMPLES)]
-    return "image", [read_image(path)]
+    media: str
+    frames: list
+    intra: list[bool]
+
+
+def read_sample(path: Path) -> Sample:
+    from faceswap.media import probe_video, read_image
+
+    if path.suffix.lower() not in VIDEO_SUFFIXES:
+        return Sample("image", [read_image(path)], [True])
+    info = probe_video(path)
+    every = max(1, info.frames // VIDEO_SAMPLES) if info.frames else 1
+    frames, intra = _decode_sample(path, every)
+    return Sample("video", frames, intra)
+
+
+def _decode_sample(path: Path, every: int) -> tuple[list, list[bool]]:
+    """Every `every`-th frame (up to VIDEO_SAMPLES) and up to INTRA_SAMPLES intra frames besides."""
+    import av
+
+    frames: list = []
+    intra: list[bool] = []
+    extra = 0
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for index, frame in enumerate(container.decode(stream)):
+                spread = index % every == 0 and len(frames) - extra < VIDEO_SAMPLES
+                key = bool(frame.key_frame) and extra < INTRA_SAMPLES
+                if spread or key:
+                    frames.append(frame.to_ndarray(format="bgr24"))
+                    intra.append(bool(frame.key_frame))
+                    extra += int(key and not spread)
+                if len(frames) - extra >= VIDEO_SAMPLES and index >= every * VIDEO_SAMPLES:
+                    break  # the spread is complete (a container that did not say its length)
+    except av.FFmpegError as error:
+        from faceswap.errors import BadInput
+
+        raise BadInput(f"{path}: video is corrupt or unreadable ({error.strerror or error})") from None
+    except IndexError:
+        from faceswap.errors import BadInput
+
+        raise BadInput(f"{path}: has no video stream") from None
+    return frames, intra
+
+
+def read_frames(path: Path) -> tuple[str, list]:
+    sample = read_sample(path)
+    return sample.media, sample.frames
 
 
 class Verifier:
@@ -141,14 +189,15 @@ class Verifier:
 
     def verify(self, path: Path) -> Verdict:
         try:
-            media, frames = read_frames(path)
+            sample = read_sample(path)
+            media, frames = sample.media, sample.frames
             if not frames:
                 raise FaceswapError(f"{path}: no frames could be decoded")
         except FaceswapError as error:
             return Verdict(path, "unknown", error=str(error))
         if min(f.shape[0] * f.shape[1] for f in frames) < 64 * 64:
             return Verdict(path, media, error=f"{path}: too small to carry a watermark")
-        verdict = Verdict(path, media, detection=self.watermarker.detect(frames, self.faces))
+        verdict = Verdict(path, media, detection=self.watermarker.detect(frames, self.faces, intra=sample.intra))
         if self.ledger is None:
             return verdict
         hashes = [phash(f) for f in frames[:: max(1, len(frames) // 8)]]
@@ -235,7 +284,8 @@ def evidence_summary(det: Detection) -> str:
     parts = []
     for e in det.layers:
         if e.layer in ("tiles", "face") and e.tries:
-            parts.append(f"{e.layer} z {e.score:.1f}/{e.threshold:.1f}")
+            name = "tiles (intra frames)" if e.details.get("frames") == "intra frames" else e.layer
+            parts.append(f"{name} z {e.score:.1f}/{e.threshold:.1f}")
         elif e.layer == "face":
             parts.append("faces: none found")
         elif e.layer == "v1-sync":

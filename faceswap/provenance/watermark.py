@@ -100,7 +100,7 @@ class Detection:
     frames: int
     false_positive_bound: float = FALSE_POSITIVE_BOUND  # for the decisions made
     scheme: int | None = None  # 2 or 1 when marked
-    token_from: str | None = None  # tiles | face | tiles+face | v1-grid
+    token_from: str | None = None  # tiles | tiles-intra | face | tiles+face | v1-grid
     undone: dict[str, Any] = field(default_factory=dict)  # mirror, borders, scale
     layers: tuple[LayerEvidence, ...] = ()
     token_corrected_bits: int | None = None  # scheme 2: code bits the decoder turned round, of 160
@@ -110,7 +110,7 @@ class Detection:
         """What proved the mark: e.g. 'tiles+token', 'sync+token' (scheme 1), 'face', 'none'."""
         names = {"tiles": "tiles", "face": "face", "v1-sync": "sync"}
         found = [names[e.layer] for e in self.layers if e.detected and e.layer in names]
-        return "+".join(found + (["token"] if self.token else [])) or "none"
+        return "+".join(dict.fromkeys(found + (["token"] if self.token else []))) or "none"
 
     def to_json(self) -> dict[str, object]:
         out = asdict(self)
@@ -158,14 +158,26 @@ class Watermarker:
             out.append(np.clip(np.rint(marked), 0, 255).astype(np.uint8))
         return out
 
-    def detect(self, frames: list[np.ndarray], analyzer: Any = None, faces: str = "lost-token") -> Detection:
-        """One decision over all `frames` (one image, or frames sampled from one video). With a face
-        `analyzer`, the face layer is read when the tiles found the mark but not its token, or
-        (faces="always") whenever the token is missing and the file is not a scheme 1 file."""
+    def detect(
+        self,
+        frames: list[np.ndarray],
+        analyzer: Any = None,
+        faces: str = "lost-token",
+        intra: list[bool] | None = None,
+    ) -> Detection:
+        """One decision over all `frames` (one image, or frames sampled from one video). `intra` marks
+        the frames a video codec coded on their own: when all frames together do not give the token,
+        those are read again by themselves (a re-encode keeps the mark best there, while in moving
+        predicted frames it moves with the content). With a face `analyzer`, the face layer is read
+        when the tiles found the mark but not its token, or (faces="always") whenever the token is
+        missing and the file is not a scheme 1 file."""
         if not frames:
             raise ValueError("no frames to check")
         found = _Reading(len(frames))
         found.tiles(tiles.read(frames))
+        key_frames = [f for f, key in zip(frames, intra or [], strict=False) if key]
+        if found.token is None and 0 < len(key_frames) < len(frames):
+            found.tiles(tiles.read(key_frames), "intra frames")
         if found.token is None and not found.any_detected:
             found.v1(self.read_v1(tiles.spread(frames, V1_FRAMES)))
         wanted = found.scheme == 2 or (faces == "always" and found.scheme is None)
@@ -200,7 +212,8 @@ class _Reading:
         self.undone: dict[str, Any] = {}
         self.sync_agreement: int | None = None
         self.p_value = 1.0
-        self.tile_llr: np.ndarray | None = None
+        self.tile_llr: np.ndarray | None = None  # the strongest tiles read, to combine with the face layer
+        self.tile_z = -np.inf
 
     @property
     def any_detected(self) -> bool:
@@ -216,9 +229,10 @@ class _Reading:
         else:
             self.corrected_bits = int(((llr > 0) != encode_token_v2(int(read.token or 0))).sum())
 
-    def tiles(self, read: tiles.TileRead) -> None:
-        self.tile_llr = _llr(read.soft)
-        used = self.tile_llr
+    def tiles(self, read: tiles.TileRead, frames: str = "all frames") -> None:
+        used = _llr(read.soft)
+        if self.tile_llr is None or read.z > self.tile_z:
+            self.tile_llr, self.tile_z = used, read.z
         token = decode_v2(used)
         attempts = 1
         if not token.ok and read.weighted is not None:
@@ -236,6 +250,7 @@ class _Reading:
                 read.false_positive + attempts * V2_FALSE_ACCEPT,
                 format_token(int(token.token or 0)) if token.ok else None,
                 {
+                    "frames": frames,
                     "scale": round(read.rescale, 4),
                     "chip_px": round(read.chip_px, 3),
                     "mirror": read.mirror,
@@ -246,14 +261,14 @@ class _Reading:
                 },
             )
         )
-        if read.detected or token.ok:
+        if (read.detected or token.ok) and self.scheme != 2:
             self.scheme = 2
             self.undone = {
                 "mirror": read.mirror,
                 "borders": list(read.box) if read.borders else None,
                 "scale": round(read.rescale, 4),
             }
-        self._token(token, "tiles", 2, used)
+        self._token(token, "tiles" if frames == "all frames" else "tiles-intra", 2, used)
 
     def v1(self, result: tuple[int, TokenRead]) -> None:
         agreement, read = result
