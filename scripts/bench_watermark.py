@@ -237,13 +237,15 @@ def crop(area: float, where: tuple[float, float] = (0.75, 0.3)) -> Callable[[np.
 
 
 def letterbox_vertical(f: np.ndarray) -> np.ndarray:
-    """Into a vertical 9:16 canvas (as wide as the frame is high), scaled to its width: bars top and bottom."""
+    """Fitted into a vertical 9:16 canvas as wide as the frame's short side: bars top and bottom."""
     h, w = f.shape[:2]
-    cw, ch = h // 2 * 2, int(h * 16 / 9) // 2 * 2
-    nh = int(round(h * cw / w / 2)) * 2
+    cw = min(h, w) // 2 * 2
+    ch = int(cw * 16 / 9) // 2 * 2
+    scale = min(cw / w, ch / h)
+    nw, nh = int(round(w * scale / 2)) * 2, int(round(h * scale / 2)) * 2
     canvas = np.zeros((ch, cw, 3), np.uint8)
-    y = (ch - nh) // 2
-    canvas[y : y + nh] = cv2.resize(f, (cw, nh), interpolation=cv2.INTER_AREA)
+    y, x = (ch - nh) // 2, (cw - nw) // 2
+    canvas[y : y + nh, x : x + nw] = cv2.resize(f, (nw, nh), interpolation=cv2.INTER_AREA)
     return canvas
 
 
@@ -421,6 +423,64 @@ def bench_robustness(
 
 
 FACE_PROBES = {"as written (H.264 CRF 18)", "H.264 CRF 28", "keep 50% area", "horizontal flip", "360p"}
+
+
+# ---------------------------------------------------------------- stills (many samples, no video codec)
+
+
+STILL_ATTACKS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "JPEG 60": lambda f: jpeg(f, 60),
+    "half size, JPEG 60": lambda f: jpeg(
+        cv2.resize(f, (f.shape[1] // 2, f.shape[0] // 2), interpolation=cv2.INTER_AREA), 60
+    ),
+    "keep 50% area, JPEG 75": lambda f: jpeg(crop(0.5, (0.3, 0.7))(f), 75),
+    "mirror, JPEG 75": lambda f: jpeg(np.ascontiguousarray(f[:, ::-1]), 75),
+    "letterbox 9:16, JPEG 75": lambda f: jpeg(letterbox_vertical(f), 75),
+    "gamma 1.25 + contrast 0.8, JPEG 75": lambda f: jpeg(
+        tone(lambda x: ((255 * (x / 255) ** 1.25) - 128) * 0.8 + 128)(f), 75
+    ),
+}
+
+
+def still_set(count: int) -> list[tuple[str, np.ndarray]]:
+    """Photos (faces among them) at output sizes from 640x480 to 1920x1080, each a different view."""
+    rng = np.random.default_rng(7)
+    names = [n for n in ["t1", *STILLS] if _exists(n)]
+    sizes = ((640, 480), (854, 480), (1280, 720), (1920, 1080), (720, 1280), (1080, 1080))
+    out = []
+    for i in range(count):
+        name = names[i % len(names)]
+        w, h = sizes[int(rng.integers(len(sizes)))]
+        image = photo(name)
+        zoom = float(rng.uniform(1.0, 1.6))
+        view = fill(image, (int(w * zoom), int(h * zoom)))
+        y, x = int(rng.integers(0, view.shape[0] - h + 1)), int(rng.integers(0, view.shape[1] - w + 1))
+        out.append((f"{name}@{w}x{h}", np.ascontiguousarray(view[y : y + h, x : x + w])))
+    return out
+
+
+def bench_stills(wm: Watermarker, count: int) -> dict:
+    cells = {name: Cell() for name in STILL_ATTACKS}
+    psnrs = []
+    for _name, image in still_set(count):
+        token = new_token()
+        marked = wm.embed([image], token)[0]
+        psnrs.append(cv2.PSNR(image, marked))
+        for attack, fn in STILL_ATTACKS.items():
+            started = time.perf_counter()
+            found = wm.detect([fn(marked)])
+            cells[attack].add(
+                found,
+                found.token == format_token(token),
+                found.token == format_token(token),
+                tiles_z(found),
+                time.perf_counter() - started,
+            )
+    return {
+        "stills": count,
+        "psnr": round(float(np.mean(psnrs)), 2),
+        "cells": {k: v.__dict__ for k, v in cells.items()},
+    }
 
 
 # ---------------------------------------------------------------- false positives
@@ -622,6 +682,22 @@ def robustness_markdown(report: dict) -> list[str]:
             f"{ratio(new['token'], new['n'])} | {ratio(new['traced'], new['n'])} | {zmin} | {fixed} | "
             + (f"{ratio(old['detected'], old['n'])} | {ratio(old['token'], old['n'])} |" if old else "- | - |")
         )
+    st = report.get("stills")
+    if st:
+        lines += [
+            "",
+            f"Stills: {st['stills']} marked photos (640x480 to 1920x1080, portrait and square too; PSNR "
+            f"{st['psnr']:.1f} dB), each attack on every one:",
+            "",
+            "| still attack | detected | token | tiles z min | bits fixed max |",
+            "|---|---|---|---|---|",
+        ]
+        for name, c in st["cells"].items():
+            zmin = f"{min(c['z']):.1f}" if c["z"] else "-"
+            fixed = f"{max(c['corrected_bits'])}" if c["corrected_bits"] else "-"
+            lines.append(
+                f"| {name} | {ratio(c['detected'], c['n'])} | {ratio(c['token'], c['n'])} | {zmin} | {fixed} |"
+            )
     face_rows = [r for r in report["robustness"] if r.get("new", {}).get("face_z")]
     if face_rows:
         lines += ["", "| face layer alone (demo clips) | face z per clip | threshold |", "|---|---|---|"]
@@ -674,6 +750,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--only", default="", help="comma-separated attack names (substring match)")
     parser.add_argument("--old-clips", type=int, default=None, help="clips also marked with scheme 1 (default 6)")
     parser.add_argument("--no-faces", action="store_true", help="do not read the face layer")
+    parser.add_argument("--stills", type=int, default=None, help="marked stills for image attacks (default 120)")
     parser.add_argument("--no-speed", action="store_true")
     parser.add_argument("--speed-only", action="store_true")
     parser.add_argument("--verify-seconds", type=float, default=None, help="1080p clip for verify (default 10 s)")
@@ -711,6 +788,10 @@ def robustness_report(args: argparse.Namespace, new: Watermarker, old: Watermark
             if cell:
                 row[label] = cell.__dict__ | {"seconds": round(cell.seconds / max(cell.n, 1), 2)}
         report["robustness"].append(row)
+    stills = args.stills if args.stills is not None else (20 if args.quick else 120)
+    if stills:
+        print(f"stills: {stills} marked photos x {len(STILL_ATTACKS)} image attacks", flush=True)
+        report["stills"] = bench_stills(new, stills)
     unmarked = args.unmarked if args.unmarked is not None else (200 if args.quick else 1000)
     if unmarked:
         print(f"false positives: {unmarked} unmarked images and frames", flush=True)
