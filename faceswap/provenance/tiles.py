@@ -11,7 +11,8 @@ crop costs signal, never sync. The period (scale) comes from the residual's auto
 peaks on the tiles' lattice, refined by the sync; the offset from correlating the folded tile with
 the sync at every cyclic shift; a mirror by also trying the flipped tile. Uniform bars (letterbox,
 pillarbox, a canvas) are stripped first. Video folds the residual of every sampled frame together
-before any decision.
+before any decision; when that gives no token, each frame is aligned on its own and the frames are
+combined, weighted by their own sync (watermark.py also reads a video's intra frames by themselves).
 
 Statistics: an unmarked image fixes its folded tile without knowing the key, so the normalised sync
 correlation z is a Rademacher sum over the key's random signs and, by Hoeffding, P(z >= t) <=

@@ -1,10 +1,10 @@
 """`faceswap verify`: is a file from this framework, and under which consent and model?
 
 A file is marked when its watermark passes (watermark.py states the false-positive bound for the
-tries made). A video's decision folds up to VIDEO_SAMPLES frames spread over the whole clip. The
-token names its `output.written` ledger entry; when the token did not survive but a layer did, the
-entry is looked up by perceptual hash. The entry's own hash and signature, and the chain up to it,
-must verify.
+tries made). A video's decision reads up to VIDEO_SAMPLES frames spread over the whole clip and up
+to INTRA_SAMPLES of its intra frames, which a re-encode leaves best marked. The token names its
+`output.written` ledger entry; when the token did not survive but a layer did, the entry is looked
+up by perceptual hash. The entry's own hash and signature, and the chain up to it, must verify.
 """
 
 from __future__ import annotations
