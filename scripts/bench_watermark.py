@@ -737,7 +737,7 @@ def robustness_markdown(report: dict) -> list[str]:
             f"{fp['images']} images and frames (tiles z max {fp['tiles_z_max']} on {fp['tiles_z_max_image']}; "
             f"threshold {report['tiles_threshold']:.2f}); face layer: {fp['face_layer_false_positives']} of "
             f"{fp['face_layer_images']} images with faces (z max {fp['face_layer_z_max']}). Stated bound per file, "
-            f"all layers read: {report['false_positive_bound']:.1e}.",
+            f"all readers run: {report['false_positive_bound']:.1e}.",
         ]
     return lines
 

@@ -11,6 +11,11 @@ Pattern: FACE_GRID x FACE_GRID chips over the crop; only chips inside the inner-
 (the paste-back mask keeps little else). A quarter of them carry a fixed sign pattern (sync), the rest
 the 160 code bits. Statistics as for the tiles (Hoeffding over the key's signs): `read_faces` counts
 its (slot, shift, scale, mirror) tries and sets the threshold for FACE_BUDGET.
+
+Experimental: measured on the demo's faces it reads z 0.3-2.9 against a threshold of 6.5 (the swap
+mask keeps about half of its 464 chips, the same face in every frame does not average its own
+residual away, and the verifier's keypoints differ from convert's by half a chip); see
+docs/watermark.md before relying on it.
 """
 
 from __future__ import annotations
