@@ -1,9 +1,10 @@
 """`faceswap verify`: is a file from this framework, and under which consent and model?
 
-A file is marked when its watermark passes (watermark.py states the false-positive bound). The token
-names its `output.written` ledger entry; when the token did not survive (a crop, say) but the sync
-layer did, the entry is looked up by perceptual hash. The entry's own hash and signature, and the
-chain up to it, must verify.
+A file is marked when its watermark passes (watermark.py states the false-positive bound for the
+tries made). A video's decision reads up to VIDEO_SAMPLES frames spread over the whole clip and up
+to INTRA_SAMPLES of its intra frames, which a re-encode leaves best marked. The token names its
+`output.written` ledger entry; when the token did not survive but a layer did, the entry is looked
+up by perceptual hash. The entry's own hash and signature, and the chain up to it, must verify.
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ from faceswap.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from faceswap.provenance.credentials import CredentialReport, read_credentials
 from faceswap.provenance.credentials.agreement import disagreement
 from faceswap.provenance.credentials.pinned import trust_anchor_in
+from faceswap.provenance.facemark import LazyFaceAnalyzer
 from faceswap.provenance.phash import MATCH_DISTANCE, best_distance, phash
 from faceswap.provenance.watermark import Detection, Watermarker
 
-VIDEO_SAMPLES = 24
+VIDEO_SAMPLES = 48
+INTRA_SAMPLES = 8
 
 
 @dataclass
@@ -140,36 +143,91 @@ def collect_paths(paths: list[Path]) -> list[Path]:
     return out
 
 
-def read_frames(path: Path) -> tuple[str, list]:
-    from faceswap.media import iter_video_frames, probe_video, read_image
+@dataclass(frozen=True)
+class Sample:
+    """The frames a decision is made on: an image, or frames spread over a video plus its intra
+    (key) frames, which after a re-encode hold the mark best."""
 
-    if path.suffix.lower() in VIDEO_SUFFIXES:
-        info = probe_video(path)
-        every = max(1, info.frames // VIDEO_SAMPLES) if info.frames else 1
-        return "video", [f.image for f in iter_video_frames(path, every=every, limit=VIDEO_SAMPLES)]
-    return "image", [read_image(path)]
+    media: str
+    frames: list
+    intra: list[bool]
+
+
+def read_sample(path: Path) -> Sample:
+    from faceswap.media import probe_video, read_image
+
+    if path.suffix.lower() not in VIDEO_SUFFIXES:
+        return Sample("image", [read_image(path)], [True])
+    info = probe_video(path)
+    every = max(1, info.frames // VIDEO_SAMPLES) if info.frames else 1
+    frames, intra = _decode_sample(path, every)
+    return Sample("video", frames, intra)
+
+
+def _decode_sample(path: Path, every: int) -> tuple[list, list[bool]]:
+    """Every `every`-th frame (up to VIDEO_SAMPLES) and up to INTRA_SAMPLES intra frames besides."""
+    import av
+
+    frames: list = []
+    intra: list[bool] = []
+    extra = 0
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for index, frame in enumerate(container.decode(stream)):
+                spread = index % every == 0 and len(frames) - extra < VIDEO_SAMPLES
+                key = bool(frame.key_frame) and extra < INTRA_SAMPLES
+                if spread or key:
+                    frames.append(frame.to_ndarray(format="bgr24"))
+                    intra.append(bool(frame.key_frame))
+                    extra += int(key and not spread)
+                if len(frames) - extra >= VIDEO_SAMPLES and index >= every * VIDEO_SAMPLES:
+                    break  # the spread is complete (a container that did not say its length)
+    except av.FFmpegError as error:
+        from faceswap.errors import BadInput
+
+        raise BadInput(f"{path}: video is corrupt or unreadable ({error.strerror or error})") from None
+    except IndexError:
+        from faceswap.errors import BadInput
+
+        raise BadInput(f"{path}: has no video stream") from None
+    return frames, intra
+
+
+def read_frames(path: Path) -> tuple[str, list]:
+    sample = read_sample(path)
+    return sample.media, sample.frames
 
 
 class Verifier:
     def __init__(
-        self, ledger: LedgerView | None, watermarker: Watermarker | None = None, trust_anchor: bytes | None = None
+        self,
+        ledger: LedgerView | None,
+        watermarker: Watermarker | None = None,
+        trust_anchor: bytes | None = None,
+        faces: Any = None,
     ) -> None:
         """`trust_anchor`: the root that Content Credentials must chain to; default: the one the
-        ledger pins (its `credentials.created` entry)."""
+        ledger pins (its `credentials.created` entry). `faces`: a face analyzer for the face layer,
+        "auto" (one made on first need), or None: skipped, since conversion does not write that
+        layer (docs/watermark.md has the measurements)."""
         self.ledger = ledger
         self.watermarker = watermarker or Watermarker()
         self.trust_anchor = trust_anchor or (trust_anchor_in(ledger.entries) if ledger else None)
+        self.faces = LazyFaceAnalyzer() if faces == "auto" else faces
 
     def verify(self, path: Path) -> Verdict:
         try:
-            media, frames = read_frames(path)
+            sample = read_sample(path)
+            media, frames = sample.media, sample.frames
             if not frames:
                 raise FaceswapError(f"{path}: no frames could be decoded")
         except FaceswapError as error:
             return Verdict(path, "unknown", error=str(error))
         if min(f.shape[0] * f.shape[1] for f in frames) < 64 * 64:
             return Verdict(path, media, error=f"{path}: too small to carry a watermark")
-        verdict = Verdict(path, media, detection=self.watermarker.detect(frames))
+        verdict = Verdict(path, media, detection=self.watermarker.detect(frames, self.faces, intra=sample.intra))
         verdict.credentials = read_credentials(path, self.trust_anchor)
         if self.ledger is not None:
             hashes = [phash(f) for f in frames[:: max(1, len(frames) // 8)]]
@@ -239,14 +297,24 @@ def describe_verdict(verdict: Verdict) -> str:
     assert det is not None
     credentials = _credentials_phrase(verdict)
     if not verdict.marked:
-        line = f"{verdict.path}: NOT MARKED (sync {det.sync_agreement}/32){credentials}"
+        line = f"{verdict.path}: NOT MARKED ({evidence_summary(det)}){credentials}"
         if verdict.similar:
             s = verdict.similar
             line += f"; looks like ledger output seq {s['ledger_seq']} (perceptual hash distance {s['phash_distance']})"
         return line
-    proof = f"sync {det.sync_agreement}/32, p={det.sync_p_value:.1e}"
-    proof += f"; token {det.token} ({det.token_corrected_bytes} bytes corrected)" if det.token else "; token lost"
-    line = f"{verdict.path}: MARKED ({proof}, false-positive bound {det.false_positive_bound:.1e}){credentials}"
+    proof = f"scheme {det.scheme}: {evidence_summary(det)}"
+    if det.token:
+        fixed = (
+            f"{det.token_corrected_bits} of 160 code bits corrected"
+            if det.token_corrected_bits is not None
+            else f"{det.token_corrected_bytes} bytes corrected"
+        )
+        proof += f"; token {det.token} from {det.token_from} ({fixed})"
+    else:
+        proof += "; token lost"
+    undone = undone_summary(det)
+    proof += f"; undone: {undone}" if undone else ""
+    line = f"{verdict.path}: MARKED ({proof}; false-positive bound {det.false_positive_bound:.1e}){credentials}"
     if verdict.ledger == "unavailable":
         return line + "; no ledger available to look it up"
     if verdict.entry is None:
@@ -269,3 +337,27 @@ def _credentials_phrase(verdict: Verdict) -> str:
     if report is None or not report.present:
         return "; no Content Credentials"
     return f"; Content Credentials {report.state}"
+
+
+def evidence_summary(det: Detection) -> str:
+    """Each layer read, in a few words: 'tiles z 14.2/7.6, scheme-1 sync 12/32, faces: none found'."""
+    parts = []
+    for e in det.layers:
+        if e.layer in ("tiles", "face") and e.tries:
+            name = "tiles (intra frames)" if e.details.get("frames") == "intra frames" else e.layer
+            parts.append(f"{name} z {e.score:.1f}/{e.threshold:.1f}")
+        elif e.layer == "face":
+            parts.append("faces: none found")
+        elif e.layer == "v1-sync":
+            parts.append(f"scheme-1 sync {int(e.score)}/32")
+    return ", ".join(parts)
+
+
+def undone_summary(det: Detection) -> str:
+    u = det.undone
+    parts = ["mirror"] if u.get("mirror") else []
+    if u.get("borders"):
+        parts.append("borders")
+    if u.get("scale") and abs(u["scale"] - 1.0) > 0.01:
+        parts.append(f"scale x{u['scale']:.2f}")
+    return ", ".join(parts)

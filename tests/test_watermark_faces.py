@@ -1,0 +1,101 @@
+"""The face-anchored layer: marking an aligned crop at paste-back, reading it through a real face
+detector and alignment on the demo's synthetic faces."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from faceswap.errors import BadInput
+from faceswap.faces.align import alignment_matrix, paste_back, transform_points
+from faceswap.faces.masks import landmark_mask
+from faceswap.provenance import facemark
+from faceswap.provenance.watermark import Watermarker
+
+TOKEN = 0x0FACE0FACE01
+CROP = 128
+
+
+@pytest.fixture(scope="module")
+def demo_frames(dlib_analyzer):
+    """Three frames of a synthetic demo subject and the landmarks it was drawn with."""
+    from faceswap.demo.faces import build_identities
+    from faceswap.demo.subjects import render_frame
+    from faceswap.faces.dlib_backend import kps5_from_68
+
+    identities, _ = build_identities(dlib_analyzer)
+    subject = next(i for i in identities if i.name == "demo-a")
+    out = []
+    for t in (0.4, 1.3, 2.2):
+        image, _pose, drawn, _ = render_frame(subject, None, t, 1, 0.8)
+        out.append((image, kps5_from_68(drawn["landmarks"]), drawn["landmarks"]))
+    return out
+
+
+def _swap_paste(image, kps5, landmarks, amplitude=facemark.FACE_AMPLITUDE):
+    """What convert does at paste-back, with the face layer: align, mark the crop, paste through the mask."""
+    matrix = alignment_matrix(kps5, CROP)
+    crop = cv2.warpAffine(image, matrix, (CROP, CROP), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT)
+    marked = facemark.mark_face_crop(crop, TOKEN, amplitude)
+    mask = landmark_mask(
+        transform_points(landmarks, matrix), "68", transform_points(kps5, matrix), "full", (CROP, CROP)
+    )
+    return paste_back(image, marked, matrix, cv2.GaussianBlur(mask, (0, 0), 2.0)), crop, marked
+
+
+def test_mark_face_crop_changes_luma_only_and_little(demo_frames):
+    image, kps5, landmarks = demo_frames[0]
+    _, crop, marked = _swap_paste(image, kps5, landmarks)
+    assert marked.shape == crop.shape and marked.dtype == np.uint8
+    assert cv2.PSNR(crop, marked) >= 38.0
+    change = marked.astype(int) - crop.astype(int)
+    inside = ((crop > 8) & (crop < 247)).all(axis=2)  # away from clipping, B, G and R move together
+    assert (np.abs(change[..., 0] - change[..., 2])[inside] <= 1).mean() > 0.99
+    again = facemark.mark_face_crop(crop, TOKEN)
+    assert np.array_equal(again, marked)  # the same token marks the same way (per-size pattern cached)
+
+
+@pytest.mark.parametrize(
+    "crop",
+    [np.zeros((32, 32, 3), np.uint8), np.zeros((600, 600, 3), np.uint8), np.zeros((128, 96, 3), np.uint8),
+     np.zeros((128, 128, 3), np.float32), np.zeros((128, 128), np.uint8)],
+)  # fmt: skip
+def test_mark_face_crop_refuses_what_is_not_an_aligned_crop(crop):
+    with pytest.raises(BadInput):
+        facemark.mark_face_crop(crop, TOKEN)
+
+
+@pytest.mark.parametrize("mirror", [False, True])
+def test_face_layer_is_read_in_canonical_coordinates_after_rotation_rescale_and_mirror(mirror):
+    """A marked crop pasted into a frame turned by 12 degrees and scaled by 1.7 (and then mirrored) is
+    read back through the alignment of its keypoints. Flat content, so this checks the geometry;
+    on real faces the layer is far weaker (docs/watermark.md)."""
+    from faceswap.faces.align import WHOLE_FACE_TEMPLATE
+
+    crop = np.full((CROP, CROP, 3), 118, np.uint8)
+    marked = facemark.mark_face_crop(crop, TOKEN)
+    turn = cv2.getRotationMatrix2D((CROP / 2, CROP / 2), 12.0, 1.7)
+    turn[:, 2] += (260 - CROP / 2, 200 - CROP / 2)
+    frame = np.full((480, 640, 3), 118, np.uint8)
+    frame = cv2.warpAffine(marked, turn, (640, 480), dst=frame, borderMode=cv2.BORDER_TRANSPARENT)
+    kps5 = transform_points(WHOLE_FACE_TEMPLATE * CROP, turn)
+    if mirror:
+        frame = np.ascontiguousarray(frame[:, ::-1])
+        kps5 = np.column_stack([639 - kps5[:, 0], kps5[:, 1]])[[1, 0, 2, 4, 3]]  # image-left eye first
+    read = facemark.read_aligned([(frame, [kps5])])
+    assert read.detected and read.mirror == mirror and read.faces == 1
+    assert read.false_positive <= facemark.FACE_BUDGET * 1.0001
+
+
+def test_unmarked_faces_stay_far_below_the_line(demo_frames, dlib_analyzer):
+    read = facemark.read_faces([image for image, _, _ in demo_frames], dlib_analyzer)
+    assert read.faces == 3 and read.tries > 0 and read.z < read.threshold - 2
+
+
+def test_detector_reports_the_face_layer_it_read(demo_frames, dlib_analyzer):
+    unmarked = [image for image, _, _ in demo_frames]
+    found = Watermarker().detect(unmarked, dlib_analyzer, faces="always")
+    face = next(e for e in found.layers if e.layer == "face")
+    assert not found.marked and not face.detected and face.details["faces"] == 3
+    assert found.false_positive_bound < 1e-6
