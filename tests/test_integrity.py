@@ -18,7 +18,7 @@ from consent_helpers import store_at
 from faceswap.cli import main
 from faceswap.consent.gate import ConsentRefused
 from faceswap.convert.model_io import load_model
-from faceswap.convert.pipeline import ConvertOptions, convert
+from faceswap.convert.pipeline import ConvertOptions, ConvertReport, convert
 from faceswap.media import probe_video
 
 
@@ -298,6 +298,29 @@ def test_bad_convert_options_exit_2_and_write_nothing(
 
 
 # 10. the library's own API: no model without consent
+
+
+def test_pixels_from_the_library_api_are_marked_even_when_written_by_hand(
+    trained_workspace, model_dir, demo_subjects, tmp_path, capsys
+):
+    """The review's 14 lines: load_model + Swapper.run + cv2.imwrite. The pixels come out marked
+    with a token no ledger entry names, so verify says: made here, not logged (exit 3)."""
+    import cv2
+
+    from faceswap.convert.pipeline import FrameIn, Swapper
+    from faceswap.media import iter_video_frames
+
+    files, _ = demo_subjects
+    store = store_at(trained_workspace)
+    model = load_model(store, model_dir)
+    references = store.load().by_id(model.grant.record_for("demo-b").record_id).reference_embeddings
+    swapper = Swapper(model, references, "dlib", ConvertOptions(), 25.0)
+    frames = [FrameIn(f.index, f.image) for f in iter_video_frames(files["demo-b"].clip, limit=12)]
+    _, image, _ = list(swapper.run(frames, ConvertReport("", "", "")))[6]
+    cv2.imwrite(str(tmp_path / "by-hand.png"), image)
+    assert main(["verify", str(tmp_path / "by-hand.png"), "--workspace", str(trained_workspace), "--json"]) == 3
+    verdict = json.loads(capsys.readouterr().out)["files"][0]
+    assert verdict["marked"] and verdict["ledger"] == "missing"
 
 
 def test_library_api_refuses_a_model_after_revocation(trained_workspace, model_dir):

@@ -31,6 +31,7 @@ from faceswap.hashing import safe_name
 from faceswap.ledger import Entry
 from faceswap.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, iter_video_frames, probe_video, read_image
 from faceswap.provenance.sink import OutputContext, OutputSink, SinkFrame, batched
+from faceswap.provenance.watermark import Watermarker, new_token
 
 MASK_MODES = ("full", "lower-face", "mouth")
 MOUTH_SMOOTHING = 0.08  # seconds either side for the mouth corners, which move with speech
@@ -170,9 +171,19 @@ class Swapper:
     """Everything per frame after decoding: analyse and select, smooth along tracks, swap."""
 
     def __init__(
-        self, model: AuthorizedModel, references: np.ndarray, backend: str, options: ConvertOptions, fps: float
+        self,
+        model: AuthorizedModel,
+        references: np.ndarray,
+        backend: str,
+        options: ConvertOptions,
+        fps: float,
+        token: int | None = None,
     ):
+        """Every frame this returns is already watermarked with `token` (a random one when none is
+        given, which no ledger entry names): generated pixels never leave it unmarked, whoever calls."""
         self.model, self.options = model, options
+        self.token = new_token() if token is None else token
+        self.watermarker = Watermarker()
         self.analyzer = FaceAnalyzer(backend, options.model_root)
         self.subject_b = IdentityMatcher(references, backend)
         self.tracker = FaceTracker(self.analyzer, self.subject_b, options.detect_every)
@@ -292,6 +303,7 @@ class Swapper:
                     }
                 )
             report.frames_swapped += len({pos for pos, _, _ in jobs})
+        outputs = self.watermarker.embed(outputs, self.token)
         return [(f, out, matte) for (f, _), out, matte in zip(frames, outputs, mattes, strict=True)]
 
 
@@ -334,7 +346,8 @@ def convert(
     assert record_b is not None
     backend = record_b.backend if options.backend == "auto" else options.backend
     frames, fps, time_base, total, is_video = decode(input_path)
-    swapper = Swapper(model, record_b.reference_embeddings, backend, options, float(fps))
+    token = sink.reserve_token()
+    swapper = Swapper(model, record_b.reference_embeddings, backend, options, float(fps), token)
     report = ConvertReport(str(input_path), str(output), str(model_dir), consent_record_ids=grant.record_ids)
     started = time.perf_counter()
 
@@ -343,7 +356,7 @@ def convert(
             report.frames += 1
             if progress:
                 progress(report.frames, total)
-            yield _sink_frame(frame, image, matte, options)
+            yield _sink_frame(frame, image, matte, options, token)
 
     watch = ConsentWatch(ConsentGate(store), grant, options.consent_check_seconds)
     context = OutputContext(
@@ -367,24 +380,31 @@ def convert(
         source_type="composite",
     )
     if options.sequence:
-        written = sink.write_sequence(output, swapped_frames(), context)
+        written = sink.write_sequence(output, swapped_frames(), context, token=token)
     elif is_video:
         written = sink.write_video(
-            output, swapped_frames(), fps, context, audio_from=input_path, time_base=time_base, expected_frames=total
+            output,
+            swapped_frames(),
+            fps,
+            context,
+            audio_from=input_path,
+            time_base=time_base,
+            expected_frames=total,
+            token=token,
         )
     else:
-        written = sink.write_image(output, next(iter(swapped_frames())).image, context)
+        written = sink.write_image(output, next(iter(swapped_frames())), context, token=token)
     report.seconds = round(time.perf_counter() - started, 2)
     report.fps = round(report.frames / max(report.seconds, 1e-9), 2)
     report.token, report.ledger_seq = written.token, written.entry.seq
     return report
 
 
-def _sink_frame(frame: FrameIn, image: np.ndarray, matte: np.ndarray, options: ConvertOptions) -> SinkFrame:
+def _sink_frame(frame: FrameIn, image: np.ndarray, matte: np.ndarray, options: ConvertOptions, token: int) -> SinkFrame:
     alpha = None
     if options.alpha:
         alpha = np.rint(np.clip(matte, 0, 1) * (65535 if options.bits == 16 else 255))
         alpha = alpha.astype(np.uint16 if options.bits == 16 else np.uint8)
     if options.bits == 16:
-        image = image.astype(np.uint16) * 257
-    return SinkFrame(image, frame.pts, frame.time_base, alpha)
+        image = image.astype(np.uint16) * 257  # the mark scales with the pixels, as the sink would scale it
+    return SinkFrame(image, frame.pts, frame.time_base, alpha, marked_token=token)

@@ -171,7 +171,7 @@ class OutputSink:
                 return token
 
     def write_image(
-        self, path: str | Path, image: np.ndarray, context: OutputContext, token: int | None = None
+        self, path: str | Path, image: np.ndarray | SinkFrame, context: OutputContext, token: int | None = None
     ) -> Written:
         final = Path(path)
         suffix = IMAGE_FORMATS.get(final.suffix.lower())
@@ -237,7 +237,7 @@ class OutputSink:
             writer.begin(partial)
             count = 0
             for batch in self._batches(frames, context):
-                marked = self._mark([f.image for f in batch], token)
+                marked = self._mark(batch, token)
                 for item, image in zip(batch, marked, strict=True):
                     writer.add(item, image)
                     if count % sample_every == 0 and len(hashes) < PHASH_SAMPLES:
@@ -259,17 +259,21 @@ class OutputSink:
                 context.guard.poll()
             yield batch
 
-    def _mark(self, frames: list[np.ndarray], token: int) -> list[np.ndarray]:
-        """Mark uint8 frames directly; uint16 frames through their 8-bit view, the mark scaled by 257."""
-        views = [to8(f) for f in frames]
-        marked = self.watermarker.embed(views, token)
-        out = []
-        for frame, view, mark in zip(frames, views, marked, strict=True):
+    def _mark(self, batch: list[SinkFrame], token: int) -> list[np.ndarray]:
+        """Frames already marked with this output's token where they were made pass as they are;
+        the rest are marked here: uint8 directly, uint16 through their 8-bit view (mark x 257)."""
+        todo = [i for i, f in enumerate(batch) if f.marked_token != token]
+        out = [f.image for f in batch]
+        if not todo:
+            return out
+        views = [to8(batch[i].image) for i in todo]
+        for i, view, mark in zip(todo, views, self.watermarker.embed(views, token), strict=True):
+            frame = batch[i].image
             if frame.dtype == np.uint8:
-                out.append(mark)
+                out[i] = mark
             else:
                 delta = (mark.astype(np.int32) - view.astype(np.int32)) * 257
-                out.append(np.clip(frame.astype(np.int32) + delta, 0, 65535).astype(np.uint16))
+                out[i] = np.clip(frame.astype(np.int32) + delta, 0, 65535).astype(np.uint16)
         return out
 
     def _record(

@@ -30,6 +30,7 @@ class SinkFrame:
     pts: int | None = None
     time_base: Fraction | None = None
     alpha: np.ndarray | None = None  # matte for image sequences, same height/width, uint8 or uint16
+    marked_token: int | None = None  # already watermarked with this token where it was made (the swap)
 
 
 def to8(image: np.ndarray) -> np.ndarray:
