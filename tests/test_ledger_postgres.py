@@ -158,7 +158,7 @@ class DropsAtCommit(PostgresBackend):
 def test_an_outputs_file_appears_only_with_its_committed_entry(postgres_url, tmp_path, t1_image):
     ws = Workspace(tmp_path / "ws", postgres_url)
     ledger = open_ledger(ws)
-    sink = OutputSink(ledger)
+    sink = OutputSink.for_workspace(ws, ledger)
     written = sink.write_image(tmp_path / "kept.png", t1_image, CONTEXT)
     assert written.path.exists() and ledger.entries("output.written")[0].data["token"] == written.token
     ledger.backend = DropsAtCommit(postgres_url)
