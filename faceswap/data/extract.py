@@ -18,7 +18,7 @@ import numpy as np
 from faceswap.consent.registry import ConsentStore
 from faceswap.data.faceset import FaceEntry, Faceset, FacesetHeader, write_crop
 from faceswap.errors import BadInput, CheckFailed
-from faceswap.faces.align import TEMPLATE_NAME, align_face, transform_points
+from faceswap.faces.align import FACE_TYPES, align_face, template_name, transform_points
 from faceswap.faces.analyzer import FaceAnalyzer
 from faceswap.faces.identity import cosine_similarities, threshold_for
 from faceswap.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, iter_video_frames, probe_video, read_image
@@ -33,6 +33,7 @@ class ExtractOptions:
     model_root: Path | None = None
     min_face: int = 80  # pixels (shorter side of the detection box)
     min_blur: float = 10.0  # variance of the Laplacian of the aligned crop
+    face_type: str = "whole"  # crop framing (faces.align.FACE_TYPES), recorded in the faceset header
 
 
 @dataclass
@@ -134,6 +135,8 @@ def extract(
             f"subject '{subject_id}' was registered with the {record.backend} backend; embeddings of "
             f"different backends cannot be compared (use --backend {record.backend})"
         )
+    if options.face_type not in FACE_TYPES:
+        raise BadInput(f"--face-type must be one of {', '.join(FACE_TYPES)}")
     files, skipped = list_inputs(input_path)
     analyzer = FaceAnalyzer(backend, options.model_root, min_face=options.min_face)
     references = record.reference_embeddings
@@ -149,6 +152,11 @@ def extract(
         raise BadInput(
             f"faceset {folder} holds {existing.header.size} px crops; extract with --size {existing.header.size}"
         )
+    if existing is not None and existing.header.face_type != options.face_type:
+        raise BadInput(
+            f"faceset {folder} holds {existing.header.face_type}-face crops; extract with "
+            f"--face-type {existing.header.face_type}"
+        )
     header = FacesetHeader(
         subject_id,
         record.record_id,
@@ -156,7 +164,7 @@ def extract(
         backend,
         analyzer.model_name,
         options.size,
-        TEMPLATE_NAME,
+        template_name(options.face_type),
         threshold,
     )
     faceset = existing or Faceset(folder, header, [])
@@ -187,7 +195,9 @@ def extract(
                 if width < options.min_face:
                     report.dropped_too_small += 1
                     continue
-                aligned = align_face(item.image, face.kps5, options.size)
+                aligned = align_face(
+                    item.image, face.kps5, options.size, options.face_type, face.landmarks, face.landmark_scheme
+                )
                 blur = blur_score(aligned.crop)
                 if blur < options.min_blur:
                     report.dropped_blurry += 1

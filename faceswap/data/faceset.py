@@ -35,6 +35,13 @@ class FacesetHeader:
     type: str = "faceset"
     version: int = FORMAT_VERSION
 
+    @property
+    def face_type(self) -> str:
+        """The crop type, named by the template ("whole-face-v1" in facesets from before face types)."""
+        from faceswap.faces.align import face_type_of
+
+        return face_type_of(self.template)
+
 
 @dataclass(frozen=True)
 class FaceEntry:
