@@ -94,9 +94,10 @@ def test_loaded_samples_carry_the_training_regions(tmp_path, t1_image, t1_faces)
     assert Faceset.load(faceset.folder).header.face_type == "full"
     samples = FaceSamples.load(faceset, 64)
     assert samples.images.shape == (3, 64, 64, 3)
-    assert (samples.weight >= samples.full - 0.02).all()  # the loss covers the hull and beyond
-    assert (samples.weight.sum(axis=(1, 2)) > 1.1 * samples.full.sum(axis=(1, 2))).all()
-    assert ((samples.priority > 0.5).sum(axis=(1, 2)) > 0.05 * 64 * 64).all()
+    full, weight, priority = (m.astype(np.float32) / 255 for m in (samples.full, samples.weight, samples.priority))
+    assert (weight >= full - 0.02).all()  # the loss covers the hull and beyond
+    assert (weight.sum(axis=(1, 2)) > 1.1 * full.sum(axis=(1, 2))).all()
+    assert ((priority > 0.5).sum(axis=(1, 2)) > 0.05 * 64 * 64).all()
     np.testing.assert_allclose(samples.yaw, [-25.0, -15.0, -5.0])
 
 

@@ -90,22 +90,31 @@ def _batch(resolution: int = 64, n: int = 2) -> dict:
     }
 
 
-def _fit(module, steps: int = 1):
-    """A real Trainer over a fixed batch, CPU."""
-    import pytorch_lightning as pl
-    from torch.utils.data import DataLoader
+def _items(resolution: int = 64) -> list[dict]:
+    batch = _batch(resolution)
+    return [{s: {k: v[i] for k, v in batch[s].items()} for s in batch} for i in range(2)]
 
-    batch = _batch(module.config.resolution)
-    items = [{s: {k: v[i] for k, v in batch[s].items()} for s in batch} for i in range(2)]
-    trainer = pl.Trainer(
+
+def _trainer(max_steps: int):
+    import pytorch_lightning as pl
+
+    return pl.Trainer(
         accelerator="cpu",
-        max_steps=steps,
+        max_steps=max_steps,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
     )
-    trainer.fit(module, DataLoader(items * steps, batch_size=2))
+
+
+def _fit(module, steps: int = 1, resume: Path | None = None):
+    """A real Trainer over a fixed batch, CPU; `steps` counts from the checkpoint when resuming."""
+    from torch.utils.data import DataLoader
+
+    trainer = _trainer(steps)
+    data = DataLoader(_items(module.config.resolution) * steps, batch_size=2)
+    trainer.fit(module, data, ckpt_path=str(resume) if resume else None)
     return trainer
 
 
@@ -170,26 +179,14 @@ def test_adversaries_train_and_leave_the_fingerprint_to_the_network():
 def test_resume_into_a_gan_stage_and_back(tmp_path):
     """A checkpoint of the warp stage resumes with the GAN on (fresh discriminator, the autoencoder's
     optimiser state kept), and a GAN checkpoint resumes with it off."""
-    plain = _module(lr=1e-3)
-    trainer = _fit(plain, steps=2)
-    trainer.save_checkpoint(tmp_path / "plain.ckpt")
-    import pytorch_lightning as pl
-
+    _fit(_module(lr=1e-3), steps=2).save_checkpoint(tmp_path / "plain.ckpt")
     gan = _module(lr=1e-3, gan_power=0.1)
-    again = pl.Trainer(
-        accelerator="cpu", max_steps=4, logger=False, enable_checkpointing=False, enable_progress_bar=False
-    )
-    from torch.utils.data import DataLoader
-
-    batch = _batch()
-    items = [{s: {k: v[i] for k, v in batch[s].items()} for s in batch} for i in range(2)] * 4
-    again.fit(gan, DataLoader(items, batch_size=2), ckpt_path=str(tmp_path / "plain.ckpt"))
-    assert again.global_step == 4
-    again.save_checkpoint(tmp_path / "gan.ckpt")
-    back = _module(lr=1e-3)
-    last = pl.Trainer(accelerator="cpu", max_steps=5, logger=False, enable_checkpointing=False, enable_progress_bar=False)
-    last.fit(back, DataLoader(items, batch_size=2), ckpt_path=str(tmp_path / "gan.ckpt"))
-    assert last.global_step == 5
+    resumed = _fit(gan, steps=4, resume=tmp_path / "plain.ckpt")
+    assert resumed.global_step == 4 and len(resumed.optimizers[0].param_groups) == 2
+    assert resumed.optimizers[0].state[next(gan.network.parameters())]["step"] == 4  # the moments carried over
+    resumed.save_checkpoint(tmp_path / "gan.ckpt")
+    back = _fit(_module(lr=1e-3), steps=5, resume=tmp_path / "gan.ckpt")
+    assert back.global_step == 5 and len(back.optimizers[0].param_groups) == 1
 
 
 def test_loss_trains_the_weight_region_and_fits_the_mask_to_the_hull():

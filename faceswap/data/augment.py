@@ -55,14 +55,6 @@ def _masked_pixels(lab: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     return chosen if len(chosen) >= MIN_MASKED_PIXELS else flat
 
 
-def lab_stats(image: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and spread of each LAB channel of a BGR uint8 image, inside `mask` (> 0.5) when given."""
-    import cv2
-
-    pixels = _masked_pixels(cv2.cvtColor(image, cv2.COLOR_BGR2LAB).astype(np.float32), mask)
-    return pixels.mean(axis=0), pixels.std(axis=0)
-
-
 def reinhard(
     source: np.ndarray,
     target: np.ndarray,

@@ -25,10 +25,11 @@ class FaceSamples:
     """A faceset in memory at the model's resolution, with its landmark masks."""
 
     images: np.ndarray  # (N, R, R, 3) uint8 BGR
-    full: np.ndarray  # (N, R, R) float32: the landmark hull (the learned mask's target)
-    weight: np.ndarray  # (N, R, R) float32: where the loss trains (the hull and conversion's feathered ring)
-    priority: np.ndarray  # (N, R, R) float32: eye regions and mouth
+    full: np.ndarray  # (N, R, R): the landmark hull (the learned mask's target)
+    weight: np.ndarray  # (N, R, R): where the loss trains (the hull and conversion's feathered ring)
+    priority: np.ndarray  # (N, R, R): eye regions and mouth
     yaw: np.ndarray  # (N,) degrees
+    # masks are float in [0, 1] or, as `load` keeps them (a quarter of the memory), uint8 in [0, 255]
 
     @classmethod
     def load(cls, faceset: Faceset, resolution: int) -> FaceSamples:
@@ -57,9 +58,9 @@ class FaceSamples:
             priority.append(np.maximum(mouth, eye_mask(lms, entry.landmark_scheme, kps, shape)))
         return cls(
             np.stack(images),
-            np.stack(full),
-            np.stack(weight),
-            np.stack(priority),
+            _to_u8(np.stack(full)),
+            _to_u8(np.stack(weight)),
+            _to_u8(np.stack(priority)),
             np.array([entry.yaw for entry in faceset.faces], np.float32),
         )
 
@@ -117,7 +118,7 @@ class PairDataset(Dataset):
         image = faces.images[i]
         if subject == "a" and rng.random() < self.colour_transfer:
             j = self.pick["b"](rng)  # conversion colours A's face toward the B frame it lands on
-            image = reinhard(image, self.b.images[j], faces.full[i], self.b.full[j])
+            image = reinhard(image, self.b.images[j], _unit(faces.full[i]), _unit(self.b.full[j]))
         out = self.shared(image=image, mask=faces.full[i], mask_weight=faces.weight[i], mask_priority=faces.priority[i])
         target = out["image"]
         warped = random_warp(target, rng) if self.warp else target
@@ -139,8 +140,16 @@ class PairDataset(Dataset):
         return {"a": self._sample("a", rng), "b": self._sample("b", rng)}
 
 
+def _to_u8(masks: np.ndarray) -> np.ndarray:
+    return np.rint(np.clip(masks, 0.0, 1.0) * 255).astype(np.uint8)
+
+
+def _unit(mask: np.ndarray) -> np.ndarray:
+    return mask.astype(np.float32) / 255.0 if mask.dtype == np.uint8 else mask
+
+
 def _mask_tensor(mask: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(mask))[None].float()
+    return torch.from_numpy(np.ascontiguousarray(_unit(mask)))[None].float()
 
 
 def _tensor(image: np.ndarray) -> torch.Tensor:

@@ -36,7 +36,6 @@ def _whole_face_template() -> np.ndarray:
 
 
 WHOLE_FACE_TEMPLATE = _whole_face_template()  # (5, 2) in [0, 1] crop coordinates
-TEMPLATE_NAME = "whole-face-v1"  # five-point alignment, before face types (read in old facesets)
 TEMPLATE_VERSION = "v2"  # eyes and nose where the landmarks allow, supersampled crops
 MIN_SIZE, MAX_SIZE = 64, 1024
 MAX_SUPERSAMPLE = 4  # a crop shrinking the image more than this is slightly aliased
@@ -187,6 +186,8 @@ def crop_face(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
 def resize_crop(crop: np.ndarray, size: int) -> np.ndarray:
     """An aligned crop at another size, resampled as conversion crops are (see crop_face); its
     landmarks scale by size / crop size exactly."""
+    if crop.shape[0] == size:
+        return crop
     scale = size / crop.shape[0]
     return crop_face(crop, np.array([[scale, 0.0, 0.0], [0.0, scale, 0.0]]), size)
 
