@@ -98,20 +98,21 @@ def _crop(template: str, image: np.ndarray, face, faceset_size: int, resolution:
     import cv2
 
     from faceswap.faces.align import (
+        LEGACY_TEMPLATE,
         WHOLE_FACE_TEMPLATE,
+        Alignment,
         alignment_matrix,
         crop_face,
-        face_type_of,
         resize_crop,
         umeyama,
     )
 
     scale = resolution / faceset_size
-    if template == "whole-face-v1":  # five points, cubic extraction, INTER_AREA resize (before face types)
+    if template == LEGACY_TEMPLATE:  # five points, cubic extraction, INTER_AREA resize (the code before)
         matrix = umeyama(face.kps5, WHOLE_FACE_TEMPLATE * faceset_size)
         big = cv2.warpAffine(image, matrix, (faceset_size,) * 2, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
         return cv2.resize(big, (resolution,) * 2, interpolation=cv2.INTER_AREA), matrix * scale
-    matrix = alignment_matrix(face.kps5, faceset_size, face_type_of(template), face.landmarks, face.landmark_scheme)
+    matrix = alignment_matrix(face.kps5, faceset_size, Alignment.parse(template), face.landmarks, face.landmark_scheme)
     return resize_crop(crop_face(image, matrix, faceset_size), resolution), matrix * scale
 
 

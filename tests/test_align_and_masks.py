@@ -106,7 +106,7 @@ def test_rigid_template_is_the_mean_of_the_shipped_faces(dlib_analyzer, t1_faces
 
 def test_an_opening_mouth_does_not_move_the_crop(t1_faces):
     """Five-point alignment follows the mouth corners; eyes-and-nose alignment ignores the mouth."""
-    from faceswap.faces.align import alignment_matrix
+    from faceswap.faces.align import Alignment, alignment_matrix
     from faceswap.faces.dlib_backend import kps5_from_68
 
     face = t1_faces[0]
@@ -117,8 +117,10 @@ def test_an_opening_mouth_does_not_move_the_crop(t1_faces):
     opened[[48, 54], 0] += np.array([-0.12, 0.12]) * eye_distance  # a wide smile
     opened[5:12, 1] += 0.3 * eye_distance  # the chin follows
     size = 256
-    rigid = [alignment_matrix(face.kps5, size, "whole", pts, "68") for pts in (lms, opened)]
-    five = [alignment_matrix(kps5_from_68(pts), size) for pts in (lms, opened)]
+    rigid, five = (
+        [alignment_matrix(kps5_from_68(pts), size, Alignment("whole", points), pts, "68") for pts in (lms, opened)]
+        for points in ("eyes-nose", "five")
+    )
 
     def corner_shift(pair):
         corners = np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float64)
@@ -132,30 +134,34 @@ def test_an_opening_mouth_does_not_move_the_crop(t1_faces):
 
 
 def test_full_face_magnifies_the_inner_face_by_one_and_a_half(t1_faces):
-    from faceswap.faces.align import FACE_TYPES, align_face, face_type_of, template_name
+    from faceswap.faces.align import FACE_TYPES, LEGACY_TEMPLATE, Alignment, align_face
 
     face = t1_faces[1]
-    whole = align_face(np.zeros((400, 600, 3), np.uint8), face.kps5, 256, "whole", face.landmarks, "68")
-    full = align_face(np.zeros((400, 600, 3), np.uint8), face.kps5, 256, "full", face.landmarks, "68")
+    frame = np.zeros((400, 600, 3), np.uint8)
+    whole = align_face(frame, face.kps5, 256, Alignment("whole"), face.landmarks, "68")
+    full = align_face(frame, face.kps5, 256, Alignment("full"), face.landmarks, "68")
     eyes = [transform_points(face.kps5[:2], a.matrix) for a in (whole, full)]
     ratio = np.linalg.norm(eyes[1][1] - eyes[1][0]) / np.linalg.norm(eyes[0][1] - eyes[0][0])
     assert ratio == pytest.approx(1.5, rel=1e-6)
     chin = transform_points(face.landmarks[8:9], full.matrix)[0]
     brows = transform_points(face.landmarks[17:27], full.matrix)
     assert 0.8 * 256 < chin[1] < 256 and brows[:, 1].min() > 0.05 * 256
-    assert face_type_of(template_name("full")) == "full" and face_type_of("whole-face-v1") == "whole"
+    assert Alignment.parse("full-face-five") == Alignment("full", "five")
+    assert Alignment.parse(LEGACY_TEMPLATE) == Alignment("whole", "five")  # facesets from before
     assert set(FACE_TYPES) == {"whole", "full"}
+    with pytest.raises(ValueError):
+        Alignment.parse("half-face-five")
 
 
 def test_eye_priority_covers_the_eye_regions(t1_faces, t1_image):
     """Corners, lids and a margin around each eye, not a disc on the iris."""
     import cv2
 
-    from faceswap.faces.align import align_face
+    from faceswap.faces.align import Alignment, align_face
     from faceswap.faces.masks import eye_mask
 
     for face in t1_faces:
-        aligned = align_face(t1_image, face.kps5, 256, "whole", face.landmarks, "68")
+        aligned = align_face(t1_image, face.kps5, 256, Alignment(), face.landmarks, "68")
         lms = transform_points(face.landmarks, aligned.matrix)
         kps = transform_points(face.kps5, aligned.matrix)
         for landmarks in (lms, None):  # the eye outlines, and the five-point fallback (less exact)
@@ -176,12 +182,12 @@ def test_eye_priority_covers_the_eye_regions(t1_faces, t1_image):
 
 
 def test_training_weight_covers_what_the_blend_shows(t1_faces, t1_image):
-    from faceswap.faces.align import align_face
+    from faceswap.faces.align import Alignment, align_face
     from faceswap.faces.masks import blend_mask, training_weight
 
     face = t1_faces[2]
     for size in (64, 256):
-        aligned = align_face(t1_image, face.kps5, size, "whole", face.landmarks, "68")
+        aligned = align_face(t1_image, face.kps5, size, Alignment(), face.landmarks, "68")
         lms = transform_points(face.landmarks, aligned.matrix)
         kps = transform_points(face.kps5, aligned.matrix)
         hull = landmark_mask(lms, "68", kps, "full", (size, size))

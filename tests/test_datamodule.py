@@ -10,7 +10,7 @@ import torch
 from faceswap.data.datamodule import FacePicker, FaceSamples, PairDataset
 from faceswap.data.faceset import FaceEntry, Faceset, FacesetHeader, write_crop
 from faceswap.errors import BadInput
-from faceswap.faces.align import align_face, crop_face, template_name, track_alignment, transform_points
+from faceswap.faces.align import Alignment, align_face, crop_face, track_alignment, transform_points
 
 
 def _samples(seed: int) -> FaceSamples:
@@ -36,10 +36,11 @@ def test_augmentations_repeat_with_the_seed_and_change_with_the_draw():
 def _t1_faceset(folder, t1_image, faces, size: int, face_type: str = "whole") -> Faceset:
     """A faceset of the group photo's faces, written as extraction writes one."""
     folder.mkdir(parents=True, exist_ok=True)
-    header = FacesetHeader("t1", "rec", "0" * 64, "dlib", "m", size, template_name(face_type), 0.93)
+    alignment = Alignment(face_type)
+    header = FacesetHeader("t1", "rec", "0" * 64, "dlib", "m", size, alignment.name, 0.93)
     entries = []
     for i, face in enumerate(faces):
-        aligned = align_face(t1_image, face.kps5, size, face_type, face.landmarks, face.landmark_scheme)
+        aligned = align_face(t1_image, face.kps5, size, alignment, face.landmarks, face.landmark_scheme)
         name = f"t1_{i}.png"
         entries.append(
             FaceEntry(
@@ -91,7 +92,7 @@ def test_a_model_larger_than_the_faceset_is_refused(tmp_path, t1_image, t1_faces
 
 def test_loaded_samples_carry_the_training_regions(tmp_path, t1_image, t1_faces):
     faceset = _t1_faceset(tmp_path / "fs", t1_image, t1_faces[:3], 128, face_type="full")
-    assert Faceset.load(faceset.folder).header.face_type == "full"
+    assert Faceset.load(faceset.folder).header.alignment == Alignment("full")
     samples = FaceSamples.load(faceset, 64)
     assert samples.images.shape == (3, 64, 64, 3)
     full, weight, priority = (m.astype(np.float32) / 255 for m in (samples.full, samples.weight, samples.priority))

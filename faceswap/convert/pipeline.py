@@ -21,7 +21,7 @@ from faceswap.convert import colour as colour_modes
 from faceswap.convert.model_io import LoadedModel, load_model
 from faceswap.convert.smoothing import KeypointSmoother, TrackedFace
 from faceswap.errors import BadInput
-from faceswap.faces.align import crop_face, track_alignment, transform_points
+from faceswap.faces.align import LEGACY_TEMPLATE, Alignment, crop_face, track_alignment, transform_points
 from faceswap.faces.analyzer import FaceAnalyzer
 from faceswap.faces.identity import cosine_similarities, threshold_for
 from faceswap.faces.masks import BLEND_BLUR, BLEND_ERODE, blend_mask, landmark_mask
@@ -212,9 +212,9 @@ class Swapper:
     ) -> list[tuple[FrameIn, np.ndarray, np.ndarray]]:
         """Swap a batch of frames whose faces carry smoothed keypoints; (frame, image, matte) each."""
         size = self.model.resolution
-        face_type = self.model.info.get("hparams", {}).get("face_type") or "whole"
+        alignment = Alignment.parse(self.model.info.get("hparams", {}).get("alignment") or LEGACY_TEMPLATE)
         jobs = [
-            (pos, tracked, track_alignment(tracked.face, tracked.kps, size, face_type))
+            (pos, tracked, track_alignment(tracked.face, tracked.kps, size, alignment))
             for pos, (_, faces) in enumerate(frames)
             for tracked in faces
         ]

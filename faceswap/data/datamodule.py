@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from faceswap.consent.gate import ConsentGate, ConsentGrant, ConsentRefused
-from faceswap.data.augment import input_pipeline, random_warp, reinhard, shared_pipeline
+from faceswap.data.augment import WARP_STRENGTH, input_pipeline, random_warp, reinhard, shared_pipeline
 from faceswap.data.faceset import Faceset
 from faceswap.errors import BadInput
 from faceswap.faces.align import resize_crop
@@ -91,7 +91,8 @@ class PairDataset(Dataset):
     """Each item: one augmented sample of A (coloured toward a B face) and one of B.
 
     warp: the random grid warp of the input (turn it off for a last, sharpening stage, as SAEHD
-    does); colour_transfer: the share of A samples given a random B face's colour statistics."""
+    does), its jitter `warp_strength` in cell widths; colour_transfer: the share of A samples given a
+    random B face's colour statistics."""
 
     def __init__(
         self,
@@ -102,9 +103,10 @@ class PairDataset(Dataset):
         warp: bool = True,
         uniform_yaw: bool = False,
         colour_transfer: float = 0.5,
+        warp_strength: float = WARP_STRENGTH,
     ) -> None:
         self.a, self.b, self.length, self.seed = a, b, length, seed
-        self.warp, self.colour_transfer = warp, colour_transfer
+        self.warp, self.warp_strength, self.colour_transfer = warp, warp_strength, colour_transfer
         self.pick = {"a": FacePicker(a.yaw, uniform_yaw), "b": FacePicker(b.yaw, uniform_yaw)}
         self.shared = shared_pipeline()
         self.degrade = input_pipeline()
@@ -121,7 +123,7 @@ class PairDataset(Dataset):
             image = reinhard(image, self.b.images[j], _unit(faces.full[i]), _unit(self.b.full[j]))
         out = self.shared(image=image, mask=faces.full[i], mask_weight=faces.weight[i], mask_priority=faces.priority[i])
         target = out["image"]
-        warped = random_warp(target, rng) if self.warp else target
+        warped = random_warp(target, rng, self.warp_strength) if self.warp else target
         return {
             "input": _tensor(self.degrade(image=warped)["image"]),
             "target": _tensor(target),
@@ -174,9 +176,11 @@ class SwapDataModule(pl.LightningDataModule):
         random_warp: bool = True,
         uniform_yaw: bool = False,
         colour_transfer: float = 0.5,
+        warp_strength: float = WARP_STRENGTH,
     ) -> None:
-        """random_warp: warp the inputs (off for SAEHD's last, sharpening stage); uniform_yaw: draw
-        faces uniformly over head yaw; colour_transfer: share of A samples coloured like a B face."""
+        """random_warp: warp the inputs (off for SAEHD's last, sharpening stage); warp_strength: its
+        control-point jitter in cell widths; uniform_yaw: draw faces uniformly over head yaw;
+        colour_transfer: share of A samples coloured like a B face."""
         super().__init__()
         from faceswap.consent.registry import ConsentStore
         from faceswap.workspace import Workspace
@@ -208,15 +212,16 @@ class SwapDataModule(pl.LightningDataModule):
         return faceset
 
     @property
-    def face_type(self) -> str:
-        """The crop type both facesets hold (they must agree: one model learns one framing)."""
-        types = {key: fs.header.face_type for key, fs in self.facesets.items()}
-        if types["a"] != types["b"]:
+    def alignment(self) -> str:
+        """How both facesets' crops were made (they must agree: one model learns one framing)."""
+        made = {key: fs.header.alignment for key, fs in self.facesets.items()}
+        if made["a"] != made["b"]:
             raise BadInput(
-                f"faceset of '{self.hparams.subject_a}' holds {types['a']}-face crops and that of "
-                f"'{self.hparams.subject_b}' {types['b']}-face crops: extract both with the same --face-type"
+                f"faceset of '{self.hparams.subject_a}' holds {made['a'].name} crops and that of "
+                f"'{self.hparams.subject_b}' {made['b'].name} crops: extract both with the same "
+                "--face-type and --align-on"
             )
-        return types["a"]
+        return made["a"].name
 
     @property
     def faceset_hashes(self) -> dict[str, str]:
@@ -237,6 +242,7 @@ class SwapDataModule(pl.LightningDataModule):
             warp=hp.random_warp,
             uniform_yaw=hp.uniform_yaw,
             colour_transfer=hp.colour_transfer,
+            warp_strength=hp.warp_strength,
         )
         workers = self.hparams.num_workers
         return DataLoader(

@@ -18,7 +18,7 @@ import numpy as np
 from faceswap.consent.registry import ConsentStore
 from faceswap.data.faceset import FaceEntry, Faceset, FacesetHeader, write_crop
 from faceswap.errors import BadInput, CheckFailed
-from faceswap.faces.align import FACE_TYPES, align_face, template_name, transform_points
+from faceswap.faces.align import ALIGN_POINTS, DEFAULT_POINTS, FACE_TYPES, Alignment, align_face, transform_points
 from faceswap.faces.analyzer import FaceAnalyzer
 from faceswap.faces.identity import cosine_similarities, threshold_for
 from faceswap.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, iter_video_frames, probe_video, read_image
@@ -33,7 +33,10 @@ class ExtractOptions:
     model_root: Path | None = None
     min_face: int = 80  # pixels (shorter side of the detection box)
     min_blur: float = 10.0  # variance of the Laplacian of the aligned crop
-    face_type: str = "whole"  # crop framing (faces.align.FACE_TYPES), recorded in the faceset header
+    # how crops are made (faces.align), recorded in the faceset header; None: as the existing faceset's
+    # crops were made, or "whole" and DEFAULT_POINTS for a new faceset
+    face_type: str | None = None
+    align_on: str | None = None
 
 
 @dataclass
@@ -135,8 +138,6 @@ def extract(
             f"subject '{subject_id}' was registered with the {record.backend} backend; embeddings of "
             f"different backends cannot be compared (use --backend {record.backend})"
         )
-    if options.face_type not in FACE_TYPES:
-        raise BadInput(f"--face-type must be one of {', '.join(FACE_TYPES)}")
     files, skipped = list_inputs(input_path)
     analyzer = FaceAnalyzer(backend, options.model_root, min_face=options.min_face)
     references = record.reference_embeddings
@@ -152,11 +153,7 @@ def extract(
         raise BadInput(
             f"faceset {folder} holds {existing.header.size} px crops; extract with --size {existing.header.size}"
         )
-    if existing is not None and existing.header.face_type != options.face_type:
-        raise BadInput(
-            f"faceset {folder} holds {existing.header.face_type}-face crops; extract with "
-            f"--face-type {existing.header.face_type}"
-        )
+    alignment = _alignment(options, existing, folder)
     header = FacesetHeader(
         subject_id,
         record.record_id,
@@ -164,7 +161,7 @@ def extract(
         backend,
         analyzer.model_name,
         options.size,
-        template_name(options.face_type),
+        alignment.name,
         threshold,
     )
     faceset = existing or Faceset(folder, header, [])
@@ -196,7 +193,7 @@ def extract(
                     report.dropped_too_small += 1
                     continue
                 aligned = align_face(
-                    item.image, face.kps5, options.size, options.face_type, face.landmarks, face.landmark_scheme
+                    item.image, face.kps5, options.size, alignment, face.landmarks, face.landmark_scheme
                 )
                 blur = blur_score(aligned.crop)
                 if blur < options.min_blur:
@@ -258,6 +255,24 @@ def extract(
     report.ledger_seq = entry.seq
     report.seconds = round(time.perf_counter() - started, 2)
     return report
+
+
+def _alignment(options: ExtractOptions, existing: Faceset | None, folder: Path) -> Alignment:
+    """The crops' alignment: as asked, else as the existing faceset's; one faceset never mixes two."""
+    held = existing.header.alignment if existing is not None else None
+    face_type = options.face_type or (held.face_type if held else "whole")
+    points = options.align_on or (held.points if held else DEFAULT_POINTS)
+    if face_type not in FACE_TYPES or points not in ALIGN_POINTS:
+        raise BadInput(
+            f"--face-type must be one of {', '.join(FACE_TYPES)} and --align-on one of {', '.join(ALIGN_POINTS)}"
+        )
+    wanted = Alignment(face_type, points)
+    if held is not None and held != wanted:
+        raise BadInput(
+            f"faceset {folder} holds {held.name} crops; "
+            f"extract with --face-type {held.face_type} --align-on {held.points}"
+        )
+    return wanted
 
 
 def _frame_estimate(path: Path, every: int) -> int:

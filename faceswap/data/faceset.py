@@ -36,11 +36,11 @@ class FacesetHeader:
     version: int = FORMAT_VERSION
 
     @property
-    def face_type(self) -> str:
-        """The crop type, named by the template ("whole-face-v1" in facesets from before face types)."""
-        from faceswap.faces.align import face_type_of
+    def alignment(self):
+        """How the crops were made (faces.align.Alignment), named by the template."""
+        from faceswap.faces.align import Alignment
 
-        return face_type_of(self.template)
+        return Alignment.parse(self.template)
 
 
 @dataclass(frozen=True)

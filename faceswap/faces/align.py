@@ -1,12 +1,16 @@
 """Similarity alignment to a canonical face template, crops at any size, and paste-back.
 
-Face types (the crop's framing, recorded in a faceset's header as its template name):
+An `Alignment` is a face type and a point set; its name ("whole-face-eyes-nose") is recorded in a
+faceset's header and in the model trained on it, and conversion crops the same way.
+
+Face types (the crop's framing):
   whole  forehead to chin, cheeks included: eyes at 40% height, mouth at 65% (the default)
   full   SAEHD's default framing: eyebrows to chin, the inner face 1.5x larger at the same resolution
 
-A face is aligned on its eyes and nose when its landmark scheme names them (dlib's 68 points: 21
-points), else on the five keypoints. The mouth is left out on purpose: an opening or smiling mouth
-would otherwise move, scale and tilt the crop with every expression.
+Points: "eyes-nose" fits 21 eye and nose landmarks where the scheme names them (dlib's 68 points;
+else the five keypoints), leaving the mouth out so an opening or smiling mouth does not move, scale
+and tilt the crop; "five" fits the five keypoints, mouth corners included (the only alignment
+before, "whole-face-v1" in older facesets).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ def _whole_face_template() -> np.ndarray:
 
 
 WHOLE_FACE_TEMPLATE = _whole_face_template()  # (5, 2) in [0, 1] crop coordinates
-TEMPLATE_VERSION = "v2"  # eyes and nose where the landmarks allow, supersampled crops
+LEGACY_TEMPLATE = "whole-face-v1"  # what facesets and models from before alignment choices hold: five points
 MIN_SIZE, MAX_SIZE = 64, 1024
 MAX_SUPERSAMPLE = 4  # a crop shrinking the image more than this is slightly aliased
 
@@ -76,18 +80,40 @@ FACE_TYPES: dict[str, FaceType] = {
 }
 
 
-def face_type_of(template: str) -> str:
-    """The face type a faceset header's template name records ("whole-face-v1" -> "whole")."""
-    name = template.split("-face", 1)[0]
-    if name not in FACE_TYPES:
-        raise ValueError(f"unknown alignment template '{template}'")
-    return name
+# the points a face is fitted on: "eyes-nose" where the landmark scheme names them (else the five
+# keypoints), or always the five keypoints
+ALIGN_POINTS = ("eyes-nose", "five")
+DEFAULT_POINTS = "eyes-nose"
 
 
-def template_name(face_type: str) -> str:
-    if face_type not in FACE_TYPES:
-        raise ValueError(f"face type must be one of {', '.join(FACE_TYPES)}")
-    return f"{face_type}-face-{TEMPLATE_VERSION}"
+@dataclass(frozen=True)
+class Alignment:
+    """How a crop is made: its framing and the points it is fitted on. Its `name` is what a
+    faceset header (`template`) and a model (`alignment` hyperparameter) record, so conversion
+    crops exactly as the model's training data was cropped."""
+
+    face_type: str = "whole"
+    points: str = DEFAULT_POINTS
+
+    def __post_init__(self) -> None:
+        if self.face_type not in FACE_TYPES:
+            raise ValueError(f"face type must be one of {', '.join(FACE_TYPES)}")
+        if self.points not in ALIGN_POINTS:
+            raise ValueError(f"alignment points must be one of {', '.join(ALIGN_POINTS)}")
+
+    @property
+    def name(self) -> str:
+        return f"{self.face_type}-face-{self.points}"
+
+    @classmethod
+    def parse(cls, name: str) -> Alignment:
+        """From a recorded name; the five-point whole-face template of older facesets included."""
+        if name == LEGACY_TEMPLATE:
+            return cls("whole", "five")
+        face_type, sep, points = name.partition("-face-")
+        if not sep:
+            raise ValueError(f"unknown alignment template '{name}'")
+        return cls(face_type, points)
 
 
 def umeyama(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -126,11 +152,11 @@ class AlignedFace:
 
 
 def alignment_points(
-    kps5: np.ndarray, landmarks: np.ndarray | None = None, scheme: str | None = None
+    kps5: np.ndarray, landmarks: np.ndarray | None = None, scheme: str | None = None, points: str = DEFAULT_POINTS
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(points in the image, where they go in a unit whole-face crop): the eyes and nose when the
-    landmark scheme names them, else the five keypoints."""
-    if landmarks is not None and scheme in RIGID_POINTS:
+    """(points in the image, where they go in a unit whole-face crop): the eyes and nose when asked
+    for and the landmark scheme names them, else the five keypoints."""
+    if points == "eyes-nose" and landmarks is not None and scheme in RIGID_POINTS:
         indices, template = RIGID_POINTS[scheme]
         return np.asarray(landmarks, np.float64)[list(indices)], template
     return np.asarray(kps5, np.float64), WHOLE_FACE_TEMPLATE
@@ -139,21 +165,19 @@ def alignment_points(
 def alignment_matrix(
     kps5: np.ndarray,
     size: int,
-    face_type: str = "whole",
+    alignment: Alignment = Alignment(),
     landmarks: np.ndarray | None = None,
     scheme: str | None = None,
 ) -> np.ndarray:
-    """Image -> crop (2x3) for a `size` px crop of `face_type`; on the five keypoints unless dense
-    landmarks of a known scheme are given."""
+    """Image -> crop (2x3) for a `size` px crop made as `alignment` says; on the five keypoints
+    unless dense landmarks of a known scheme are given."""
     if not MIN_SIZE <= size <= MAX_SIZE:
         raise ValueError(f"alignment size must be in [{MIN_SIZE}, {MAX_SIZE}], got {size}")
-    if face_type not in FACE_TYPES:
-        raise ValueError(f"face type must be one of {', '.join(FACE_TYPES)}")
-    points, template = alignment_points(kps5, landmarks, scheme)
-    return umeyama(points, FACE_TYPES[face_type].place(template) * size)
+    points, template = alignment_points(kps5, landmarks, scheme, alignment.points)
+    return umeyama(points, FACE_TYPES[alignment.face_type].place(template) * size)
 
 
-def track_alignment(face, smoothed_kps5: np.ndarray, size: int, face_type: str = "whole") -> np.ndarray:
+def track_alignment(face, smoothed_kps5: np.ndarray, size: int, alignment: Alignment = Alignment()) -> np.ndarray:
     """Alignment of a detected face whose keypoints were smoothed along its track: its dense
     landmarks follow the smoothing (a similarity from the detected to the smoothed eyes and nose),
     then the face is aligned as at extraction."""
@@ -161,7 +185,7 @@ def track_alignment(face, smoothed_kps5: np.ndarray, size: int, face_type: str =
     if landmarks is not None:
         follow = umeyama(np.asarray(face.kps5, np.float64)[:3], np.asarray(smoothed_kps5, np.float64)[:3])
         landmarks = transform_points(landmarks, follow)
-    return alignment_matrix(smoothed_kps5, size, face_type, landmarks, face.landmark_scheme)
+    return alignment_matrix(smoothed_kps5, size, alignment, landmarks, face.landmark_scheme)
 
 
 def crop_face(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
@@ -196,11 +220,11 @@ def align_face(
     image: np.ndarray,
     kps5: np.ndarray,
     size: int,
-    face_type: str = "whole",
+    alignment: Alignment = Alignment(),
     landmarks: np.ndarray | None = None,
     scheme: str | None = None,
 ) -> AlignedFace:
-    matrix = alignment_matrix(kps5, size, face_type, landmarks, scheme)
+    matrix = alignment_matrix(kps5, size, alignment, landmarks, scheme)
     return AlignedFace(crop=crop_face(image, matrix, size), matrix=matrix)
 
 

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from faceswap.errors import BadInput
-from faceswap.faces.align import FACE_TYPES
+from faceswap.faces.align import Alignment
 from faceswap.model.discriminators import CodeDiscriminator, PatchDiscriminator, adversarial_terms
 from faceswap.model.losses import LossWeights, SwapLoss
 from faceswap.model.networks import SUBJECTS, ModelConfig, build_network, weights_fingerprint
@@ -43,7 +43,7 @@ class SwapModule(pl.LightningModule):
         gan_dims: int = 16,
         gan_patch: int = 0,
         true_face_power: float = 0.0,
-        face_type: str | None = None,
+        alignment: str | None = None,
         channels_last: bool = True,
         compile: bool = False,
         preview_every: int = 100,
@@ -54,8 +54,9 @@ class SwapModule(pl.LightningModule):
         """lr_dropout: the share of weights each step updates (SAEHD uses 0.3 late in training; 1.0 is
         off). clip_grad: clip each parameter group's gradient norm to this (0: off). gan_power: weight
         of the patch discriminator on subject A (0: off; SAEHD suggests 0.1 for a last stage).
-        true_face_power: weight of the latent-code discriminator (df only; 0: off). face_type: the
-        crop type of the facesets (None: take theirs). inject_nan_*: tests of the NaN guard."""
+        true_face_power: weight of the latent-code discriminator (df only; 0: off). alignment: how
+        the facesets' crops must have been made, e.g. "full-face-eyes-nose" (None: take theirs; the
+        model records it and conversion crops the same way). inject_nan_*: tests of the NaN guard."""
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False
@@ -63,8 +64,8 @@ class SwapModule(pl.LightningModule):
         self.network = build_network(self.config)
         if not 0.0 < lr_dropout <= 1.0:
             raise ValueError("lr_dropout is the share of weights each step updates: in (0, 1]")
-        if face_type is not None and face_type not in FACE_TYPES:
-            raise ValueError(f"face_type must be one of {', '.join(FACE_TYPES)}")
+        if alignment is not None:
+            Alignment.parse(alignment)  # a ValueError names what is wrong
         self.discriminators = nn.ModuleDict()
         if gan_power > 0:
             self.discriminators["patch"] = PatchDiscriminator(resolution, gan_dims, gan_patch)
@@ -98,14 +99,14 @@ class SwapModule(pl.LightningModule):
         if datamodule is not None and hasattr(datamodule, "grant"):
             self.grant_json = datamodule.grant.to_json()
             self.faceset_hashes = datamodule.faceset_hashes
-        data_face_type = getattr(datamodule, "face_type", None)
-        if data_face_type is not None:
-            if self.hparams.face_type not in (None, data_face_type):
+        data_alignment = getattr(datamodule, "alignment", None)
+        if data_alignment is not None:
+            if self.hparams.alignment not in (None, data_alignment):
                 raise BadInput(
-                    f"the model is set to {self.hparams.face_type}-face crops but the facesets hold "
-                    f"{data_face_type}-face crops (re-extract with --face-type {self.hparams.face_type})"
+                    f"the model is set to {self.hparams.alignment} crops but the facesets hold "
+                    f"{data_alignment} crops: re-extract them to match"
                 )
-            self.hparams.face_type = data_face_type  # model.json records it; convert crops the same way
+            self.hparams.alignment = data_alignment  # model.json records it; convert crops the same way
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         if self.hparams.channels_last and x.device.type == "cuda":
