@@ -83,3 +83,116 @@ def test_feathered_mask_is_soft():
     mask = landmark_mask(lms, "106", kps, "mouth", (128, 128), feather=3.0)
     assert 0.0 < mask.min() + 1e-3 and mask.max() <= 1.0
     assert ((mask > 0.05) & (mask < 0.95)).any()
+
+
+# --- alignment on the eyes and nose, face types, one crop resampling, training regions ------------
+
+
+def _sample_faces(dlib_analyzer, t1_faces, hanks_image, astronaut_image):
+    return list(t1_faces) + dlib_analyzer.analyze(hanks_image) + dlib_analyzer.analyze(astronaut_image)
+
+
+def test_rigid_template_is_the_mean_of_the_shipped_faces(dlib_analyzer, t1_faces, hanks_image, astronaut_image):
+    from faceswap.faces.align import RIGID_POINTS
+
+    indices, template = RIGID_POINTS["68"]
+    faces = _sample_faces(dlib_analyzer, t1_faces, hanks_image, astronaut_image)
+    assert len(faces) == 8
+    unit = [transform_points(f.landmarks, umeyama(f.kps5, WHOLE_FACE_TEMPLATE))[list(indices)] for f in faces]
+    mean = np.mean(unit, axis=0)
+    assert np.abs(mean - template).max() < 0.02  # the stored template is this mean, mirrored about x = 0.5
+    assert np.allclose(template[:4, 0], 0.5)  # the nose bridge on the centre line
+
+
+def test_an_opening_mouth_does_not_move_the_crop(t1_faces):
+    """Five-point alignment follows the mouth corners; eyes-and-nose alignment ignores the mouth."""
+    from faceswap.faces.align import Alignment, alignment_matrix
+    from faceswap.faces.dlib_backend import kps5_from_68
+
+    face = t1_faces[0]
+    lms = np.asarray(face.landmarks, np.float64)
+    opened = lms.copy()
+    eye_distance = float(np.linalg.norm(face.kps5[1] - face.kps5[0]))
+    opened[48:68, 1] += np.where(np.arange(48, 68) >= 55, 0.35, 0.0)[:20] * eye_distance  # lower lip drops
+    opened[[48, 54], 0] += np.array([-0.12, 0.12]) * eye_distance  # a wide smile
+    opened[5:12, 1] += 0.3 * eye_distance  # the chin follows
+    size = 256
+    rigid, five = (
+        [alignment_matrix(kps5_from_68(pts), size, Alignment("whole", points), pts, "68") for pts in (lms, opened)]
+        for points in ("eyes-nose", "five")
+    )
+
+    def corner_shift(pair):
+        corners = np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float64)
+        moved = [transform_points(transform_points(corners, invert_affine(m)), pair[0]) for m in pair]
+        return float(np.linalg.norm(moved[1] - moved[0], axis=1).max())
+
+    from faceswap.faces.align import invert_affine
+
+    assert corner_shift(rigid) < 0.01
+    assert corner_shift(five) > 3.0
+
+
+def test_full_face_magnifies_the_inner_face_by_one_and_a_half(t1_faces):
+    from faceswap.faces.align import FACE_TYPES, LEGACY_TEMPLATE, Alignment, align_face
+
+    face = t1_faces[1]
+    frame = np.zeros((400, 600, 3), np.uint8)
+    whole = align_face(frame, face.kps5, 256, Alignment("whole"), face.landmarks, "68")
+    full = align_face(frame, face.kps5, 256, Alignment("full"), face.landmarks, "68")
+    eyes = [transform_points(face.kps5[:2], a.matrix) for a in (whole, full)]
+    ratio = np.linalg.norm(eyes[1][1] - eyes[1][0]) / np.linalg.norm(eyes[0][1] - eyes[0][0])
+    assert ratio == pytest.approx(1.5, rel=1e-6)
+    chin = transform_points(face.landmarks[8:9], full.matrix)[0]
+    brows = transform_points(face.landmarks[17:27], full.matrix)
+    assert 0.8 * 256 < chin[1] < 256 and brows[:, 1].min() > 0.05 * 256
+    assert Alignment.parse("full-face-five") == Alignment("full", "five")
+    assert Alignment.parse(LEGACY_TEMPLATE) == Alignment("whole", "five")  # facesets from before
+    assert set(FACE_TYPES) == {"whole", "full"}
+    with pytest.raises(ValueError):
+        Alignment.parse("half-face-five")
+
+
+def test_eye_priority_covers_the_eye_regions(t1_faces, t1_image):
+    """Corners, lids and a margin around each eye, not a disc on the iris."""
+    import cv2
+
+    from faceswap.faces.align import Alignment, align_face
+    from faceswap.faces.masks import eye_mask
+
+    for face in t1_faces:
+        aligned = align_face(t1_image, face.kps5, 256, Alignment(), face.landmarks, "68")
+        lms = transform_points(face.landmarks, aligned.matrix)
+        kps = transform_points(face.kps5, aligned.matrix)
+        for landmarks in (lms, None):  # the eye outlines, and the five-point fallback (less exact)
+            mask = eye_mask(landmarks, "68" if landmarks is not None else None, kps, (256, 256))
+            for eye in (range(36, 42), range(42, 48)):
+                outline = np.zeros((256, 256), np.uint8)
+                cv2.fillConvexPoly(outline, np.rint(lms[list(eye)]).astype(np.int32), 1)
+                covered = mask[outline > 0] > 0.5
+                assert covered.mean() > (0.97 if landmarks is not None else 0.9)
+                if landmarks is None:
+                    continue
+                corners = lms[[eye[0], eye[3]]]
+                width = float(np.linalg.norm(corners[1] - corners[0]))
+                for corner, away in zip(corners, (corners[0] - corners[1], corners[1] - corners[0]), strict=True):
+                    beyond = corner + away / np.linalg.norm(away) * 0.08 * width  # just past each corner
+                    assert mask[int(round(beyond[1])), int(round(beyond[0]))] > 0.5
+            assert mask.mean() < 0.1  # the eyes, not the upper face
+
+
+def test_training_weight_covers_what_the_blend_shows(t1_faces, t1_image):
+    from faceswap.faces.align import Alignment, align_face
+    from faceswap.faces.masks import blend_mask, training_weight
+
+    face = t1_faces[2]
+    for size in (64, 256):
+        aligned = align_face(t1_image, face.kps5, size, Alignment(), face.landmarks, "68")
+        lms = transform_points(face.landmarks, aligned.matrix)
+        kps = transform_points(face.kps5, aligned.matrix)
+        hull = landmark_mask(lms, "68", kps, "full", (size, size))
+        shown = blend_mask(hull)  # conversion's mask with a learned mask that fills the hull
+        weight = training_weight(hull)
+        assert (weight >= shown - 1e-6).all()
+        assert weight[hull > 0.99].min() > 0.999  # the whole hull at full weight
+        assert weight[shown > 0.02].min() > 0.04  # the feathered ring is trained as well

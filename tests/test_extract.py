@@ -150,3 +150,27 @@ def test_stats_and_clean_move_rejects_aside(demo_workspace, demo_subjects, capsy
     assert result["moved"] > 0 and len(list((folder / "rejected").glob("*.png"))) == result["moved"]
     assert len(Faceset.load(folder).faces) == result["kept"]
     assert store_at(demo_workspace).ledger.entries("faceset.built")[-1].data["operation"] == "clean"
+
+
+def test_alignment_is_recorded_and_kept(workspace_root, reference_photos):
+    """A full-face extraction says so in its header; a faceset never mixes two alignments, and adding
+    to one without naming an alignment keeps its own."""
+    from dataclasses import replace
+
+    from faceswap.faces.align import LEGACY_TEMPLATE, Alignment
+
+    store = store_at(workspace_root)
+    photo = reference_photos["astronaut"]
+    options = ExtractOptions(size=128, face_type="full", align_on="five")
+    report = extract(store, photo, "astro", options)
+    faceset = Faceset.load(workspace_root / "facesets" / "astro")
+    assert report.kept == 1 and faceset.header.template == "full-face-five"
+    assert faceset.header.alignment == Alignment("full", "five")
+    eyes = np.array(faceset.faces[0].kps)[:2]
+    assert np.linalg.norm(eyes[1] - eyes[0]) == pytest.approx(1.5 * 128 * 0.22, rel=0.1)  # 1.5x whole-face's
+    assert extract(store, photo, "astro", ExtractOptions(size=128)).already_present == 1  # keeps full-face-five
+    with pytest.raises(BadInput, match="--face-type full --align-on five"):
+        extract(store, photo, "astro", replace(options, face_type="whole"))
+    with pytest.raises(BadInput, match="--align-on one of"):
+        extract(store, photo, "astro", replace(options, align_on="seven"))
+    assert Alignment.parse(LEGACY_TEMPLATE) == Alignment("whole", "five")  # facesets from before read as such

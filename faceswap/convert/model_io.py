@@ -15,6 +15,7 @@ from typing import Any
 from faceswap.consent.gate import ConsentGate, ConsentGrant, ConsentRefused
 from faceswap.consent.registry import ConsentStore
 from faceswap.errors import BadInput
+from faceswap.faces.align import LEGACY_TEMPLATE, Alignment
 from faceswap.ledger import Entry
 
 
@@ -38,6 +39,12 @@ class AuthorizedModel:
     @property
     def resolution(self) -> int:
         return int(self.entry.data["resolution"])
+
+    @property
+    def alignment(self) -> Alignment:
+        """How the model's facesets were cropped (signed in its entry); older models: five points."""
+        recorded = (self.entry.data.get("hparams") or {}).get("alignment")
+        return Alignment.parse(recorded or LEGACY_TEMPLATE)
 
 
 def load_model(store: ConsentStore, folder: Path, device: str | None = None) -> AuthorizedModel:
@@ -67,18 +74,18 @@ def load_model(store: ConsentStore, folder: Path, device: str | None = None) -> 
 
 
 def _build(hparams: dict[str, Any], state: dict[str, Any], folder: Path) -> Any:
-    from faceswap.model.networks import ModelConfig, SwapNetwork
+    from faceswap.model.networks import ModelConfig, build_network
 
     try:
         config = ModelConfig(
-            hparams["architecture"],
+            str(hparams["architecture"]),
             int(hparams["resolution"]),
             int(hparams["e_dims"]),
             int(hparams["ae_dims"]),
             int(hparams["d_dims"]),
             int(hparams["d_mask_dims"]),
         )
-        network = SwapNetwork(config)
+        network = build_network(config)
         network.load_state_dict(state, strict=True)
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
         first = str(error).splitlines()[0]

@@ -22,10 +22,10 @@ from faceswap.convert import colour as colour_modes
 from faceswap.convert.model_io import AuthorizedModel, load_model
 from faceswap.convert.smoothing import KeypointSmoother, TrackedFace
 from faceswap.errors import BadInput, CheckFailed
-from faceswap.faces.align import alignment_matrix, transform_points
+from faceswap.faces.align import crop_face, track_alignment, transform_points
 from faceswap.faces.analyzer import FaceAnalyzer
 from faceswap.faces.identity import IdentityMatcher
-from faceswap.faces.masks import landmark_mask
+from faceswap.faces.masks import BLEND_BLUR, BLEND_ERODE, blend_mask, landmark_mask
 from faceswap.faces.tracking import DETECT_EVERY, FaceTracker
 from faceswap.hashing import safe_name
 from faceswap.ledger import Entry
@@ -42,8 +42,8 @@ class ConvertOptions:
     mask: str = "full"
     color: str = "rct"
     blend: str = "feather"
-    erode: float = 0.0  # share of the crop size
-    blur: float = 0.04  # share of the crop size
+    erode: float = BLEND_ERODE  # share of the crop size (training weights the same region)
+    blur: float = BLEND_BLUR  # share of the crop size
     smoothing: float = 0.2  # seconds of track either side each face's keypoints are fitted over; 0: off
     batch: int = 8
     sequence: str | None = None  # "png"
@@ -252,12 +252,7 @@ class Swapper:
         import cv2
 
         size = area.shape[0]
-        mask = np.minimum(np.clip(learned, 0, 1), area)
-        if self.options.erode > 0:
-            k = max(1, int(self.options.erode * size))
-            mask = cv2.erode(mask, np.ones((k, k), np.uint8))
-        if self.options.blur > 0:
-            mask = cv2.GaussianBlur(mask, (0, 0), max(0.5, self.options.blur * size))
+        mask = blend_mask(np.minimum(np.clip(learned, 0, 1), area), self.options.erode, self.options.blur)
         if keep.any():
             mask = mask * (1 - cv2.GaussianBlur(keep, (0, 0), max(0.5, 0.012 * size)))
         return np.clip(mask, 0, 1)
@@ -267,8 +262,9 @@ class Swapper:
     ) -> list[tuple[FrameIn, np.ndarray, np.ndarray]]:
         """Swap a batch of frames whose faces carry smoothed keypoints; (frame, image, matte) each."""
         size = self.model.resolution
+        alignment = self.model.alignment
         jobs = [
-            (pos, tracked, alignment_matrix(tracked.kps, size))
+            (pos, tracked, track_alignment(tracked.face, tracked.kps, size, alignment))
             for pos, (_, faces) in enumerate(frames)
             for tracked in faces
         ]
@@ -277,12 +273,7 @@ class Swapper:
         if jobs:
             import cv2
 
-            crops = [
-                cv2.warpAffine(
-                    frames[pos][0].image, m, (size, size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT
-                )
-                for pos, _, m in jobs
-            ]
+            crops = [crop_face(frames[pos][0].image, m, size) for pos, _, m in jobs]
             swapped, learned = self._infer(crops)
             for (pos, tracked, matrix), crop, new, learned_mask in zip(jobs, crops, swapped, learned, strict=True):
                 face = tracked.face

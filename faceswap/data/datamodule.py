@@ -11,9 +11,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from faceswap.consent.gate import ConsentGate, ConsentGrant, ConsentRefused
-from faceswap.data.augment import input_pipeline, lab_stats, random_warp, reinhard_transfer, shared_pipeline
+from faceswap.data.augment import WARP_STRENGTH, input_pipeline, random_warp, reinhard, shared_pipeline
 from faceswap.data.faceset import Faceset
-from faceswap.faces.masks import landmark_mask
+from faceswap.errors import BadInput
+from faceswap.faces.align import resize_crop
+from faceswap.faces.masks import eye_mask, landmark_mask, training_weight
+
+YAW_BINS = 16  # uniform-yaw sampling: faces are drawn from yaw bins of equal width, each bin alike
 
 
 @dataclass
@@ -21,76 +25,111 @@ class FaceSamples:
     """A faceset in memory at the model's resolution, with its landmark masks."""
 
     images: np.ndarray  # (N, R, R, 3) uint8 BGR
-    full: np.ndarray  # (N, R, R) float32: the landmark hull (mask target and loss weight)
-    priority: np.ndarray  # (N, R, R) float32: eyes and mouth
-    lab_mean: np.ndarray
-    lab_std: np.ndarray
+    full: np.ndarray  # (N, R, R): the landmark hull (the learned mask's target)
+    weight: np.ndarray  # (N, R, R): where the loss trains (the hull and conversion's feathered ring)
+    priority: np.ndarray  # (N, R, R): eye regions and mouth
+    yaw: np.ndarray  # (N,) degrees
+    # masks are float in [0, 1] or, as `load` keeps them (a quarter of the memory), uint8 in [0, 255]
 
     @classmethod
     def load(cls, faceset: Faceset, resolution: int) -> FaceSamples:
-        import cv2
-
-        scale = resolution / faceset.header.size
-        images, full, priority = [], [], []
+        size = faceset.header.size
+        if size < resolution:
+            raise BadInput(
+                f"faceset {faceset.folder} holds {size} px crops; a {resolution} px model would train on "
+                f"upscaled (blurred) faces: extract with --size {resolution} or larger"
+            )
+        scale = resolution / size
+        shape = (resolution, resolution)
+        images, full, weight, priority = [], [], [], []
         for entry in faceset.faces:
-            crop = faceset.load_crop(entry)
-            images.append(cv2.resize(crop, (resolution, resolution), interpolation=cv2.INTER_AREA))
-            shape = (resolution, resolution)
+            images.append(resize_crop(faceset.load_crop(entry), resolution))
             if entry.landmarks is None or entry.landmark_scheme is None:
                 full.append(np.ones(shape, np.float32))
+                weight.append(np.ones(shape, np.float32))
                 priority.append(np.zeros(shape, np.float32))
                 continue
             lms = np.asarray(entry.landmarks, np.float32) * scale
             kps = np.asarray(entry.kps, np.float32) * scale
+            hull = landmark_mask(lms, entry.landmark_scheme, kps, "full", shape)
             full.append(landmark_mask(lms, entry.landmark_scheme, kps, "full", shape, feather=resolution / 64))
-            priority.append(_eyes_and_mouth(lms, entry.landmark_scheme, kps, shape))
-        stats = [lab_stats(img) for img in images]
+            weight.append(training_weight(hull))
+            mouth = landmark_mask(lms, entry.landmark_scheme, kps, "mouth", shape)
+            priority.append(np.maximum(mouth, eye_mask(lms, entry.landmark_scheme, kps, shape)))
         return cls(
             np.stack(images),
-            np.stack(full),
-            np.stack(priority),
-            np.mean([s[0] for s in stats], axis=0),
-            np.mean([s[1] for s in stats], axis=0),
+            _to_u8(np.stack(full)),
+            _to_u8(np.stack(weight)),
+            _to_u8(np.stack(priority)),
+            np.array([entry.yaw for entry in faceset.faces], np.float32),
         )
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
 
-def _eyes_and_mouth(lms: np.ndarray, scheme: str, kps: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    import cv2
+class FacePicker:
+    """Draws a face index: uniformly, or uniformly over yaw (SAEHD's uniform yaw distribution), so
+    the few profile faces of a mostly frontal faceset are trained as often as the frontal ones."""
 
-    mask = landmark_mask(lms, scheme, kps, "mouth", shape)
-    radius = max(2, int(0.12 * float(np.linalg.norm(kps[1] - kps[0]))))
-    for x, y in kps[:2]:
-        cv2.circle(mask, (int(x), int(y)), radius, 1.0, -1, cv2.LINE_AA)
-    return mask
+    def __init__(self, yaw: np.ndarray, uniform_yaw: bool, bins: int = YAW_BINS) -> None:
+        self.count = len(yaw)
+        self.bins: list[np.ndarray] = []
+        if uniform_yaw and self.count:
+            edges = np.linspace(float(yaw.min()), float(yaw.max()) + 1e-6, bins + 1)
+            which = np.clip(np.digitize(yaw, edges) - 1, 0, bins - 1)
+            self.bins = [np.flatnonzero(which == b) for b in range(bins) if (which == b).any()]
+
+    def __call__(self, rng: np.random.Generator) -> int:
+        if not self.bins:
+            return int(rng.integers(self.count))
+        members = self.bins[int(rng.integers(len(self.bins)))]
+        return int(members[int(rng.integers(len(members)))])
 
 
 class PairDataset(Dataset):
-    """Each item: one augmented sample of A (coloured toward B) and one of B."""
+    """Each item: one augmented sample of A (coloured toward a B face) and one of B.
 
-    def __init__(self, a: FaceSamples, b: FaceSamples, length: int, seed: int = 0) -> None:
+    warp: the random grid warp of the input (turn it off for a last, sharpening stage, as SAEHD
+    does), its jitter `warp_strength` in cell widths; colour_transfer: the share of A samples given a
+    random B face's colour statistics."""
+
+    def __init__(
+        self,
+        a: FaceSamples,
+        b: FaceSamples,
+        length: int,
+        seed: int = 0,
+        warp: bool = True,
+        uniform_yaw: bool = False,
+        colour_transfer: float = 0.5,
+        warp_strength: float = WARP_STRENGTH,
+    ) -> None:
         self.a, self.b, self.length, self.seed = a, b, length, seed
+        self.warp, self.warp_strength, self.colour_transfer = warp, warp_strength, colour_transfer
+        self.pick = {"a": FacePicker(a.yaw, uniform_yaw), "b": FacePicker(b.yaw, uniform_yaw)}
         self.shared = shared_pipeline()
         self.degrade = input_pipeline()
 
     def __len__(self) -> int:
         return self.length
 
-    def _sample(self, faces: FaceSamples, rng: np.random.Generator, toward: FaceSamples | None) -> dict:
-        i = int(rng.integers(len(faces)))
+    def _sample(self, subject: str, rng: np.random.Generator) -> dict:
+        faces = self.a if subject == "a" else self.b
+        i = self.pick[subject](rng)
         image = faces.images[i]
-        if toward is not None and rng.random() < 0.5:
-            image = reinhard_transfer(image, toward.lab_mean, toward.lab_std, faces.full[i])
-        out = self.shared(image=image, mask=faces.full[i], mask_full=faces.full[i], mask_priority=faces.priority[i])
+        if subject == "a" and rng.random() < self.colour_transfer:
+            j = self.pick["b"](rng)  # conversion colours A's face toward the B frame it lands on
+            image = reinhard(image, self.b.images[j], _unit(faces.full[i]), _unit(self.b.full[j]))
+        out = self.shared(image=image, mask=faces.full[i], mask_weight=faces.weight[i], mask_priority=faces.priority[i])
         target = out["image"]
-        warped = self.degrade(image=random_warp(target, rng))["image"]
+        warped = random_warp(target, rng, self.warp_strength) if self.warp else target
         return {
-            "input": _tensor(warped),
+            "input": _tensor(self.degrade(image=warped)["image"]),
             "target": _tensor(target),
-            "mask": torch.from_numpy(np.ascontiguousarray(out["mask_full"]))[None].float(),
-            "priority": torch.from_numpy(np.ascontiguousarray(out["mask_priority"]))[None].float(),
+            "mask": _mask_tensor(out["mask"]),
+            "weight": _mask_tensor(out["mask_weight"]),
+            "priority": _mask_tensor(out["mask_priority"]),
         }
 
     def __getitem__(self, index: int) -> dict:
@@ -100,7 +139,19 @@ class PairDataset(Dataset):
         py_random = random.Random(int(rng.integers(2**62)))
         self.shared.set_random_state(rng, py_random)
         self.degrade.set_random_state(rng, py_random)
-        return {"a": self._sample(self.a, rng, toward=self.b), "b": self._sample(self.b, rng, toward=None)}
+        return {"a": self._sample("a", rng), "b": self._sample("b", rng)}
+
+
+def _to_u8(masks: np.ndarray) -> np.ndarray:
+    return np.rint(np.clip(masks, 0.0, 1.0) * 255).astype(np.uint8)
+
+
+def _unit(mask: np.ndarray) -> np.ndarray:
+    return mask.astype(np.float32) / 255.0 if mask.dtype == np.uint8 else mask
+
+
+def _mask_tensor(mask: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(_unit(mask)))[None].float()
 
 
 def _tensor(image: np.ndarray) -> torch.Tensor:
@@ -122,7 +173,14 @@ class SwapDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         samples_per_epoch: int = 4096,
         seed: int = 0,
+        random_warp: bool = True,
+        uniform_yaw: bool = False,
+        colour_transfer: float = 0.5,
+        warp_strength: float = WARP_STRENGTH,
     ) -> None:
+        """random_warp: warp the inputs (off for SAEHD's last, sharpening stage); warp_strength: its
+        control-point jitter in cell widths; uniform_yaw: draw faces uniformly over head yaw;
+        colour_transfer: share of A samples coloured like a B face."""
         super().__init__()
         from faceswap.consent.registry import ConsentStore
         from faceswap.workspace import Workspace
@@ -157,6 +215,18 @@ class SwapDataModule(pl.LightningDataModule):
         return faceset
 
     @property
+    def alignment(self) -> str:
+        """How both facesets' crops were made (they must agree: one model learns one framing)."""
+        made = {key: fs.header.alignment for key, fs in self.facesets.items()}
+        if made["a"] != made["b"]:
+            raise BadInput(
+                f"faceset of '{self.hparams.subject_a}' holds {made['a'].name} crops and that of "
+                f"'{self.hparams.subject_b}' {made['b'].name} crops: extract both with the same "
+                "--face-type and --align-on"
+            )
+        return made["a"].name
+
+    @property
     def faceset_hashes(self) -> dict[str, str]:
         return {key: fs.digest() for key, fs in self.facesets.items()}
 
@@ -166,7 +236,17 @@ class SwapDataModule(pl.LightningDataModule):
             self.samples = {key: FaceSamples.load(fs, res) for key, fs in self.facesets.items()}
 
     def train_dataloader(self) -> DataLoader:
-        dataset = PairDataset(self.samples["a"], self.samples["b"], self.hparams.samples_per_epoch, self.hparams.seed)
+        hp = self.hparams
+        dataset = PairDataset(
+            self.samples["a"],
+            self.samples["b"],
+            hp.samples_per_epoch,
+            hp.seed,
+            warp=hp.random_warp,
+            uniform_yaw=hp.uniform_yaw,
+            colour_transfer=hp.colour_transfer,
+            warp_strength=hp.warp_strength,
+        )
         workers = self.hparams.num_workers
         return DataLoader(
             dataset,

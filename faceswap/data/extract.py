@@ -19,7 +19,16 @@ from faceswap.consent.gate import ConsentGate
 from faceswap.consent.registry import ConsentStore
 from faceswap.data.faceset import FaceEntry, Faceset, FacesetHeader, write_crop
 from faceswap.errors import BadInput, CheckFailed
-from faceswap.faces.align import MAX_SIZE, MIN_SIZE, TEMPLATE_NAME, align_face, transform_points
+from faceswap.faces.align import (
+    ALIGN_POINTS,
+    DEFAULT_POINTS,
+    FACE_TYPES,
+    MAX_SIZE,
+    MIN_SIZE,
+    Alignment,
+    align_face,
+    transform_points,
+)
 from faceswap.faces.analyzer import FaceAnalyzer
 from faceswap.faces.identity import IdentityMatcher
 from faceswap.hashing import file_sha256, safe_name
@@ -34,6 +43,10 @@ class ExtractOptions:
     model_root: Path | None = None
     min_face: int = 80  # pixels (shorter side of the detection box)
     min_blur: float = 10.0  # variance of the Laplacian of the aligned crop
+    # how crops are made (faces.align), recorded in the faceset header; None: as the existing faceset's
+    # crops were made, or "whole" and DEFAULT_POINTS for a new faceset
+    face_type: str | None = None
+    align_on: str | None = None
 
     def validate(self) -> None:
         """Every option checked before anything is read or written."""
@@ -153,6 +166,7 @@ def extract(
         raise BadInput(
             f"faceset {folder} holds {existing.header.size} px crops; extract with --size {existing.header.size}"
         )
+    alignment = _alignment(options, existing, folder)
     header = FacesetHeader(
         subject_id,
         record.record_id,
@@ -160,7 +174,7 @@ def extract(
         backend,
         analyzer.model_name,
         options.size,
-        TEMPLATE_NAME,
+        alignment.name,
         subject.threshold,
     )
     faceset = existing or Faceset(folder, header, [])
@@ -191,7 +205,9 @@ def extract(
                 if width < options.min_face:
                     report.dropped_too_small += 1
                     continue
-                aligned = align_face(item.image, face.kps5, options.size)
+                aligned = align_face(
+                    item.image, face.kps5, options.size, alignment, face.landmarks, face.landmark_scheme
+                )
                 blur = blur_score(aligned.crop)
                 if blur < options.min_blur:
                     report.dropped_blurry += 1
@@ -253,6 +269,24 @@ def extract(
     report.ledger_seq = entry.seq
     report.seconds = round(time.perf_counter() - started, 2)
     return report
+
+
+def _alignment(options: ExtractOptions, existing: Faceset | None, folder: Path) -> Alignment:
+    """The crops' alignment: as asked, else as the existing faceset's; one faceset never mixes two."""
+    held = existing.header.alignment if existing is not None else None
+    face_type = options.face_type or (held.face_type if held else "whole")
+    points = options.align_on or (held.points if held else DEFAULT_POINTS)
+    if face_type not in FACE_TYPES or points not in ALIGN_POINTS:
+        raise BadInput(
+            f"--face-type must be one of {', '.join(FACE_TYPES)} and --align-on one of {', '.join(ALIGN_POINTS)}"
+        )
+    wanted = Alignment(face_type, points)
+    if held is not None and held != wanted:
+        raise BadInput(
+            f"faceset {folder} holds {held.name} crops; "
+            f"extract with --face-type {held.face_type} --align-on {held.points}"
+        )
+    return wanted
 
 
 def _frame_estimate(path: Path, every: int) -> int:

@@ -35,6 +35,13 @@ class FacesetHeader:
     type: str = "faceset"
     version: int = FORMAT_VERSION
 
+    @property
+    def alignment(self):
+        """How the crops were made (faces.align.Alignment), named by the template."""
+        from faceswap.faces.align import Alignment
+
+        return Alignment.parse(self.template)
+
 
 @dataclass(frozen=True)
 class FaceEntry:

@@ -1,4 +1,17 @@
-"""Similarity alignment to a canonical whole-face template, and its inverse for paste-back."""
+"""Similarity alignment to a canonical face template, crops at any size, and paste-back.
+
+An `Alignment` is a face type and a point set; its name ("whole-face-eyes-nose") is recorded in a
+faceset's header and in the model trained on it, and conversion crops the same way.
+
+Face types (the crop's framing):
+  whole  forehead to chin, cheeks included: eyes at 40% height, mouth at 65% (the default)
+  full   SAEHD's default framing: eyebrows to chin, the inner face 1.5x larger at the same resolution
+
+Points: "eyes-nose" fits 21 eye and nose landmarks where the scheme names them (dlib's 68 points;
+else the five keypoints), leaving the mouth out so an opening or smiling mouth does not move, scale
+and tilt the crop; "five" fits the five keypoints, mouth corners included (the only alignment
+before, "whole-face-v1" in older facesets).
+"""
 
 from __future__ import annotations
 
@@ -27,8 +40,80 @@ def _whole_face_template() -> np.ndarray:
 
 
 WHOLE_FACE_TEMPLATE = _whole_face_template()  # (5, 2) in [0, 1] crop coordinates
-TEMPLATE_NAME = "whole-face-v1"
+LEGACY_TEMPLATE = "whole-face-v1"  # what facesets and models from before alignment choices hold: five points
 MIN_SIZE, MAX_SIZE = 64, 1024
+MAX_SUPERSAMPLE = 4  # a crop shrinking the image more than this is slightly aliased
+
+# dlib/iBUG 68: nose bridge and nostrils (27-35), both eyes (36-47), where they sit in a whole-face
+# crop: the mean of the eight faces installed packages ship after five-point alignment, mirrored
+# about the centre line (tests/test_align_and_masks.py recomputes it).
+_RIGID_68 = tuple(range(27, 48))
+_RIGID_68_TEMPLATE = np.array(
+    [
+        [0.5, 0.4036], [0.5, 0.4494], [0.5, 0.4958], [0.5, 0.5424],
+        [0.4498, 0.5643], [0.4739, 0.5761], [0.5, 0.5843], [0.5261, 0.5761], [0.5502, 0.5643],
+        [0.3567, 0.4073], [0.3827, 0.3971], [0.4116, 0.3974], [0.4382, 0.4123], [0.41, 0.4184], [0.3799, 0.4178],
+        [0.5618, 0.4123], [0.5884, 0.3974], [0.6173, 0.3971], [0.6433, 0.4073], [0.6201, 0.4178], [0.59, 0.4184],
+    ]
+)  # fmt: skip
+RIGID_POINTS: dict[str, tuple[tuple[int, ...], np.ndarray]] = {"68": (_RIGID_68, _RIGID_68_TEMPLATE)}
+
+
+@dataclass(frozen=True)
+class FaceType:
+    """A framing: whole-face coordinates p land at anchor + (p - centre) * zoom in the crop."""
+
+    name: str
+    zoom: float = 1.0
+    centre: tuple[float, float] = (0.5, 0.5)
+    anchor: tuple[float, float] = (0.5, 0.5)
+
+    def place(self, unit_points: np.ndarray) -> np.ndarray:
+        return np.asarray(self.anchor) + (np.asarray(unit_points, np.float64) - np.asarray(self.centre)) * self.zoom
+
+
+# full: the span from the eyebrows (0.33 in a whole-face crop) to the chin (0.81) scaled 1.5x and
+# centred a little low, so an opening mouth keeps the chin inside (brows ~0.18, chin ~0.91)
+FACE_TYPES: dict[str, FaceType] = {
+    "whole": FaceType("whole"),
+    "full": FaceType("full", zoom=1.5, centre=(0.5, 0.5705), anchor=(0.5, 0.54)),
+}
+
+
+# the points a face is fitted on: "eyes-nose" where the landmark scheme names them (else the five
+# keypoints), or always the five keypoints
+ALIGN_POINTS = ("eyes-nose", "five")
+DEFAULT_POINTS = "eyes-nose"
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """How a crop is made: its framing and the points it is fitted on. Its `name` is what a
+    faceset header (`template`) and a model (`alignment` hyperparameter) record, so conversion
+    crops exactly as the model's training data was cropped."""
+
+    face_type: str = "whole"
+    points: str = DEFAULT_POINTS
+
+    def __post_init__(self) -> None:
+        if self.face_type not in FACE_TYPES:
+            raise ValueError(f"face type must be one of {', '.join(FACE_TYPES)}")
+        if self.points not in ALIGN_POINTS:
+            raise ValueError(f"alignment points must be one of {', '.join(ALIGN_POINTS)}")
+
+    @property
+    def name(self) -> str:
+        return f"{self.face_type}-face-{self.points}"
+
+    @classmethod
+    def parse(cls, name: str) -> Alignment:
+        """From a recorded name; the five-point whole-face template of older facesets included."""
+        if name == LEGACY_TEMPLATE:
+            return cls("whole", "five")
+        face_type, sep, points = name.partition("-face-")
+        if not sep:
+            raise ValueError(f"unknown alignment template '{name}'")
+        return cls(face_type, points)
 
 
 def umeyama(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -66,18 +151,81 @@ class AlignedFace:
         return invert_affine(self.matrix)
 
 
-def alignment_matrix(kps5: np.ndarray, size: int) -> np.ndarray:
+def alignment_points(
+    kps5: np.ndarray, landmarks: np.ndarray | None = None, scheme: str | None = None, points: str = DEFAULT_POINTS
+) -> tuple[np.ndarray, np.ndarray]:
+    """(points in the image, where they go in a unit whole-face crop): the eyes and nose when asked
+    for and the landmark scheme names them, else the five keypoints."""
+    if points == "eyes-nose" and landmarks is not None and scheme in RIGID_POINTS:
+        indices, template = RIGID_POINTS[scheme]
+        return np.asarray(landmarks, np.float64)[list(indices)], template
+    return np.asarray(kps5, np.float64), WHOLE_FACE_TEMPLATE
+
+
+def alignment_matrix(
+    kps5: np.ndarray,
+    size: int,
+    alignment: Alignment = Alignment(),
+    landmarks: np.ndarray | None = None,
+    scheme: str | None = None,
+) -> np.ndarray:
+    """Image -> crop (2x3) for a `size` px crop made as `alignment` says; on the five keypoints
+    unless dense landmarks of a known scheme are given."""
     if not MIN_SIZE <= size <= MAX_SIZE:
         raise ValueError(f"alignment size must be in [{MIN_SIZE}, {MAX_SIZE}], got {size}")
-    return umeyama(kps5, WHOLE_FACE_TEMPLATE * size)
+    points, template = alignment_points(kps5, landmarks, scheme, alignment.points)
+    return umeyama(points, FACE_TYPES[alignment.face_type].place(template) * size)
 
 
-def align_face(image: np.ndarray, kps5: np.ndarray, size: int) -> AlignedFace:
+def track_alignment(face, smoothed_kps5: np.ndarray, size: int, alignment: Alignment = Alignment()) -> np.ndarray:
+    """Alignment of a detected face whose keypoints were smoothed along its track: its dense
+    landmarks follow the smoothing (a similarity from the detected to the smoothed eyes and nose),
+    then the face is aligned as at extraction."""
+    landmarks = face.landmarks
+    if landmarks is not None:
+        follow = umeyama(np.asarray(face.kps5, np.float64)[:3], np.asarray(smoothed_kps5, np.float64)[:3])
+        landmarks = transform_points(landmarks, follow)
+    return alignment_matrix(smoothed_kps5, size, alignment, landmarks, face.landmark_scheme)
+
+
+def crop_face(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
+    """The `size` px crop that `matrix` (image -> crop) describes, the one resampling every crop
+    goes through (extraction, training at another size, conversion), so the model sees the same
+    pixels in training and in conversion.
+
+    Shrinking is supersampled (cubic at up to 4x the size, then area-averaged) so it does not alias;
+    the supersampled matrix is offset so that pixel centres land exactly where `matrix` puts them."""
     import cv2
 
-    matrix = alignment_matrix(kps5, size)
-    crop = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
-    return AlignedFace(crop=crop, matrix=matrix)
+    scale = float(np.sqrt(abs(np.linalg.det(np.asarray(matrix, np.float64)[:, :2]))))
+    factor = int(np.clip(np.ceil(1.0 / max(scale, 1e-6) - 1e-3), 1, MAX_SUPERSAMPLE))
+    if factor == 1:
+        return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+    big = np.asarray(matrix, np.float64) * factor
+    big[:, 2] += (factor - 1) / 2.0
+    fine = cv2.warpAffine(image, big, (size * factor,) * 2, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+    return cv2.resize(fine, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def resize_crop(crop: np.ndarray, size: int) -> np.ndarray:
+    """An aligned crop at another size, resampled as conversion crops are (see crop_face); its
+    landmarks scale by size / crop size exactly."""
+    if crop.shape[0] == size:
+        return crop
+    scale = size / crop.shape[0]
+    return crop_face(crop, np.array([[scale, 0.0, 0.0], [0.0, scale, 0.0]]), size)
+
+
+def align_face(
+    image: np.ndarray,
+    kps5: np.ndarray,
+    size: int,
+    alignment: Alignment = Alignment(),
+    landmarks: np.ndarray | None = None,
+    scheme: str | None = None,
+) -> AlignedFace:
+    matrix = alignment_matrix(kps5, size, alignment, landmarks, scheme)
+    return AlignedFace(crop=crop_face(image, matrix, size), matrix=matrix)
 
 
 def invert_affine(matrix: np.ndarray) -> np.ndarray:

@@ -1,7 +1,8 @@
-"""Landmark masks (full face, lower face, mouth) for training weights and conversion blending.
+"""Landmark masks (full face, lower face, mouth, eyes) for training weights and conversion blending.
 
 Masks are drawn from the dense landmarks plus the five keypoints, so they work for any landmark
-scheme that names its jaw contour and outer-lip points.
+scheme that names its jaw contour and outer-lip points. The blend's erosion and feather live here
+too, so training weights exactly the region conversion shows.
 """
 
 from __future__ import annotations
@@ -11,16 +12,25 @@ from dataclasses import dataclass
 import numpy as np
 
 MASK_REGIONS = ("full", "lower-face", "mouth")
+BLEND_ERODE = 0.0  # conversion's default erosion of the mask, as a share of the crop size
+BLEND_BLUR = 0.04  # conversion's default feather: the Gaussian sigma as a share of the crop size
+EYE_REGION = (1.3, 0.9)  # an eye region's width and height over the eye's corner-to-corner width
+EYE_WIDTH = 0.48  # an eye's corner-to-corner width over the distance between the eye centres
 
 
 @dataclass(frozen=True)
 class LandmarkScheme:
     contour: tuple[int, ...]
     mouth_outer: tuple[int, ...]
+    eyes: tuple[tuple[int, ...], tuple[int, ...]] | None = None  # each eye's outline, corners first
 
 
 SCHEMES: dict[str, LandmarkScheme] = {
-    "68": LandmarkScheme(contour=tuple(range(0, 17)), mouth_outer=tuple(range(48, 60))),
+    "68": LandmarkScheme(
+        contour=tuple(range(0, 17)),
+        mouth_outer=tuple(range(48, 60)),
+        eyes=((36, 39, 37, 38, 40, 41), (42, 45, 43, 44, 46, 47)),
+    ),
     "106": LandmarkScheme(contour=tuple(range(0, 33)), mouth_outer=tuple(range(52, 72))),
 }
 
@@ -72,3 +82,53 @@ def landmark_mask(
     if feather > 0:
         mask = cv2.GaussianBlur(mask, (0, 0), feather)
     return np.clip(mask, 0.0, 1.0)
+
+
+def eye_mask(landmarks: np.ndarray | None, scheme: str | None, kps5: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Both eye regions (corners, lids and the skin between them and the brows), as ellipses along
+    each eye's axis: from the eye's own outline when the scheme names it, else sized from the
+    distance between the eye centres of the five keypoints."""
+    import cv2
+
+    mask = np.zeros(shape, dtype=np.float32)
+    kps = np.asarray(kps5, dtype=np.float64)
+    spec = SCHEMES.get(scheme) if scheme is not None else None
+    for side in (0, 1):
+        if landmarks is not None and spec is not None and spec.eyes is not None:
+            outline = np.asarray(landmarks, np.float64)[list(spec.eyes[side])]
+            centre, axis = outline[:2].mean(axis=0), outline[1] - outline[0]  # between the corners
+            normal = np.array([-axis[1], axis[0]]) / max(float(np.linalg.norm(axis)), 1e-6)
+            opening = float(np.abs((outline - centre) @ normal).max())  # lids from the corner line
+        else:
+            centre = kps[side]
+            axis = (kps[1] - kps[0]) * EYE_WIDTH
+            opening = 0.0
+        width = float(np.linalg.norm(axis))
+        angle = float(np.degrees(np.arctan2(axis[1], axis[0])))
+        half_w = width * EYE_REGION[0] / 2
+        half_h = max(width * EYE_REGION[1] / 2, 1.5 * opening)  # a turned head narrows the eye, not its lids
+        axes = (max(1, int(round(half_w))), max(1, int(round(half_h))))
+        cv2.ellipse(mask, (int(round(centre[0])), int(round(centre[1]))), axes, angle, 0, 360, 1.0, -1, cv2.LINE_AA)
+    return mask
+
+
+def blend_mask(mask: np.ndarray, erode: float = BLEND_ERODE, blur: float = BLEND_BLUR) -> np.ndarray:
+    """What conversion blends with: `mask` eroded by `erode` and feathered by `blur` (shares of the
+    crop size)."""
+    import cv2
+
+    size = mask.shape[0]
+    out = np.asarray(mask, np.float32)
+    if erode > 0:
+        k = max(1, int(erode * size))
+        out = cv2.erode(out, np.ones((k, k), np.uint8))
+    if blur > 0:
+        out = cv2.GaussianBlur(out, (0, 0), max(0.5, blur * size))
+    return np.clip(out, 0.0, 1.0)
+
+
+def training_weight(hull: np.ndarray, erode: float = BLEND_ERODE, blur: float = BLEND_BLUR) -> np.ndarray:
+    """Where the loss trains the face: 1 over the whole hull and, outside it, twice the blend mask
+    (capped at 1), so every pixel conversion paints, the feathered ring included, is trained at
+    least as strongly as it is shown (SAEHD's blurred-and-clipped mask, with conversion's feather)."""
+    return np.maximum(np.asarray(hull, np.float32), np.clip(2.0 * blend_mask(hull, erode, blur), 0.0, 1.0))

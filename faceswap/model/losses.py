@@ -46,7 +46,11 @@ class LossWeights:
 
 
 class SwapLoss:
-    """Mask-weighted DSSIM (multi-scale from 256 px) + L1, eye/mouth priority, mask loss."""
+    """DSSIM (multi-scale from 256 px) + L1 weighted by the training region, eye/mouth priority, and
+    the learned mask against the face hull.
+
+    The region weight is 1 over the whole hull and falls off outside it no faster than conversion's
+    blend does (`faces.masks.training_weight`), so every pixel a swap shows was trained."""
 
     def __init__(self, weights: LossWeights, resolution: int) -> None:
         self.weights = weights
@@ -68,11 +72,15 @@ class SwapLoss:
         target: torch.Tensor,
         mask: torch.Tensor,
         priority: torch.Tensor,
+        weight: torch.Tensor | None = None,
     ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """mask: the learned mask's target (the hull); weight: where the face is trained (the mask
+        when not given)."""
         w = self.weights
+        region = mask if weight is None else weight
         pred32, target32 = pred.float(), target.float()
-        dssim = self.dssim(pred32, target32, mask)
-        l1 = _masked_mean((pred32 - target32).abs(), mask)
+        dssim = self.dssim(pred32, target32, region)
+        l1 = _masked_mean((pred32 - target32).abs(), region)
         prio = _masked_mean((pred32 - target32).abs(), priority) if priority.sum() > 0 else pred32.new_zeros(())
         mask_loss = F.mse_loss(pred_mask.float(), mask)
         return {
