@@ -583,7 +583,6 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 def _add_convert(commands, p: Parents) -> None:
     from faceswap.convert import blend, colour
-    from faceswap.convert.pipeline import CODECS, SEQUENCES
     from faceswap.faces.masks import MASK_REGIONS
 
     conv = commands.add_parser(
@@ -623,6 +622,19 @@ def _add_convert(commands, p: Parents) -> None:
         help="detect and identify faces every N frames and on scene cuts, track them between (1: every frame)",
     )
     conv.add_argument("--batch", type=int, default=8)
+    _add_delivery_arguments(conv)
+    conv.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="write an unchanged, marked copy when no face of subject B is found (default: refuse, exit 1)",
+    )
+    conv.set_defaults(handler=cmd_convert)
+
+
+def _add_delivery_arguments(conv) -> None:
+    """What `convert` writes: sequence or codec, depth, matte, frame range and numbers, colour."""
+    from faceswap.convert.pipeline import CODECS, SEQUENCES
+
     conv.add_argument(
         "--sequence",
         choices=SEQUENCES,
@@ -655,12 +667,6 @@ def _add_convert(commands, p: Parents) -> None:
     conv.add_argument(
         "--ocio", default=None, metavar="CONFIG", help="an OpenColorIO config (default: the built-in CG config)"
     )
-    conv.add_argument(
-        "--allow-empty",
-        action="store_true",
-        help="write an unchanged, marked copy when no face of subject B is found (default: refuse, exit 1)",
-    )
-    conv.set_defaults(handler=cmd_convert)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
