@@ -124,13 +124,15 @@ class Delivery:
         context: OutputContext,
         source: Source,
         audio_from: Path | None,
+        token: int | None = None,
     ) -> Written:
+        """Hand the frames to the sink method of this delivery (`token`: one reserved beforehand)."""
         if self.kind == "exr":
             display = self.colour.display(self.output_space)
-            return sink.write_exr_sequence(output, frames, context, display, self.colour.ref, source.fps)
+            return sink.write_exr_sequence(output, frames, context, display, self.colour.ref, source.fps, token)
         if self.kind == "png":
             pattern = f"{output.name}.{{:0{SEQUENCE_PADDING}d}}.png"
-            return sink.write_sequence(output, frames, context, pattern=pattern)
+            return sink.write_sequence(output, frames, context, pattern=pattern, token=token)
         if self.kind == "video":
             return sink.write_video(
                 output,
@@ -144,8 +146,9 @@ class Delivery:
                 alpha=self.alpha,
                 timecode=source.timecode,
                 rebase=self.rebase,
+                token=token,
             )
-        return sink.write_image(output, next(iter(frames)).image, context)
+        return sink.write_image(output, next(iter(frames)).image, context, token)
 
 
 def _bounds(matte: np.ndarray) -> tuple[slice, slice] | None:
