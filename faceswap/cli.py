@@ -564,6 +564,7 @@ def _add_train(commands, p: Parents) -> None:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
+    from faceswap.convert.delivery import parse_frames
     from faceswap.convert.pipeline import ConvertOptions, convert
 
     options = ConvertOptions(
@@ -578,6 +579,12 @@ def cmd_convert(args: argparse.Namespace) -> int:
         sequence=args.sequence,
         bits=args.bits,
         alpha=args.alpha,
+        codec=args.codec,
+        frames=parse_frames(args.frames) if args.frames else None,
+        start_frame=args.start_frame,
+        input_colorspace=args.input_colorspace,
+        output_colorspace=args.output_colorspace,
+        ocio=args.ocio,
         backend=args.backend,
         model_root=args.model_root,
         allow_empty=args.allow_empty,
@@ -607,7 +614,12 @@ def _add_convert(commands, p: Parents) -> None:
         "convert", parents=[*p.both, p.backend], help="swap subject A onto subject B's footage (consent re-checked)"
     )
     conv.add_argument("--model", type=Path, required=True, help="a model folder (WORKSPACE/models/NAME)")
-    conv.add_argument("--input", type=Path, required=True, help="a video or an image of subject B")
+    conv.add_argument(
+        "--input",
+        type=Path,
+        required=True,
+        help="a video, an image, or a numbered image sequence (plate.%%04d.exr|png|tif, or its folder) of subject B",
+    )
     conv.add_argument("--output", type=Path, required=True, help="output video/image, or a folder with --sequence")
     conv.add_argument(
         "--mask",
@@ -635,9 +647,7 @@ def _add_convert(commands, p: Parents) -> None:
         help="detect and identify faces every N frames and on scene cuts, track them between (1: every frame)",
     )
     conv.add_argument("--batch", type=int, default=8)
-    conv.add_argument("--sequence", choices=["png"], default=None, help="write an image sequence instead of a video")
-    conv.add_argument("--bits", type=int, default=8, choices=[8, 16])
-    conv.add_argument("--alpha", action="store_true", help="with --sequence: RGBA with the swap matte as alpha")
+    _add_delivery_arguments(conv)
     conv.add_argument(
         "--allow-empty",
         action="store_true",
@@ -716,6 +726,44 @@ def _add_convert_batch(commands, p: Parents) -> None:
         "--workers", type=int, default=None, help="shots at once (local cluster: its CPUs; default: all CPUs)"
     )
     batch.set_defaults(handler=cmd_convert_batch)
+
+
+def _add_delivery_arguments(conv) -> None:
+    """What `convert` writes: sequence or codec, depth, matte, frame range and numbers, colour."""
+    from faceswap.convert.pipeline import CODECS, SEQUENCES
+
+    conv.add_argument(
+        "--sequence",
+        choices=SEQUENCES,
+        default=None,
+        help="write a folder OUTPUT/OUTPUT.####.png|exr instead of a video (EXR: half float, scene-linear)",
+    )
+    conv.add_argument(
+        "--codec", choices=CODECS, default="h264", help="video outputs; ProRes is written as .mov (10-bit)"
+    )
+    conv.add_argument("--bits", type=int, default=None, choices=[8, 16], help="PNG/video depth (default: the input's)")
+    conv.add_argument(
+        "--alpha", action="store_true", help="the swap matte as alpha: with --sequence, or --codec prores4444"
+    )
+    conv.add_argument(
+        "--frames", default=None, metavar="FIRST-LAST", help="convert only these input frames (their own numbers)"
+    )
+    conv.add_argument("--start-frame", type=int, default=None, metavar="N", help="number the first output frame N")
+    conv.add_argument(
+        "--input-colorspace",
+        default=None,
+        metavar="NAME",
+        help="OCIO colour space of the input (default: scene-linear Rec.709 for EXR, else sRGB)",
+    )
+    conv.add_argument(
+        "--output-colorspace",
+        default=None,
+        metavar="NAME",
+        help="OCIO colour space of the output (default: scene-linear Rec.709 for EXR, else the input's)",
+    )
+    conv.add_argument(
+        "--ocio", default=None, metavar="CONFIG", help="an OpenColorIO config (default: the built-in CG config)"
+    )
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

@@ -196,7 +196,7 @@ def _options(path: Path, row: int, values: dict[str, str], flags: dict, folder: 
             continue
         try:
             given[spec.name] = _parse(cell, hints[spec.name], folder)
-        except ValueError:
+        except (ValueError, BadInput):
             raise BadInput(f"{path} row {row}: {flag} = '{cell}' is not {_kind(hints[spec.name])}") from None
     options = ConvertOptions(**given)
     try:
@@ -216,11 +216,17 @@ def _parse(cell: str, kind: Any, folder: Path) -> Any:
         raise ValueError(cell)
     if base is Path:
         return _resolve(folder, cell)
+    if typing.get_origin(base) is tuple:  # frames: FIRST-LAST
+        from faceswap.convert.delivery import parse_frames
+
+        return parse_frames(cell)
     return base(cell)
 
 
 def _kind(kind: Any) -> str:
     base = next((t for t in typing.get_args(kind) if t is not type(None)), kind)
+    if typing.get_origin(base) is tuple:
+        return "FIRST-LAST"
     return {bool: "true or false", int: "a whole number", float: "a number", Path: "a path"}.get(base, "text")
 
 

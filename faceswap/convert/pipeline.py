@@ -14,11 +14,13 @@ from typing import Any
 
 import numpy as np
 
+from faceswap.colorspace import BUILTIN_CONFIG, Colour
 from faceswap.consent.gate import ConsentGate
 from faceswap.consent.registry import ConsentStore
 from faceswap.consent.watch import CHECK_EVERY_SECONDS, ConsentWatch
 from faceswap.convert import blend as blend_modes
 from faceswap.convert import colour as colour_modes
+from faceswap.convert.delivery import Delivery, default_fps
 from faceswap.convert.model_io import AuthorizedModel, load_model
 from faceswap.convert.smoothing import KeypointSmoother, TrackedFace
 from faceswap.errors import BadInput, CheckFailed
@@ -29,12 +31,23 @@ from faceswap.faces.masks import BLEND_BLUR, BLEND_ERODE, blend_mask, landmark_m
 from faceswap.faces.tracking import DETECT_EVERY, FaceTracker
 from faceswap.hashing import safe_name
 from faceswap.ledger import Entry
-from faceswap.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, iter_video_frames, probe_video, read_image
+from faceswap.media import (
+    IMAGE_SUFFIXES,
+    VIDEO_SUFFIXES,
+    ImageSequence,
+    Plate,
+    find_sequence,
+    iter_video_frames,
+    probe_video,
+    read_plate,
+)
 from faceswap.provenance.sink import OutputContext, OutputSink, SinkFrame, batched
 from faceswap.provenance.watermark import Watermarker, new_token
 
 MASK_MODES = ("full", "lower-face", "mouth")
 MOUTH_SMOOTHING = 0.08  # seconds either side for the mouth corners, which move with speech
+SEQUENCES = ("png", "exr")
+CODECS = ("h264", "prores4444", "prores422hq")
 
 
 @dataclass(frozen=True)
@@ -46,14 +59,29 @@ class ConvertOptions:
     blur: float = BLEND_BLUR  # share of the crop size
     smoothing: float = 0.2  # seconds of track either side each face's keypoints are fitted over; 0: off
     batch: int = 8
-    sequence: str | None = None  # "png"
-    bits: int = 8
-    alpha: bool = False
+    sequence: str | None = None  # "png" | "exr": a folder of NAME.####.ext
+    bits: int | None = None  # integer outputs: 8 or 16; None: the input's depth (8 for 8-bit input)
+    alpha: bool = False  # the swap matte as alpha: sequences, or ProRes 4444
+    codec: str = "h264"  # video outputs: h264 | prores4444 | prores422hq (.mov)
+    frames: tuple[int, int] | None = None  # convert input frames FIRST..LAST (their own numbers)
+    start_frame: int | None = None  # the first output frame's number (default: the input's)
+    input_colorspace: str | None = None  # default: scene-linear Rec.709 for float input, else sRGB
+    output_colorspace: str | None = None  # default: scene-linear Rec.709 for EXR, else the input's (sRGB)
+    ocio: str | None = None  # an OpenColorIO config file or ocio:// URI; default: the built-in CG config
     backend: str = "auto"
     model_root: Path | None = None
     detect_every: int = DETECT_EVERY  # detect on every Nth frame (and on cuts); follow faces in between
     allow_empty: bool = False  # write a marked, unchanged copy when no face of subject B is found
     consent_check_seconds: float = CHECK_EVERY_SECONDS
+
+    def colour(self) -> Colour:
+        """The OCIO config; BadInput when it or a named colour space is unusable."""
+        colour = Colour(str(self.ocio) if self.ocio else BUILTIN_CONFIG)
+        named = {"--input-colorspace": self.input_colorspace, "--output-colorspace": self.output_colorspace}
+        for option, name in named.items():
+            if name:
+                colour.space(name, option)
+        return colour
 
     def validate(self) -> None:
         """Every option checked before anything is read or written."""
@@ -63,7 +91,7 @@ class ConvertOptions:
             raise BadInput(f"--color must be one of {', '.join(colour_modes.MODES)}")
         if self.blend not in blend_modes.MODES:
             raise BadInput(f"--blend must be one of {', '.join(blend_modes.MODES)}")
-        if self.bits not in (8, 16):
+        if self.bits not in (None, 8, 16):
             raise BadInput("--bits must be 8 or 16")
         if not 0 <= self.smoothing <= 2:
             raise BadInput("--smoothing must be between 0 and 2 seconds")
@@ -75,10 +103,21 @@ class ConvertOptions:
             raise BadInput("--erode must be at least 0 and below 0.5 (a share of the face crop)")
         if not 0 <= self.blur < 0.5:
             raise BadInput("--blur must be at least 0 and below 0.5 (a share of the face crop)")
-        if self.sequence not in (None, "png"):
-            raise BadInput("--sequence must be png")
-        if self.alpha and not self.sequence:
-            raise BadInput("--alpha needs --sequence (a video carries no matte)")
+        if self.sequence not in (None, *SEQUENCES):
+            raise BadInput(f"--sequence must be one of {', '.join(SEQUENCES)}")
+        if self.codec not in CODECS:
+            raise BadInput(f"--codec must be one of {', '.join(CODECS)}")
+        if self.sequence and self.codec != "h264":
+            raise BadInput("--codec is for video outputs; an image sequence has none")
+        if self.sequence == "exr" and self.bits is not None:
+            raise BadInput("EXR frames are half float; --bits is for PNG and video outputs")
+        if self.alpha and not (self.sequence or self.codec == "prores4444"):
+            raise BadInput("--alpha needs --sequence or --codec prores4444 (other videos carry no matte)")
+        if self.frames is not None and not 0 <= self.frames[0] <= self.frames[1]:
+            raise BadInput("--frames FIRST-LAST needs 0 <= FIRST <= LAST")
+        if self.start_frame is not None and self.start_frame < 0:
+            raise BadInput("--start-frame must be 0 or more")
+        self.colour()  # the config loads and the named colour spaces are in it
         if self.consent_check_seconds <= 0:
             raise BadInput("the consent re-check interval must be positive")
 
@@ -107,21 +146,144 @@ class ConvertReport:
 @dataclass
 class FrameIn:
     index: int
-    image: np.ndarray
+    image: np.ndarray  # uint8 BGR, sRGB: the view that analysis and the swap work on
     pts: int | None = None
     time_base: Fraction | None = None
+    number: int | None = None  # the input's frame number: a sequence's file number, a video's decode index
+    plate: np.ndarray | None = None  # the input's own pixels (16-bit, float) when they hold more than `image`
+    timecode: str | None = None  # this frame's source timecode, where known
 
 
-def decode(path: Path) -> tuple[Iterator[FrameIn], Fraction, Fraction | None, int, bool]:
-    """Frames from a video (a reader thread keeps decoding ahead) or a single image."""
+@dataclass
+class Source:
+    """What decode found: the frames (only those asked for) and what outputs keep of the input."""
+
+    frames: Iterator[FrameIn]
+    kind: str  # video | sequence | image
+    fps: Fraction
+    time_base: Fraction | None
+    total: int  # frames that will come; 0 when unknown
+    colour: Colour
+    space: str  # the input's colour space (canonical name)
+    is_float: bool  # plates are float (EXR): scene-linear unless told otherwise
+    deep: bool  # plates hold more than 8 bits
+    first_number: int  # the first frame's number
+    timecode: str | None  # the first frame's timecode, where known
+
+
+def decode(path: Path, options: ConvertOptions | None = None) -> Source:
+    """Frames from a video (a reader thread keeps decoding ahead), a numbered image sequence
+    (`plate.%04d.exr`, or a folder of one) or a single image; within `--frames` when given."""
+    options = options or ConvertOptions()
+    colour = options.colour()
+    sequence = find_sequence(path) if "%" in path.name or "#" in path.name or path.is_dir() else None
+    if sequence is not None:
+        return _decode_sequence(sequence, options, colour)
     if path.suffix.lower() in VIDEO_SUFFIXES:
-        info = probe_video(path)
-        decoded = (FrameIn(f.index, f.image, f.pts, f.time_base) for f in iter_video_frames(path))
-        return in_background(decoded), info.fps, info.time_base, info.frames, True
+        return _decode_video(path, options, colour)
     if path.suffix.lower() in IMAGE_SUFFIXES:
-        image = read_image(path)
-        return iter([FrameIn(0, image)]), Fraction(25), None, 1, False
-    raise BadInput(f"{path}: not a video or image this tool reads")
+        return _decode_sequence(None, options, colour, single=path)
+    if path.is_dir():
+        raise BadInput(f"{path}: holds no numbered image sequence (NAME.####.exr|png|tif)")
+    raise BadInput(f"{path}: not a video, image or image sequence this tool reads")
+
+
+def _decode_video(path: Path, options: ConvertOptions, colour: Colour) -> Source:
+    from faceswap.timecode import Timecode
+
+    info = probe_video(path)
+    space = colour.space(options.input_colorspace) if options.input_colorspace else colour.srgb
+    deep = info.bits > 8
+    first, last = options.frames or (0, None)
+    if info.frames and first >= info.frames:
+        raise BadInput(f"--frames {first}-{last}: {path} has frames 0-{info.frames - 1}")
+    start = Timecode.parse(info.timecode, info.fps) if info.timecode else None
+    view = _viewer(colour, space)
+
+    def frames() -> Iterator[FrameIn]:
+        for f in iter_video_frames(path, deep=deep):
+            if f.index < first:
+                continue
+            if last is not None and f.index > last:
+                return
+            image, plate = view(f.image)
+            tc = str(start + f.index) if start else None
+            yield FrameIn(f.index, image, f.pts, f.time_base, f.index, plate, tc)
+
+    count = info.frames - first if info.frames else 0
+    if last is not None:
+        count = min(count, last - first + 1) if count else last - first + 1
+    return Source(
+        in_background(frames()),
+        "video",
+        info.fps,
+        info.time_base,
+        count,
+        colour,
+        space,
+        False,
+        deep,
+        first,
+        str(start + first) if start else None,
+    )
+
+
+def _decode_sequence(
+    sequence: ImageSequence | None, options: ConvertOptions, colour: Colour, single: Path | None = None
+) -> Source:
+    """A numbered sequence's frames in number order (or one image as frame 0), at their own depth."""
+    if sequence is not None:
+        first, last = options.frames or (min(sequence.numbers), max(sequence.numbers))
+        numbers = [n for n in sequence.numbers if first <= n <= last]
+        if not numbers:
+            raise BadInput(f"--frames {first}-{last}: {sequence.label} has no frames in that range")
+        paths = [(n, sequence.path(n)) for n in numbers]
+    else:
+        assert single is not None
+        paths = [(0, single)]
+    head = read_plate(paths[0][1])
+    default = colour.linear if head.is_float else colour.srgb
+    space = colour.space(options.input_colorspace, "--input-colorspace") if options.input_colorspace else default
+    view = _viewer(colour, space)
+    shape = head.pixels.shape
+
+    def frames() -> Iterator[FrameIn]:
+        for position, (number, file) in enumerate(paths):
+            plate: Plate = head if position == 0 else read_plate(file)
+            if plate.pixels.shape != shape:
+                raise BadInput(f"{file}: {plate.pixels.shape[1]}x{plate.pixels.shape[0]} differs from the first frame")
+            image, deep = view(plate.pixels)
+            yield FrameIn(position, image, None, None, number, deep, plate.timecode)
+
+    kind = "sequence" if sequence is not None else "image"
+    return Source(
+        in_background(frames()),
+        kind,
+        default_fps(head.fps),
+        None,
+        len(paths),
+        colour,
+        space,
+        head.is_float,
+        head.pixels.dtype != np.uint8,
+        paths[0][0],
+        head.timecode,
+    )
+
+
+def _viewer(colour: Colour, space: str) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]]:
+    """pixels -> (8-bit sRGB view, the pixels themselves when the view does not hold all of them)."""
+    display = colour.display(space)
+
+    def view(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        if pixels.dtype == np.uint8 and display.identity:
+            return pixels, None
+        if pixels.dtype == np.uint16 and display.identity:
+            return np.clip(np.rint(pixels / 257.0), 0, 255).astype(np.uint8), pixels
+        scale = 1.0 if pixels.dtype.kind == "f" else float(np.iinfo(pixels.dtype).max)
+        return display.view8(pixels.astype(np.float32) / scale), pixels
+
+    return view
 
 
 def in_background(items: Iterator, depth: int = 16) -> Iterator:
@@ -336,9 +498,11 @@ def convert(
     record_b = store.load().by_id(grant.record_for(grant.subject_b).record_id)
     assert record_b is not None
     backend = record_b.backend if options.backend == "auto" else options.backend
-    frames, fps, time_base, total, is_video = decode(input_path)
+    source = decode(input_path, options)
+    delivery = Delivery.plan(options, source, output)
+    frames, total = source.frames, source.total
     token = sink.reserve_token()
-    swapper = Swapper(model, record_b.reference_embeddings, backend, options, float(fps), token)
+    swapper = Swapper(model, record_b.reference_embeddings, backend, options, float(source.fps), token)
     report = ConvertReport(str(input_path), str(output), str(model_dir), consent_record_ids=grant.record_ids)
     started = time.perf_counter()
 
@@ -347,7 +511,7 @@ def convert(
             report.frames += 1
             if progress:
                 progress(report.frames, total)
-            yield _sink_frame(frame, image, matte, options, token)
+            yield delivery.frame(frame, image, matte, token)
 
     watch = ConsentWatch(ConsentGate(store), grant, options.consent_check_seconds)
     context = OutputContext(
@@ -364,38 +528,16 @@ def convert(
             "smoothing": options.smoothing,
             "detect_every": options.detect_every,
             "purpose": grant.purpose,
+            **delivery.settings(),
             **({"shot": dict(shot)} if shot else {}),
         },
         guard=ConvertGuard(watch, report, options.allow_empty, grant.subject_b),
         sources=(input_path, model.weights_path),
         source_type="composite",
     )
-    if options.sequence:
-        written = sink.write_sequence(output, swapped_frames(), context, token=token)
-    elif is_video:
-        written = sink.write_video(
-            output,
-            swapped_frames(),
-            fps,
-            context,
-            audio_from=input_path,
-            time_base=time_base,
-            expected_frames=total,
-            token=token,
-        )
-    else:
-        written = sink.write_image(output, next(iter(swapped_frames())), context, token=token)
+    audio = input_path if source.kind == "video" else None
+    written = delivery.write(sink, output, swapped_frames(), context, source, audio, token)
     report.seconds = round(time.perf_counter() - started, 2)
     report.fps = round(report.frames / max(report.seconds, 1e-9), 2)
     report.token, report.ledger_seq = written.token, written.entry.seq
     return report
-
-
-def _sink_frame(frame: FrameIn, image: np.ndarray, matte: np.ndarray, options: ConvertOptions, token: int) -> SinkFrame:
-    alpha = None
-    if options.alpha:
-        alpha = np.rint(np.clip(matte, 0, 1) * (65535 if options.bits == 16 else 255))
-        alpha = alpha.astype(np.uint16 if options.bits == 16 else np.uint8)
-    if options.bits == 16:
-        image = image.astype(np.uint16) * 257  # the mark scales with the pixels, as the sink would scale it
-    return SinkFrame(image, frame.pts, frame.time_base, alpha, marked_token=token)

@@ -22,6 +22,7 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 
 from faceswap.atomic import temp_path
+from faceswap.colorspace import DisplayTransform, quantise
 from faceswap.errors import BadInput
 from faceswap.hashing import canonical_json, file_sha256, safe_name, sha256_hex
 from faceswap.ledger import Entry, Ledger, Position
@@ -30,13 +31,14 @@ from faceswap.provenance.phash import phash
 from faceswap.provenance.watermark import Watermarker, format_token, new_token
 from faceswap.provenance.writers import (
     VIDEO_CONTAINERS,
-    H264Writer,
+    ExrSequenceWriter,
     ImageWriter,
     MediaWriter,
     PngSequenceWriter,
     SinkFrame,
+    VideoWriter,
     frame_names,
-    to8,
+    view8,
 )
 
 IMAGE_FORMATS = {".png": ".png", ".jpg": ".jpg", ".jpeg": ".jpg"}
@@ -194,6 +196,25 @@ class OutputSink:
             raise BadInput(f"{final} already exists; choose a new folder for the sequence")
         return self._write(final, frames, PngSequenceWriter(pattern), context, token)
 
+    def write_exr_sequence(
+        self,
+        folder: str | Path,
+        frames: Iterable[SinkFrame],
+        context: OutputContext,
+        display: DisplayTransform,
+        ocio: str,
+        fps: Fraction | None = None,
+        token: int | None = None,
+    ) -> Written:
+        """A folder of `FOLDER.####.exr` (half float, RGBA with mattes), frames named by their
+        numbers, float frames in `display.space`, marked in its display-referred view."""
+        final = Path(folder)
+        if final.exists() or final.is_symlink():
+            raise BadInput(f"{final} already exists; choose a new folder for the sequence")
+        token = self.reserve_token() if token is None else token
+        writer = ExrSequenceWriter(final.name, display, format_token(token), ocio, fps)
+        return self._write(final, frames, writer, context, token)
+
     def write_video(
         self,
         path: str | Path,
@@ -205,13 +226,20 @@ class OutputSink:
         crf: int = 18,
         expected_frames: int | None = None,
         token: int | None = None,
+        codec: str = "h264",
+        alpha: bool = False,
+        timecode: str | None = None,
+        rebase: bool = False,
     ) -> Written:
-        """H.264 MP4/MOV/MKV; source timestamps and audio kept (provenance/writers.py)."""
+        """H.264 MP4/MOV/MKV or ProRes MOV (writers.VIDEO_CODECS; ProRes 4444 with the frames'
+        mattes as alpha); source timestamps, audio and start timecode kept (provenance/writers.py)."""
         final = Path(path)
         container_format = VIDEO_CONTAINERS.get(final.suffix.lower())
         if container_format is None:
             raise BadInput(f"{final}: videos are written as {', '.join(sorted(VIDEO_CONTAINERS))}")
-        writer = H264Writer(container_format, Fraction(fps), audio_from, time_base, crf)
+        writer = VideoWriter(
+            container_format, Fraction(fps), audio_from, time_base, crf, codec, alpha, timecode, rebase
+        )
         return self._write(final, frames, writer, context, token, expected_frames)
 
     def _write(
@@ -237,11 +265,11 @@ class OutputSink:
             writer.begin(partial)
             count = 0
             for batch in self._batches(frames, context):
-                marked = self._mark(batch, token)
+                marked = self._mark(batch, token, writer.display)
                 for item, image in zip(batch, marked, strict=True):
                     writer.add(item, image)
                     if count % sample_every == 0 and len(hashes) < PHASH_SAMPLES:
-                        hashes.append(phash(to8(image)))
+                        hashes.append(phash(view8(image, writer.display)))
                     count += 1
             facts = {**writer.finish(), "phashes": hashes}
             entry = self._record(final, partial, writer, token, context, facts)
@@ -259,21 +287,30 @@ class OutputSink:
                 context.guard.poll()
             yield batch
 
-    def _mark(self, batch: list[SinkFrame], token: int) -> list[np.ndarray]:
-        """Frames already marked with this output's token where they were made pass as they are;
-        the rest are marked here: uint8 directly, uint16 through their 8-bit view (mark x 257)."""
-        todo = [i for i, f in enumerate(batch) if f.marked_token != token]
+    def _mark(self, batch: list[SinkFrame], token: int, display: DisplayTransform | None) -> list[np.ndarray]:
+        """Frames already marked with this output's token where they were made pass as they are; the
+        rest are marked here: uint8 directly; uint16 through their 8-bit view, the mark scaled by 257;
+        float frames (EXR) in their display-referred view, the mark carried back through the inverse
+        transform, so an 8-bit render of the file holds it. Pixels the mark leaves alone keep their values."""
         out = [f.image for f in batch]
+        todo = [i for i, f in enumerate(batch) if f.marked_token != token]
         if not todo:
             return out
-        views = [to8(batch[i].image) for i in todo]
-        for i, view, mark in zip(todo, views, self.watermarker.embed(views, token), strict=True):
-            frame = batch[i].image
+        frames = [batch[i].image for i in todo]
+        shown = [display.to_display(f) if f.dtype.kind == "f" and display else None for f in frames]
+        views = [view8(f, display) if v is None else quantise(v, 8) for f, v in zip(frames, shown, strict=True)]
+        marked = self.watermarker.embed(views, token)
+        for i, frame, view, mark, display_view in zip(todo, frames, views, marked, shown, strict=True):
+            delta = mark.astype(np.int32) - view.astype(np.int32)
             if frame.dtype == np.uint8:
                 out[i] = mark
+            elif frame.dtype == np.uint16:
+                out[i] = np.clip(frame.astype(np.int32) + delta * 257, 0, 65535).astype(np.uint16)
             else:
-                delta = (mark.astype(np.int32) - view.astype(np.int32)) * 257
-                out[i] = np.clip(frame.astype(np.int32) + delta, 0, 65535).astype(np.uint16)
+                assert display is not None and display_view is not None
+                back = display.from_display(display_view + delta.astype(np.float32) / 255.0)
+                touched = (delta != 0).any(axis=2, keepdims=True)
+                out[i] = np.where(touched, back, frame).astype(np.float32)
         return out
 
     def _record(
