@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -41,8 +42,10 @@ def test_subject_a_kept_bystanders_dropped(demo_workspace, demo_subjects):
 
 
 def test_crops_are_aligned_to_the_template(demo_workspace, demo_subjects):
+    """Fitted on the five keypoints, they land on the five-point template (the default fit on eye
+    and nose landmarks leaves the mouth corners free: tests/test_align_and_masks.py)."""
     files, _ = demo_subjects
-    extract(store_at(demo_workspace), files["demo-b"].clip, "demo-b", OPTIONS)
+    extract(store_at(demo_workspace), files["demo-b"].clip, "demo-b", replace(OPTIONS, align_on="five"))
     faceset = Faceset.load(demo_workspace / "facesets" / "demo-b")
     kps = np.array([face.kps for face in faceset.faces])
     residual = np.linalg.norm(kps - WHOLE_FACE_TEMPLATE * 128, axis=2)
@@ -155,7 +158,6 @@ def test_stats_and_clean_move_rejects_aside(demo_workspace, demo_subjects, capsy
 def test_alignment_is_recorded_and_kept(workspace_root, reference_photos):
     """A full-face extraction says so in its header; a faceset never mixes two alignments, and adding
     to one without naming an alignment keeps its own."""
-    from dataclasses import replace
 
     from faceswap.faces.align import LEGACY_TEMPLATE, Alignment
 
