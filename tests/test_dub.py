@@ -352,3 +352,25 @@ def test_bad_options_are_refused_before_anything_is_read(dub_workspace, pair, tm
     )
     assert _dub(dub_workspace, still, output) == 2
     assert "the plate must be a video" in capsys.readouterr().err and not output.exists()
+
+
+# the demo
+
+
+@pytest.mark.slow
+def test_demo_dub_runs_end_to_end_and_writes_its_report(tmp_path, capsys):
+    workspace = tmp_path / "workspace"
+    assert main(["demo", "--dub", "--workspace", str(workspace), "--seconds", "3", "--steps", "60"]) == 0
+    assert "faceswap demo --dub:" in capsys.readouterr().out
+    report = json.loads((workspace / "demo" / "dub-report.json").read_text())
+    for key in ("plate", "performance", "output", "plate_truth", "performance_truth", "model", "metrics"):
+        assert key in report
+    plate, output = probe_video(report["plate"]), probe_video(report["output"])
+    assert output.frames == plate.frames == 75 and output.has_audio and not report["model"]["reused"]
+    assert report["verify"]["marked"] and report["verify"]["producer"] == "dub" and report["ledger"]["valid"]
+    assert abs(report["offset"]["error_s"]) < 0.1 and report["dub"]["offset_mode"] == "auto (plate)"
+    assert report["metrics"]["frames_measured"] >= 60 and report["metrics"]["nearer_a_share"] >= 0.9
+    assert main(["demo", "--dub", "--workspace", str(workspace), "--json", "--rerun"]) == 0  # the model is reused
+    again = _last_json(capsys)
+    assert again["model"]["reused"] and again["model"]["fingerprint"] == report["model"]["fingerprint"]
+    assert again["timings_s"]["model"] < report["timings_s"]["model"]  # no extraction, no training
