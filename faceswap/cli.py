@@ -766,9 +766,110 @@ def _add_delivery_arguments(conv) -> None:
     )
 
 
+def cmd_dub(args: argparse.Namespace) -> int:
+    from faceswap.convert.dub import DubOptions, dub, parse_offset
+
+    options = DubOptions(
+        region=args.region,
+        offset=parse_offset(args.offset),
+        audio=args.audio,
+        color=args.color,
+        blend=args.blend,
+        blur=args.blur,
+        smoothing=args.smoothing,
+        detect_every=args.detect_every,
+        batch=args.batch,
+        sequence=args.sequence,
+        backend=args.backend,
+        model_root=args.model_root,
+    )
+    store = _store(args)
+    report = _with_progress(
+        "dub",
+        not args.json,
+        lambda update: dub(store, args.model, args.plate, args.performance, args.output, options, update),
+    )
+    if args.json:
+        _print_json(report.to_json())
+        return ExitCode.OK
+    passed = report.frames_without_subject_a + report.frames_without_performance
+    print(
+        f"{report.output}: {report.frames} frames ({report.frames_dubbed} dubbed, {passed} passed through: "
+        f"{report.frames_without_subject_a} without subject A, {report.frames_without_performance} without a "
+        f"performance face); offset {report.offset_s:+.3f} s ({report.offset_mode}), audio from "
+        f"{report.audio_source}, region {report.region}; {report.seconds:.1f} s; watermark token {report.token}, "
+        f"ledger seq {report.ledger_seq}"
+    )
+    return ExitCode.OK
+
+
+def _add_dub(commands, p: Parents) -> None:
+    from faceswap.convert import blend, colour
+    from faceswap.convert.dub import REGIONS
+
+    dub = commands.add_parser(
+        "dub",
+        parents=[*p.both, p.backend],
+        help="re-voice a shot of subject A with the mouth of subject B's performance (consent re-checked)",
+    )
+    dub.add_argument("--model", type=Path, required=True, help="a model trained for dubbing-research (A: the actor)")
+    dub.add_argument("--plate", type=Path, required=True, help="the shot of subject A to re-voice (a video)")
+    dub.add_argument("--performance", type=Path, required=True, help="subject B performing the line (a video)")
+    dub.add_argument("--output", type=Path, required=True, help="output video, or a folder with --sequence")
+    dub.add_argument(
+        "--audio", type=Path, default=None, help="the dub line in the plate's timing (default: the performance's audio)"
+    )
+    dub.add_argument(
+        "--region", default="mouth", choices=REGIONS, help="what is re-voiced: the mouth or the lower face"
+    )
+    dub.add_argument(
+        "--offset",
+        default="0",
+        metavar="auto|SECONDS",
+        help="performance time minus plate time; auto: from the audio (default 0: recorded in the plate's timing)",
+    )
+    dub.add_argument("--color", default="rct", choices=sorted(colour.MODES))
+    dub.add_argument("--blend", default="feather", choices=sorted(blend.MODES))
+    dub.add_argument("--blur", type=float, default=0.03, help="feather the region, as a share of the face crop")
+    dub.add_argument("--smoothing", type=float, default=0.2, metavar="SECONDS", help="keypoint smoothing (0: off)")
+    dub.add_argument("--detect-every", type=int, default=8, metavar="N", help="detect every N frames, track between")
+    dub.add_argument("--batch", type=int, default=8)
+    dub.add_argument("--sequence", choices=["png"], default=None, help="write an image sequence (no audio)")
+    dub.set_defaults(handler=cmd_dub)
+
+
+def cmd_eval_dub(args: argparse.Namespace) -> int:
+    from faceswap.eval.dub import run_dub_eval
+
+    if args.plate is None or args.output is None:
+        raise FaceswapError("eval --dub needs --plate and --output (and --performance or --performance-truth)")
+    report = run_dub_eval(
+        _store(args),
+        args.model,
+        args.plate,
+        args.output,
+        args.performance,
+        args.plate_truth,
+        args.performance_truth or args.truth,
+        args.offset,
+        args.region,
+    )
+    if args.json:
+        _print_json({"output": str(args.output), **report.to_json()})
+    else:
+        print(f"output {args.output}: {report.frames} frames, {report.frames_measured} measured")
+        for line in report.lines():
+            print(f"  {line}")
+    return ExitCode.OK
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from faceswap.eval.run import run_eval
 
+    if args.dub:
+        return cmd_eval_dub(args)
+    if args.input is None:
+        raise FaceswapError("eval needs --input (or --dub with --plate)")
     report, output = run_eval(
         _store(args), args.model, args.input, args.output, args.truth, args.mask, args.every, args.compare_smoothing
     )
@@ -788,7 +889,7 @@ def _add_eval(commands, p: Parents) -> None:
         "eval", parents=p.both, help="identity, expression, jitter and watermark metrics of a conversion"
     )
     ev.add_argument("--model", type=Path, required=True)
-    ev.add_argument("--input", type=Path, required=True, help="subject B's video")
+    ev.add_argument("--input", type=Path, default=None, help="subject B's video")
     ev.add_argument("--output", type=Path, default=None, help="an existing conversion (default: convert now)")
     ev.add_argument("--truth", type=Path, default=None, help="truth.json of a demo clip")
     ev.add_argument("--mask", default="full", choices=MASK_REGIONS)
@@ -800,6 +901,14 @@ def _add_eval(commands, p: Parents) -> None:
         metavar="FRAMES",
         help="also measure jitter without smoothing over this many frames (0: skip)",
     )
+    dub = ev.add_argument_group("dubbing (--dub)")
+    dub.add_argument("--dub", action="store_true", help="measure a `faceswap dub` output instead of a conversion")
+    dub.add_argument("--plate", type=Path, default=None)
+    dub.add_argument("--performance", type=Path, default=None, help="measured when no --performance-truth")
+    dub.add_argument("--plate-truth", type=Path, default=None)
+    dub.add_argument("--performance-truth", type=Path, default=None)
+    dub.add_argument("--offset", type=float, default=None, help="default: the dub's ledger entry")
+    dub.add_argument("--region", default=None, choices=["mouth", "lower-face"], help="default: the dub's ledger entry")
     ev.set_defaults(handler=cmd_eval)
 
 
@@ -889,6 +998,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from faceswap.demo.run import DemoOptions, demo_exit_code, run_demo, summary
 
     workspace = _workspace(args)
+    if args.dub:
+        return cmd_demo_dub(args, workspace)
     if args.json and (workspace.demo_dir / "report.json").exists() and not args.rerun:
         report = json.loads((workspace.demo_dir / "report.json").read_text())
         _print_json(report)
@@ -902,16 +1013,37 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return demo_exit_code(report)
 
 
+def cmd_demo_dub(args: argparse.Namespace, workspace) -> int:
+    from faceswap.demo.dub import REPORT_NAME, dub_exit_code, run_dub_demo, summary
+    from faceswap.demo.run import DemoOptions
+
+    saved = workspace.demo_dir / REPORT_NAME
+    if args.json and saved.exists() and not args.rerun:
+        report = json.loads(saved.read_text())
+        _print_json(report)
+        return dub_exit_code(report)
+    say = (lambda _msg: None) if args.json else (lambda msg: print(msg, flush=True))
+    report = run_dub_demo(workspace, DemoOptions(seconds=args.seconds, steps=args.steps), say=say)
+    if args.json:
+        _print_json(report)
+    else:
+        print(summary(report))
+    return dub_exit_code(report)
+
+
 def cmd_demo_subjects(args: argparse.Namespace) -> int:
-    from faceswap.demo.subjects import make_demo_subjects
+    from faceswap.demo.subjects import dub_pair_paths, make_demo_subjects
     from faceswap.faces.analyzer import FaceAnalyzer
 
     files, report = make_demo_subjects(args.out, FaceAnalyzer("dlib"), seconds=args.seconds)
+    pair = dub_pair_paths(args.out)
     if args.json:
-        _print_json({"subjects": [{k: str(v) for k, v in vars(f).items()} for f in files], "identity": report})
+        subjects = [{k: str(v) for k, v in vars(f).items()} for f in files]
+        _print_json({"subjects": subjects, "dub_pair": {k: str(v) for k, v in vars(pair).items()}, "identity": report})
         return ExitCode.OK
     for f in files:
         print(f"{f.subject}: {f.clip} ({len(f.references)} reference photos, truth {f.truth.name})")
+    print(f"dub pair: plate {pair.plate}, performance {pair.performance} (truths beside them)")
     pairs = ", ".join(f"{k} {v:.3f}" for k, v in report["between_subjects"].items())
     nearest = ", ".join(f"{k}~{v['source']} {v['similarity']:.3f}" for k, v in report["nearest_real_source"].items())
     print(f"identity ({report['backend']}, match >= {report['threshold']}): {pairs}; nearest real faces: {nearest}")
@@ -926,6 +1058,11 @@ def _add_demo(commands, p: Parents) -> None:
     demo.add_argument("--rerun", action="store_true", help="with --json: run again even if a report exists")
     demo.add_argument("--seconds", type=float, default=10.0, help="length of the demo clips")
     demo.add_argument("--steps", type=int, default=300, help="training steps of the smoke model")
+    demo.add_argument(
+        "--dub",
+        action="store_true",
+        help="the dubbing workflow instead: re-voice demo-a's plate with demo-b's performance (dub-report.json)",
+    )
     demo.set_defaults(handler=cmd_demo)
     actions = demo.add_subparsers(dest="demo_command", metavar="ACTION")
     subjects = actions.add_parser("subjects", parents=[p.json], help="make the two synthetic demo subjects")
@@ -944,6 +1081,7 @@ COMMANDS = (
     _add_train,
     _add_convert,
     _add_convert_batch,
+    _add_dub,
     _add_eval,
     _add_verify,
     _add_doctor,

@@ -54,3 +54,24 @@ def test_subject_found_and_matched_in_90_percent_of_frames(demo_subjects, dlib_a
                 else:
                     assert float((refs @ face.embedding).max()) < threshold, "a bystander matched"
         assert matched >= 0.9 * checked, f"{subject}: {matched}/{checked}"
+
+
+def test_the_dub_pair_shares_the_plates_head_motion_but_not_its_mouth(demo_subjects):
+    from faceswap.demo.subjects import dub_pair_paths
+
+    files, _ = demo_subjects
+    pair = dub_pair_paths(files["demo-a"].folder.parent)
+    plate, dub = (json.loads(p.read_text()) for p in (pair.plate_truth, pair.performance_truth))
+    today = set(json.loads(files["demo-a"].truth.read_text())["frames"][0])
+    assert set(plate["frames"][0]) == set(dub["frames"][0]) == today  # today's truth format
+    assert (plate["subject"], dub["subject"], dub["dub_pair"]["offset_s"]) == ("demo-a", "demo-b", 0.0)
+    for path in (pair.plate, pair.performance):
+        info = probe_video(path)
+        assert (info.width, info.height, info.fps, info.frames) == (640, 480, 25, 75) and info.has_audio
+    for key in ("yaw", "roll", "scale", "center"):
+        assert [f[key] for f in plate["frames"]] == [f[key] for f in dub["frames"]]
+    clip = json.loads(files["demo-a"].truth.read_text())["frames"]
+    assert [f["yaw"] for f in plate["frames"]] != [f["yaw"] for f in clip]  # frames the model never saw
+    mouth_a, mouth_b = (np.array([f["mouth_open"] for f in t["frames"]]) for t in (plate, dub))
+    assert mouth_a.max() > 0.8 and mouth_b.max() > 0.8 and mouth_a.min() == mouth_b.min() == 0.0
+    assert abs(np.corrcoef(mouth_a, mouth_b)[0, 1]) < 0.5  # another line

@@ -158,7 +158,6 @@ def test_stats_and_clean_move_rejects_aside(demo_workspace, demo_subjects, capsy
 def test_alignment_is_recorded_and_kept(workspace_root, reference_photos):
     """A full-face extraction says so in its header; a faceset never mixes two alignments, and adding
     to one without naming an alignment keeps its own."""
-
     from faceswap.faces.align import LEGACY_TEMPLATE, Alignment
 
     store = store_at(workspace_root)

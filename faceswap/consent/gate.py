@@ -12,6 +12,8 @@ from faceswap.consent.registry import ConsentStore, StoreSnapshot, utc_timestamp
 from faceswap.errors import CheckFailed
 from faceswap.ledger import Entry
 
+DUBBING = "dubbing-research"
+
 
 class ConsentRefused(CheckFailed):
     """No grant: the message names the subject, the record and the reason."""
@@ -128,6 +130,24 @@ class ConsentGate:
                     "longer its subject's active record; train again under the current consent"
                 )
         return fresh
+
+    def authorize_dub(self, grant: ConsentGrant, entries: list[Entry] | None = None) -> ConsentGrant:
+        """Dubbing with a model's grant: it must be for dubbing research, and subject A, whose own
+        footage (the plate) is altered with B's performance, must also grant the target role."""
+        if grant.purpose != DUBBING:
+            raise ConsentRefused(
+                f"the model was trained under consent for '{grant.purpose}'; dubbing needs a model trained for "
+                f"'{DUBBING}'"
+            )
+        snapshot = self.snapshot(entries)
+        granted = grant.record_for(grant.subject_a)
+        record = snapshot.by_id(granted.record_id)
+        reason = "record missing" if record is None else refusal(snapshot, record, "target", DUBBING, utc_today())
+        if reason is not None:
+            raise ConsentRefused(
+                f"subject '{grant.subject_a}' (the plate's actor): {reason}; dubbing alters footage of them"
+            )
+        return grant
 
     def recheck(self, grant: ConsentGrant, entries: list[Entry] | None = None) -> ConsentGrant:
         """Re-authorise while working: revoked, expired or replaced records stop the run."""

@@ -7,11 +7,12 @@ so they are written here with PyAV, not through the output sink.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from faceswap.atomic import write_atomic
 from faceswap.demo.clip import Pose, backdrop, composite
 from faceswap.demo.faces import RECIPES, Identity, build_identities
 from faceswap.faces.dlib_backend import kps5_from_68
@@ -20,6 +21,18 @@ from faceswap.synthetic import write_input_clip, write_input_image
 FPS = 25
 SIZE = (640, 480)
 HAIR = {"demo-a": (35, 40, 55), "demo-b": (60, 90, 130), "bystander": (25, 25, 25)}
+DUB_SYLLABLES = (5, 0.31)  # the dub line's syllables: their seed and period (s); its phrases are the plate's
+DUB_PITCH = 230.0  # Hz of the tone standing for the dub line (the plate's own line is 180 Hz)
+
+
+@dataclass(frozen=True)
+class DubPair:
+    """A shot of demo-a (the plate) and demo-b performing a new line in its timing (the dub)."""
+
+    plate: Path
+    plate_truth: Path
+    performance: Path
+    performance_truth: Path
 
 
 @dataclass(frozen=True)
@@ -35,12 +48,23 @@ def _smooth(t: float, period: float, phase: float = 0.0) -> float:
     return float(np.sin(2 * np.pi * t / period + phase))
 
 
+def speech(
+    t: float, phrase_seed: int, syllable_seed: int, syllable_period: float = 0.42, irregular: bool = False
+) -> float:
+    """Mouth opening 0..1: syllables, gated by phrases (talking, then pauses). Two lines spoken in
+    the same timing share the phrases and differ in their syllables. Irregular phrasing (two
+    incommensurate periods) does not repeat within a clip, as real speech does not."""
+    syllable = max(0.0, _smooth(t, syllable_period, syllable_seed * 1.7)) ** 1.3
+    if irregular:
+        phrase = 0.5 + 0.3 * _smooth(t, 3.1, phrase_seed * 1.7) + 0.2 * _smooth(t, 4.7, phrase_seed * 2.9)
+    else:
+        phrase = 0.5 + 0.5 * _smooth(t, 3.1, phrase_seed * 1.7)
+    return round(syllable * (phrase if phrase > 0.25 else 0.0), 4)
+
+
 def pose_at(t: float, seed: int) -> Pose:
     """Head motion, speech-like mouth opening, blinks every ~3 s and a slow lighting change."""
     phase = seed * 1.7
-    syllable = max(0.0, _smooth(t, 0.42, phase)) ** 1.3
-    phrase = 0.5 + 0.5 * _smooth(t, 3.1, phase)  # talking, then pauses
-    mouth = syllable * (phrase if phrase > 0.25 else 0.0)
     blink_phase = (t + seed * 0.9) % 3.2
     blink = max(0.0, 1.0 - abs(blink_phase - 0.1) / 0.1) if blink_phase < 0.2 else 0.0
     return Pose(
@@ -49,7 +73,7 @@ def pose_at(t: float, seed: int) -> Pose:
         scale=0.40 + 0.05 * _smooth(t, 6.0, phase + 2.0),
         cx=SIZE[0] * 0.46 + 45.0 * _smooth(t, 7.0, phase),
         cy=SIZE[1] * 0.52 + 18.0 * _smooth(t, 5.0, phase + 0.5),
-        mouth=round(mouth, 4),
+        mouth=speech(t, seed, seed),
         blink=round(blink, 4),
         light=1.0 + 0.22 * _smooth(t, 8.0, phase),
     )
@@ -73,14 +97,15 @@ def _light(frame: np.ndarray, gain: float) -> np.ndarray:
     return np.clip(frame * gain * ramp, 0, 255).astype(np.uint8)
 
 
-def render_frame(subject: Identity, bystander: Identity | None, t: float, seed: int, side: float) -> tuple:
-    frame = backdrop(*SIZE, seed=seed)
-    pose = pose_at(t, seed)
+def render_frame(
+    subject: Identity, bystander: Identity | None, pose: Pose, t: float, base: np.ndarray, side: float
+) -> tuple[np.ndarray, dict, list | None]:
+    frame = base.copy()
     extra = None
     if bystander is not None:
         extra = composite(frame, bystander, bystander_pose(t, side), HAIR["bystander"])["box"]
     drawn = composite(frame, subject, pose, HAIR[subject.name])
-    return _light(frame, pose.light), pose, drawn, extra
+    return _light(frame, pose.light), drawn, extra
 
 
 def _mouth_ratio(landmarks: np.ndarray) -> float:
@@ -90,13 +115,59 @@ def _mouth_ratio(landmarks: np.ndarray) -> float:
     return gap / eye_mouth
 
 
-def write_clip(path: Path, frames: list[np.ndarray], mouth: list[float]) -> None:
+def write_clip(path: Path, frames: list[np.ndarray], mouth: list[float], pitch: float = 180.0) -> None:
     """H.264 + an AAC tone whose loudness follows the mouth, like speech."""
     rate = 48000
     t = np.arange(int(rate * len(frames) / FPS)) / rate
     envelope = np.interp(t, np.arange(len(mouth)) / FPS, mouth)
-    samples = 0.3 * envelope * np.sin(2 * np.pi * 180 * t) * (1 + 0.3 * np.sin(2 * np.pi * 3 * t))
+    samples = 0.3 * envelope * np.sin(2 * np.pi * pitch * t) * (1 + 0.3 * np.sin(2 * np.pi * 3 * t))
     write_input_clip(path, frames, FPS, audio=samples, audio_rate=rate, crf=16)
+
+
+def render_clip(
+    subject: Identity, poses: list[Pose], seed: int, bystander: Identity | None = None, side: float = 0.5
+) -> tuple[list[np.ndarray], list[dict]]:
+    """Frames of `subject` in `poses` (one a frame) before backdrop `seed`, and their truth rows; the
+    bystander, when given, walks in for a while."""
+    frames, rows = [], []
+    visible = range(int(len(poses) * 0.25), int(len(poses) * 0.7))
+    base = backdrop(*SIZE, seed=seed)  # the same every frame: made once
+    for i, pose in enumerate(poses):
+        t = i / FPS
+        image, drawn, extra = render_frame(subject, bystander if i in visible else None, pose, t, base, side)
+        frames.append(image)
+        rows.append(
+            {
+                "frame": i,
+                "time": round(t, 4),
+                "mouth_open": pose.mouth,
+                "mouth_ratio": round(_mouth_ratio(drawn["landmarks"]), 4),
+                "blink": pose.blink,
+                "yaw": round(pose.yaw, 3),
+                "roll": round(pose.roll, 3),
+                "scale": round(pose.scale, 4),
+                "center": [round(pose.cx, 2), round(pose.cy, 2)],
+                "light": round(pose.light, 4),
+                "subject_box": drawn["box"],
+                "subject_kps5": np.round(kps5_from_68(drawn["landmarks"]), 2).tolist(),
+                "bystander_box": extra,
+            }
+        )
+    return frames, rows
+
+
+def write_truth(path: Path, subject: str, rows: list[dict], **extra: object) -> Path:
+    payload = {
+        "subject": subject,
+        "synthetic": True,
+        "fps": FPS,
+        "size": list(SIZE),
+        **extra,
+        "frames": rows,
+        "notes": "mouth_open drives the animation (0..1); mouth_ratio is the inner-lip gap over the "
+        "eye-to-mouth distance of the drawn landmarks",
+    }
+    return write_atomic(path, json.dumps(payload, indent=1))
 
 
 REFERENCE_POSES = (
@@ -119,47 +190,72 @@ def make_subject(
         write_input_image(path, _light(frame, pose.light))
         references.append(path)
     count = int(round(seconds * FPS))
-    frames, truth_frames, mouth = [], [], []
-    visible = range(int(count * 0.25), int(count * 0.7))  # the bystander walks in for a while
-    for i in range(count):
-        t = i / FPS
-        image, pose, drawn, extra = render_frame(subject, bystander if i in visible else None, t, seed, bystander_side)
-        frames.append(image)
-        mouth.append(pose.mouth)
-        truth_frames.append(
-            {
-                "frame": i,
-                "time": round(t, 4),
-                "mouth_open": pose.mouth,
-                "mouth_ratio": round(_mouth_ratio(drawn["landmarks"]), 4),
-                "blink": pose.blink,
-                "yaw": round(pose.yaw, 3),
-                "roll": round(pose.roll, 3),
-                "scale": round(pose.scale, 4),
-                "center": [round(pose.cx, 2), round(pose.cy, 2)],
-                "light": round(pose.light, 4),
-                "subject_box": drawn["box"],
-                "subject_kps5": np.round(kps5_from_68(drawn["landmarks"]), 2).tolist(),
-                "bystander_box": extra,
-            }
-        )
+    poses = [pose_at(i / FPS, seed) for i in range(count)]
+    frames, rows = render_clip(subject, poses, seed, bystander, bystander_side)
     clip = folder / "clip.mp4"
-    write_clip(clip, frames, mouth)
-    truth = folder / "truth.json"
-    payload = {
-        "subject": subject.name,
-        "synthetic": True,
-        "fps": FPS,
-        "size": list(SIZE),
-        "frames": truth_frames,
-        "notes": "mouth_open drives the animation (0..1); mouth_ratio is the inner-lip gap over the "
-        "eye-to-mouth distance of the drawn landmarks",
-    }
-    truth.write_text(json.dumps(payload, indent=1))
+    write_clip(clip, frames, [p.mouth for p in poses])
+    truth = write_truth(folder / "truth.json", subject.name, rows)
     return SubjectFiles(subject.name, folder, references, clip, truth)
 
 
+def dub_pair_paths(out: Path) -> DubPair:
+    return DubPair(
+        out / "demo-a" / "plate.mp4",
+        out / "demo-a" / "plate.truth.json",
+        out / "demo-b" / "dub.mp4",
+        out / "demo-b" / "dub.truth.json",
+    )
+
+
+def make_dub_pair(plate_subject: Identity, dub_subject: Identity, out: Path, seconds: float) -> DubPair:
+    """The plate continues demo-a's head motion (seed 1) past the end of its clip, so the model never
+    saw these frames; the dub performer follows the plate's head motion and phrasing with other
+    syllables, under its own lighting and backdrop. Offset 0: recorded in the plate's timing."""
+    paths = dub_pair_paths(out)
+    start, count = seconds, int(round(seconds * FPS))
+    syllable_seed, period = DUB_SYLLABLES
+    times = [start + i / FPS for i in range(count)]
+    plate_poses = [replace(pose_at(t, 1), mouth=speech(t, 1, 1, irregular=True)) for t in times]
+    dub_poses = [
+        replace(p, mouth=speech(t, 1, syllable_seed, period, irregular=True), light=pose_at(t, 2).light)
+        for t, p in zip(times, plate_poses, strict=True)
+    ]
+    pair = {"plate": paths.plate.name, "performance": f"../demo-b/{paths.performance.name}", "offset_s": 0.0}
+    for subject, poses, seed, clip, truth, pitch, role in (
+        (plate_subject, plate_poses, 1, paths.plate, paths.plate_truth, 180.0, "plate"),
+        (dub_subject, dub_poses, 2, paths.performance, paths.performance_truth, DUB_PITCH, "dub performance"),
+    ):
+        frames, rows = render_clip(subject, poses, seed)
+        write_clip(clip, frames, [p.mouth for p in poses], pitch)
+        write_truth(truth, subject.name, rows, role=role, motion_starts_at_s=start, dub_pair=pair)
+    return paths
+
+
+def existing_subjects(out: Path, seconds: float) -> list[SubjectFiles] | None:
+    """The subjects and the dub pair already made in `out` with clips of `seconds`, or None."""
+    count = int(round(seconds * FPS))
+    files = [
+        SubjectFiles(
+            name,
+            out / name,
+            [out / name / f"reference-{i + 1}.png" for i in range(len(REFERENCE_POSES))],
+            out / name / "clip.mp4",
+            out / name / "truth.json",
+        )
+        for name in ("demo-a", "demo-b")
+    ]
+    pair = dub_pair_paths(out)
+    truths = [f.truth for f in files] + [pair.plate_truth, pair.performance_truth]
+    needed = [p for f in files for p in (*f.references, f.clip)] + [pair.plate, pair.performance, *truths]
+    if not all(p.is_file() for p in needed):
+        return None
+    if any(len(json.loads(t.read_text())["frames"]) != count for t in truths):
+        return None
+    return files
+
+
 def make_demo_subjects(out: Path, analyzer, seconds: float = 10.0) -> tuple[list[SubjectFiles], dict]:
+    """Both subjects (references, clip, truth) and the dub pair (`dub_pair_paths(out)`)."""
     identities, sources = build_identities(analyzer)
     by_name = {i.name: i for i in identities}
     out.mkdir(parents=True, exist_ok=True)
@@ -167,6 +263,7 @@ def make_demo_subjects(out: Path, analyzer, seconds: float = 10.0) -> tuple[list
         make_subject(by_name["demo-a"], by_name["bystander"], out, seed=1, seconds=seconds, bystander_side=0.82),
         make_subject(by_name["demo-b"], by_name["bystander"], out, seed=2, seconds=seconds, bystander_side=0.14),
     ]
+    make_dub_pair(by_name["demo-a"], by_name["demo-b"], out, seconds)
     report = identity_report(analyzer, identities, sources)
     (out / "identity-report.json").write_text(json.dumps(report, indent=2))
     return files, report

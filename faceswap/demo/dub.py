@@ -1,0 +1,166 @@
+"""`faceswap demo --dub`: the dubbing workflow on the synthetic subjects, in one command.
+
+subjects (with the dub pair; kept when already made) -> consent -> extract and train (or the demo
+model, when it exists and its consent holds) -> dub the plate with the performance (--offset auto)
+-> verify -> eval --dub -> workspace/demo/dub-report.json. Same workspace as `faceswap demo`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from faceswap.atomic import write_atomic
+from faceswap.demo.run import MODEL_NAME, DemoOptions, DemoRun, extract_facesets, make_subjects, register_consent
+from faceswap.demo.run import train_model as train_demo_model
+from faceswap.demo.subjects import DubPair, dub_pair_paths, existing_subjects
+from faceswap.errors import ExitCode, FaceswapError
+from faceswap.workspace import Workspace
+
+REPORT_NAME = "dub-report.json"
+OUTPUT_NAME = "demo-a-dubbed-by-demo-b.mp4"
+
+
+@dataclass
+class DubRun(DemoRun):
+    pair: DubPair | None = None
+    model_reused: bool = False
+
+
+def subjects(run: DubRun) -> None:
+    """The demo subjects and the dub pair: made unless this workspace already has them."""
+    out = run.workspace.root / "subjects"
+    found = existing_subjects(out, run.options.seconds)
+    if found is None:
+        make_subjects(run)
+    else:
+        run.files = {f.subject: f for f in found}
+    run.pair = dub_pair_paths(out)
+
+
+def model(run: DubRun) -> None:
+    """The demo model when it loads (the ledger knows it, its consent holds, it is for dubbing);
+    else extract both subjects and train it."""
+    from faceswap.convert.dub import authorize
+
+    folder = run.workspace.models_dir / MODEL_NAME
+    if folder.is_dir():
+        try:
+            found = authorize(run.store, folder)
+        except FaceswapError:
+            found = None
+        if found is not None:
+            run.model_dir, run.model_reused = folder, True
+            run.report["model"] = {"steps": found.entry.data.get("steps"), "fingerprint": found.fingerprint}
+    if not run.model_reused:
+        extract_facesets(run)
+        train_demo_model(run)
+    run.report["model"] = {**run.report["model"], "dir": str(run.model_dir), "reused": run.model_reused}
+
+
+def dub_plate(run: DubRun) -> None:
+    from faceswap.convert.dub import DubOptions, dub
+
+    assert run.pair is not None and run.model_dir is not None
+    run.output = run.workspace.root / "output" / OUTPUT_NAME
+    run.output.unlink(missing_ok=True)
+    done = dub(run.store, run.model_dir, run.pair.plate, run.pair.performance, run.output, DubOptions(offset="auto"))
+    truth_offset = json.loads(run.pair.performance_truth.read_text()).get("dub_pair", {}).get("offset_s", 0.0)
+    run.report.update(
+        plate=str(run.pair.plate),
+        performance=str(run.pair.performance),
+        plate_truth=str(run.pair.plate_truth),
+        performance_truth=str(run.pair.performance_truth),
+        output=str(run.output),
+        dub=done.to_json(),
+        offset={"found_s": done.offset_s, "truth_s": truth_offset, "error_s": round(done.offset_s - truth_offset, 4)},
+    )
+
+
+def verify_dub(run: DubRun) -> None:
+    from faceswap.provenance.verify import LedgerView, Verifier
+
+    assert run.output is not None
+    run.report["verify"] = Verifier(LedgerView.from_ledger(run.store.ledger)).verify(run.output).to_json()
+
+
+def evaluate_dub(run: DubRun) -> None:
+    from faceswap.eval.dub import run_dub_eval
+
+    assert run.pair is not None and run.model_dir is not None and run.output is not None
+    metrics = run_dub_eval(
+        run.store,
+        run.model_dir,
+        run.pair.plate,
+        run.output,
+        run.pair.performance,
+        run.pair.plate_truth,
+        run.pair.performance_truth,
+    )
+    run.report["metrics"] = metrics.to_json()
+
+
+STEPS = (
+    ("subjects", subjects),
+    ("consent", register_consent),
+    ("model", model),
+    ("dub", dub_plate),
+    ("verify", verify_dub),
+    ("eval", evaluate_dub),
+)
+
+
+def run_dub_demo(root: Workspace, options: DemoOptions, say: Callable[[str], None] = print) -> dict[str, Any]:
+    """Each step in order, timed; dub-report.json is written when all are done."""
+    from faceswap.ledger import open_ledger
+
+    run = DubRun(Workspace(root.demo_dir).ensure(), options)
+    run.report["workspace"] = str(run.workspace.root)
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    for name, step in STEPS:
+        begun = time.perf_counter()
+        step(run)
+        timings[name] = round(time.perf_counter() - begun, 1)
+        say(f"[{time.perf_counter() - started:6.1f} s] {name} done")
+    ledger = open_ledger(run.workspace)
+    run.report["ledger"] = {"path": ledger.location, "entries": len(ledger.rows()), "valid": ledger.verify() is None}
+    run.report["timings_s"] = {**timings, "total": round(time.perf_counter() - started, 1)}
+    write_atomic(run.workspace.root / REPORT_NAME, json.dumps(run.report, indent=2, default=str))
+    return run.report
+
+
+def dub_exit_code(report: dict[str, Any]) -> ExitCode:
+    """0 when the dubbed shot verifies as marked and traced and the ledger is sound."""
+    ok = report["verify"]["exit_code"] == 0 and report["ledger"]["valid"]
+    return ExitCode.OK if ok else ExitCode.REFUSED
+
+
+def summary(report: dict[str, Any]) -> str:
+    m, d, verify = report["metrics"], report["dub"], report["verify"]
+    fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+    bars = ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in m["passed"].items())
+    lines = [
+        "faceswap demo --dub: demo-a's shot re-voiced with demo-b's performance",
+        f"  output      {report['output']}  ({d['frames']} frames, {d['frames_dubbed']} dubbed, audio from "
+        f"{d['audio_source']})",
+        f"  offset      {d['offset_s']:+.3f} s found ({d['offset_mode']}, confidence {fmt(d['offset_confidence'])}); "
+        f"truth {report['offset']['truth_s']:+.3f} s",
+        f"  verify      {'MARKED' if verify['marked'] else 'NOT MARKED'}, token {verify['detection']['token']}, "
+        f"ledger {verify['ledger']}, producer {verify.get('producer')}",
+        f"  lip sync    {fmt(m['lip_sync_performance'])} with the performance, {fmt(m['lip_sync_plate'])} with the "
+        "plate's own mouth",
+        f"  a/v sync    best lag {m['av_sync_lag_frames']} frame(s)",
+        f"  identity    nearer A in {fmt(m['nearer_a_share'])} of key frames",
+        f"  seam        {fmt(m['seam_ratio'])}x the plate's gradient energy along the region's edge",
+        f"  outside     PSNR {fmt(m['psnr_outside_db'])} dB against the plate",
+        f"  bars        {bars}",
+        f"  model       {report['model']['dir']} ({'reused' if report['model']['reused'] else 'trained now'})",
+        f"  time        {report['timings_s']['total']} s  "
+        + ", ".join(f"{k} {v}" for k, v in report["timings_s"].items() if k != "total"),
+        f"  report      {report['workspace']}/{REPORT_NAME}",
+    ]
+    return "\n".join(lines)
