@@ -145,27 +145,52 @@ def _build_cli(cli_class, module_class, data_class, args, model_dir: Path, check
 
 
 def run_training(request: TrainRequest) -> TrainResult:
+    """consent (in the data module) -> Trainer -> fit (previews through the sink) -> publish."""
+    _check_request(request)
+    model_dir = request.workspace.models_dir / request.name
+    history = _LossHistory()
+    checkpoints = model_dir / "checkpoints"
+    cli = _configure(request, model_dir, checkpoints, history)
+    module, datamodule, trainer = cli.model, cli.datamodule, cli.trainer
+    grant = datamodule.grant
+    smoke = trainer.accelerator.__class__.__name__.lower().startswith("cpu")
+    if smoke and trainer.is_global_zero:
+        print(f"CPU smoke run of {request.name}: {trainer.max_steps} steps; real training needs a GPU", flush=True)
+    from faceswap.ledger import open_ledger
+
+    ledger = open_ledger(request.workspace)
+    previews = PreviewWriter(request, model_dir, grant, ledger)
+    module.preview_sink = previews
+    last = checkpoints / "last.ckpt"
+    resumed_from = _resume_step(last, grant) if last.exists() else None
+    if resumed_from is not None and trainer.is_global_zero:
+        print(f"resuming {request.name} from step {resumed_from}", flush=True)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.exists() else None, weights_only=True)
+    run = FinishedRun(request, model_dir, module, datamodule, trainer, grant, resumed_from, history.summary(), smoke)
+    if not trainer.is_global_zero:  # one model, one entry: rank zero publishes
+        return run.result(None, [])
+    return run.result(publish_model(run, ledger), previews.paths)
+
+
+def _check_request(request: TrainRequest) -> None:
     import torch
 
+    if not NAME.match(request.name):
+        raise BadInput(f"--name '{request.name}' must be a plain folder name (letters, digits, '.', '_', '-')")
     accelerator = _accelerator(request.config, request.overrides)
     if accelerator in ("gpu", "cuda", "auto") and not torch.cuda.is_available():
         raise BadInput(GPU_HINT.format(accelerator=accelerator))
+
+
+def _configure(request: TrainRequest, model_dir: Path, checkpoints: Path, history: _LossHistory):
+    """LightningCLI over the config and the request's subjects, purpose and overrides (not run)."""
     logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     from pytorch_lightning.cli import LightningCLI
 
-    from faceswap.consent.registry import ConsentStore
     from faceswap.data.datamodule import SwapDataModule
-    from faceswap.ledger import open_ledger
     from faceswap.model.module import SwapModule
-    from faceswap.model.weights import fingerprint, save_weights
-    from faceswap.provenance.sink import OutputContext, OutputSink
 
-    if not NAME.match(request.name):
-        raise BadInput(f"--name '{request.name}' must be a plain folder name (letters, digits, '.', '_', '-')")
-    model_dir = request.workspace.models_dir / request.name
-    history = _LossHistory()
-    checkpoints = model_dir / "checkpoints"
     args = [
         "--config",
         str(request.config),
@@ -182,60 +207,95 @@ def run_training(request: TrainRequest) -> TrainResult:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*args parameter is intended.*")
         warnings.filterwarnings("ignore", message="(?s).*Unable to serialize instance")
-        cli = _build_cli(LightningCLI, SwapModule, SwapDataModule, args, model_dir, checkpoints, history)
-    module, datamodule, trainer = cli.model, cli.datamodule, cli.trainer
-    grant = datamodule.grant
-    smoke = trainer.accelerator.__class__.__name__.lower().startswith("cpu")
-    if smoke:
-        print(f"CPU smoke run of {request.name}: {trainer.max_steps} steps; real training needs a GPU", flush=True)
-    ledger = open_ledger(request.workspace)
-    sink = OutputSink.for_workspace(request.workspace, ledger)
-    previews: list[str] = []
+        return _build_cli(LightningCLI, SwapModule, SwapDataModule, args, model_dir, checkpoints, history)
 
-    def write_preview(grid: np.ndarray, step: int, weights_id: str) -> np.ndarray:
+
+class PreviewWriter:
+    """Preview grids through the output sink (marked, logged under the run's consent); the module
+    shows the marked grid it gets back."""
+
+    def __init__(self, request: TrainRequest, model_dir: Path, grant: ConsentGrant, ledger: Any) -> None:
+        from faceswap.provenance.sink import OutputSink
+
+        self.request, self.folder, self.grant = request, model_dir / "previews", grant
+        self.sink = OutputSink.for_workspace(request.workspace, ledger)
+        self.paths: list[str] = []
+
+    def __call__(self, grid: np.ndarray, step: int, weights_id: str) -> np.ndarray:
         from faceswap.media import read_image
+        from faceswap.provenance.sink import OutputContext
 
-        written = sink.write_image(
-            model_dir / "previews" / f"step-{step:07d}.png",
+        written = self.sink.write_image(
+            self.folder / f"step-{step:07d}.png",
             grid,
             OutputContext(
                 producer="train.preview",
                 model_fingerprint=weights_id,
-                consent_record_ids=tuple(grant.record_ids),
-                settings={"model": request.name, "step": step, "columns": "A, A->A, A->B, B, B->B, B->A"},
+                consent_record_ids=tuple(self.grant.record_ids),
+                settings={"model": self.request.name, "step": step, "columns": "A, A->A, A->B, B, B->B, B->A"},
             ),
         )
-        previews.append(str(written.path))
+        self.paths.append(str(written.path))
         return read_image(written.path)
 
-    module.preview_sink = write_preview
-    last = checkpoints / "last.ckpt"
-    resumed_from = _resume_step(last, grant) if last.exists() else None
-    if resumed_from is not None:
-        print(f"resuming {request.name} from step {resumed_from}", flush=True)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.exists() else None, weights_only=True)
+
+@dataclass
+class FinishedRun:
+    request: TrainRequest
+    model_dir: Path
+    module: Any
+    datamodule: Any
+    trainer: Any
+    grant: ConsentGrant
+    resumed_from: int | None
+    losses: dict[str, Any]
+    smoke: bool
+
+    @property
+    def hparams(self) -> dict[str, Any]:
+        return {
+            k: v for k, v in dict(self.module.hparams).items() if isinstance(v, (str, int, float, bool, type(None)))
+        }
+
+    def result(self, published: tuple[str, int] | None, previews: list[str]) -> TrainResult:
+        from faceswap.model.weights import fingerprint
+
+        weights_id, seq = published or (fingerprint(self.module.network.state_dict()), -1)
+        losses = {k: v for k, v in self.losses.items() if k != "curve"}
+        steps = int(self.trainer.global_step)
+        return TrainResult(self.model_dir, steps, weights_id, self.resumed_from, losses, seq, previews, self.smoke)
+
+
+def publish_model(run: FinishedRun, ledger: Any) -> tuple[str, int]:
+    """model.safetensors, its `model.trained` entry (consent re-checked in the transaction), and
+    model.json (a copy for people); (fingerprint, ledger seq)."""
+    from faceswap.consent.registry import ConsentStore
+    from faceswap.model.weights import fingerprint, save_weights
+
+    request, module, grant = run.request, run.module, run.grant
     state = module.network.state_dict()
-    weights_id = fingerprint(state)
-    hparams = {k: v for k, v in dict(module.hparams).items() if isinstance(v, (str, int, float, bool, type(None)))}
-    weights_path = save_weights(model_dir, state, hparams)
-    losses = history.summary()
+    weights_id, hparams = fingerprint(state), run.hparams
+    weights_path = save_weights(run.model_dir, state, hparams)
+    described = {
+        "architecture": module.config.architecture,
+        "resolution": module.config.resolution,
+        "hparams": hparams,
+        "subjects": {"a": request.subject_a, "b": request.subject_b},
+        "purpose": request.purpose,
+        "faceset_hashes": run.datamodule.faceset_hashes,
+        "steps": int(run.trainer.global_step),
+        "resumed_from": run.resumed_from,
+    }
     entry = ledger.append(
         "model.trained",
         {
             "name": request.name,
             "fingerprint": weights_id,
             "weights_file": weights_path.name,
-            "architecture": module.config.architecture,
-            "resolution": module.config.resolution,
-            "hparams": hparams,
-            "subjects": {"a": request.subject_a, "b": request.subject_b},
-            "purpose": request.purpose,
+            **described,
             "consent_record_ids": grant.record_ids,
             "consent_record_sha256": [r.record_sha256 for r in grant.records],
             "registrar_key_id": grant.registrar_key_id,
-            "faceset_hashes": datamodule.faceset_hashes,
-            "steps": int(trainer.global_step),
-            "resumed_from": resumed_from,
         },
         guard=lambda entries: ConsentGate(ConsentStore(request.workspace, ledger)).recheck(grant, entries),
     )
@@ -243,31 +303,15 @@ def run_training(request: TrainRequest) -> TrainResult:
         "note": "informational copy; what this model is and under which consent is its model.trained ledger entry",
         "name": request.name,
         "ledger_seq": entry.seq,
-        "architecture": module.config.architecture,
-        "resolution": module.config.resolution,
-        "hparams": hparams,
-        "subjects": {"a": request.subject_a, "b": request.subject_b},
-        "purpose": request.purpose,
+        **described,
         "consent_grant": grant.to_json(),
-        "faceset_hashes": datamodule.faceset_hashes,
-        "steps": int(trainer.global_step),
-        "resumed_from": resumed_from,
-        "losses": losses,
+        "losses": run.losses,
         "nan_recoveries": module.recoveries,
         "fingerprint": weights_id,
         "weights": weights_path.name,
         "checkpoint": "checkpoints/last.ckpt",
-        "smoke_run": smoke,
-        "precision": str(trainer.precision),
+        "smoke_run": run.smoke,
+        "precision": str(run.trainer.precision),
     }
-    write_atomic(model_dir / "model.json", json.dumps(info, indent=2, default=str))
-    return TrainResult(
-        model_dir,
-        int(trainer.global_step),
-        weights_id,
-        resumed_from,
-        {k: v for k, v in losses.items() if k != "curve"},
-        entry.seq,
-        previews,
-        smoke,
-    )
+    write_atomic(run.model_dir / "model.json", json.dumps(info, indent=2, default=str))
+    return weights_id, entry.seq

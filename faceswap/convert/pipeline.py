@@ -513,11 +513,34 @@ def convert(
                 progress(report.frames, total)
             yield delivery.frame(frame, image, matte, token)
 
-    watch = ConsentWatch(ConsentGate(store), grant, options.consent_check_seconds)
-    context = OutputContext(
+    guard = ConvertGuard(
+        ConsentWatch(ConsentGate(store), grant, options.consent_check_seconds),
+        report,
+        options.allow_empty,
+        grant.subject_b,
+    )
+    context = _context(model, input_path, options, delivery, guard, shot)
+    audio = input_path if source.kind == "video" else None
+    written = delivery.write(sink, output, swapped_frames(), context, source, audio, token)
+    report.seconds = round(time.perf_counter() - started, 2)
+    report.fps = round(report.frames / max(report.seconds, 1e-9), 2)
+    report.token, report.ledger_seq = written.token, written.entry.seq
+    return report
+
+
+def _context(
+    model: AuthorizedModel,
+    input_path: Path,
+    options: ConvertOptions,
+    delivery: Delivery,
+    guard: ConvertGuard,
+    shot: Mapping[str, Any] | None,
+) -> OutputContext:
+    """What the output's ledger entry says about the conversion, and what must hold when it commits."""
+    return OutputContext(
         producer="convert",
         model_fingerprint=model.fingerprint,
-        consent_record_ids=tuple(grant.record_ids),
+        consent_record_ids=tuple(model.grant.record_ids),
         settings={
             "model": model.name,
             "model_seq": model.entry.seq,
@@ -527,17 +550,11 @@ def convert(
             "blend": options.blend,
             "smoothing": options.smoothing,
             "detect_every": options.detect_every,
-            "purpose": grant.purpose,
+            "purpose": model.grant.purpose,
             **delivery.settings(),
             **({"shot": dict(shot)} if shot else {}),
         },
-        guard=ConvertGuard(watch, report, options.allow_empty, grant.subject_b),
+        guard=guard,
         sources=(input_path, model.weights_path),
         source_type="composite",
     )
-    audio = input_path if source.kind == "video" else None
-    written = delivery.write(sink, output, swapped_frames(), context, source, audio, token)
-    report.seconds = round(time.perf_counter() - started, 2)
-    report.fps = round(report.frames / max(report.seconds, 1e-9), 2)
-    report.token, report.ledger_seq = written.token, written.entry.seq
-    return report

@@ -139,21 +139,54 @@ def extract(
     options: ExtractOptions,
     progress: Callable[[int, int], None] | None = None,
 ) -> ExtractReport:
+    """consent -> inputs -> the subject's faceset -> scan (staged crops) -> index and ledger entry."""
     import time
 
     started = time.perf_counter()
     options.validate()
     record, _ = ConsentGate(store).authorize_subject(subject_id)
+    backend = _backend(record, options, subject_id)
+    files, skipped = list_inputs(input_path)
+    analyzer = FaceAnalyzer(backend, options.model_root, min_face=options.min_face)
+    subject = IdentityMatcher(record.reference_embeddings, backend)
+    faceset, is_new = _open_faceset(store, record, options, backend, analyzer.model_name, subject.threshold)
+    report = ExtractReport(subject_id, record.record_id, inputs=len(files), skipped_files=skipped)
+    staging = faceset.folder / f".staging-{os.getpid()}"
+    faceset.folder.mkdir(parents=True, exist_ok=True)
+    staging.mkdir()
+    try:
+        new_entries = _scan(files, options, analyzer, subject, faceset, staging, report, progress)
+        if report.kept == 0 and report.already_present == 0:
+            raise CheckFailed(_nothing_kept(report, subject_id, subject.threshold))
+        if report.kept:
+            _commit(store, faceset, new_entries, staging, files, report)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        if is_new and not (faceset.folder / "faceset.jsonl").exists():
+            shutil.rmtree(faceset.folder, ignore_errors=True)
+    report.faceset = str(faceset.folder)
+    report.faceset_sha256 = faceset.digest()
+    report.total_faces = len(faceset.faces)
+    report.seconds = round(time.perf_counter() - started, 2)
+    return report
+
+
+def _backend(record, options: ExtractOptions, subject_id: str) -> str:
     backend = record.backend if options.backend == "auto" else options.backend
     if backend != record.backend:
         raise BadInput(
             f"subject '{subject_id}' was registered with the {record.backend} backend; embeddings of "
             f"different backends cannot be compared (use --backend {record.backend})"
         )
-    files, skipped = list_inputs(input_path)
-    analyzer = FaceAnalyzer(backend, options.model_root, min_face=options.min_face)
-    subject = IdentityMatcher(record.reference_embeddings, backend)
-    folder = store.workspace.facesets_dir / subject_id
+    return backend
+
+
+def _open_faceset(
+    store: ConsentStore, record, options: ExtractOptions, backend: str, detector: str, threshold: float
+) -> tuple[Faceset, bool]:
+    """The subject's faceset (new, or the existing one if it was built under this record, at this
+    size and alignment, and matches its ledger entry); and whether it is new."""
+    folder = store.workspace.facesets_dir / record.subject_id
     existing = Faceset.load(folder) if (folder / "faceset.jsonl").exists() else None
     if existing is not None and existing.header.record_id != record.record_id:
         raise BadInput(
@@ -162,113 +195,122 @@ def extract(
         )
     if existing is not None:
         existing.recorded_in(store.ledger.entries("faceset.built"))
-    if existing is not None and existing.header.size != options.size:
-        raise BadInput(
-            f"faceset {folder} holds {existing.header.size} px crops; extract with --size {existing.header.size}"
-        )
+        if existing.header.size != options.size:
+            raise BadInput(
+                f"faceset {folder} holds {existing.header.size} px crops; extract with --size {existing.header.size}"
+            )
     alignment = _alignment(options, existing, folder)
+    if existing is not None:
+        return existing, False
     header = FacesetHeader(
-        subject_id,
-        record.record_id,
-        record.sha256,
-        backend,
-        analyzer.model_name,
-        options.size,
-        alignment.name,
-        subject.threshold,
+        record.subject_id, record.record_id, record.sha256, backend, detector, options.size, alignment.name, threshold
     )
-    faceset = existing or Faceset(folder, header, [])
+    return Faceset(folder, header, []), True
+
+
+def _scan(
+    files: list[Path],
+    options: ExtractOptions,
+    analyzer: FaceAnalyzer,
+    subject: IdentityMatcher,
+    faceset: Faceset,
+    staging: Path,
+    report: ExtractReport,
+    progress: Callable[[int, int], None] | None,
+) -> list[FaceEntry]:
+    """Every frame's faces: the subject's, new, large and sharp enough, are cropped into `staging`."""
+    alignment = faceset.header.alignment
     known = faceset.keys()
-    report = ExtractReport(subject_id, record.record_id, inputs=len(files), skipped_files=skipped)
-    folder.mkdir(parents=True, exist_ok=True)
-    staging = folder / f".staging-{os.getpid()}"
-    staging.mkdir()
-    new_entries: list[FaceEntry] = []
-    try:
-        total = sum(_frame_estimate(p, options.every) for p in files)
-        for item in iter_frames(files, options.every):
-            report.frames_read += 1
-            if progress:
-                progress(report.frames_read, total)
-            for index, face in enumerate(analyzer.analyze(item.image)):
-                report.faces_found += 1
-                similarity = subject.similarity(face.embedding)
-                if similarity < subject.threshold:
-                    report.dropped_other_identity += 1
-                    best = report.best_rejected_similarity
-                    report.best_rejected_similarity = similarity if best is None else max(best, similarity)
-                    continue
-                if (item.source_sha256, item.frame, index) in known:
-                    report.already_present += 1
-                    continue
-                width = min(face.bbox[2] - face.bbox[0], face.bbox[3] - face.bbox[1])
-                if width < options.min_face:
-                    report.dropped_too_small += 1
-                    continue
-                aligned = align_face(
-                    item.image, face.kps5, options.size, alignment, face.landmarks, face.landmark_scheme
-                )
-                blur = blur_score(aligned.crop)
-                if blur < options.min_blur:
+    total = sum(_frame_estimate(p, options.every) for p in files)
+    entries: list[FaceEntry] = []
+    for item in iter_frames(files, options.every):
+        report.frames_read += 1
+        if progress:
+            progress(report.frames_read, total)
+        for index, face in enumerate(analyzer.analyze(item.image)):
+            report.faces_found += 1
+            similarity = subject.similarity(face.embedding)
+            if similarity < subject.threshold:
+                report.dropped_other_identity += 1
+                best = report.best_rejected_similarity
+                report.best_rejected_similarity = similarity if best is None else max(best, similarity)
+            elif (item.source_sha256, item.frame, index) in known:
+                report.already_present += 1
+            elif min(face.bbox[2] - face.bbox[0], face.bbox[3] - face.bbox[1]) < options.min_face:
+                report.dropped_too_small += 1
+            else:
+                entry = _crop(item, index, face, similarity, alignment, options, staging)
+                if entry is None:
                     report.dropped_blurry += 1
-                    continue
-                name = f"{item.source_sha256[:12]}_{item.frame:06d}_{index}.png"
-                digest = write_crop(staging, name, aligned.crop)
-                landmarks = None
-                if face.landmarks is not None:
-                    landmarks = np.round(transform_points(face.landmarks, aligned.matrix), 2).tolist()
-                new_entries.append(
-                    FaceEntry(
-                        file=name,
-                        sha256=digest,
-                        source=safe_name(item.source),
-                        source_sha256=item.source_sha256,
-                        frame=item.frame,
-                        face=index,
-                        bbox=[round(float(v), 2) for v in face.bbox],
-                        kps=np.round(transform_points(face.kps5, aligned.matrix), 3).tolist(),
-                        landmarks=landmarks,
-                        landmark_scheme=face.landmark_scheme,
-                        matrix=np.round(aligned.matrix, 6).tolist(),
-                        identity_similarity=round(similarity, 4),
-                        blur=round(blur, 2),
-                        yaw=round(yaw_estimate(face.kps5), 2),
-                    )
-                )
-                report.kept += 1
-        if report.kept == 0 and report.already_present == 0:
-            raise CheckFailed(_nothing_kept(report, subject_id, subject.threshold))
-        faceset.faces.extend(new_entries)
-        faceset.digest()  # everything the index holds must serialise before any crop moves into place
+                else:
+                    entries.append(entry)
+                    report.kept += 1
+    return entries
+
+
+def _crop(item: InputFrame, index: int, face, similarity: float, alignment: Alignment, options, staging: Path):
+    """The face's aligned crop written into `staging` and its index entry; None when it is blurry."""
+    aligned = align_face(item.image, face.kps5, options.size, alignment, face.landmarks, face.landmark_scheme)
+    blur = blur_score(aligned.crop)
+    if blur < options.min_blur:
+        return None
+    name = f"{item.source_sha256[:12]}_{item.frame:06d}_{index}.png"
+    digest = write_crop(staging, name, aligned.crop)
+    landmarks = None
+    if face.landmarks is not None:
+        landmarks = np.round(transform_points(face.landmarks, aligned.matrix), 2).tolist()
+    return FaceEntry(
+        file=name,
+        sha256=digest,
+        source=safe_name(item.source),
+        source_sha256=item.source_sha256,
+        frame=item.frame,
+        face=index,
+        bbox=[round(float(v), 2) for v in face.bbox],
+        kps=np.round(transform_points(face.kps5, aligned.matrix), 3).tolist(),
+        landmarks=landmarks,
+        landmark_scheme=face.landmark_scheme,
+        matrix=np.round(aligned.matrix, 6).tolist(),
+        identity_similarity=round(similarity, 4),
+        blur=round(blur, 2),
+        yaw=round(yaw_estimate(face.kps5), 2),
+    )
+
+
+def _commit(
+    store: ConsentStore,
+    faceset: Faceset,
+    new_entries: list[FaceEntry],
+    staging: Path,
+    files: list[Path],
+    report: ExtractReport,
+) -> None:
+    """The crops move into place and the index is saved inside the `faceset.built` entry's
+    transaction: a faceset on disk always matches its latest entry."""
+    faceset.faces.extend(new_entries)
+    digest = faceset.digest()  # everything the index holds must serialise before any crop moves
+
+    def move_into_place(_entry) -> None:
         for entry in new_entries:
-            (staging / entry.file).replace(folder / entry.file)
+            (staging / entry.file).replace(faceset.folder / entry.file)
         faceset.save()  # the JSONL index, not pixels
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        if existing is None and not (folder / "faceset.jsonl").exists():
-            shutil.rmtree(folder, ignore_errors=True)
-    report.faceset = str(folder)
-    report.faceset_sha256 = faceset.digest()
-    report.total_faces = len(faceset.faces)
-    report.seconds = round(time.perf_counter() - started, 2)
-    if report.kept == 0:
-        return report
+
+    header = faceset.header
     entry = store.ledger.append(
         "faceset.built",
         {
-            "subject_id": subject_id,
-            "record_id": record.record_id,
-            "faceset_sha256": report.faceset_sha256,
-            "faces": report.total_faces,
+            "subject_id": header.subject_id,
+            "record_id": header.record_id,
+            "faceset_sha256": digest,
+            "faces": len(faceset.faces),
             "added": report.kept,
-            "backend": backend,
-            "size": options.size,
+            "backend": header.backend,
+            "size": header.size,
             "inputs": sorted({file_sha256(p) for p in files}),
         },
+        on_commit=move_into_place,
     )
     report.ledger_seq = entry.seq
-    report.seconds = round(time.perf_counter() - started, 2)
-    return report
 
 
 def _alignment(options: ExtractOptions, existing: Faceset | None, folder: Path) -> Alignment:
