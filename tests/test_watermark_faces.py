@@ -21,14 +21,14 @@ CROP = 128
 def demo_frames(dlib_analyzer):
     """Three frames of a synthetic demo subject and the landmarks it was drawn with."""
     from faceswap.demo.faces import build_identities
-    from faceswap.demo.subjects import render_frame
+    from faceswap.demo.subjects import SIZE, backdrop, pose_at, render_frame
     from faceswap.faces.dlib_backend import kps5_from_68
 
     identities, _ = build_identities(dlib_analyzer)
     subject = next(i for i in identities if i.name == "demo-a")
-    out = []
+    out, base = [], backdrop(*SIZE, seed=1)
     for t in (0.4, 1.3, 2.2):
-        image, _pose, drawn, _ = render_frame(subject, None, t, 1, 0.8)
+        image, drawn, _ = render_frame(subject, None, pose_at(t, 1), t, base, 0.8)
         out.append((image, kps5_from_68(drawn["landmarks"]), drawn["landmarks"]))
     return out
 

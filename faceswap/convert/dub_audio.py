@@ -26,6 +26,7 @@ MIN_CONFIDENCE = 0.3  # below this peak correlation an automatic offset is refus
 MAX_OFFSET_SECONDS = 10.0
 COARSE_WINDOW = ENVELOPE_RATE // 2  # half a second: phrasing, not syllables
 SAME_RECORDING = 0.8  # 10 ms envelopes agreeing this well are one recording: offset to the sample
+RIVAL_SHARE = 0.95  # a second peak of the coarse evidence this close to the best makes the match ambiguous
 
 
 @dataclass(frozen=True)
@@ -78,28 +79,17 @@ def envelope(track: Track, rate: int = ENVELOPE_RATE) -> tuple[np.ndarray, float
     return np.sqrt((frames**2).mean(axis=1)), track.start
 
 
-def _pearson(x: np.ndarray, y: np.ndarray) -> float:
-    x, y = x - x.mean(), y - y.mean()
-    denominator = float(np.sqrt((x * x).sum() * (y * y).sum()))
-    return float((x * y).sum() / denominator) if denominator > 1e-12 else 0.0
-
-
-def _standard(values: np.ndarray) -> np.ndarray:
-    return (values - values.mean()) / max(float(values.std()), 1e-12)
-
-
 def lag_evidence(reference: np.ndarray, moving: np.ndarray, max_lag: int) -> dict[int, float]:
-    """For each lag, the agreement of reference[k] with moving[k + lag]: products of the standardised
-    envelopes summed over their overlap and divided by the shorter length, so a lag that leaves
-    little overlap cannot win on a few matching values (a short overlap is an accident more often
-    than a find). Lags whose overlap is under a quarter of the shorter envelope are not scored."""
-    ref, mov = _standard(reference), _standard(moving)
-    shorter = min(ref.size, mov.size)
+    """For each lag, the agreement of reference[k] with moving[k + lag]: the Pearson correlation of
+    the overlap, weighted by the overlap's share of the shorter envelope, so a lag that leaves little
+    overlap cannot win on a few matching values (a short overlap is an accident more often than a
+    find). Lags whose overlap is under a quarter of the shorter envelope are not scored."""
+    shorter = min(reference.size, moving.size)
     evidence = {}
     for lag in range(-max_lag, max_lag + 1):
-        lo, hi = max(0, -lag), min(ref.size, mov.size - lag)
+        lo, hi = max(0, -lag), min(reference.size, moving.size - lag)
         if hi - lo >= max(3, shorter // 4):
-            evidence[lag] = float((ref[lo:hi] * mov[lo + lag : hi + lag]).sum() / shorter)
+            evidence[lag] = correlation_at(reference, moving, lag) * (hi - lo) / shorter
     return evidence
 
 
@@ -131,26 +121,46 @@ def find_offset(
 ) -> FoundOffset:
     """The offset (performance time minus reference time) at which the two envelopes agree best.
 
-    First over envelopes smoothed to half a second, which two different lines spoken in the same
-    timing share (where the talking starts and pauses); then, within a quarter second of that, over
-    the 10 ms envelopes, kept only when they agree closely, as they do when both are one recording."""
+    First over the 10 ms envelopes, kept when they agree closely at their best lag, as they do when
+    both are one recording (the dub line given with --audio): offset to the sample. Otherwise over
+    envelopes smoothed to half a second, which two different lines spoken in the same timing share
+    (where the talking starts and pauses); refused when a second, distant lag fits about as well."""
     ref_env, ref_start = envelope(reference)
     perf_env, perf_start = envelope(performance)
-    ref_slow, perf_slow = _smoothed(ref_env, COARSE_WINDOW), _smoothed(perf_env, COARSE_WINDOW)
-    coarse = lag_evidence(ref_slow, perf_slow, int(max_seconds * ENVELOPE_RATE))
-    if not coarse:
+    max_lag = int(max_seconds * ENVELOPE_RATE)
+    fine = lag_evidence(ref_env, perf_env, max_lag)
+    if not fine:
         raise BadInput("the recordings are too short to compare; give --offset SECONDS")
+    lag, shift = _best(fine)
+    confidence = correlation_at(ref_env, perf_env, lag)
+    if confidence >= SAME_RECORDING:
+        return FoundOffset(round(_seconds(lag + shift, perf_start, ref_start), 4), round(confidence, 4), label)
+    ref_slow, perf_slow = _smoothed(ref_env, COARSE_WINDOW), _smoothed(perf_env, COARSE_WINDOW)
+    coarse = lag_evidence(ref_slow, perf_slow, max_lag)
     lag, shift = _best(coarse)
+    rival = _rival_peak(coarse, lag, ENVELOPE_RATE // 4)
+    if rival is not None and coarse[rival] >= RIVAL_SHARE * coarse[lag]:
+        raise BadInput(
+            f"--offset auto: the audio matches about as well at {_seconds(lag, perf_start, ref_start):+.2f} s as at "
+            f"{_seconds(rival, perf_start, ref_start):+.2f} s (the recordings share too little phrasing to tell); "
+            "give --audio with the dub line, or --offset SECONDS"
+        )
     confidence = correlation_at(ref_slow, perf_slow, lag)
-    reach = ENVELOPE_RATE // 4
-    near = {k: v for k, v in lag_evidence(ref_env, perf_env, abs(lag) + reach).items() if abs(k - lag) <= reach}
-    if near:
-        fine_lag, fine_shift = _best(near)
-        fine_confidence = correlation_at(ref_env, perf_env, fine_lag)
-        if fine_confidence >= SAME_RECORDING:
-            lag, shift, confidence = fine_lag, fine_shift, fine_confidence
-    seconds = (lag + shift) / ENVELOPE_RATE + perf_start - ref_start
-    return FoundOffset(round(seconds, 4), round(confidence, 4), label)
+    return FoundOffset(round(_seconds(lag + shift, perf_start, ref_start), 4), round(confidence, 4), label)
+
+
+def _seconds(lag: float, perf_start: float, ref_start: float) -> float:
+    return lag / ENVELOPE_RATE + perf_start - ref_start
+
+
+def _rival_peak(scores: dict[int, float], best: int, reach: int) -> int | None:
+    """The highest local maximum of `scores` more than `reach` lags from `best`, if any."""
+    peaks = [
+        k
+        for k in scores
+        if abs(k - best) > reach and scores[k] >= scores.get(k - 1, -np.inf) and scores[k] >= scores.get(k + 1, -np.inf)
+    ]
+    return max(peaks, key=scores.__getitem__) if peaks else None
 
 
 def auto_offset(plate: Path, performance: Path, audio: Path | None) -> FoundOffset:
