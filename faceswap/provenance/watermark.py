@@ -2,8 +2,9 @@
 
 Scheme 2 (what `embed` writes): the tiled spread-spectrum layer (tiles.py) carries the 48-bit token
 + CRC-32 under a rate-1/2 convolutional code (payload.py, soft Viterbi) in luma, in a form that
-survives crops, rescales, borders, mirrors, codecs and tone changes; convert adds the face-anchored
-layer (facemark.py) on each swapped face. Scheme 1 (files written before): rivaGan sync (32 bits) +
+survives crops, rescales, borders, mirrors, codecs and tone changes. A face-anchored layer
+(facemark.py) exists and is read when asked, but conversion does not write it: measured too weak to
+carry a token (docs/watermark.md). Scheme 1 (files written before): rivaGan sync (32 bits) +
 dwtDctSvd token (RS(16, 8) + CRC-16) on an 8x8 block grid. Its readers stay, so those files keep
 verifying.
 
