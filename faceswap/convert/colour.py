@@ -15,14 +15,11 @@ def _pixels(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def rct(source: np.ndarray, target: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Reinhard: match each LAB channel's mean and spread."""
-    import cv2
+    """Reinhard: match each LAB channel's mean and spread inside the mask (the same function
+    training colours its A samples with)."""
+    from faceswap.data.augment import reinhard
 
-    src = cv2.cvtColor(source, cv2.COLOR_BGR2LAB).astype(np.float32)
-    tgt = cv2.cvtColor(target, cv2.COLOR_BGR2LAB).astype(np.float32)
-    s, t = _pixels(src, mask), _pixels(tgt, mask)
-    out = (src - s.mean(0)) / (s.std(0) + 1e-3) * t.std(0) + t.mean(0)
-    return cv2.cvtColor(np.clip(out, 0, 255).astype(np.uint8), cv2.COLOR_LAB2BGR)
+    return reinhard(source, target, mask, mask)
 
 
 def lct(source: np.ndarray, target: np.ndarray, mask: np.ndarray) -> np.ndarray:
