@@ -531,6 +531,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(vars(result))
         return ExitCode.OK
+    if result.rank != 0:  # under DDP every rank runs this; rank zero reports the model
+        return ExitCode.OK
     losses = result.losses
     if losses:
         print(

@@ -53,6 +53,7 @@ class TrainResult:
     ledger_seq: int
     previews: list[str]
     smoke: bool
+    rank: int = 0  # the process's global rank: only rank zero publishes (ledger_seq -1 elsewhere)
 
 
 def _accelerator(config: Path, overrides: list[str]) -> str:
@@ -263,7 +264,10 @@ class FinishedRun:
         weights_id, seq = published or (fingerprint(self.module.network.state_dict()), -1)
         losses = {k: v for k, v in self.losses.items() if k != "curve"}
         steps = int(self.trainer.global_step)
-        return TrainResult(self.model_dir, steps, weights_id, self.resumed_from, losses, seq, previews, self.smoke)
+        rank = int(self.trainer.global_rank)
+        return TrainResult(
+            self.model_dir, steps, weights_id, self.resumed_from, losses, seq, previews, self.smoke, rank
+        )
 
 
 def publish_model(run: FinishedRun, ledger: Any) -> tuple[str, int]:

@@ -83,6 +83,7 @@ class SwapModule(pl.LightningModule):
         self.grant_json: dict[str, Any] | None = None
         self.faceset_hashes: dict[str, str] = {}
         self.preview_sink = None  # set by the training run: previews go through the output sink
+        self._previewed_step: int | None = None
 
     def configure_model(self) -> None:
         if self.hparams.channels_last and self.device.type == "cuda":
@@ -278,8 +279,12 @@ class SwapModule(pl.LightningModule):
         return cv2.resize(grid, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
 
     def write_preview(self) -> None:
+        """One marked preview per step at most (the last step's periodic one is also the final one)."""
         if self.preview_sink is None or not self.trainer.is_global_zero:
             return
+        if self._previewed_step == self.global_step:
+            return
+        self._previewed_step = self.global_step
         marked = self.preview_sink(self.preview_grid(), self.global_step, weights_fingerprint(self.network))
         for logger in self.loggers:
             experiment = getattr(logger, "experiment", None)
