@@ -36,7 +36,7 @@ TIMED = {
     "analyse": (FaceTracker, "step"),
     "swap": (Swapper, "swap"),
     "watermark": (Watermarker, "embed"),
-    "encode": (writers.H264Writer, "add"),
+    "encode": (writers.VideoWriter, "add"),
 }
 
 

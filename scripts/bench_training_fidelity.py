@@ -127,11 +127,12 @@ def heldout_reconstruction(report: dict, workspace: Path) -> dict[str, float]:
     from faceswap.media import iter_video_frames, read_image
     from faceswap.model.losses import ssim_map
     from faceswap.model.networks import ModelConfig, build_network
+    from faceswap.model.weights import read_weights
 
     model_dir = Path(report["model"]["dir"])
-    saved = torch.load(model_dir / "model.pt", map_location="cpu", weights_only=True)
-    network = build_network(ModelConfig.from_hparams(saved["hparams"]))
-    network.load_state_dict(saved["state_dict"])
+    state, hparams, _ = read_weights(model_dir)
+    network = build_network(ModelConfig.from_hparams(hparams))
+    network.load_state_dict(state)
     network.eval()
     res = network.config.resolution
     analyzer = FaceAnalyzer("dlib")

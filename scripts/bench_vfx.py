@@ -33,7 +33,19 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bench_watermark import codec_roundtrip, frame_of, jpeg, sources  # noqa: E402
+from bench_watermark import STILLS, _exists, decode_all, jpeg, photo, write_video  # noqa: E402
+from bench_watermark import fill as frame_of  # noqa: E402
+
+
+def sources() -> list[tuple[str, np.ndarray]]:
+    """The photos bench_watermark marks (insightface's t1 and scikit-image's natural ones)."""
+    return [(name, photo(name)) for name in ["t1", *STILLS] if _exists(name)]
+
+
+def codec_roundtrip(frames: list[np.ndarray], codec: str, crf: int, workdir: Path) -> list[np.ndarray]:
+    """The frames after an encode at `crf` and a decode."""
+    return decode_all(write_video(workdir / f"attack-{codec}-{crf}.mp4", frames, 25, codec, crf))
+
 
 from faceswap.colorspace import Colour, quantise  # noqa: E402
 from faceswap.media import iter_video_frames, read_exr  # noqa: E402

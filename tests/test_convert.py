@@ -173,4 +173,3 @@ def test_eval_reports_identity_mouth_jitter_and_marks(trained_workspace, demo_su
     assert report["jitter_reference"] == "truth"  # the demo clip's drawn keypoints, not noisy detections
     # the keypoints the swap is aligned to move less beyond the true motion with smoothing on
     assert report["alignment_jitter_smoothing_on"] < 0.9 * report["alignment_jitter_without_smoothing"]
-    assert 0.0 <= report["nearer_a_share"] <= 1.0
