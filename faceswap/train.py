@@ -166,7 +166,9 @@ def run_training(request: TrainRequest) -> TrainResult:
     resumed_from = _resume_step(last, grant) if last.exists() else None
     if resumed_from is not None and trainer.is_global_zero:
         print(f"resuming {request.name} from step {resumed_from}", flush=True)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.exists() else None, weights_only=True)
+    with warnings.catch_warnings():  # checkpoints hold the state after the step, as intended
+        warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.exists() else None, weights_only=True)
     run = FinishedRun(request, model_dir, module, datamodule, trainer, grant, resumed_from, history.summary(), smoke)
     if not trainer.is_global_zero:  # one model, one entry: rank zero publishes
         return run.result(None, [])
