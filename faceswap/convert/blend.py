@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from faceswap.faces.align import invert_affine, paste_back
+from faceswap.faces.align import crop_to_frame, mask_to_frame, paste_back
 
 Blend = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
@@ -20,9 +20,8 @@ def seamless(frame: np.ndarray, face: np.ndarray, matrix: np.ndarray, mask: np.n
     import cv2
 
     h, w = frame.shape[:2]
-    inverse = invert_affine(matrix)
-    warped = cv2.warpAffine(face, inverse, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
-    alpha = cv2.warpAffine(mask.astype(np.float32), inverse, (w, h), flags=cv2.INTER_LINEAR)
+    warped = crop_to_frame(face, matrix, frame.shape)
+    alpha = mask_to_frame(mask, matrix, frame.shape)
     binary = (alpha > 0.5).astype(np.uint8) * 255
     ys, xs = np.nonzero(binary)
     if len(xs) < 16 or xs.min() <= 1 or ys.min() <= 1 or xs.max() >= w - 2 or ys.max() >= h - 2:

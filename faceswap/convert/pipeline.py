@@ -24,7 +24,7 @@ from faceswap.convert.delivery import Delivery, default_fps
 from faceswap.convert.model_io import AuthorizedModel, load_model
 from faceswap.convert.smoothing import KeypointSmoother, TrackedFace
 from faceswap.errors import BadInput, CheckFailed
-from faceswap.faces.align import crop_face, track_alignment, transform_points
+from faceswap.faces.align import crop_face, mask_to_frame, track_alignment, transform_points
 from faceswap.faces.analyzer import FaceAnalyzer
 from faceswap.faces.identity import IdentityMatcher
 from faceswap.faces.masks import BLEND_BLUR, BLEND_ERODE, blend_mask, landmark_mask
@@ -433,8 +433,6 @@ class Swapper:
         outputs = [f.image.copy() for f, _ in frames]
         mattes = [np.zeros(f.image.shape[:2], np.float32) for f, _ in frames]
         if jobs:
-            import cv2
-
             crops = [crop_face(frames[pos][0].image, m, size) for pos, _, m in jobs]
             swapped, learned = self._infer(crops)
             for (pos, tracked, matrix), crop, new, learned_mask in zip(jobs, crops, swapped, learned, strict=True):
@@ -442,9 +440,7 @@ class Swapper:
                 mask = self.finish_mask(learned_mask, *self.region(face, matrix, size))
                 new = self.colour(new, crop, mask)
                 outputs[pos] = self.blend(outputs[pos], new, matrix, mask)
-                h, w = outputs[pos].shape[:2]
-                inverse = cv2.invertAffineTransform(matrix)
-                mattes[pos] = np.maximum(mattes[pos], cv2.warpAffine(mask, inverse, (w, h)))
+                mattes[pos] = np.maximum(mattes[pos], mask_to_frame(mask, matrix, outputs[pos].shape))
                 report.faces_swapped += 1
                 report.swaps.append(
                     {

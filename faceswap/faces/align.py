@@ -238,15 +238,27 @@ def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return points @ matrix[:, :2].T + matrix[:, 2]
 
 
-def paste_back(frame: np.ndarray, crop: np.ndarray, matrix: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Blend an aligned crop into the frame through the inverse of `matrix`; mask is float in [0, 1]."""
+def crop_to_frame(crop: np.ndarray, matrix: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """An aligned crop warped back into frame coordinates (`matrix`: frame -> crop)."""
     import cv2
 
-    h, w = frame.shape[:2]
-    inverse = invert_affine(matrix)
-    warped = cv2.warpAffine(crop, inverse, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
-    alpha = cv2.warpAffine(mask.astype(np.float32), inverse, (w, h), flags=cv2.INTER_LINEAR, borderValue=0.0)
-    alpha = np.clip(alpha, 0.0, 1.0)[..., None]
+    h, w = shape[:2]
+    return cv2.warpAffine(crop, invert_affine(matrix), (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+
+
+def mask_to_frame(mask: np.ndarray, matrix: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """A crop's mask warped back into frame coordinates, 0 outside the crop, clipped to [0, 1]."""
+    import cv2
+
+    h, w = shape[:2]
+    alpha = cv2.warpAffine(mask.astype(np.float32), invert_affine(matrix), (w, h), flags=cv2.INTER_LINEAR)
+    return np.clip(alpha, 0.0, 1.0)
+
+
+def paste_back(frame: np.ndarray, crop: np.ndarray, matrix: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Blend an aligned crop into the frame through the inverse of `matrix`; mask is float in [0, 1]."""
+    warped = crop_to_frame(crop, matrix, frame.shape)
+    alpha = mask_to_frame(mask, matrix, frame.shape)[..., None]
     blended = frame.astype(np.float32) * (1.0 - alpha) + warped.astype(np.float32) * alpha
     if np.issubdtype(frame.dtype, np.integer):
         info = np.iinfo(frame.dtype)
