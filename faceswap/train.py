@@ -194,6 +194,10 @@ def _configure(request: TrainRequest, model_dir: Path, checkpoints: Path, histor
     from faceswap.data.datamodule import SwapDataModule
     from faceswap.model.module import SwapModule
 
+    class SwapCLI(LightningCLI):
+        def add_arguments_to_parser(self, parser) -> None:
+            parser.link_arguments("model.resolution", "data.resolution")  # the data follows the model
+
     args = [
         "--config",
         str(request.config),
@@ -210,7 +214,7 @@ def _configure(request: TrainRequest, model_dir: Path, checkpoints: Path, histor
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*args parameter is intended.*")
         warnings.filterwarnings("ignore", message="(?s).*Unable to serialize instance")
-        return _build_cli(LightningCLI, SwapModule, SwapDataModule, args, model_dir, checkpoints, history)
+        return _build_cli(SwapCLI, SwapModule, SwapDataModule, args, model_dir, checkpoints, history)
 
 
 class PreviewWriter:
