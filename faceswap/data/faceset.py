@@ -8,13 +8,13 @@ temporary names first and faceset.jsonl is replaced in one rename.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from faceswap.atomic import write_atomic
 from faceswap.errors import BadInput
 from faceswap.hashing import canonical_json, sha256_hex
 
@@ -114,14 +114,11 @@ class Faceset:
         )
 
     def save(self) -> None:
-        tmp = self.folder / f".{INDEX}.{os.getpid()}.tmp"
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(json.dumps(asdict(self.header), sort_keys=True) + "\n")
-            for face in self.faces:
-                handle.write(json.dumps(asdict(face), sort_keys=True) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.index_path)
+        lines = [
+            json.dumps(asdict(self.header), sort_keys=True),
+            *(json.dumps(asdict(f), sort_keys=True) for f in self.faces),
+        ]
+        write_atomic(self.index_path, "".join(line + "\n" for line in lines))
 
     @classmethod
     def load(cls, folder: Path) -> Faceset:
@@ -148,7 +145,5 @@ def write_crop(folder: Path, name: str, crop: np.ndarray) -> str:
     if not ok:
         raise BadInput(f"could not encode crop {name}")
     payload = data.tobytes()
-    tmp = folder / f".{name}.{os.getpid()}.tmp"
-    tmp.write_bytes(payload)
-    os.replace(tmp, folder / name)
+    write_atomic(folder / name, payload)
     return sha256_hex(payload)
