@@ -160,8 +160,8 @@ def run_training(request: TrainRequest) -> TrainResult:
     from faceswap.ledger import open_ledger
 
     ledger = open_ledger(request.workspace)
-    previews = PreviewWriter(request, model_dir, grant, ledger)
-    module.preview_sink = previews
+    previews = preview_callback(request, model_dir, grant, ledger)
+    trainer.callbacks.append(previews)
     last = checkpoints / "last.ckpt"
     resumed_from = _resume_step(last, grant) if last.exists() else None
     if resumed_from is not None and trainer.is_global_zero:
@@ -217,33 +217,54 @@ def _configure(request: TrainRequest, model_dir: Path, checkpoints: Path, histor
         return _build_cli(SwapCLI, SwapModule, SwapDataModule, args, model_dir, checkpoints, history)
 
 
-class PreviewWriter:
-    """Preview grids through the output sink (marked, logged under the run's consent); the module
-    shows the marked grid it gets back."""
+def preview_callback(request: TrainRequest, model_dir: Path, grant: ConsentGrant, ledger: Any):
+    """A Lightning Callback that writes preview grids every `model.preview_every` steps and at the
+    end, through the output sink (marked, logged under the run's consent), on rank zero only, and
+    shows the marked grid to the loggers."""
+    import pytorch_lightning as pl
 
-    def __init__(self, request: TrainRequest, model_dir: Path, grant: ConsentGrant, ledger: Any) -> None:
-        from faceswap.provenance.sink import OutputSink
+    from faceswap.media import read_image
+    from faceswap.model.module import weights_fingerprint
+    from faceswap.provenance.sink import OutputContext, OutputSink
 
-        self.request, self.folder, self.grant = request, model_dir / "previews", grant
-        self.sink = OutputSink.for_workspace(request.workspace, ledger)
-        self.paths: list[str] = []
+    sink = OutputSink.for_workspace(request.workspace, ledger)
 
-    def __call__(self, grid: np.ndarray, step: int, weights_id: str) -> np.ndarray:
-        from faceswap.media import read_image
-        from faceswap.provenance.sink import OutputContext
+    class Previews(pl.Callback):
+        def __init__(self) -> None:
+            self.paths: list[str] = []
+            self.last_step: int | None = None
 
-        written = self.sink.write_image(
-            self.folder / f"step-{step:07d}.png",
-            grid,
-            OutputContext(
-                producer="train.preview",
-                model_fingerprint=weights_id,
-                consent_record_ids=tuple(self.grant.record_ids),
-                settings={"model": self.request.name, "step": step, "columns": "A, A->A, A->B, B, B->B, B->A"},
-            ),
-        )
-        self.paths.append(str(written.path))
-        return read_image(written.path)
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            every = pl_module.hparams.preview_every
+            if every and trainer.global_step > 0 and trainer.global_step % every == 0:
+                self.write(trainer, pl_module)
+
+        def on_train_end(self, trainer, pl_module) -> None:
+            self.write(trainer, pl_module)
+
+        def write(self, trainer, pl_module) -> None:
+            step = trainer.global_step
+            if not trainer.is_global_zero or self.last_step == step:  # one preview a step
+                return
+            self.last_step = step
+            written = sink.write_image(
+                model_dir / "previews" / f"step-{step:07d}.png",
+                pl_module.preview_grid(),
+                OutputContext(
+                    producer="train.preview",
+                    model_fingerprint=weights_fingerprint(pl_module.network),
+                    consent_record_ids=tuple(grant.record_ids),
+                    settings={"model": request.name, "step": step, "columns": "A, A->A, A->B, B, B->B, B->A"},
+                ),
+            )
+            self.paths.append(str(written.path))
+            marked = read_image(written.path)
+            for logger in trainer.loggers:
+                experiment = getattr(logger, "experiment", None)
+                if hasattr(experiment, "add_image"):
+                    experiment.add_image("preview", marked[:, :, ::-1].copy(), step, dataformats="HWC")
+
+    return Previews()
 
 
 @dataclass

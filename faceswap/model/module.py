@@ -1,4 +1,5 @@
-"""The LightningModule: networks, losses, the optimiser step, NaN guard and watermarked preview grids.
+"""The LightningModule: networks, losses, the optimiser step, NaN guard and preview grids (written,
+marked, by the training run's preview callback).
 
 The step is written out (manual optimisation) because every part of it is a training option: skip
 on a non-finite loss (the same decision on every DDP rank), gradient clipping, SAEHD's learning-rate
@@ -82,8 +83,6 @@ class SwapModule(pl.LightningModule):
         self.recoveries = 0
         self.grant_json: dict[str, Any] | None = None
         self.faceset_hashes: dict[str, str] = {}
-        self.preview_sink = None  # set by the training run: previews go through the output sink
-        self._previewed_step: int | None = None
 
     def configure_model(self) -> None:
         if self.hparams.channels_last and self.device.type == "cuda":
@@ -247,14 +246,6 @@ class SwapModule(pl.LightningModule):
             f"{optimizer.param_groups[0]['lr']:.2e}"
         )
 
-    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
-        every = self.hparams.preview_every
-        if every and self.global_step > 0 and self.global_step % every == 0:
-            self.write_preview()
-
-    def on_train_end(self) -> None:
-        self.write_preview()
-
     @torch.no_grad()
     def preview_grid(self) -> np.ndarray:
         """Rows of samples; columns A, A->A, A->B, B, B->B, B->A. uint8 BGR, at least 256 px tall."""
@@ -277,19 +268,6 @@ class SwapModule(pl.LightningModule):
         grid = (rows.clamp(0, 1).permute(1, 2, 0).float().cpu().numpy() * 255).round().astype(np.uint8)[:, :, ::-1]
         scale = max(1, int(np.ceil(256 / grid.shape[0])))
         return cv2.resize(grid, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
-
-    def write_preview(self) -> None:
-        """One marked preview per step at most (the last step's periodic one is also the final one)."""
-        if self.preview_sink is None or not self.trainer.is_global_zero:
-            return
-        if self._previewed_step == self.global_step:
-            return
-        self._previewed_step = self.global_step
-        marked = self.preview_sink(self.preview_grid(), self.global_step, weights_fingerprint(self.network))
-        for logger in self.loggers:
-            experiment = getattr(logger, "experiment", None)
-            if hasattr(experiment, "add_image"):
-                experiment.add_image("preview", marked[:, :, ::-1].copy(), self.global_step, dataformats="HWC")
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["consent_grant"] = self.grant_json
