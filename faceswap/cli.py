@@ -885,6 +885,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _add_eval(commands, p: Parents) -> None:
+    from faceswap.convert.dub import REGIONS
     from faceswap.faces.masks import MASK_REGIONS
 
     ev = commands.add_parser(
@@ -910,7 +911,7 @@ def _add_eval(commands, p: Parents) -> None:
     dub.add_argument("--plate-truth", type=Path, default=None)
     dub.add_argument("--performance-truth", type=Path, default=None)
     dub.add_argument("--offset", type=float, default=None, help="default: the dub's ledger entry")
-    dub.add_argument("--region", default=None, choices=["mouth", "lower-face"], help="default: the dub's ledger entry")
+    dub.add_argument("--region", default=None, choices=REGIONS, help="default: the dub's ledger entry")
     ev.set_defaults(handler=cmd_eval)
 
 
