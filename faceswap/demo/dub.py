@@ -8,13 +8,19 @@ model, when it exists and its consent holds) -> dub the plate with the performan
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from faceswap.atomic import write_atomic
-from faceswap.demo.run import MODEL_NAME, DemoOptions, DemoRun, extract_facesets, make_subjects, register_consent
+from faceswap.demo.run import (
+    MODEL_NAME,
+    DemoOptions,
+    DemoRun,
+    extract_facesets,
+    make_subjects,
+    register_consent,
+    run_steps,
+)
 from faceswap.demo.run import train_model as train_demo_model
 from faceswap.demo.subjects import DubPair, dub_pair_paths, existing_subjects
 from faceswap.errors import ExitCode, FaceswapError
@@ -115,22 +121,7 @@ STEPS = (
 
 def run_dub_demo(root: Workspace, options: DemoOptions, say: Callable[[str], None] = print) -> dict[str, Any]:
     """Each step in order, timed; dub-report.json is written when all are done."""
-    from faceswap.ledger import open_ledger
-
-    run = DubRun(Workspace(root.demo_dir).ensure(), options)
-    run.report["workspace"] = str(run.workspace.root)
-    timings: dict[str, float] = {}
-    started = time.perf_counter()
-    for name, step in STEPS:
-        begun = time.perf_counter()
-        step(run)
-        timings[name] = round(time.perf_counter() - begun, 1)
-        say(f"[{time.perf_counter() - started:6.1f} s] {name} done")
-    ledger = open_ledger(run.workspace)
-    run.report["ledger"] = {"path": ledger.location, "entries": len(ledger.rows()), "valid": ledger.verify() is None}
-    run.report["timings_s"] = {**timings, "total": round(time.perf_counter() - started, 1)}
-    write_atomic(run.workspace.root / REPORT_NAME, json.dumps(run.report, indent=2, default=str))
-    return run.report
+    return run_steps(DubRun(Workspace(root.demo_dir).ensure(), options), STEPS, REPORT_NAME, say)
 
 
 def dub_exit_code(report: dict[str, Any]) -> ExitCode:

@@ -163,22 +163,25 @@ STEPS = (
 
 def run_demo(root: Workspace, options: DemoOptions, say: Callable[[str], None] = print) -> dict[str, Any]:
     """Each step in order, timed; the report is written when all are done."""
+    return run_steps(DemoRun(Workspace(root.demo_dir).ensure(), options), STEPS, "report.json", say)
+
+
+def run_steps(run: DemoRun, steps: tuple, report_name: str, say: Callable[[str], None]) -> dict[str, Any]:
+    """The demo's steps in order, each timed; then the ledger's state, and the report written."""
     from faceswap.ledger import open_ledger
 
-    run = DemoRun(Workspace(root.demo_dir).ensure(), options)
     run.report["workspace"] = str(run.workspace.root)
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    for name, step in STEPS:
+    for name, step in steps:
         begun = time.perf_counter()
         step(run)
         timings[name] = round(time.perf_counter() - begun, 1)
         say(f"[{time.perf_counter() - started:6.1f} s] {name} done")
     ledger = open_ledger(run.workspace)
-    finding = ledger.verify()
-    run.report["ledger"] = {"path": ledger.location, "entries": len(ledger.rows()), "valid": finding is None}
+    run.report["ledger"] = {"path": ledger.location, "entries": len(ledger.rows()), "valid": ledger.verify() is None}
     run.report["timings_s"] = {**timings, "total": round(time.perf_counter() - started, 1)}
-    write_atomic(run.workspace.root / "report.json", json.dumps(run.report, indent=2, default=str))
+    write_atomic(run.workspace.root / report_name, json.dumps(run.report, indent=2, default=str))
     return run.report
 
 
