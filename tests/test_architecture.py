@@ -11,7 +11,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).parents[1]
 WRITES_PIXELS = re.compile(
-    r"cv2\.imwrite|cv2\.imencode|\.add_stream\(|av\.open\([^)]*[\"']w|VideoWriter|imageio\.(v[23]\.)?(imwrite|mimwrite)"
+    r"cv2\.imwrite|cv2\.imencode|\.add_stream\(|av\.open\([^)]*[\"']w|cv2\.VideoWriter|imageio\.(v[23]\.)?(imwrite|mimwrite)"
 )
 # Who may encode images or video outside faceswap/provenance/, and why.
 ALLOWED = {
