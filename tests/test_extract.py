@@ -175,3 +175,36 @@ def test_alignment_is_recorded_and_kept(workspace_root, reference_photos):
     with pytest.raises(BadInput, match="--align-on one of"):
         extract(store, photo, "astro", replace(options, align_on="seven"))
     assert Alignment.parse(LEGACY_TEMPLATE) == Alignment("whole", "five")  # facesets from before read as such
+
+
+def test_clean_dedupe_keeps_one_of_two_near_identical_crops(workspace_root, reference_photos, tmp_path, capsys):
+    """Two copies of one photo (the second re-encoded with faint noise) make two crops; --dedupe keeps one."""
+    import cv2
+
+    store = store_at(workspace_root)
+    photo = reference_photos["astronaut"]
+    image = cv2.imread(str(photo)).astype(np.int16)
+    noisy = image + np.random.default_rng(0).integers(-1, 2, image.shape, np.int16)
+    copy = tmp_path / "astronaut-copy.png"
+    cv2.imwrite(str(copy), np.clip(noisy, 0, 255).astype(np.uint8))
+    options = ExtractOptions(size=128)
+    assert extract(store, photo, "astro", options).kept == 1 and extract(store, copy, "astro", options).kept == 1
+    assert main(["faceset", "clean", "astro", "--dedupe", "--workspace", str(workspace_root), "--json"]) == 0
+    deduped = json.loads(capsys.readouterr().out)
+    assert deduped["moved"] == 1 and deduped["kept"] == 1
+    assert len(Faceset.load(workspace_root / "facesets" / "astro").faces) == 1
+    assert store_at(workspace_root).ledger.entries("faceset.built")[-1].data["operation"] == "clean"
+
+
+def test_clean_max_yaw_sets_aside_turned_faces(demo_workspace, demo_subjects, capsys):
+    files, _ = demo_subjects
+    extract(store_at(demo_workspace), files["demo-a"].clip, "demo-a", OPTIONS)
+    folder = demo_workspace / "facesets" / "demo-a"
+    yaws = sorted(abs(f.yaw) for f in Faceset.load(folder).faces)
+    limit = float(np.median(yaws))
+    assert (
+        main(["faceset", "clean", "demo-a", "--max-yaw", str(limit), "--workspace", str(demo_workspace), "--json"]) == 0
+    )
+    result = json.loads(capsys.readouterr().out)
+    assert result["moved"] == sum(y > limit for y in yaws) > 0
+    assert all(abs(f.yaw) <= limit for f in Faceset.load(folder).faces)
