@@ -168,6 +168,7 @@ def run_training(request: TrainRequest) -> TrainResult:
         print(f"resuming {request.name} from step {resumed_from}", flush=True)
     with warnings.catch_warnings():  # checkpoints hold the state after the step, as intended
         warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
+        warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")  # Lightning on new torch
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.exists() else None, weights_only=True)
     run = FinishedRun(request, model_dir, module, datamodule, trainer, grant, resumed_from, history.summary(), smoke)
     if not trainer.is_global_zero:  # one model, one entry: rank zero publishes
