@@ -190,6 +190,8 @@ def _configure(request: TrainRequest, model_dir: Path, checkpoints: Path, histor
     """LightningCLI over the config and the request's subjects, purpose and overrides (not run)."""
     logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    logging.getLogger("lightning_fabric").setLevel(logging.WARNING)  # "Seed set to 0"
+    logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
     from pytorch_lightning.cli import LightningCLI
 
     from faceswap.data.datamodule import SwapDataModule
