@@ -86,6 +86,15 @@ def test_rows_become_shots_with_options_by_flag_name_and_paths_against_the_csv(t
     assert {"mask", "color", "blend", "smoothing", "sequence", "bits", "alpha", "allow-empty"} <= set(option_flags())
 
 
+def test_vfx_options_by_flag_name(tmp_path):
+    header = "model,input,output,sequence,alpha,frames,start-frame,output-colorspace"
+    csv_path = _write_csv(tmp_path / "shots.csv", header, "m,plate.mov,sh010,exr,true,1001-1100,1001,ACEScg")
+    (shot,) = read_shots(csv_path)
+    options = shot.options
+    assert (options.sequence, options.alpha, options.frames, options.start_frame) == ("exr", True, (1001, 1100), 1001)
+    assert options.output_colorspace == "ACEScg"
+
+
 @pytest.mark.parametrize(
     ("header", "row", "message"),
     [
@@ -96,6 +105,8 @@ def test_rows_become_shots_with_options_by_flag_name_and_paths_against_the_csv(t
         ("model,input,output,alpha", "m,i.mp4,o.mp4,maybe", "row 2: alpha = 'maybe' is not true or false"),
         ("model,input,output", "m,,o.mp4", "row 2: 'input' is empty"),
         ("model,input,output", "m,i.mp4,o.mp4,extra", "row 2: 4 cells for 3 columns"),
+        ("model,input,output,frames", "m,i.mp4,o.mp4,soon", "row 2: frames = 'soon' is not FIRST-LAST"),
+        ("model,input,output,frames", "m,i.mp4,o.mp4,9-3", "row 2: frames = '9-3' is not FIRST-LAST"),
     ],
 )
 def test_bad_rows_are_refused_up_front_naming_the_row(tmp_path, header, row, message):
