@@ -102,18 +102,21 @@ class Delivery:
         marked = token if self.passes_swap_through(frame) else None
         return SinkFrame(pixels, frame.pts, frame.time_base, alpha, number, frame.timecode, marked_token=marked)
 
+    @property
+    def unchanged_colour(self) -> bool:
+        """In and out in the sRGB view the swap works in, to an integer format."""
+        return self.input_space == self.colour.srgb == self.output_space and self.kind != "exr"
+
     def passes_swap_through(self, frame: FrameIn) -> bool:
         """An 8-bit sRGB input written in sRGB: the output is the swap's frame (the mark x 257 at 16 bits)."""
-        unchanged_colour = self.input_space == self.colour.srgb == self.output_space and self.kind != "exr"
-        return frame.plate is None and unchanged_colour
+        return frame.plate is None and self.unchanged_colour
 
     def pixels(self, frame: FrameIn, swapped: np.ndarray, matte: np.ndarray) -> np.ndarray:
         view_space = self.colour.srgb
-        unchanged_colour = self.input_space == view_space == self.output_space and self.kind != "exr"
         if self.passes_swap_through(frame):
             return _to_bits(swapped, self.bits)  # an 8-bit sRGB input: the swap's frame is the output
         plate = frame.plate if frame.plate is not None else frame.image
-        if plate.dtype.kind == "u" and unchanged_colour:
+        if plate.dtype.kind == "u" and self.unchanged_colour:
             return _to_bits(composite_integer(plate, frame.image, swapped, matte), self.bits)
         unit = composite_float(
             plate.astype(np.float32) / unit_scale(plate.dtype),

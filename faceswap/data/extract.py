@@ -293,7 +293,7 @@ def _commit(
     def move_into_place(_entry) -> None:
         for entry in new_entries:
             (staging / entry.file).replace(faceset.folder / entry.file)
-        faceset.save()  # the JSONL index, not pixels
+        faceset.save()  # the JSONL index (text); the crops moved above are inputs: the subject's own footage
 
     header = faceset.header
     entry = store.ledger.append(

@@ -121,7 +121,7 @@ def clean(
         with open(rejected / "rejected.jsonl", "a", encoding="utf-8") as log:
             for entry in moved:
                 log.write(json.dumps({**asdict(entry), "reason": reasons[entry.file]}, sort_keys=True) + "\n")
-        cleaned.save()  # the JSONL index, not pixels
+        cleaned.save()  # the JSONL index (text); crops are inputs (the subject's own footage), only moved
         for entry in moved:
             source = faceset.folder / entry.file
             if source.exists():
