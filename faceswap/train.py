@@ -11,6 +11,7 @@ import json
 import logging
 import re
 import warnings
+from argparse import ArgumentError
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,7 @@ def _build_cli(cli_class, module_class, data_class, args, model_dir: Path, check
         data_class,
         args=args,
         run=False,
+        parser_kwargs={"exit_on_error": False},  # one line from us instead of a page of usage
         save_config_callback=None,
         trainer_defaults={
             "default_root_dir": str(model_dir),
@@ -169,6 +171,8 @@ def run_training(request: TrainRequest) -> TrainResult:
     with warnings.catch_warnings():  # checkpoints hold the state after the step, as intended
         warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
         warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")  # Lightning on new torch
+        # every step draws its faces at random, so a resume mid-"epoch" skips nothing
+        warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch")
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.exists() else None, weights_only=True)
     run = FinishedRun(request, model_dir, module, datamodule, trainer, grant, resumed_from, history.summary(), smoke)
     if not trainer.is_global_zero:  # one model, one entry: rank zero publishes
@@ -217,7 +221,11 @@ def _configure(request: TrainRequest, model_dir: Path, checkpoints: Path, histor
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*args parameter is intended.*")
         warnings.filterwarnings("ignore", message="(?s).*Unable to serialize instance")
-        return _build_cli(SwapCLI, SwapModule, SwapDataModule, args, model_dir, checkpoints, history)
+        try:
+            return _build_cli(SwapCLI, SwapModule, SwapDataModule, args, model_dir, checkpoints, history)
+        except ArgumentError as error:
+            reason = " ".join(str(error).split())
+            raise BadInput(f"{request.config}: {reason} (see `faceswap train --help` and docs/training.md)") from None
 
 
 def preview_callback(request: TrainRequest, model_dir: Path, grant: ConsentGrant, ledger: Any):
@@ -288,6 +296,17 @@ class FinishedRun:
             k: v for k, v in dict(self.module.hparams).items() if isinstance(v, (str, int, float, bool, type(None)))
         }
 
+    @property
+    def data_settings(self) -> dict[str, Any]:
+        """How faces were drawn and augmented (the ledger's record of the recipe; who and where are
+        recorded apart)."""
+        skip = {"subject_a", "subject_b", "purpose", "workspace", "num_workers"}
+        return {
+            k: v
+            for k, v in dict(self.datamodule.hparams).items()
+            if k not in skip and isinstance(v, (str, int, float, bool, type(None)))
+        }
+
     def result(self, published: tuple[str, int] | None, previews: list[str]) -> TrainResult:
         from faceswap.model.weights import fingerprint
 
@@ -314,6 +333,8 @@ def publish_model(run: FinishedRun, ledger: Any) -> tuple[str, int]:
         "architecture": module.config.architecture,
         "resolution": module.config.resolution,
         "hparams": hparams,
+        "data": run.data_settings,
+        "precision": str(run.trainer.precision),
         "subjects": {"a": request.subject_a, "b": request.subject_b},
         "purpose": request.purpose,
         "faceset_hashes": run.datamodule.faceset_hashes,

@@ -139,6 +139,27 @@ def test_image_and_16_bit_sequence_with_alpha(trained_workspace, demo_subjects, 
     assert main(["verify", str(frames[10]), "--workspace", str(trained_workspace)]) == 0
 
 
+def test_grey_16_bit_and_alpha_stills_are_swapped(trained_workspace, demo_subjects, tmp_path, capsys):
+    """What scanners, cameras and compositing apps hand over: one channel, 16 bits, a fourth channel."""
+    files, _ = demo_subjects
+    colour = cv2.imread(str(files["demo-b"].references[0]))
+    grey = cv2.cvtColor(colour, cv2.COLOR_BGR2GRAY)
+    stills = {
+        "grey.png": grey,
+        "grey-16.png": grey.astype(np.uint16) * 257,
+        "rgba.png": np.dstack([colour, np.full(grey.shape, 255, np.uint8)]),
+        "rgba-16.png": np.dstack([colour, np.full(grey.shape, 255, np.uint8)]).astype(np.uint16) * 257,
+    }
+    for name, pixels in stills.items():
+        cv2.imwrite(str(tmp_path / name), pixels)
+        output = tmp_path / f"swapped-{name}"
+        assert _convert(trained_workspace, tmp_path / name, output) == 0, name
+        assert _last_json(capsys)["faces_swapped"] == 1, name
+        written = cv2.imread(str(output), cv2.IMREAD_UNCHANGED)
+        assert written.shape == colour.shape and written.dtype == np.uint8, name  # 8-bit BGR unless --bits
+        assert main(["verify", str(output), "--workspace", str(trained_workspace)]) == 0, name
+
+
 @pytest.mark.slow
 def test_eval_reports_identity_mouth_jitter_and_marks(trained_workspace, demo_subjects, capsys):
     files, _ = demo_subjects

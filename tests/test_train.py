@@ -180,3 +180,27 @@ def test_smoke_run_learns_and_every_preview_verifies(facesets_workspace, capsys)
     assert all(f["ledger"] == "valid" and f["producer"] == "train.preview" for f in report["files"])
     entry = store_at(facesets_workspace).ledger.entries("model.trained")[-1]
     assert entry.data["fingerprint"] == info["fingerprint"] and entry.data["consent_record_ids"] == grant_ids
+
+
+def test_config_overrides_reach_the_model_and_its_signed_entry(facesets_workspace, capsys):
+    """Flags over the config change what is trained, and the signed entry records the recipe used."""
+    overrides = ["--model.lr", "0.0001", "--model.weight_priority", "5", "--data.random_warp", "false"]
+    overrides += ["--data.colour_transfer", "0", "--data.batch_size", "4", "--trainer.max_steps", "3"]
+    assert _train(facesets_workspace, *overrides, "--json", name="overridden") == 0
+    entry = store_at(facesets_workspace).ledger.entries("model.trained")[-1]
+    assert entry.data["name"] == "overridden" and entry.data["steps"] == 3
+    assert entry.data["hparams"]["lr"] == 0.0001 and entry.data["hparams"]["weight_priority"] == 5
+    data = entry.data["data"]
+    assert data["random_warp"] is False and data["colour_transfer"] == 0 and data["batch_size"] == 4
+    assert data["resolution"] == entry.data["resolution"] == 64  # linked to the model's, never set apart
+    capsys.readouterr()
+    wrong = {
+        "--data.resolution": ("32", 'must be given via "model.resolution"'),  # linked: one resolution
+        "--model.no_such_option": ("1", "no_such_option"),
+        "--data.batch_size": ("many", "batch_size"),
+    }
+    for flag, (value, said) in wrong.items():
+        assert _train(facesets_workspace, flag, value, "--trainer.max_steps", "3", name="wrong") == 2, flag
+        line = _one_line_error(capsys)
+        assert said in line and "usage:" not in line, line
+    assert not (facesets_workspace / "models" / "wrong").exists()

@@ -153,3 +153,54 @@ def test_doctor_writes_two_samples_that_verify(tmp_path, capsys):
 
     info = probe_video(tmp_path / "ws" / "doctor" / "doctor-sample.mp4")
     assert (info.width, info.height, info.frames, info.has_audio) == (1280, 720, 50, True)
+
+
+def test_expired_consent_shows_in_verify(outputs):
+    """A record past its expiry reads 'expired' (and active the day before), from the ledger alone."""
+    from datetime import date, timedelta
+
+    from faceswap.provenance.verify import LedgerView, Verifier
+
+    view = LedgerView.from_ledger(open_ledger(Workspace(outputs["root"]), writable=False))
+    expiries = [date.fromisoformat(e.data["expires_at"]) for e in view.entries if e.kind == "consent.registered"]
+    on_last_day = Verifier(view, today=min(expiries)).verify(outputs["image"].path)
+    after = Verifier(view, today=max(expiries) + timedelta(days=1)).verify(outputs["image"].path)
+    assert [c["status"] for c in on_last_day.consent] == ["active", "active"]
+    assert [c["status"] for c in after.consent] == ["expired", "expired"]
+
+
+def test_a_mark_without_its_token_is_traced_by_perceptual_hash(outputs):
+    """When the mark is found but its token is not read, the frame's perceptual hash names the
+    entry; a different picture with the same evidence is not credited to it."""
+    from dataclasses import replace
+
+    from faceswap.faces.samples import skimage_astronaut
+    from faceswap.media import read_image
+    from faceswap.provenance.phash import phash
+    from faceswap.provenance.verify import LedgerView, Verdict, Verifier
+
+    verifier = Verifier(LedgerView.from_ledger(open_ledger(Workspace(outputs["root"]), writable=False)))
+    read = verifier.verify(outputs["image"].path)
+    assert read.marked and read.detection.token == outputs["image"].token
+    tokenless = replace(read.detection, token=None)
+    jpeg = cv2.imdecode(cv2.imencode(".jpg", read_image(outputs["image"].path), [cv2.IMWRITE_JPEG_QUALITY, 60])[1], 1)
+    same = Verdict(outputs["image"].path, "image", detection=tokenless)
+    verifier._attach_entry(same, [phash(jpeg)])
+    assert same.matched_by == "perceptual-hash" and same.ledger == "valid"
+    assert same.entry.data["token"] == outputs["image"].token
+    other = Verdict(outputs["image"].path, "image", detection=tokenless)
+    verifier._attach_entry(other, [phash(read_image(skimage_astronaut()))])
+    assert other.entry is None and other.ledger == "missing"
+
+
+def test_an_unmarked_look_alike_is_named_as_similar(outputs, tmp_path, capsys):
+    """A copy blurred until its mark is gone is NOT MARKED, and verify says which output it resembles."""
+    blurred = cv2.GaussianBlur(cv2.imread(str(outputs["image"].path)), (0, 0), 6)
+    cv2.imwrite(str(tmp_path / "blurred.png"), blurred)
+    code, report = _verify_json(capsys, tmp_path / "blurred.png", "--workspace", outputs["root"])
+    found = report["files"][0]
+    assert code == 1 and not found["marked"]
+    assert found["similar_output"]["token"] == outputs["image"].token
+    assert found["similar_output"]["phash_distance"] <= 10
+    assert main(["verify", str(tmp_path / "blurred.png"), "--workspace", str(outputs["root"])]) == 1
+    assert "looks like ledger output seq" in capsys.readouterr().out

@@ -63,8 +63,9 @@ class LedgerView:
             self.finding is None or self.finding.seq > entry.seq
         )
 
-    def consent_status(self, record_id: str) -> str:
-        """A record's status from the ledger alone (an export has no consent files)."""
+    def consent_status(self, record_id: str, today: date | None = None) -> str:
+        """A record's status from the ledger alone (an export has no consent files), as of `today`
+        (default: the UTC date now)."""
         registered = [
             e for e in self.entries if e.kind == "consent.registered" and e.data.get("record_id") == record_id
         ]
@@ -73,7 +74,7 @@ class LedgerView:
         revoked = any(e.kind == "consent.revoked" and e.data.get("record_id") == record_id for e in self.entries)
         data = registered[-1].data
         valid_from = date.fromisoformat(data["valid_from"]) if data.get("valid_from") else None
-        today = datetime.now(timezone.utc).date()
+        today = today or datetime.now(timezone.utc).date()
         return status_of(revoked, valid_from, date.fromisoformat(data["expires_at"]), today)
 
 
@@ -207,15 +208,18 @@ class Verifier:
         watermarker: Watermarker | None = None,
         trust_anchor: bytes | None = None,
         faces: Any = None,
+        today: date | None = None,
     ) -> None:
         """`trust_anchor`: the root that Content Credentials must chain to; default: the one the
         ledger pins (its `credentials.created` entry). `faces`: a face analyzer for the face layer,
         "auto" (one made on first need), or None: skipped, since conversion does not write that
-        layer (docs/watermark.md has the measurements)."""
+        layer (docs/watermark.md has the measurements). `today`: the date consent status is judged
+        on (default: the UTC date at each lookup)."""
         self.ledger = ledger
         self.watermarker = watermarker or Watermarker()
         self.trust_anchor = trust_anchor or (trust_anchor_in(ledger.entries) if ledger else None)
         self.faces = LazyFaceAnalyzer() if faces == "auto" else faces
+        self.today = today
 
     def verify(self, path: Path) -> Verdict:
         try:
@@ -263,7 +267,7 @@ class Verifier:
         verdict.entry, verdict.matched_by = entry, matched_by
         verdict.ledger = "valid" if self.ledger.entry_ok(entry) else "tampered"
         verdict.consent = [
-            {"record_id": rid, "status": self.ledger.consent_status(rid)}
+            {"record_id": rid, "status": self.ledger.consent_status(rid, self.today)}
             for rid in entry.data.get("consent_record_ids", [])
         ]
 
