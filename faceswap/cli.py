@@ -436,7 +436,13 @@ def cmd_extract(args: argparse.Namespace) -> int:
     from faceswap.data.extract import ExtractOptions, extract
 
     options = ExtractOptions(
-        every=args.every, size=args.size, backend=args.backend, model_root=args.model_root, min_face=args.min_face
+        every=args.every,
+        size=args.size,
+        backend=args.backend,
+        model_root=args.model_root,
+        min_face=args.min_face,
+        face_type=args.face_type,
+        align_on=args.align_on,
     )
     store = _store(args)
     report = _with_progress(
@@ -488,6 +494,8 @@ def cmd_faceset_clean(args: argparse.Namespace) -> int:
 
 
 def _add_extract(commands, p: Parents) -> None:
+    from faceswap.faces.align import ALIGN_POINTS, FACE_TYPES
+
     extract = commands.add_parser(
         "extract", parents=[*p.both, p.backend], help="extract a consenting subject's faces into a faceset"
     )
@@ -496,6 +504,20 @@ def _add_extract(commands, p: Parents) -> None:
     extract.add_argument("--every", type=int, default=1, help="every Nth video frame")
     extract.add_argument("--size", type=int, default=256, help="aligned crop size in pixels (64-1024)")
     extract.add_argument("--min-face", type=int, default=80, help="smallest face kept, in pixels")
+    extract.add_argument(
+        "--face-type",
+        choices=sorted(FACE_TYPES),
+        default=None,
+        help="the crop's framing: whole (forehead to chin) or full (SAEHD's: the inner face 1.5x larger); "
+        "default: the faceset's own, else whole",
+    )
+    extract.add_argument(
+        "--align-on",
+        choices=ALIGN_POINTS,
+        default=None,
+        help="the points crops are fitted on: eyes-nose (the mouth moves freely inside the crop) or five "
+        "(the five keypoints, mouth corners included); default: the faceset's own, else eyes-nose",
+    )
     extract.set_defaults(handler=cmd_extract)
     faceset = commands.add_parser("faceset", help="faceset tools").add_subparsers(
         dest="faceset_command", metavar="ACTION"

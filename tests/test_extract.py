@@ -208,3 +208,18 @@ def test_clean_max_yaw_sets_aside_turned_faces(demo_workspace, demo_subjects, ca
     result = json.loads(capsys.readouterr().out)
     assert result["moved"] == sum(y > limit for y in yaws) > 0
     assert all(abs(f.yaw) <= limit for f in Faceset.load(folder).faces)
+
+
+def test_face_type_and_alignment_flags(workspace_root, reference_photos, capsys):
+    """`--face-type` and `--align-on` reach the faceset header; another framing for the same faceset
+    is one line and exit 2, naming the flags that match it."""
+    root, photo = str(workspace_root), str(reference_photos["astronaut"])
+    base = ["extract", photo, "--subject", "astro", "--workspace", root, "--size", "96"]
+    assert main([*base, "--face-type", "full", "--align-on", "five", "--json"]) == 0
+    assert Faceset.load(workspace_root / "facesets" / "astro").header.template == "full-face-five"
+    capsys.readouterr()
+    assert main([*base, "--face-type", "whole"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--face-type full --align-on five" in err[0]
+    with pytest.raises(SystemExit):
+        main([*base, "--face-type", "half"])
