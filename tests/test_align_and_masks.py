@@ -148,7 +148,7 @@ def test_full_face_magnifies_the_inner_face_by_one_and_a_half(t1_faces):
     assert 0.8 * 256 < chin[1] < 256 and brows[:, 1].min() > 0.05 * 256
     assert Alignment.parse("full-face-five") == Alignment("full", "five")
     assert Alignment.parse(LEGACY_TEMPLATE) == Alignment("whole", "five")  # facesets from before
-    assert set(FACE_TYPES) == {"whole", "full"}
+    assert set(FACE_TYPES) == {"whole", "full", "lower"}
     with pytest.raises(ValueError):
         Alignment.parse("half-face-five")
 
@@ -196,3 +196,22 @@ def test_training_weight_covers_what_the_blend_shows(t1_faces, t1_image):
         assert (weight >= shown - 1e-6).all()
         assert weight[hull > 0.99].min() > 0.999  # the whole hull at full weight
         assert weight[shown > 0.02].min() > 0.04  # the feathered ring is trained as well
+
+
+def test_a_lower_face_crop_cut_from_a_whole_face_crop_is_the_one_made_from_the_frame(t1_faces, t1_image):
+    """Reframing lands every pixel and landmark where a crop made from the frame in the new framing
+    puts it, so a model trained on cut crops sees what `dub` feeds it; and it holds mouth and chin."""
+    from faceswap.faces.align import FACE_TYPES, Alignment, crop_face, reframe_fits, reframe_matrix
+
+    face = t1_faces[1]
+    whole = align_face(t1_image, face.kps5, 128, Alignment("whole"), face.landmarks, "68")
+    lower = align_face(t1_image, face.kps5, 64, Alignment("lower"), face.landmarks, "68")
+    cut = reframe_matrix(FACE_TYPES["whole"], 128, FACE_TYPES["lower"], 64)
+    via_whole = transform_points(transform_points(face.landmarks, whole.matrix), cut)
+    assert np.abs(via_whole - transform_points(face.landmarks, lower.matrix)).max() < 1e-6
+    pixels = crop_face(whole.crop, cut, 64).astype(np.float32) - lower.crop.astype(np.float32)
+    assert np.abs(pixels[4:-4, 4:-4]).mean() < 4.0  # one resampling more, nothing moved
+    mouth, chin, nose_tip = via_whole[48:68], via_whole[8], via_whole[30]
+    assert mouth.min() > 0.15 * 64 and mouth.max() < 0.85 * 64 and chin[1] < 0.9 * 64 and nose_tip[1] > 0
+    assert reframe_fits(FACE_TYPES["whole"], FACE_TYPES["lower"])
+    assert not reframe_fits(FACE_TYPES["full"], FACE_TYPES["whole"])  # a full-face crop lacks the forehead

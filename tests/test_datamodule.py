@@ -90,6 +90,31 @@ def test_a_model_larger_than_the_faceset_is_refused(tmp_path, t1_image, t1_faces
         FaceSamples.load(faceset, 256)
 
 
+def test_lower_face_samples_are_cut_from_whole_face_crops_as_dub_crops(tmp_path, t1_image, t1_faces):
+    """`--data.face_type lower`: each sample is the crop `dub` makes of that frame for a lower-face
+    model (same landmarks, same pixels), its mouth priority inside; framings the faceset's crops do
+    not contain, and upscaling, are refused."""
+    import cv2
+
+    faceset = _t1_faceset(tmp_path / "fs", t1_image, t1_faces, 128)
+    samples = FaceSamples.load(Faceset.load(faceset.folder), 64, "lower")
+    window = cv2.createHanningWindow((64, 64), cv2.CV_64F)
+    for i, face in enumerate(t1_faces):
+        matrix = track_alignment(face, face.kps5, 64, Alignment("lower"))
+        made = crop_face(t1_image, matrix, 64)
+        gray = [np.float64(cv2.cvtColor(x, cv2.COLOR_BGR2GRAY)) for x in (samples.images[i], made)]
+        (dx, dy), _ = cv2.phaseCorrelate(gray[0], gray[1], window)
+        assert abs(dx) < 0.1 and abs(dy) < 0.1, f"face {i}: shifted by ({dx:.3f}, {dy:.3f}) px"
+        mouth = transform_points(face.landmarks[48:68], matrix)
+        rows, cols = np.round(mouth[:, 1]).astype(int), np.round(mouth[:, 0]).astype(int)
+        assert (samples.priority[i][rows.clip(0, 63), cols.clip(0, 63)] > 128).mean() > 0.9
+    with pytest.raises(BadInput, match="extract with --size 512"):  # the lower face is half a whole-face crop
+        FaceSamples.load(faceset, 256, "lower")
+    full = _t1_faceset(tmp_path / "full", t1_image, t1_faces[:1], 128, face_type="full")
+    with pytest.raises(BadInput, match="do not contain a whole-face framing"):
+        FaceSamples.load(full, 64, "whole")
+
+
 def test_loaded_samples_carry_the_training_regions(tmp_path, t1_image, t1_faces):
     faceset = _t1_faceset(tmp_path / "fs", t1_image, t1_faces[:3], 128, face_type="full")
     assert Faceset.load(faceset.folder).header.alignment == Alignment("full")

@@ -35,14 +35,15 @@ def pair(demo_subjects):
 
 @pytest.fixture(scope="module")
 def dub_template(tmp_path_factory, facesets_template) -> Path:
-    """Facesets plus a briefly trained smoke model 'dubber' for dubbing-research (30 steps)."""
+    """Facesets plus a briefly trained smoke model 'dubber' for dubbing-research (30 steps, lower-face
+    crops cut from the whole-face facesets, as `faceswap demo --dub` trains)."""
     from faceswap.train import TrainRequest, run_training
     from faceswap.workspace import Workspace
 
     root = tmp_path_factory.mktemp("dub-ws") / "workspace"
     shutil.copytree(facesets_template, root)
     config = Path(__file__).parents[1] / "configs" / "train" / "smoke.yaml"
-    steps = ["--trainer.max_steps", "30", "--trainer.enable_progress_bar", "false"]
+    steps = ["--trainer.max_steps", "30", "--trainer.enable_progress_bar", "false", "--data.face_type", "lower"]
     run_training(TrainRequest(Workspace(root), config, "demo-a", "demo-b", "dubbing-research", "dubber", steps))
     return root
 
@@ -118,6 +119,19 @@ def test_a_model_trained_for_another_purpose_is_refused(trained_workspace, pair,
     assert code == 1
     assert "dubbing needs a model trained for 'dubbing-research'" in capsys.readouterr().err
     assert not output.exists() and _outputs(trained_workspace) == before
+
+
+def test_a_lower_face_model_is_for_dubbing_only(dub_workspace, pair, tmp_path, capsys):
+    """The dubbing model learnt the mouth and jaw: a face swap with it is refused in one line."""
+    from faceswap.convert.model_io import load_model
+
+    model = dub_workspace / "models" / "dubber"
+    assert load_model(store_at(dub_workspace), model).alignment.name == "lower-face-eyes-nose"
+    before = _outputs(dub_workspace)
+    args = ["--workspace", str(dub_workspace), "--model", str(model), "--input", str(pair.plate)]
+    code = main(["convert", *args, "--output", str(tmp_path / "swap.mp4"), "--mask", "mouth"])
+    assert code == 2 and "for `faceswap dub` only" in capsys.readouterr().err
+    assert not (tmp_path / "swap.mp4").exists() and _outputs(dub_workspace) == before
 
 
 def test_a_revoked_record_stops_the_dub_before_any_frame(dub_workspace, pair, tmp_path, capsys):

@@ -24,7 +24,7 @@ from faceswap.convert.delivery import Delivery, default_fps
 from faceswap.convert.model_io import AuthorizedModel, load_model
 from faceswap.convert.smoothing import KeypointSmoother, TrackedFace
 from faceswap.errors import BadInput, CheckFailed
-from faceswap.faces.align import crop_face, mask_to_frame, track_alignment, transform_points
+from faceswap.faces.align import REGION_FRAMINGS, crop_face, mask_to_frame, track_alignment, transform_points
 from faceswap.faces.analyzer import FaceAnalyzer
 from faceswap.faces.identity import IdentityMatcher
 from faceswap.faces.masks import BLEND_BLUR, BLEND_ERODE, blend_mask, landmark_mask
@@ -488,6 +488,11 @@ def convert(
     `shot`: what convert-batch identifies the shot by, recorded as the entry's settings["shot"]."""
     options.validate()
     model = load_model(store, model_dir)
+    if model.alignment.face_type in REGION_FRAMINGS:
+        raise BadInput(
+            f"{model_dir}: trained on {model.alignment.face_type}-face crops, for `faceswap dub` only "
+            "(a face swap needs a model of the whole face)"
+        )
     grant = model.grant
     sink = OutputSink.for_workspace(store.workspace, store.ledger)
     sink.check_destination(output, (input_path, model.weights_path))

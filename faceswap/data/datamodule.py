@@ -14,7 +14,15 @@ from faceswap.consent.gate import ConsentGate, ConsentGrant, ConsentRefused
 from faceswap.data.augment import WARP_STRENGTH, input_pipeline, random_warp, reinhard, shared_pipeline
 from faceswap.data.faceset import Faceset
 from faceswap.errors import BadInput
-from faceswap.faces.align import resize_crop
+from faceswap.faces.align import (
+    FACE_TYPES,
+    Alignment,
+    crop_face,
+    reframe_fits,
+    reframe_matrix,
+    resize_crop,
+    transform_points,
+)
 from faceswap.faces.masks import eye_mask, landmark_mask, training_weight
 
 YAW_BINS = 16  # uniform-yaw sampling: faces are drawn from yaw bins of equal width, each bin alike
@@ -32,25 +40,21 @@ class FaceSamples:
     # masks are float in [0, 1] or, as `load` keeps them (a quarter of the memory), uint8 in [0, 255]
 
     @classmethod
-    def load(cls, faceset: Faceset, resolution: int) -> FaceSamples:
-        size = faceset.header.size
-        if size < resolution:
-            raise BadInput(
-                f"faceset {faceset.folder} holds {size} px crops; a {resolution} px model would train on "
-                f"upscaled (blurred) faces: extract with --size {resolution} or larger"
-            )
-        scale = resolution / size
+    def load(cls, faceset: Faceset, resolution: int, face_type: str | None = None) -> FaceSamples:
+        """`face_type`: another framing cut from the faceset's crops (default: theirs)."""
+        matrix = _reframe(faceset, resolution, face_type)
         shape = (resolution, resolution)
         images, full, weight, priority = [], [], [], []
         for entry in faceset.faces:
-            images.append(resize_crop(faceset.load_crop(entry), resolution))
+            crop = faceset.load_crop(entry)
+            images.append(resize_crop(crop, resolution) if face_type is None else crop_face(crop, matrix, resolution))
             if entry.landmarks is None or entry.landmark_scheme is None:
                 full.append(np.ones(shape, np.float32))
                 weight.append(np.ones(shape, np.float32))
                 priority.append(np.zeros(shape, np.float32))
                 continue
-            lms = np.asarray(entry.landmarks, np.float32) * scale
-            kps = np.asarray(entry.kps, np.float32) * scale
+            lms = transform_points(entry.landmarks, matrix).astype(np.float32)
+            kps = transform_points(entry.kps, matrix).astype(np.float32)
             hull = landmark_mask(lms, entry.landmark_scheme, kps, "full", shape)
             full.append(landmark_mask(lms, entry.landmark_scheme, kps, "full", shape, feather=resolution / 64))
             weight.append(training_weight(hull))
@@ -66,6 +70,25 @@ class FaceSamples:
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
+
+
+def _reframe(faceset: Faceset, resolution: int, face_type: str | None) -> np.ndarray:
+    """Faceset crop -> training crop (2x3); refused where it would upscale or reach outside the crop."""
+    size, made = faceset.header.size, FACE_TYPES[faceset.header.alignment.face_type]
+    target = made if face_type is None else FACE_TYPES[face_type]
+    if not reframe_fits(made, target):
+        raise BadInput(
+            f"faceset {faceset.folder} holds {made.name}-face crops, which do not contain a {target.name}-face "
+            "framing: extract with --face-type whole"
+        )
+    matrix = reframe_matrix(made, size, target, resolution)
+    if matrix[0, 0] > 1 + 1e-6:
+        needed = int(np.ceil(size * matrix[0, 0]))
+        raise BadInput(
+            f"faceset {faceset.folder} holds {size} px crops; a {resolution} px {target.name}-face model would "
+            f"train on upscaled (blurred) faces: extract with --size {needed} or larger"
+        )
+    return matrix
 
 
 class FacePicker:
@@ -177,14 +200,18 @@ class SwapDataModule(pl.LightningDataModule):
         uniform_yaw: bool = False,
         colour_transfer: float = 0.5,
         warp_strength: float = WARP_STRENGTH,
+        face_type: str | None = None,
     ) -> None:
         """random_warp: warp the inputs (off for SAEHD's last, sharpening stage); warp_strength: its
         control-point jitter in cell widths; uniform_yaw: draw faces uniformly over head yaw;
-        colour_transfer: share of A samples coloured like a B face."""
+        colour_transfer: share of A samples coloured like a B face; face_type: train on another
+        framing cut from the facesets' crops (`lower` for a dubbing model; default: theirs)."""
         super().__init__()
         from faceswap.consent.registry import ConsentStore
         from faceswap.workspace import Workspace
 
+        if face_type is not None and face_type not in FACE_TYPES:
+            raise BadInput(f"--data.face_type must be one of {', '.join(FACE_TYPES)} (got {face_type})")
         self.save_hyperparameters()
         self.workspace = Workspace.resolve(workspace)
         store = ConsentStore(self.workspace)
@@ -224,7 +251,8 @@ class SwapDataModule(pl.LightningDataModule):
                 f"'{self.hparams.subject_b}' {made['b'].name} crops: extract both with the same "
                 "--face-type and --align-on"
             )
-        return made["a"].name
+        face_type = self.hparams.face_type or made["a"].face_type
+        return Alignment(face_type, made["a"].points).name
 
     @property
     def faceset_hashes(self) -> dict[str, str]:
@@ -233,7 +261,8 @@ class SwapDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if not self.samples:
             res = self.hparams.resolution
-            self.samples = {key: FaceSamples.load(fs, res) for key, fs in self.facesets.items()}
+            face_type = self.hparams.face_type
+            self.samples = {key: FaceSamples.load(fs, res, face_type) for key, fs in self.facesets.items()}
 
     def train_dataloader(self) -> DataLoader:
         hp = self.hparams

@@ -1,8 +1,9 @@
 """`faceswap demo --dub`: the dubbing workflow on the synthetic subjects, in one command.
 
-subjects (with the dub pair; kept when already made) -> consent -> extract and train (or the demo
-model, when it exists and its consent holds) -> dub the plate with the performance (--offset auto)
--> verify -> eval --dub -> workspace/demo/dub-report.json. Same workspace as `faceswap demo`.
+subjects (with the dub pair; kept when already made) -> consent -> extract and train a lower-face
+model `demo-dub` (or reuse it, when it exists and its consent holds) -> dub the plate with the
+performance (--offset auto) -> verify -> eval --dub -> workspace/demo/dub-report.json. Same workspace
+and facesets as `faceswap demo`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from faceswap.demo.run import (
-    MODEL_NAME,
     DemoOptions,
     DemoRun,
     extract_facesets,
@@ -28,6 +28,10 @@ from faceswap.workspace import Workspace
 
 REPORT_NAME = "dub-report.json"
 OUTPUT_NAME = "demo-a-dubbed-by-demo-b.mp4"
+MODEL_NAME = "demo-dub"
+# a dubbing model renders the mouth only: cut lower-face crops from the demo's whole-face facesets,
+# so the 64 px model spends its pixels on the lips and jaw (docs/training.md, "Face types")
+TRAIN_OPTIONS = ("--data.face_type", "lower")
 
 
 @dataclass
@@ -48,8 +52,8 @@ def subjects(run: DubRun) -> None:
 
 
 def model(run: DubRun) -> None:
-    """The demo model when it loads (the ledger knows it, its consent holds, it is for dubbing);
-    else extract both subjects and train it."""
+    """The demo's dubbing model when it loads (the ledger knows it, its consent holds, it is for
+    dubbing); else extract both subjects and train it on lower-face crops."""
     from faceswap.convert.dub import authorize
 
     folder = run.workspace.models_dir / MODEL_NAME
@@ -63,7 +67,7 @@ def model(run: DubRun) -> None:
             run.report["model"] = {"steps": found.entry.data.get("steps"), "fingerprint": found.fingerprint}
     if not run.model_reused:
         extract_facesets(run)
-        train_demo_model(run)
+        train_demo_model(run, MODEL_NAME, TRAIN_OPTIONS)
     run.report["model"] = {**run.report["model"], "dir": str(run.model_dir), "reused": run.model_reused}
 
 

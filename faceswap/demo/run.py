@@ -102,12 +102,13 @@ def extract_facesets(run: DemoRun) -> None:
         }
 
 
-def train_model(run: DemoRun) -> None:
+def train_model(run: DemoRun, name: str = MODEL_NAME, options: tuple[str, ...] = ()) -> None:
+    """The smoke preset on the demo's facesets, `options` over it."""
     from faceswap.train import TrainRequest, run_training
 
-    overrides = ["--trainer.max_steps", str(run.options.steps), "--trainer.enable_progress_bar", "false"]
+    overrides = ["--trainer.max_steps", str(run.options.steps), "--trainer.enable_progress_bar", "false", *options]
     config = CONFIGS / "train" / "smoke.yaml"
-    trained = run_training(TrainRequest(run.workspace, config, "demo-a", "demo-b", PURPOSE, MODEL_NAME, overrides))
+    trained = run_training(TrainRequest(run.workspace, config, "demo-a", "demo-b", PURPOSE, name, overrides))
     run.model_dir = trained.model_dir
     run.report["model"] = {
         "dir": str(trained.model_dir),

@@ -6,6 +6,9 @@ faceset's header and in the model trained on it, and conversion crops the same w
 Face types (the crop's framing):
   whole  forehead to chin, cheeks included: eyes at 40% height, mouth at 65% (the default)
   full   SAEHD's default framing: eyebrows to chin, the inner face 1.5x larger at the same resolution
+  lower  the mouth and jaw for dubbing (`faceswap dub`): nose tip to below an opened chin at twice
+         whole-face's scale, so a model spends its pixels on the mouth; usually cut from whole-face
+         crops at training time (`--data.face_type lower`, `reframe_matrix`)
 
 Points: "eyes-nose" fits 21 eye and nose landmarks where the scheme names them (dlib's 68 points;
 else the five keypoints), leaving the mouth out so an opening or smiling mouth does not move, scale
@@ -71,13 +74,34 @@ class FaceType:
     def place(self, unit_points: np.ndarray) -> np.ndarray:
         return np.asarray(self.anchor) + (np.asarray(unit_points, np.float64) - np.asarray(self.centre)) * self.zoom
 
+    def unplace(self, crop_points: np.ndarray) -> np.ndarray:
+        """Crop (unit) coordinates back to whole-face coordinates."""
+        return np.asarray(self.centre) + (np.asarray(crop_points, np.float64) - np.asarray(self.anchor)) / self.zoom
+
+
+def reframe_matrix(source: FaceType, source_size: int, target: FaceType, target_size: int) -> np.ndarray:
+    """Source crop -> target crop (2x3): the same face in another framing, cut from a crop already
+    made, landing exactly where a crop made from the frame in the target framing would put it."""
+    scale = target_size * target.zoom / (source_size * source.zoom)
+    offset = target_size * target.place(source.unplace(np.zeros(2)))
+    return np.array([[scale, 0.0, offset[0]], [0.0, scale, offset[1]]])
+
+
+def reframe_fits(source: FaceType, target: FaceType) -> bool:
+    """Every pixel of the target framing lies inside the source framing's crop."""
+    corners = source.place(target.unplace(np.array([[0.0, 0.0], [1.0, 1.0]])))
+    return bool(corners.min() >= -1e-6 and corners.max() <= 1 + 1e-6)
+
 
 # full: the span from the eyebrows (0.33 in a whole-face crop) to the chin (0.81) scaled 1.5x and
 # centred a little low, so an opening mouth keeps the chin inside (brows ~0.18, chin ~0.91)
 FACE_TYPES: dict[str, FaceType] = {
     "whole": FaceType("whole"),
     "full": FaceType("full", zoom=1.5, centre=(0.5, 0.5705), anchor=(0.5, 0.54)),
+    # lower: whole-face x 0.25-0.75, y 0.43-0.93 (the nose tip to below a wide-open chin)
+    "lower": FaceType("lower", zoom=2.0, centre=(0.5, 0.68), anchor=(0.5, 0.5)),
 }
+REGION_FRAMINGS = ("lower",)  # framings for a region of the face: conversion's full swap cannot use them
 
 
 # the points a face is fitted on: "eyes-nose" where the landmark scheme names them (else the five
