@@ -1030,7 +1030,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         _print_json(report)
         return demo_exit_code(report)
     say = (lambda _msg: None) if args.json else (lambda msg: print(msg, flush=True))
-    report = run_demo(workspace, DemoOptions(seconds=args.seconds, steps=args.steps), say=say)
+    report = run_demo(workspace, DemoOptions(seconds=args.seconds, steps=args.steps or DemoOptions.steps), say=say)
     if args.json:
         _print_json(report)
     else:
@@ -1039,7 +1039,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_demo_dub(args: argparse.Namespace, workspace) -> int:
-    from faceswap.demo.dub import REPORT_NAME, dub_exit_code, run_dub_demo, summary
+    from faceswap.demo.dub import DUB_STEPS, REPORT_NAME, dub_exit_code, run_dub_demo, summary
     from faceswap.demo.run import DemoOptions
 
     saved = workspace.demo_dir / REPORT_NAME
@@ -1048,7 +1048,7 @@ def cmd_demo_dub(args: argparse.Namespace, workspace) -> int:
         _print_json(report)
         return dub_exit_code(report)
     say = (lambda _msg: None) if args.json else (lambda msg: print(msg, flush=True))
-    report = run_dub_demo(workspace, DemoOptions(seconds=args.seconds, steps=args.steps), say=say)
+    report = run_dub_demo(workspace, DemoOptions(seconds=args.seconds, steps=args.steps or DUB_STEPS), say=say)
     if args.json:
         _print_json(report)
     else:
@@ -1082,7 +1082,9 @@ def _add_demo(commands, p: Parents) -> None:
     demo.add_argument("--json", action="store_true", help="print workspace/demo/report.json (runs the demo if missing)")
     demo.add_argument("--rerun", action="store_true", help="with --json: run again even if a report exists")
     demo.add_argument("--seconds", type=float, default=10.0, help="length of the demo clips")
-    demo.add_argument("--steps", type=int, default=300, help="training steps of the smoke model")
+    demo.add_argument(
+        "--steps", type=int, default=None, help="training steps of the smoke model (default 300; with --dub 600)"
+    )
     demo.add_argument(
         "--dub",
         action="store_true",
