@@ -278,6 +278,13 @@ def preview_callback(request: TrainRequest, model_dir: Path, grant: ConsentGrant
     return Previews()
 
 
+def _plain_values(hparams: Any, skip: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
+    """The hyperparameters a ledger entry can hold as they are (strings, numbers, booleans, None)."""
+    return {
+        k: v for k, v in dict(hparams).items() if k not in skip and isinstance(v, (str, int, float, bool, type(None)))
+    }
+
+
 @dataclass
 class FinishedRun:
     request: TrainRequest
@@ -292,20 +299,15 @@ class FinishedRun:
 
     @property
     def hparams(self) -> dict[str, Any]:
-        return {
-            k: v for k, v in dict(self.module.hparams).items() if isinstance(v, (str, int, float, bool, type(None)))
-        }
+        return _plain_values(self.module.hparams)
 
     @property
     def data_settings(self) -> dict[str, Any]:
         """How faces were drawn and augmented (the ledger's record of the recipe; who and where are
         recorded apart)."""
-        skip = {"subject_a", "subject_b", "purpose", "workspace", "num_workers"}
-        return {
-            k: v
-            for k, v in dict(self.datamodule.hparams).items()
-            if k not in skip and isinstance(v, (str, int, float, bool, type(None)))
-        }
+        return _plain_values(
+            self.datamodule.hparams, skip={"subject_a", "subject_b", "purpose", "workspace", "num_workers"}
+        )
 
     def result(self, published: tuple[str, int] | None, previews: list[str]) -> TrainResult:
         from faceswap.model.weights import fingerprint
