@@ -163,7 +163,7 @@ def test_video_frames_are_weighted_by_their_own_mark():
     frame by its own sync evidence reads bits a plain average of the frames gets wrong."""
     from faceswap.provenance import tiles
 
-    lay = tiles.layout()
+    lay = tiles.layout(tiles.KEY)
     bits = encode_token_v2(0x00FACE00CAFE)
     clean = tiles.chip_values(lay, bits)
     rng = np.random.default_rng(4)

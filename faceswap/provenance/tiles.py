@@ -51,7 +51,7 @@ class Layout:
 
 
 @lru_cache(maxsize=4)
-def layout(key: bytes = KEY, side: int = TILE, bits: int = CODE_BITS) -> Layout:
+def layout(key: bytes, side: int = TILE, bits: int = CODE_BITS) -> Layout:
     rng = np.random.default_rng(int.from_bytes(hashlib.sha256(key).digest()[:8], "big"))
     n = side * side
     signs = rng.choice(np.array([-1.0, 1.0], np.float32), size=n)
@@ -92,12 +92,13 @@ def render_chips(grid: np.ndarray, shape: tuple[int, int], g: float) -> np.ndarr
     return cv2.remap(grid, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def pattern(shape: tuple[int, ...], bits: np.ndarray) -> np.ndarray:
-    """The unit-amplitude mark for a frame of `shape`, (H, W) float32 (cache it per shape and token)."""
+def pattern(shape: tuple[int, ...], bits: np.ndarray, key: bytes) -> np.ndarray:
+    """The unit-amplitude mark for a frame of `shape` under `key`, (H, W) float32 (cache it per shape
+    and token)."""
     h, w = shape[:2]
     g = chip_size(shape)
     rows, cols = int(np.ceil(h / g)) + 1, int(np.ceil(w / g)) + 1
-    tile = chip_values(layout(), bits)
+    tile = chip_values(layout(key), bits)
     grid = np.tile(tile, (rows // TILE + 1, cols // TILE + 1))[:rows, :cols]
     return render_chips(np.ascontiguousarray(grid), (h, w), g)
 
@@ -352,12 +353,13 @@ def frame_weighted(per_frame: list[tuple[float, np.ndarray]]) -> np.ndarray | No
     return total
 
 
-def read(frames: list[np.ndarray]) -> TileRead:
-    """Fold the residuals of `frames` (one image, or frames of one video) and search the geometry."""
+def read(frames: list[np.ndarray], key: bytes) -> TileRead:
+    """Fold the residuals of `frames` (one image, or frames of one video) and search the geometry for
+    the layout of `key`."""
     box = union_box([content_box(f) for f in frames])
     residuals = [residual(f, box) for f in frames]
     total = np.mean(residuals, axis=0) if len(residuals) > 1 else residuals[0]
-    lay = layout()
+    lay = layout(key)
     best = (-np.inf, 1.0, False, (0, 0), np.zeros_like(lay.sync))
     tried_scales = set()
     for candidate in scale_candidates(total):

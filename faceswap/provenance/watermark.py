@@ -124,9 +124,16 @@ class Detection:
 class Watermarker:
     """Marks frames (scheme 2, or scheme 1 for old-format fixtures) and detects either scheme."""
 
-    def __init__(self, scale: float = TOKEN_SCALE, work_size: tuple[int, int] = riva.WORK_SIZE, scheme: int = SCHEME):
+    def __init__(
+        self,
+        scale: float = TOKEN_SCALE,
+        work_size: tuple[int, int] = riva.WORK_SIZE,
+        scheme: int = SCHEME,
+        key: bytes = tiles.KEY,
+    ):
         if scheme not in (1, 2):
             raise ValueError(f"unknown watermark scheme {scheme}")
+        self.key = key
         self.scale = scale
         self.work_size = work_size
         self.scheme = scheme
@@ -137,7 +144,7 @@ class Watermarker:
         """The tiles layer's unit pattern for this frame size and token (kept for the next frames)."""
         key = (int(shape[0]), int(shape[1]), token)
         if key not in self._patterns:
-            self._patterns[key] = tiles.pattern(shape, encode_token_v2(token))
+            self._patterns[key] = tiles.pattern(shape, encode_token_v2(token), self.key)
             while len(self._patterns) > 4:
                 self._patterns.popitem(last=False)
         self._patterns.move_to_end(key)
@@ -176,10 +183,10 @@ class Watermarker:
         if not frames:
             raise ValueError("no frames to check")
         found = _Reading(len(frames))
-        found.tiles(tiles.read(frames))
+        found.tiles(tiles.read(frames, self.key))
         key_frames = [f for f, key in zip(frames, intra or [], strict=False) if key]
         if found.token is None and 0 < len(key_frames) < len(frames):
-            found.tiles(tiles.read(key_frames), "intra frames")
+            found.tiles(tiles.read(key_frames, self.key), "intra frames")
         if found.token is None and not found.any_detected:
             found.v1(self.read_v1(tiles.spread(frames, V1_FRAMES)))
         wanted = found.scheme == 2 or (faces == "always" and found.scheme is None)
