@@ -1,203 +1,310 @@
-"""Training fidelity of a finished demo run: how near subject A its output is, and how well the model
-reconstructs faces it never trained on.
+"""Training fidelity, as an ablation: which part of the training recipe holds the demo's swap to A.
 
-    PYTHONPATH=. python scripts/bench_training_fidelity.py before=WS1 after=WS2 [--json OUT.json]
+    PYTHONPATH=. python scripts/bench_training_fidelity.py --root DIR [--variants a,b,...]
+        [--steps 150 300 600] [--seeds 0] [--json OUT.json] [--threads N]
 
-Each WS is a workspace `faceswap demo --workspace WS` filled (WS/demo/report.json). Per run:
-- dlib_dist_a / dlib_dist_b: dlib's euclidean descriptor distance (raw 128-d, as face_recognition
-  uses it; 0.6 is dlib's same-person line) from the output's face to subject A's and B's reference
-  photos, mean over every 2nd output frame and the references;
-- heldout_l1 / heldout_dssim: reconstruction of each subject's clip frames that the faceset did not
-  take (the odd frames; the demo extracts every 2nd), undistorted, inside the face hull, cropped
-  the way that run's own training cropped (its faceset header names the alignment);
-- the demo's own eval figures (identity share and similarities, mouth correlations).
+Every variant trains the demo's model (`faceswap demo`'s subjects, facesets and smoke preset, through
+the same `faceswap train` path) with its options over the demo's, for each step count from scratch,
+then converts demo-b's clip as the demo does and measures:
+- identity on the output, with the demo's embedding (the consent records' dlib backend: share of
+  frames nearer A, mean similarities) and with dlib's own descriptor (`faceswap.eval.independent`:
+  raw euclidean distance to A's and B's reference photos; 0.6 = dlib's same-person line);
+- the mouth: correlation of the output's mouth opening with the input's and with the drawn truth;
+- held-out reconstruction (L1 and DSSIM inside the face hull) of each subject's frames rendered
+  from the continuation of its motion, 10-14 s after its clip ends, each kept only when its pose is
+  at least one unit (5 deg yaw, 3 deg roll, 0.15 mouth opening, ...) from every training frame's.
+
+Everything lands under --root (workspaces, models, outputs, one JSON row per run): a run already
+measured is not run again, so the bench can be stopped and resumed. Variants that extract their
+facesets differently (alignment) get a workspace of their own.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-
-class Dlib:
-    """dlib's detector, 68-point predictor and ResNet descriptor, raw (not normalised)."""
-
-    def __init__(self) -> None:
-        import dlib
-
-        from faceswap.faces.dlib_backend import MODEL_NAME, models_dir
-
-        root = models_dir()
-        self.detector = dlib.get_frontal_face_detector()
-        self.shape = dlib.shape_predictor(str(root / "shape_predictor_68_face_landmarks.dat"))
-        self.encoder = dlib.face_recognition_model_v1(str(root / f"{MODEL_NAME}.dat"))
-
-    def faces(self, image_bgr: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """(centre, descriptor, 68 landmarks) of every face."""
-        rgb = np.ascontiguousarray(image_bgr[:, :, ::-1])
-        out = []
-        for rect in self.detector(rgb, 0):  # demo faces are ~150 px: no upsampling needed
-            shape = self.shape(rgb, rect)
-            descriptor = np.asarray(self.encoder.compute_face_descriptor(rgb, shape), np.float64)
-            landmarks = np.array([[p.x, p.y] for p in shape.parts()], np.float64)
-            out.append((np.array([rect.center().x, rect.center().y], np.float64), descriptor, landmarks))
-        return out
+HELDOUT_SPAN = 4.0  # seconds of held-out motion, from two clip lengths on (past the dub plate's)
+HELDOUT_EVERY = 3  # frames
+POSE_UNITS = {"yaw": 5.0, "roll": 3.0, "scale": 0.02, "cx": 15.0, "cy": 8.0, "mouth": 0.15, "light": 0.05}
 
 
-def _references(dlib_models: Dlib, paths: list[str]) -> np.ndarray:
-    from faceswap.media import read_image
-
-    return np.stack([dlib_models.faces(read_image(Path(p)))[0][1] for p in paths])
-
-
-def identity_distances(report: dict, dlib_models: Dlib, every: int = 2) -> dict[str, float]:
-    """dlib distances of the output's face to A's and B's references, and its mouth opening against
-    the clip's drawn truth."""
-    from faceswap.eval.metrics import mouth_ratio
-    from faceswap.media import iter_video_frames
-
-    truth = json.loads(Path(report["subjects"]["demo-b"]["truth"]).read_text())["frames"]
-    mouth_out, mouth_true = [], []
-    refs = {s: _references(dlib_models, report["subjects"][s]["references"]) for s in ("demo-a", "demo-b")}
-    dist_a, dist_b, nearer_a = [], [], []
-    frames = zip(
-        iter_video_frames(Path(report["input"]), every=every),
-        iter_video_frames(Path(report["output"]), every=every),
-        strict=False,
-    )
-    for before, after in frames:
-        found = dlib_models.faces(before.image)
-        if not found:
-            continue
-        centre_b = min(found, key=lambda f: np.linalg.norm(refs["demo-b"] - f[1], axis=1).mean())[0]
-        out = [f for f in dlib_models.faces(after.image) if np.linalg.norm(f[0] - centre_b) < 40]
-        if not out:
-            continue
-        descriptor = out[0][1]
-        mouth_out.append(mouth_ratio(out[0][2], "68"))
-        mouth_true.append(truth[before.index]["mouth_ratio"])
-        a = float(np.linalg.norm(refs["demo-a"] - descriptor, axis=1).mean())
-        b = float(np.linalg.norm(refs["demo-b"] - descriptor, axis=1).mean())
-        dist_a.append(a)
-        dist_b.append(b)
-        nearer_a.append(a < b)
-    return {
-        "dlib_frames": len(dist_a),
-        "dlib_dist_a": float(np.mean(dist_a)),
-        "dlib_dist_b": float(np.mean(dist_b)),
-        "dlib_nearer_a_share": float(np.mean(nearer_a)),
-        "dlib_mouth_corr_truth": float(np.corrcoef(mouth_out, mouth_true)[0, 1]),
-    }
+@dataclass(frozen=True)
+class Variant:
+    cause: str  # the candidate cause or idea this variant tests
+    train: tuple[str, ...] = ()  # `faceswap train` overrides over the demo's
+    align_on: str | None = None  # facesets extracted on other points (a workspace of their own)
 
 
-def _crop(template: str, image: np.ndarray, face, faceset_size: int, resolution: int):
-    """The crop and image->crop matrix at `resolution` that training of that faceset would have used."""
-    import cv2
-
-    from faceswap.faces.align import (
-        LEGACY_TEMPLATE,
-        WHOLE_FACE_TEMPLATE,
-        Alignment,
-        alignment_matrix,
-        crop_face,
-        resize_crop,
-        umeyama,
-    )
-
-    scale = resolution / faceset_size
-    if template == LEGACY_TEMPLATE:  # five points, cubic extraction, INTER_AREA resize (the code before)
-        matrix = umeyama(face.kps5, WHOLE_FACE_TEMPLATE * faceset_size)
-        big = cv2.warpAffine(image, matrix, (faceset_size,) * 2, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
-        return cv2.resize(big, (resolution,) * 2, interpolation=cv2.INTER_AREA), matrix * scale
-    matrix = alignment_matrix(face.kps5, faceset_size, Alignment.parse(template), face.landmarks, face.landmark_scheme)
-    return resize_crop(crop_face(image, matrix, faceset_size), resolution), matrix * scale
+VARIANTS: dict[str, Variant] = {
+    "current": Variant("today's recipe"),
+    "bf16": Variant("precision (bfloat16 autocast: twice the steps per CPU second)", ("--trainer.precision", "bf16-mixed")),
+    "warp-0.12": Variant("warp strength", ("--data.warp_strength", "0.12")),
+    "warp-off": Variant("warp strength", ("--data.random_warp", "false")),
+    "colour-off": Variant("colour-transfer match", ("--data.colour_transfer", "0")),
+    "priority-off": Variant("loss weights", ("--model.weight_priority", "0")),
+    "align-five": Variant("alignment", align_on="five"),
+    "region-hull": Variant("trained region", ("--data.loss_region", "hull")),
+    "liae": Variant("architecture", ("--model.architecture", "liae")),
+    "lr-cosine": Variant("learning-rate schedule", ("--model.lr_warmup", "30", "--model.lr_decay", "cosine")),
+    "true-face": Variant("true-face discriminator", ("--model.true_face_power", "0.01")),
+    "priority-ramp": Variant("eye-and-mouth priority ramp", ("--model.priority_ramp", "0.5")),
+}
 
 
-def heldout_reconstruction(report: dict, workspace: Path) -> dict[str, float]:
+# ---------------------------------------------------------------- workspaces
+
+
+def prepare(root: Path, align_on: str | None, seconds: float):
+    """A demo workspace with subjects, consent and facesets (made once, then reused)."""
+    from faceswap.demo.run import DemoOptions, DemoRun, extract_facesets, make_subjects, register_consent
+    from faceswap.workspace import Workspace
+
+    folder = root / f"ws-{align_on or 'default'}"
+    run = DemoRun(Workspace(folder).ensure(), DemoOptions(seconds=seconds))
+    base = root / "ws-default"
+    if align_on and not (folder / "subjects").exists() and (base / "subjects").exists():
+        shutil.copytree(base / "subjects", folder / "subjects")
+    from faceswap.demo.subjects import existing_subjects
+
+    found = existing_subjects(folder / "subjects", seconds)
+    if found is None:
+        make_subjects(run)
+    else:
+        run.files = {f.subject: f for f in found}
+        run.report["subjects"] = {s.subject: {"references": [str(p) for p in s.references]} for s in found}
+    register_consent(run)
+    if not (run.workspace.facesets_dir / "demo-b" / "faceset.jsonl").exists():
+        _extract(run, align_on)
+    return run
+
+
+def _extract(run, align_on: str | None) -> None:
+    from faceswap.data.extract import ExtractOptions, extract
+
+    for subject, f in run.files.items():
+        extract(run.store, f.clip, subject, ExtractOptions(every=run.options.every, size=128, align_on=align_on))
+
+
+# ---------------------------------------------------------------- held-out faces
+
+
+def _pose_vector(pose) -> np.ndarray:
+    return np.array([getattr(pose, k) / unit for k, unit in POSE_UNITS.items()])
+
+
+def heldout_frames(seed: int, seconds: float, taken: set[int]) -> tuple[list[float], float]:
+    """Times past the clip whose pose is at least one unit from every training frame's, and the
+    smallest such distance found."""
+    from faceswap.demo.subjects import FPS, pose_at
+
+    train = np.stack([_pose_vector(pose_at(i / FPS, seed)) for i in sorted(taken)])
+    start = 2 * seconds  # the dub plate continues demo-a's motion for one clip length
+    times, nearest = [], []
+    for i in range(0, int(HELDOUT_SPAN * FPS), HELDOUT_EVERY):
+        t = start + i / FPS
+        distance = float(np.abs(train - _pose_vector(pose_at(t, seed))).max(axis=1).min())
+        if distance >= 1.0:
+            times.append(t)
+            nearest.append(distance)
+    return times, min(nearest)
+
+
+def heldout_crops(run, cache: Path) -> dict[str, dict]:
+    """Per subject: crops of held-out frames at the facesets' size, their landmarks and keypoints."""
+    if cache.exists():
+        data = np.load(cache, allow_pickle=False)
+        return {s: {k.split("/", 1)[1]: data[k] for k in data.files if k.startswith(s + "/")} for s in ("a", "b")}
+    from faceswap.data.faceset import Faceset
+    from faceswap.demo.clip import backdrop
+    from faceswap.demo.faces import build_identities
+    from faceswap.demo.subjects import HAIR, SIZE, _light, pose_at
+    from faceswap.demo.clip import composite
+    from faceswap.faces.align import alignment_matrix, crop_face, transform_points
+    from faceswap.faces.analyzer import FaceAnalyzer
+    from faceswap.faces.identity import IdentityMatcher
+
+    analyzer = FaceAnalyzer("dlib")
+    identities = {i.name: i for i in build_identities(analyzer)[0]}
+    snapshot = run.store.load()
+    out: dict[str, dict] = {}
+    for subject, key, seed in (("demo-a", "a", 1), ("demo-b", "b", 2)):
+        faceset = Faceset.load(run.workspace.facesets_dir / subject)
+        times, nearest = heldout_frames(seed, run.options.seconds, {e.frame for e in faceset.faces})
+        record = next(r for r in snapshot.for_subject(subject) if snapshot.status(r) == "active")
+        matcher = IdentityMatcher(record.reference_embeddings, analyzer.name)
+        crops, lms, kps = [], [], []
+        base = backdrop(*SIZE, seed=seed)
+        size, alignment = faceset.header.size, faceset.header.alignment
+        for t in times:
+            pose = pose_at(t, seed)
+            frame = base.copy()
+            composite(frame, identities[subject], pose, HAIR[subject])
+            image = _light(frame, pose.light)
+            faces = [f for f in analyzer.analyze(image) if matcher.matches(f.embedding)]
+            if not faces:
+                continue
+            face = faces[0]
+            matrix = alignment_matrix(face.kps5, size, alignment, face.landmarks, face.landmark_scheme)
+            crops.append(crop_face(image, matrix, size))
+            lms.append(transform_points(face.landmarks, matrix))
+            kps.append(transform_points(face.kps5, matrix))
+        out[key] = {"crops": np.stack(crops), "landmarks": np.stack(lms), "kps": np.stack(kps),
+                    "nearest_pose": np.array(nearest)}
+    np.savez(cache, **{f"{s}/{k}": v for s, d in out.items() for k, v in d.items()})
+    return out
+
+
+def heldout_reconstruction(model_dir: Path, heldout: dict[str, dict], faceset_size: int) -> dict[str, float]:
     import torch
 
-    from faceswap.data.faceset import Faceset
-    from faceswap.faces.align import transform_points
-    from faceswap.faces.analyzer import FaceAnalyzer
-    from faceswap.faces.identity import cosine_similarities
+    from faceswap.faces.align import resize_crop
     from faceswap.faces.masks import landmark_mask
-    from faceswap.media import iter_video_frames, read_image
     from faceswap.model.losses import ssim_map
     from faceswap.model.networks import ModelConfig, build_network
     from faceswap.model.weights import read_weights
 
-    model_dir = Path(report["model"]["dir"])
     state, hparams, _ = read_weights(model_dir)
     network = build_network(ModelConfig.from_hparams(hparams))
     network.load_state_dict(state)
     network.eval()
     res = network.config.resolution
-    analyzer = FaceAnalyzer("dlib")
+    scale = res / faceset_size
     out: dict[str, float] = {}
-    for subject, key in (("demo-a", "a"), ("demo-b", "b")):
-        faceset = Faceset.load(workspace / "demo" / "facesets" / subject)
-        taken = {entry.frame for entry in faceset.faces}
-        photos = report["subjects"][subject]["references"]
-        refs = np.stack([analyzer.analyze(read_image(Path(p)))[0].embedding for p in photos])
+    for key, data in heldout.items():
         l1s, dssims = [], []
-        for frame in iter_video_frames(Path(report["subjects"][subject]["clip"])):
-            if frame.index in taken:
-                continue
-            faces = [f for f in analyzer.analyze(frame.image) if cosine_similarities(f.embedding, refs).max() >= 0.93]
-            if not faces or faces[0].landmarks is None:
-                continue
-            face = faces[0]
-            crop, matrix = _crop(faceset.header.template, frame.image, face, faceset.header.size, res)
-            hull = landmark_mask(
-                transform_points(face.landmarks, matrix), "68", transform_points(face.kps5, matrix), "full", (res, res)
-            )
-            x = torch.from_numpy(np.ascontiguousarray(crop[..., ::-1])).permute(2, 0, 1)[None].float() / 255
+        for crop, lms, kps in zip(data["crops"], data["landmarks"], data["kps"], strict=True):
+            hull = landmark_mask(lms * scale, "68", kps * scale, "full", (res, res))
+            x = torch.from_numpy(np.ascontiguousarray(resize_crop(crop, res)[..., ::-1])).permute(2, 0, 1)[None]
+            x = x.float() / 255
             m = torch.from_numpy(hull)[None, None]
             with torch.no_grad():
                 pred = network.reconstruct(x, key)[0]
             l1s.append(float(((pred - x).abs() * m).sum() / (m.sum() * 3)))
             dssims.append(float((((1 - ssim_map(pred, x)) / 2) * m).sum() / (m.sum() * 3)))
-        out[f"heldout_frames_{key}"] = len(l1s)
         out[f"heldout_l1_{key}"] = float(np.mean(l1s))
         out[f"heldout_dssim_{key}"] = float(np.mean(dssims))
+        out[f"heldout_frames_{key}"] = len(l1s)
     return out
 
 
-def measure(workspace: Path, dlib_models: Dlib) -> dict[str, float]:
-    report = json.loads((workspace / "demo" / "report.json").read_text())
-    ev = report["eval"]
+# ---------------------------------------------------------------- one run
+
+
+def train(run, name: str, variant: Variant, steps: int, seed: int) -> Path:
+    from faceswap.demo.run import train_model
+
+    folder = run.workspace.models_dir / name
+    if (folder / "model.safetensors").exists():
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)
+    run.options = type(run.options)(seconds=run.options.seconds, steps=steps)
+    train_model(run, name, (*variant.train, "--seed_everything", str(seed)))
+    return folder
+
+
+def measure(run, model_dir: Path, heldout: dict[str, dict]) -> dict[str, float]:
+    from faceswap.convert.pipeline import ConvertOptions, convert
+    from faceswap.data.faceset import Faceset
+    from faceswap.demo.run import DemoOptions
+    from faceswap.eval.run import run_eval
+
+    mask = DemoOptions().mask
+    files = run.files["demo-b"]
+    output = run.workspace.root / "output" / f"{model_dir.name}.mp4"
+    output.unlink(missing_ok=True)
+    started = time.process_time()
+    convert(run.store, model_dir, files.clip, output, ConvertOptions(mask=mask))
+    report, _ = run_eval(run.store, model_dir, files.clip, output, files.truth, mask, 2, 0, _reference_photos(run))
+    ev = report.to_json()
+    ind = ev.get("independent") or {}
     row = {
-        "steps": report["model"]["steps"],
         "nearer_a_share": ev["nearer_a_share"],
         "sim_a": ev["identity_sim_a_mean"],
         "sim_b": ev["identity_sim_b_mean"],
         "mouth_corr_input": ev["mouth_correlation_input"],
         "mouth_corr_truth": ev["mouth_correlation_truth"],
-        "train_recon_a_last50": report["model"]["losses"]["recon_a_last50"],
-        "train_recon_b_last50": report["model"]["losses"]["recon_b_last50"],
+        "dlib_dist_a": ind.get("dist_a"),
+        "dlib_dist_b": ind.get("dist_b"),
+        "dlib_margin": ind.get("margin"),
+        "dlib_nearer_a_share": ind.get("nearer_a_share"),
+        "eval_cpu_s": round(time.process_time() - started, 1),
     }
-    row.update(identity_distances(report, dlib_models))
-    row.update(heldout_reconstruction(report, workspace))
+    size = Faceset.load(run.workspace.facesets_dir / "demo-a").header.size
+    row.update(heldout_reconstruction(model_dir, heldout, size))
+    losses = json.loads((model_dir / "model.json").read_text()).get("losses", {})
+    row.update({k: losses.get(k) for k in ("recon_a_last50", "recon_b_last50")})
     return row
+
+
+def _reference_photos(run) -> tuple[list[Path], list[Path]]:
+    return list(run.files["demo-a"].references), list(run.files["demo-b"].references)
+
+
+# ---------------------------------------------------------------- the table
+
+
+METRICS = (
+    ("nearer_a_share", "nearer A (demo embedding)"),
+    ("dlib_nearer_a_share", "nearer A (dlib)"),
+    ("dlib_dist_a", "dlib dist A"),
+    ("dlib_dist_b", "dlib dist B"),
+    ("dlib_margin", "dlib margin"),
+    ("mouth_corr_input", "mouth vs input"),
+    ("heldout_l1_a", "held-out L1 A"),
+    ("heldout_l1_b", "held-out L1 B"),
+)
+
+
+def print_table(rows: dict[str, dict]) -> None:
+    header = f"{'run':28s}" + "".join(f"{label[:14]:>15s}" for _, label in METRICS)
+    print(header)
+    for name, row in rows.items():
+        cells = "".join(f"{row[k]:15.3f}" if row.get(k) is not None else f"{'n/a':>15s}" for k, _ in METRICS)
+        print(f"{name:28s}{cells}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", help="LABEL=WORKSPACE")
+    parser.add_argument("--root", type=Path, required=True)
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--steps", type=int, nargs="+", default=[150, 300, 600])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
-    dlib_models = Dlib()
-    rows = {}
-    for item in args.runs:
-        label, _, path = item.partition("=")
-        rows[label] = measure(Path(path), dlib_models)
-    keys = list(next(iter(rows.values())))
-    print(f"{'metric':24s}" + "".join(f"{label:>12s}" for label in rows))
-    for key in keys:
-        print(f"{key:24s}" + "".join(f"{rows[label][key]:12.4f}" for label in rows))
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    args.root.mkdir(parents=True, exist_ok=True)
+    results_path = args.root / "results.json"
+    rows = json.loads(results_path.read_text()) if results_path.exists() else {}
+    for name in args.variants.split(","):
+        variant = VARIANTS[name]
+        run = prepare(args.root, variant.align_on, args.seconds)
+        heldout = heldout_crops(run, args.root / f"heldout-{variant.align_on or 'default'}.npz")
+        for steps in args.steps:
+            for seed in args.seeds:
+                key = f"{name}@{steps}" + (f"/s{seed}" if seed else "")
+                if key in rows:
+                    continue
+                started = time.process_time()
+                model_dir = train(run, key.replace("@", "-").replace("/", "-"), variant, steps, seed)
+                row = {"variant": name, "cause": variant.cause, "steps": steps, "seed": seed,
+                       "train_cpu_s": round(time.process_time() - started, 1)}
+                row.update(measure(run, model_dir, heldout))
+                rows[key] = row
+                results_path.write_text(json.dumps(rows, indent=2))
+                print_table({key: row})
+    print_table(rows)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 

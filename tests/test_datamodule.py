@@ -125,6 +125,11 @@ def test_loaded_samples_carry_the_training_regions(tmp_path, t1_image, t1_faces)
     assert (weight.sum(axis=(1, 2)) > 1.1 * full.sum(axis=(1, 2))).all()
     assert ((priority > 0.5).sum(axis=(1, 2)) > 0.05 * 64 * 64).all()
     np.testing.assert_allclose(samples.yaw, [-25.0, -15.0, -5.0])
+    hull = FaceSamples.load(faceset, 64, loss_region="hull").weight.astype(np.float32) / 255  # the hull alone
+    assert (hull <= weight + 0.01).all()
+    np.testing.assert_allclose(hull.sum(axis=(1, 2)), full.sum(axis=(1, 2)), rtol=0.03)  # full is it, feathered
+    with pytest.raises(BadInput, match="loss_region"):
+        FaceSamples.load(faceset, 64, loss_region="face")
 
 
 def test_uniform_yaw_draws_profiles_as_often_as_frontal_faces():

@@ -218,3 +218,41 @@ def test_a_nan_on_one_ddp_rank_is_skipped_by_both(tmp_path):
     assert [r["steps"] for r in ranks] == [8, 8]
     assert [r["recoveries"] for r in ranks] == [1, 1]
     assert ranks[0]["fingerprint"] == ranks[1]["fingerprint"] and all(r["finite"] for r in ranks)
+
+
+def test_lr_schedule_warms_up_then_decays_to_its_floor():
+    from faceswap.model.schedule import LRSchedule
+
+    schedule = LRSchedule(warmup=10, decay="cosine", floor=0.1)
+    rates = [schedule.factor(step, 100) for step in range(100)]
+    assert rates[0] == pytest.approx(0.1) and rates[9] == pytest.approx(1.0)
+    assert all(b <= a + 1e-12 for a, b in zip(rates[9:], rates[10:], strict=False))  # falls after the warm-up
+    assert schedule.factor(100, 100) == pytest.approx(0.1) and schedule.factor(55, 100) == pytest.approx(0.55)
+    assert schedule.factor(50, None) == 1.0  # no planned end: no decay
+    assert LRSchedule().factor(7, 100) == 1.0
+    with pytest.raises(ValueError):
+        LRSchedule(decay="step")
+
+
+def test_the_module_steps_at_the_scheduled_rate_and_a_nan_halves_it():
+    module = _module(lr=1e-3, lr_warmup=2, lr_decay="cosine", lr_floor=0.1)
+    trainer = _fit(module, steps=4)
+    # the last step (index 3) of a 4-step run: cosine at 1/2 of the way from the warm-up's end
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5))
+    module = _module(lr=1e-3, lr_warmup=2, lr_decay="cosine", lr_floor=0.1, inject_nan_at_step=1)
+    trainer = _fit(module, steps=4)
+    assert module.recoveries == 1 and module.lr_scale == 0.5
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.5e-3 * (0.1 + 0.9 * 0.5))
+
+
+def test_priority_ramp_scales_the_priority_term():
+    from faceswap.model.schedule import PriorityRamp
+
+    ramp = PriorityRamp(share=0.5, start=0.2)
+    assert ramp.factor(0, 100) == pytest.approx(0.2) and ramp.factor(25, 100) == pytest.approx(0.6)
+    assert ramp.factor(50, 100) == ramp.factor(90, 100) == 1.0 and PriorityRamp().factor(0, 100) == 1.0
+    loss = SwapLoss(LossWeights(), 64)
+    target, pred = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64)
+    ones = torch.ones(1, 1, 64, 64)
+    full, half = loss(pred, ones, target, ones, ones), loss(pred, ones, target, ones, ones, priority_scale=0.5)
+    assert half["priority"][1] == pytest.approx(0.5 * full["priority"][1]) and half["priority"][0] == full["priority"][0]

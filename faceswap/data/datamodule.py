@@ -26,6 +26,7 @@ from faceswap.faces.align import (
 from faceswap.faces.masks import eye_mask, landmark_mask, training_weight
 
 YAW_BINS = 16  # uniform-yaw sampling: faces are drawn from yaw bins of equal width, each bin alike
+LOSS_REGIONS = ("blend", "hull")  # where the loss trains: the hull and conversion's feathered ring, or the hull
 
 
 @dataclass
@@ -40,8 +41,13 @@ class FaceSamples:
     # masks are float in [0, 1] or, as `load` keeps them (a quarter of the memory), uint8 in [0, 255]
 
     @classmethod
-    def load(cls, faceset: Faceset, resolution: int, face_type: str | None = None) -> FaceSamples:
-        """`face_type`: another framing cut from the faceset's crops (default: theirs)."""
+    def load(
+        cls, faceset: Faceset, resolution: int, face_type: str | None = None, loss_region: str = "blend"
+    ) -> FaceSamples:
+        """`face_type`: another framing cut from the faceset's crops (default: theirs); `loss_region`:
+        one of LOSS_REGIONS."""
+        if loss_region not in LOSS_REGIONS:
+            raise BadInput(f"--data.loss_region must be one of {', '.join(LOSS_REGIONS)} (got {loss_region})")
         matrix = _reframe(faceset, resolution, face_type)
         shape = (resolution, resolution)
         images, full, weight, priority = [], [], [], []
@@ -57,7 +63,7 @@ class FaceSamples:
             kps = transform_points(entry.kps, matrix).astype(np.float32)
             hull = landmark_mask(lms, entry.landmark_scheme, kps, "full", shape)
             full.append(landmark_mask(lms, entry.landmark_scheme, kps, "full", shape, feather=resolution / 64))
-            weight.append(training_weight(hull))
+            weight.append(training_weight(hull) if loss_region == "blend" else hull)
             mouth = landmark_mask(lms, entry.landmark_scheme, kps, "mouth", shape)
             priority.append(np.maximum(mouth, eye_mask(lms, entry.landmark_scheme, kps, shape)))
         return cls(
@@ -201,11 +207,14 @@ class SwapDataModule(pl.LightningDataModule):
         colour_transfer: float = 0.5,
         warp_strength: float = WARP_STRENGTH,
         face_type: str | None = None,
+        loss_region: str = "blend",
     ) -> None:
         """random_warp: warp the inputs (off for SAEHD's last, sharpening stage); warp_strength: its
         control-point jitter in cell widths; uniform_yaw: draw faces uniformly over head yaw;
         colour_transfer: share of A samples coloured like a B face; face_type: train on another
-        framing cut from the facesets' crops (`lower` for a dubbing model; default: theirs)."""
+        framing cut from the facesets' crops (`lower` for a dubbing model; default: theirs);
+        loss_region: where the loss trains, `blend` (the hull and conversion's feathered ring around
+        it) or `hull`."""
         super().__init__()
         from faceswap.consent.registry import ConsentStore
         from faceswap.workspace import Workspace
@@ -262,7 +271,8 @@ class SwapDataModule(pl.LightningDataModule):
         if not self.samples:
             res = self.hparams.resolution
             face_type = self.hparams.face_type
-            self.samples = {key: FaceSamples.load(fs, res, face_type) for key, fs in self.facesets.items()}
+            region = self.hparams.loss_region
+            self.samples = {key: FaceSamples.load(fs, res, face_type, region) for key, fs in self.facesets.items()}
 
     def train_dataloader(self) -> DataLoader:
         hp = self.hparams

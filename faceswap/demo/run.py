@@ -147,7 +147,8 @@ def evaluate_output(run: DemoRun) -> None:
     from faceswap.eval.run import run_eval
 
     f = run.files["demo-b"]
-    metrics, _ = run_eval(run.store, run.model_dir, f.clip, run.output, f.truth, run.options.mask, 2, 80)
+    photos = (list(run.files["demo-a"].references), list(f.references))
+    metrics, _ = run_eval(run.store, run.model_dir, f.clip, run.output, f.truth, run.options.mask, 2, 80, photos)
     run.report["eval"] = metrics.to_json()
 
 

@@ -4,15 +4,19 @@ its mark? Everything is measured with the same face backend the consent records 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from faceswap.eval.independent import IndependentIdentity, IndependentReferences
 from faceswap.faces.identity import IdentityMatcher
 from faceswap.faces.masks import SCHEMES
 from faceswap.media import iter_video_frames
+
+SEARCH_MARGIN = 0.75  # box sizes around the input's face where the output's face is looked for
 
 
 def mouth_ratio(landmarks: np.ndarray, scheme: str) -> float:
@@ -57,12 +61,15 @@ class EvalReport:
     alignment_jitter_smoothing_on: float | None = None  # of the keypoints the swap was aligned to (truth only)
     alignment_jitter_without_smoothing: float | None = None
     marked_share: float | None = None
+    independent: IndependentIdentity | None = None  # dlib's own descriptor on the same output frames
     frames: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self, with_frames: bool = False) -> dict[str, Any]:
         out = asdict(self)
         if not with_frames:
             out.pop("frames")
+            if out["independent"] is not None:
+                out["independent"].pop("per_frame")
         return out
 
     def lines(self) -> list[str]:
@@ -83,6 +90,8 @@ class EvalReport:
                 f"alignment keypoints beyond the truth's motion: {fmt(self.alignment_jitter_smoothing_on)} smoothed "
                 f"vs {fmt(self.alignment_jitter_without_smoothing)} unsmoothed"
             )
+        if self.independent is not None:
+            out.append(self.independent.line())
         out.append(f"frames marked when re-verified one by one: {fmt(self.marked_share)}")
         return out
 
@@ -110,26 +119,88 @@ def truth_frames(truth: Path | None) -> list[dict] | None:
     return json.loads(Path(truth).read_text())["frames"] if truth is not None else None
 
 
+def search_box(bbox: np.ndarray, shape: tuple[int, ...], margin: float = SEARCH_MARGIN) -> tuple[int, int, int, int]:
+    """The part of a frame within `margin` box sizes of `bbox`: (left, top, right, bottom)."""
+    x1, y1, x2, y2 = (float(v) for v in bbox)
+    pad = margin * max(x2 - x1, y2 - y1)
+    h, w = shape[:2]
+    return int(max(0, x1 - pad)), int(max(0, y1 - pad)), int(min(w, x2 + pad)), int(min(h, y2 + pad))
+
+
+def faces_near(analyzer, image: np.ndarray, bbox: np.ndarray) -> list:
+    """Faces the analyzer finds around `bbox`, in the frame's coordinates. The face that replaced
+    another one is where that one was (`_nearest` takes no face further than half a box away), so
+    only that part of the frame is searched: the detector's cost grows with the pixels it scans."""
+    from dataclasses import replace
+
+    left, top, right, bottom = search_box(bbox, image.shape)
+    shift = np.array([left, top], np.float32)
+
+    def moved(face):
+        landmarks = None if face.landmarks is None else face.landmarks + shift
+        return replace(face, bbox=face.bbox + np.tile(shift, 2), kps5=face.kps5 + shift, landmarks=landmarks)
+
+    return [moved(f) for f in analyzer.analyze(np.ascontiguousarray(image[top:bottom, left:right]))]
+
+
+class InputFaces:
+    """Subject B's face in each frame of the input, followed the way conversion follows it
+    (`faces.tracking`: detected and identified on key frames, landmarks fitted again in between),
+    decoded and followed once however many swaps of the same input are measured."""
+
+    def __init__(self, analyzer, subject_b: IdentityMatcher, video: Path) -> None:
+        from faceswap.faces.tracking import FaceTracker
+
+        self.analyzer, self.subject_b = analyzer, subject_b
+        self._tracker = FaceTracker(analyzer, subject_b)
+        self._frames = iter_video_frames(video)
+        self.found: dict[int, Any] = {}
+
+    def get(self, index: int):
+        """B's face in input frame `index` (None where B is not found)."""
+        while index not in self.found:
+            frame = next(self._frames, None)
+            if frame is None:
+                return None
+            subjects = [seen.face for seen in self._tracker.step(frame.image) if seen.is_subject]
+            self.found[frame.index] = max(subjects, key=lambda f: float(f.bbox[2] - f.bbox[0]), default=None)
+        return self.found[index]
+
+
 def measure_pairs(
-    analyzer, pairs, refs_a: np.ndarray, refs_b: np.ndarray, truth: list[dict] | None = None
+    analyzer,
+    pairs,
+    refs_a: np.ndarray,
+    refs_b: np.ndarray,
+    truth: list[dict] | None,
+    inputs: InputFaces,
+    on_output: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
+    embed_output: bool = True,
 ) -> list[FrameMeasure]:
-    """pairs: (index, input image, output image). Subject B is found in the input by identity."""
+    """pairs: (index, output image). Subject B is found in the input by identity (`inputs`), the
+    output's face where B was: detected (`embed_output`, for identity) or, where only its landmarks
+    are wanted, fitted inside B's box; `on_output(index, output image, B's box)` sees every frame."""
     out = []
-    subject_a, subject_b = IdentityMatcher(refs_a, analyzer.name), IdentityMatcher(refs_b, analyzer.name)
-    for index, before, after in pairs:
-        found = [f for f in analyzer.analyze(before) if subject_b.matches(f.embedding)]
-        if not found:
+    subject_a = IdentityMatcher(refs_a, analyzer.name)
+    for index, after in pairs:
+        face_in = inputs.get(index)
+        if face_in is None:
             continue
-        face_in = found[0]
-        face_out = _nearest(analyzer.analyze(after), face_in.bbox)
+        if on_output is not None:
+            on_output(index, after, face_in.bbox)
+        if embed_output:
+            face_out = _nearest(faces_near(analyzer, after, face_in.bbox), face_in.bbox)
+        else:
+            face_out = analyzer.refit(after, face_in.bbox, face_in)
         if face_out is None or face_in.landmarks is None or face_out.landmarks is None:
             continue
         true_kps = truth[index].get("subject_kps5") if truth is not None and index < len(truth) else None
+        unknown = float("nan")  # a fitted face carries the input's embedding, not its own
         out.append(
             FrameMeasure(
                 frame=index,
-                sim_a=subject_a.similarity(face_out.embedding),
-                sim_b=subject_b.similarity(face_out.embedding),
+                sim_a=subject_a.similarity(face_out.embedding) if embed_output else unknown,
+                sim_b=inputs.subject_b.similarity(face_out.embedding) if embed_output else unknown,
                 mouth_in=mouth_ratio(face_in.landmarks, face_in.landmark_scheme),
                 mouth_out=mouth_ratio(face_out.landmarks, face_out.landmark_scheme),
                 kps_in=np.round(face_in.kps5, 2).tolist(),
@@ -189,34 +260,44 @@ def evaluate(
     truth: Path | None = None,
     every: int = 2,
     watermark_samples: int = 12,
+    inputs: InputFaces | None = None,
+    independent: IndependentReferences | None = None,
 ) -> EvalReport:
-    pairs = (
-        (a.index, a.image, b.image)
-        for a, b in zip(
-            iter_video_frames(input_video, every=every), iter_video_frames(output_video, every=every), strict=False
-        )
-    )
+    """`independent`: dlib's own descriptor and each subject's reference descriptors, for a second
+    identity measure on the same output frames (`faceswap.eval.independent`)."""
+    inputs = inputs or InputFaces(analyzer, IdentityMatcher(refs_b, analyzer.name), input_video)
+    pairs = ((f.index, f.image) for f in iter_video_frames(output_video, every=every))
     truth_rows = truth_frames(truth)
-    measures = measure_pairs(analyzer, pairs, refs_a, refs_b, truth_rows)
+    seen: list[tuple[int, np.ndarray, np.ndarray]] = []
+    on_output = None if independent is None else (lambda i, image, box: seen.append(independent.measure(i, image, box)))
+    measures = measure_pairs(analyzer, pairs, refs_a, refs_b, truth_rows, inputs, on_output)
     report = EvalReport(frames_compared=len(measures))
+    if independent is not None:
+        from faceswap.eval.independent import summarise
+
+        report.independent = summarise([row for row in seen if row is not None])
     if measures:
-        report.nearer_a_share = float(np.mean([m.sim_a > m.sim_b for m in measures]))
-        report.identity_sim_a_mean = float(np.mean([m.sim_a for m in measures]))
-        report.identity_sim_b_mean = float(np.mean([m.sim_b for m in measures]))
-        report.mouth_correlation_input = _corr([m.mouth_in for m in measures], [m.mouth_out for m in measures])
-        report.jitter, report.jitter_reference = output_jitter(measures, every)
-        report.input_motion = input_motion(measures, every)
-        if report.jitter_reference == "truth":
-            report.input_detection_noise = motion_beyond(
-                [m.frame for m in measures], [m.kps_in for m in measures], [m.kps_true for m in measures], every
-            )
-        if truth_rows is not None:
-            report.mouth_correlation_truth = _corr(
-                [truth_rows[m.frame]["mouth_ratio"] for m in measures], [m.mouth_out for m in measures]
-            )
-        report.frames = [asdict(m) for m in measures]
+        summarise_measures(report, measures, every, truth_rows)
     report.marked_share = marked_share(output_video, watermark_samples)
     return report
+
+
+def summarise_measures(report: EvalReport, measures: list[FrameMeasure], every: int, truth_rows) -> None:
+    report.nearer_a_share = float(np.mean([m.sim_a > m.sim_b for m in measures]))
+    report.identity_sim_a_mean = float(np.mean([m.sim_a for m in measures]))
+    report.identity_sim_b_mean = float(np.mean([m.sim_b for m in measures]))
+    report.mouth_correlation_input = _corr([m.mouth_in for m in measures], [m.mouth_out for m in measures])
+    report.jitter, report.jitter_reference = output_jitter(measures, every)
+    report.input_motion = input_motion(measures, every)
+    if report.jitter_reference == "truth":
+        report.input_detection_noise = motion_beyond(
+            [m.frame for m in measures], [m.kps_in for m in measures], [m.kps_true for m in measures], every
+        )
+    if truth_rows is not None:
+        report.mouth_correlation_truth = _corr(
+            [truth_rows[m.frame]["mouth_ratio"] for m in measures], [m.mouth_out for m in measures]
+        )
+    report.frames = [asdict(m) for m in measures]
 
 
 def marked_share(video: Path, samples: int) -> float:
@@ -249,18 +330,21 @@ def jitter_comparison(
     refs_b,
     frames: int = 50,
     truth: Path | None = None,
+    inputs: InputFaces | None = None,
 ) -> dict[str, JitterComparison]:
     """The same consecutive frames through each swapper (e.g. smoothing on / off), in memory:
-    nothing here is written to disk."""
+    nothing here is written to disk. B's face in each input frame is found once for all of them."""
     from faceswap.convert.pipeline import ConvertReport, FrameIn
 
     truth_rows = truth_frames(truth)
     clip = [FrameIn(f.index, f.image) for f in iter_video_frames(input_video, limit=frames)]
+    inputs = inputs or InputFaces(analyzer, IdentityMatcher(refs_b, analyzer.name), input_video)
     results = {}
     for name, swapper in swappers.items():
         scratch = ConvertReport("", "", "")
-        pairs = ((f.index, f.image, out) for f, out, _ in swapper.run(clip, scratch))
-        measured, _ = output_jitter(measure_pairs(analyzer, pairs, refs_a, refs_b, truth_rows), 1)
+        pairs = ((f.index, out) for f, out, _ in swapper.run(clip, scratch))
+        fitted = measure_pairs(analyzer, pairs, refs_a, refs_b, truth_rows, inputs, embed_output=False)
+        measured, _ = output_jitter(fitted, 1)
         alignment = None
         if truth_rows is not None:
             tracks = [s["track"] for s in scratch.swaps]

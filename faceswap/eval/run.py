@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from faceswap.consent.registry import ConsentStore
-from faceswap.eval.metrics import EvalReport, evaluate, jitter_comparison
+from faceswap.eval.independent import IndependentReferences
+from faceswap.eval.metrics import EvalReport, InputFaces, evaluate, jitter_comparison
+from faceswap.faces.identity import IdentityMatcher
 
 
 def run_eval(
@@ -17,7 +19,9 @@ def run_eval(
     mask: str,
     every: int,
     compare_frames: int,
+    reference_photos: tuple[list[Path], list[Path]] | None = None,
 ) -> tuple[EvalReport, Path]:
+    """`reference_photos`: A's and B's, for the second identity measure (dlib's own descriptor)."""
     from faceswap.convert.model_io import load_model
     from faceswap.convert.pipeline import ConvertOptions, Swapper, convert
     from faceswap.faces.analyzer import FaceAnalyzer
@@ -35,7 +39,9 @@ def run_eval(
         convert(store, model_dir, input_video, output, options)
     analyzer = FaceAnalyzer(record_b.backend)
     refs_a, refs_b = record_a.reference_embeddings, record_b.reference_embeddings
-    report = evaluate(analyzer, input_video, output, refs_a, refs_b, truth, every)
+    inputs = InputFaces(analyzer, IdentityMatcher(refs_b, analyzer.name), input_video)
+    independent = IndependentReferences.from_photos(*reference_photos) if reference_photos else None
+    report = evaluate(analyzer, input_video, output, refs_a, refs_b, truth, every, inputs=inputs, independent=independent)
     if compare_frames:
         from faceswap.media import probe_video
 
@@ -44,7 +50,7 @@ def run_eval(
             "on": Swapper(model, refs_b, record_b.backend, options, fps),
             "off": Swapper(model, refs_b, record_b.backend, ConvertOptions(mask=mask, smoothing=0.0), fps),
         }
-        jitters = jitter_comparison(swappers, input_video, analyzer, refs_a, refs_b, compare_frames, truth)
+        jitters = jitter_comparison(swappers, input_video, analyzer, refs_a, refs_b, compare_frames, truth, inputs)
         report.jitter_smoothing_on, report.jitter_without_smoothing = jitters["on"].output, jitters["off"].output
         report.alignment_jitter_smoothing_on = jitters["on"].alignment
         report.alignment_jitter_without_smoothing = jitters["off"].alignment

@@ -73,9 +73,10 @@ class SwapLoss:
         mask: torch.Tensor,
         priority: torch.Tensor,
         weight: torch.Tensor | None = None,
+        priority_scale: float = 1.0,
     ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """mask: the learned mask's target (the hull); weight: where the face is trained (the mask
-        when not given)."""
+        when not given); priority_scale: this step's share of the priority weight (its ramp)."""
         w = self.weights
         region = mask if weight is None else weight
         pred32, target32 = pred.float(), target.float()
@@ -86,6 +87,6 @@ class SwapLoss:
         return {
             "dssim": (dssim, w.dssim * dssim),
             "l1": (l1, w.l1 * l1),
-            "priority": (prio, w.priority * prio),
+            "priority": (prio, w.priority * priority_scale * prio),
             "mask": (mask_loss, w.mask * mask_loss),
         }

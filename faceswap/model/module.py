@@ -20,6 +20,7 @@ from faceswap.faces.align import Alignment
 from faceswap.model.discriminators import CodeDiscriminator, PatchDiscriminator, adversarial_terms
 from faceswap.model.losses import LossWeights, SwapLoss
 from faceswap.model.networks import SUBJECTS, ModelConfig, build_network
+from faceswap.model.schedule import LRSchedule, PriorityRamp
 from faceswap.model.weights import fingerprint
 
 
@@ -47,6 +48,11 @@ class SwapModule(pl.LightningModule):
         gan_dims: int = 16,
         gan_patch: int = 0,
         true_face_power: float = 0.0,
+        lr_warmup: int = 0,
+        lr_decay: str = "none",
+        lr_floor: float = 0.1,
+        priority_ramp: float = 0.0,
+        priority_start: float = 0.0,
         alignment: str | None = None,
         channels_last: bool = True,
         compile: bool = False,
@@ -58,7 +64,10 @@ class SwapModule(pl.LightningModule):
         """lr_dropout: the share of weights each step updates (SAEHD uses 0.3 late in training; 1.0 is
         off). clip_grad: clip each parameter group's gradient norm to this (0: off). gan_power: weight
         of the patch discriminator on subject A (0: off; SAEHD suggests 0.1 for a last stage).
-        true_face_power: weight of the latent-code discriminator (df only; 0: off). alignment: how
+        true_face_power: weight of the latent-code discriminator (df only; 0: off). lr_warmup,
+        lr_decay, lr_floor: the learning rate's schedule over the run (`schedule.LRSchedule`; off by
+        default). priority_ramp, priority_start: the eye-and-mouth priority rises from priority_start
+        x its weight over that share of the run (`schedule.PriorityRamp`; 0: full weight). alignment: how
         the facesets' crops must have been made, e.g. "full-face-eyes-nose" (None: take theirs; the
         model records it and conversion crops the same way). inject_nan_*: tests of the NaN guard."""
         super().__init__()
@@ -78,6 +87,9 @@ class SwapModule(pl.LightningModule):
                 raise ValueError("true_face_power needs a df architecture (SAEHD's true face is df only)")
             self.discriminators["code"] = CodeDiscriminator(self.network.latent_channels)
         self.loss = SwapLoss(LossWeights(weight_dssim, weight_l1, weight_priority, weight_mask), resolution)
+        self.lr_schedule = LRSchedule(lr_warmup, lr_decay, lr_floor)
+        self.priority_ramp = PriorityRamp(priority_ramp, priority_start)
+        self.lr_scale = 1.0  # halved by each NaN recovery, on top of the schedule
         self._good_state: dict[str, torch.Tensor] | None = None
         self._nan_injected = False
         self.recoveries = 0
@@ -120,11 +132,14 @@ class SwapModule(pl.LightningModule):
         """The autoencoder's loss for both subjects, and what the adversaries need."""
         total = None
         seen: dict[str, Any] = {}
+        priority = self.priority_ramp.factor(self.global_step, self._planned_steps())
         for subject in SUBJECTS:
             sample = batch[subject]
             latent = self.network.latent(self._prepare(sample["input"]), subject)
             pred, pred_mask = self.network.decode(latent, subject)
-            terms = self.loss(pred, pred_mask, sample["target"], sample["mask"], sample["priority"], sample["weight"])
+            terms = self.loss(
+                pred, pred_mask, sample["target"], sample["mask"], sample["priority"], sample["weight"], priority
+            )
             subject_loss = sum(weighted for _, weighted in terms.values())
             for name, (raw, _) in terms.items():
                 self.log(f"{subject}/{name}", raw.detach(), on_step=True, prog_bar=False)
@@ -205,6 +220,10 @@ class SwapModule(pl.LightningModule):
         keep = self.hparams.lr_dropout
         params = [p for group in optimizer.optimizer.param_groups for p in group["params"] if p.grad is not None]
         before = [p.detach().clone() for p in params] if keep < 1.0 else []
+        if self.lr_schedule != LRSchedule():
+            rate = self.hparams.lr * self.lr_scale * self.lr_schedule.factor(self.global_step, self._planned_steps())
+            for group in optimizer.optimizer.param_groups:
+                group["lr"] = rate
         optimizer.step()
         if keep >= 1.0:
             return
@@ -214,6 +233,11 @@ class SwapModule(pl.LightningModule):
             for p, old in zip(params, before, strict=True):
                 mask = torch.rand(p.shape, generator=generator, device=p.device) < keep
                 p.copy_(torch.where(mask, p, old))
+
+    def _planned_steps(self) -> int | None:
+        """The step this run is set to end at (None without a trainer or a step limit)."""
+        trainer = self._trainer
+        return trainer.max_steps if trainer is not None and trainer.max_steps > 0 else None
 
     def on_train_start(self) -> None:
         if self._good_state is None:
@@ -238,6 +262,7 @@ class SwapModule(pl.LightningModule):
                 torch.cuda.synchronize(self.device)
             self.load_state_dict(self._good_state)
         optimizer.state.clear()
+        self.lr_scale *= 0.5
         for group in optimizer.param_groups:
             group["lr"] *= 0.5
         self.log("nan_recoveries", float(self.recoveries), on_step=True, prog_bar=True)
@@ -272,10 +297,12 @@ class SwapModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["consent_grant"] = self.grant_json
         checkpoint["faceset_hashes"] = self.faceset_hashes
+        checkpoint["lr_scale"] = self.lr_scale
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.grant_json = checkpoint.get("consent_grant")
         self.faceset_hashes = checkpoint.get("faceset_hashes", {})
+        self.lr_scale = float(checkpoint.get("lr_scale", 1.0))
         _match_discriminators(checkpoint, self.state_dict(), len(self.discriminators) > 0)
 
 
