@@ -256,3 +256,23 @@ def test_priority_ramp_scales_the_priority_term():
     ones = torch.ones(1, 1, 64, 64)
     full, half = loss(pred, ones, target, ones, ones), loss(pred, ones, target, ones, ones, priority_scale=0.5)
     assert half["priority"][1] == pytest.approx(0.5 * full["priority"][1]) and half["priority"][0] == full["priority"][0]
+
+
+def test_the_loss_is_float32_under_bfloat16_autocast():
+    """The GPU presets train in bf16-mixed: SSIM's variances (differences of nearly equal means)
+    must not be computed in bfloat16, where a near-converged prediction's gradient is noise."""
+    loss = SwapLoss(LossWeights(), 64)
+    torch.manual_seed(0)
+    target = torch.nn.functional.avg_pool2d(torch.rand(2, 3, 64, 64), 5, 1, 2)
+    near = (target + 0.005 * torch.randn_like(target)).clamp(0, 1)
+    ones = torch.ones(2, 1, 64, 64)
+    grads = []
+    for autocast in (False, True):
+        pred = near.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            terms = loss(pred, ones * 0.5, target, ones, ones)
+        terms["dssim"][0].backward()
+        grads.append((terms["dssim"][0].detach(), pred.grad.flatten()))
+    (fp32, g32), (mixed, g16) = grads
+    assert mixed.dtype == torch.float32 and mixed.item() == pytest.approx(fp32.item(), rel=1e-5)
+    assert torch.nn.functional.cosine_similarity(g32, g16, dim=0) > 0.999

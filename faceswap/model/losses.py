@@ -80,10 +80,13 @@ class SwapLoss:
         w = self.weights
         region = mask if weight is None else weight
         pred32, target32 = pred.float(), target.float()
-        dssim = self.dssim(pred32, target32, region)
-        l1 = _masked_mean((pred32 - target32).abs(), region)
-        prio = _masked_mean((pred32 - target32).abs(), priority) if priority.sum() > 0 else pred32.new_zeros(())
-        mask_loss = F.mse_loss(pred_mask.float(), mask)
+        # float32 throughout, whatever autocast the step runs under: SSIM's variances are differences
+        # of nearly equal means, which bfloat16 cancels to noise as the prediction nears its target
+        with torch.autocast(pred.device.type, enabled=False):
+            dssim = self.dssim(pred32, target32, region.float())
+            l1 = _masked_mean((pred32 - target32).abs(), region)
+            prio = _masked_mean((pred32 - target32).abs(), priority) if priority.sum() > 0 else pred32.new_zeros(())
+            mask_loss = F.mse_loss(pred_mask.float(), mask.float())
         return {
             "dssim": (dssim, w.dssim * dssim),
             "l1": (l1, w.l1 * l1),
