@@ -73,7 +73,7 @@ def prepare(root: Path, align_on: str | None, seconds: float):
         shutil.copytree(base / "subjects", folder / "subjects")
     from faceswap.demo.subjects import existing_subjects
 
-    found = existing_subjects(folder / "subjects", seconds)
+    found = existing_subjects(folder / "subjects", seconds, dub_pair=False)
     if found is None:
         make_subjects(run)
     else:
@@ -247,6 +247,13 @@ def _reference_photos(run) -> tuple[list[Path], list[Path]]:
     return list(run.files["demo-a"].references), list(run.files["demo-b"].references)
 
 
+def _record(path: Path, key: str, row: dict) -> None:
+    """Adds one run's row to the results file (read again first: several benches may share a root)."""
+    rows = json.loads(path.read_text()) if path.exists() else {}
+    rows[key] = row
+    path.write_text(json.dumps(rows, indent=2))
+
+
 # ---------------------------------------------------------------- the table
 
 
@@ -302,7 +309,7 @@ def main() -> None:
                        "train_cpu_s": round(time.process_time() - started, 1)}
                 row.update(measure(run, model_dir, heldout))
                 rows[key] = row
-                results_path.write_text(json.dumps(rows, indent=2))
+                _record(results_path, key, row)
                 print_table({key: row})
     print_table(rows)
     if args.json:

@@ -148,7 +148,7 @@ def test_full_face_magnifies_the_inner_face_by_one_and_a_half(t1_faces):
     assert 0.8 * 256 < chin[1] < 256 and brows[:, 1].min() > 0.05 * 256
     assert Alignment.parse("full-face-five") == Alignment("full", "five")
     assert Alignment.parse(LEGACY_TEMPLATE) == Alignment("whole", "five")  # facesets from before
-    assert set(FACE_TYPES) == {"whole", "full", "lower"}
+    assert set(FACE_TYPES) == {"whole", "full", "lower", "mouth"}
     with pytest.raises(ValueError):
         Alignment.parse("half-face-five")
 

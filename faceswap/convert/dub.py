@@ -37,6 +37,8 @@ from faceswap.media import VIDEO_SUFFIXES, VideoInfo, iter_video_frames, probe_v
 from faceswap.provenance.sink import OutputContext, OutputSink, SinkFrame, Written, batched
 
 REGIONS = ("mouth", "lower-face")
+# the regions a model of each framing can paint (its crop holds them); the rest paint every region
+FRAMING_REGIONS = {"mouth": ("mouth",)}
 REGION_GROW = 0.15  # each face's region grows by this share of its eye-to-mouth distance: the seam lies on skin
 RING = 0.45  # colour is matched on skin this far (same unit) around the region
 MAX_OFFSET = 3600.0
@@ -442,6 +444,12 @@ def dub(
     """consent -> decode -> offset -> track A and B -> swap B to A -> region, colour, blend -> sink."""
     options.validate()
     model = authorize(store, model_dir)
+    framing = model.alignment.face_type
+    if options.region not in FRAMING_REGIONS.get(framing, REGIONS):
+        raise BadInput(
+            f"{model_dir}: trained on {framing}-face crops, which do not hold the {options.region} region "
+            f"(--region {' or '.join(FRAMING_REGIONS[framing])})"
+        )
     sink = OutputSink.for_workspace(store.workspace, store.ledger)
     sink.check_destination(
         output, (plate, performance, *([options.audio] if options.audio else []), model.weights_path)

@@ -22,7 +22,7 @@ from faceswap.demo.run import (
     run_steps,
 )
 from faceswap.demo.run import train_model as train_demo_model
-from faceswap.demo.subjects import DubPair, dub_pair_paths, existing_subjects
+from faceswap.demo.subjects import DubPair, ensure_dub_pair, existing_subjects
 from faceswap.errors import ExitCode, FaceswapError
 from faceswap.workspace import Workspace
 
@@ -43,13 +43,15 @@ class DubRun(DemoRun):
 
 def subjects(run: DubRun) -> None:
     """The demo subjects and the dub pair: made unless this workspace already has them."""
+    from faceswap.faces.analyzer import FaceAnalyzer
+
     out = run.workspace.root / "subjects"
-    found = existing_subjects(out, run.options.seconds)
+    found = existing_subjects(out, run.options.seconds, dub_pair=False)
     if found is None:
         make_subjects(run)
     else:
         run.files = {f.subject: f for f in found}
-    run.pair = dub_pair_paths(out)
+    run.pair = ensure_dub_pair(out, FaceAnalyzer("dlib"), run.options.seconds)
 
 
 def model(run: DubRun) -> None:

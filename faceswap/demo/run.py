@@ -54,7 +54,8 @@ def make_subjects(run: DemoRun) -> None:
     from faceswap.demo.subjects import make_demo_subjects
     from faceswap.faces.analyzer import FaceAnalyzer
 
-    files, identity = make_demo_subjects(run.workspace.root / "subjects", FaceAnalyzer("dlib"), run.options.seconds)
+    out, seconds = run.workspace.root / "subjects", run.options.seconds
+    files, identity = make_demo_subjects(out, FaceAnalyzer("dlib"), seconds, dub_pair=False)
     run.files = {f.subject: f for f in files}
     run.report["subjects"] = {
         s: {"references": [str(p) for p in f.references], "clip": str(f.clip), "truth": str(f.truth)}
@@ -193,6 +194,17 @@ def demo_exit_code(report: dict[str, Any]) -> ExitCode:
     return ExitCode.OK if ok else ExitCode.REFUSED
 
 
+def independent_line(figures: dict[str, Any] | None) -> str:
+    """dlib's own descriptor's figures, as the summary prints them."""
+    if not figures or not figures.get("frames"):
+        return "dlib's own descriptor: no face measured"
+    return (
+        f"dlib's own descriptor: nearer A in {figures['nearer_a_share']:.3f} of {figures['frames']} frames, "
+        f"distance to A {figures['dist_a']:.3f} / to B {figures['dist_b']:.3f} (margin {figures['margin']:.3f}; "
+        "0.6 = same person)"
+    )
+
+
 def summary(report: dict[str, Any]) -> str:
     ev, verify = report["eval"], report["verify"]
     fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
@@ -202,12 +214,14 @@ def summary(report: dict[str, Any]) -> str:
         f"  output      {report['output']}  ({report['convert']['frames']} frames, audio kept)",
         f"  verify      {'MARKED' if verify['marked'] else 'NOT MARKED'}, token {verify['detection']['token']}, "
         f"ledger {verify['ledger']}, consent {consent}",
-        f"  identity    nearer A than B in {fmt(ev['nearer_a_share'])} of frames",
+        f"  identity    nearer A than B in {fmt(ev['nearer_a_share'])} of frames (the consent records' embedding)",
+        f"  identity    {independent_line(ev.get('independent'))}",
         f"  mouth       correlation with the input {fmt(ev['mouth_correlation_input'])}, with truth "
         f"{fmt(ev['mouth_correlation_truth'])} (--mask {report['mask']})",
         f"  jitter      {fmt(ev['jitter_smoothing_on'])} smoothed vs {fmt(ev['jitter_without_smoothing'])} unsmoothed "
         f"(keypoint motion beyond the {ev['jitter_reference']}'s, per frame, in eye distances); "
-        f"alignment {fmt(ev['alignment_jitter_smoothing_on'])} vs {fmt(ev['alignment_jitter_without_smoothing'])}",
+        f"alignment {fmt(ev['alignment_jitter_smoothing_on'])} vs {fmt(ev['alignment_jitter_without_smoothing'])}, "
+        f"decoder flicker {fmt(ev.get('decoder_flicker'))}",
         f"  model       {report['model']['dir']} ({report['model']['steps']} steps, previews in previews/)",
         f"  ledger      {report['ledger']['path']} ({report['ledger']['entries']} entries, "
         f"{'valid' if report['ledger']['valid'] else 'TAMPERED'})",

@@ -231,8 +231,21 @@ def make_dub_pair(plate_subject: Identity, dub_subject: Identity, out: Path, sec
     return paths
 
 
-def existing_subjects(out: Path, seconds: float) -> list[SubjectFiles] | None:
-    """The subjects and the dub pair already made in `out` with clips of `seconds`, or None."""
+def ensure_dub_pair(out: Path, analyzer, seconds: float) -> DubPair:
+    """The dub pair in `out` with clips of `seconds`: made unless it is there already."""
+    paths = dub_pair_paths(out)
+    truths = (paths.plate_truth, paths.performance_truth)
+    made = all(p.is_file() for p in (paths.plate, paths.performance, *truths))
+    count = int(round(seconds * FPS))
+    if made and all(len(json.loads(t.read_text())["frames"]) == count for t in truths):
+        return paths
+    by_name = {i.name: i for i in build_identities(analyzer)[0]}
+    return make_dub_pair(by_name["demo-a"], by_name["demo-b"], out, seconds)
+
+
+def existing_subjects(out: Path, seconds: float, dub_pair: bool = True) -> list[SubjectFiles] | None:
+    """The subjects (and the dub pair, unless not asked for) already made in `out` with clips of
+    `seconds`, or None."""
     count = int(round(seconds * FPS))
     files = [
         SubjectFiles(
@@ -245,8 +258,9 @@ def existing_subjects(out: Path, seconds: float) -> list[SubjectFiles] | None:
         for name in ("demo-a", "demo-b")
     ]
     pair = dub_pair_paths(out)
-    truths = [f.truth for f in files] + [pair.plate_truth, pair.performance_truth]
-    needed = [p for f in files for p in (*f.references, f.clip)] + [pair.plate, pair.performance, *truths]
+    truths = [f.truth for f in files] + ([pair.plate_truth, pair.performance_truth] if dub_pair else [])
+    needed = [p for f in files for p in (*f.references, f.clip)] + truths
+    needed += [pair.plate, pair.performance] if dub_pair else []
     if not all(p.is_file() for p in needed):
         return None
     if any(len(json.loads(t.read_text())["frames"]) != count for t in truths):
@@ -254,8 +268,11 @@ def existing_subjects(out: Path, seconds: float) -> list[SubjectFiles] | None:
     return files
 
 
-def make_demo_subjects(out: Path, analyzer, seconds: float = 10.0) -> tuple[list[SubjectFiles], dict]:
-    """Both subjects (references, clip, truth) and the dub pair (`dub_pair_paths(out)`)."""
+def make_demo_subjects(
+    out: Path, analyzer, seconds: float = 10.0, dub_pair: bool = True
+) -> tuple[list[SubjectFiles], dict]:
+    """Both subjects (references, clip, truth) and, unless not asked for, the dub pair
+    (`dub_pair_paths(out)`; the swap demo does not use it)."""
     identities, sources = build_identities(analyzer)
     by_name = {i.name: i for i in identities}
     out.mkdir(parents=True, exist_ok=True)
@@ -263,7 +280,8 @@ def make_demo_subjects(out: Path, analyzer, seconds: float = 10.0) -> tuple[list
         make_subject(by_name["demo-a"], by_name["bystander"], out, seed=1, seconds=seconds, bystander_side=0.82),
         make_subject(by_name["demo-b"], by_name["bystander"], out, seed=2, seconds=seconds, bystander_side=0.14),
     ]
-    make_dub_pair(by_name["demo-a"], by_name["demo-b"], out, seconds)
+    if dub_pair:
+        make_dub_pair(by_name["demo-a"], by_name["demo-b"], out, seconds)
     report = identity_report(analyzer, identities, sources)
     (out / "identity-report.json").write_text(json.dumps(report, indent=2))
     return files, report

@@ -60,6 +60,7 @@ class EvalReport:
     jitter_without_smoothing: float | None = None  # the same frames with smoothing off
     alignment_jitter_smoothing_on: float | None = None  # of the keypoints the swap was aligned to (truth only)
     alignment_jitter_without_smoothing: float | None = None
+    decoder_flicker: float | None = None  # the output's eyes and nose moving against where the swap put them
     marked_share: float | None = None
     independent: IndependentIdentity | None = None  # dlib's own descriptor on the same output frames
     frames: list[dict[str, Any]] = field(default_factory=list)
@@ -90,6 +91,8 @@ class EvalReport:
                 f"alignment keypoints beyond the truth's motion: {fmt(self.alignment_jitter_smoothing_on)} smoothed "
                 f"vs {fmt(self.alignment_jitter_without_smoothing)} unsmoothed"
             )
+        if self.decoder_flicker is not None:
+            out.append(f"decoder flicker (output eyes and nose against the swap's placement): {fmt(self.decoder_flicker)}")
         if self.independent is not None:
             out.append(self.independent.line())
         out.append(f"frames marked when re-verified one by one: {fmt(self.marked_share)}")
@@ -312,14 +315,19 @@ def marked_share(video: Path, samples: int) -> float:
     return float(np.mean(results)) if results else 0.0
 
 
+RIGID_KPS = 3  # of the five keypoints, the eyes and the nose tip: they move with the head, not with speech
+
+
 @dataclass
 class JitterComparison:
-    """One swapper's jitter over the first frames: measured on its output, and (with truth) of the
+    """One swapper's jitter over the first frames: measured on its output; (with truth) of the
     keypoints it aligned the swap to, which is what smoothing controls, free of the measuring
-    detector's own noise on the output."""
+    detector's own noise on the output; and the decoder's flicker, the output's eyes and nose moving
+    against the keypoints the swap was placed by, which no smoothing of the placement removes."""
 
     output: float | None
     alignment: float | None
+    decoder: float | None = None
 
 
 def jitter_comparison(
@@ -345,16 +353,28 @@ def jitter_comparison(
         pairs = ((f.index, out) for f, out, _ in swapper.run(clip, scratch))
         fitted = measure_pairs(analyzer, pairs, refs_a, refs_b, truth_rows, inputs, embed_output=False)
         measured, _ = output_jitter(fitted, 1)
+        placed = _main_track(scratch.swaps)
         alignment = None
         if truth_rows is not None:
-            tracks = [s["track"] for s in scratch.swaps]
-            main_track = max(set(tracks), key=tracks.count, default=None)
-            placed = [
-                s
-                for s in scratch.swaps
-                if s["track"] == main_track and truth_rows[s["frame"]].get("subject_kps5") is not None
-            ]
-            true_kps = [truth_rows[s["frame"]]["subject_kps5"] for s in placed]
-            alignment = motion_beyond([s["frame"] for s in placed], [s["kps_smoothed"] for s in placed], true_kps, 1)
-        results[name] = JitterComparison(measured, alignment)
+            known = [s for s in placed if truth_rows[s["frame"]].get("subject_kps5") is not None]
+            true_kps = [truth_rows[s["frame"]]["subject_kps5"] for s in known]
+            alignment = motion_beyond([s["frame"] for s in known], [s["kps_smoothed"] for s in known], true_kps, 1)
+        results[name] = JitterComparison(measured, alignment, decoder_flicker(fitted, placed))
     return results
+
+
+def _main_track(swaps: list[dict]) -> list[dict]:
+    tracks = [s["track"] for s in swaps]
+    main_track = max(set(tracks), key=tracks.count, default=None)
+    return [s for s in swaps if s["track"] == main_track]
+
+
+def decoder_flicker(measures: list[FrameMeasure], placed: list[dict]) -> float | None:
+    """Frame-to-frame motion of the output's eyes and nose beyond that of the keypoints the swap was
+    aligned to (per eye distance): what the network adds when its face shifts inside the crop."""
+    at = {s["frame"]: s["kps_smoothed"][:RIGID_KPS] for s in placed}
+    rows = [m for m in measures if m.frame in at]
+    return motion_beyond(
+        [m.frame for m in rows], [m.kps_out[:RIGID_KPS] for m in rows], [at[m.frame] for m in rows], 1,
+        eye_from=[at[m.frame] for m in rows],
+    )

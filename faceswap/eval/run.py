@@ -54,4 +54,5 @@ def run_eval(
         report.jitter_smoothing_on, report.jitter_without_smoothing = jitters["on"].output, jitters["off"].output
         report.alignment_jitter_smoothing_on = jitters["on"].alignment
         report.alignment_jitter_without_smoothing = jitters["off"].alignment
+        report.decoder_flicker = jitters["on"].decoder
     return report, output

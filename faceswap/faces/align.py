@@ -9,6 +9,7 @@ Face types (the crop's framing):
   lower  the mouth and jaw for dubbing (`faceswap dub`): nose tip to below an opened chin at twice
          whole-face's scale, so a model spends its pixels on the mouth; usually cut from whole-face
          crops at training time (`--data.face_type lower`, `reframe_matrix`)
+  mouth  the lips for dubbing their region only: 2.5x whole-face's scale, centred below the mouth
 
 Points: "eyes-nose" fits 21 eye and nose landmarks where the scheme names them (dlib's 68 points;
 else the five keypoints), leaving the mouth out so an opening or smiling mouth does not move, scale
@@ -100,8 +101,11 @@ FACE_TYPES: dict[str, FaceType] = {
     "full": FaceType("full", zoom=1.5, centre=(0.5, 0.5705), anchor=(0.5, 0.54)),
     # lower: whole-face x 0.25-0.75, y 0.43-0.93 (the nose tip to below a wide-open chin)
     "lower": FaceType("lower", zoom=2.0, centre=(0.5, 0.68), anchor=(0.5, 0.5)),
+    # mouth: whole-face x 0.30-0.70, y 0.50-0.90: the lips with room for a head turned 20 degrees and
+    # a wide-open jaw, 1.25x lower-face's pixels across the lips at the same resolution
+    "mouth": FaceType("mouth", zoom=2.5, centre=(0.5, 0.70), anchor=(0.5, 0.5)),
 }
-REGION_FRAMINGS = ("lower",)  # framings for a region of the face: conversion's full swap cannot use them
+REGION_FRAMINGS = ("lower", "mouth")  # framings for a region of the face: conversion's full swap cannot use them
 
 
 # the points a face is fitted on: "eyes-nose" where the landmark scheme names them (else the five
