@@ -79,13 +79,7 @@ class SwapModule(pl.LightningModule):
             raise ValueError("lr_dropout is the share of weights each step updates: in (0, 1]")
         if alignment is not None:
             Alignment.parse(alignment)  # a ValueError names what is wrong
-        self.discriminators = nn.ModuleDict()
-        if gan_power > 0:
-            self.discriminators["patch"] = PatchDiscriminator(resolution, gan_dims, gan_patch)
-        if true_face_power > 0:
-            if self.config.spec.base != "df":
-                raise ValueError("true_face_power needs a df architecture (SAEHD's true face is df only)")
-            self.discriminators["code"] = CodeDiscriminator(self.network.latent_channels)
+        self.discriminators = _discriminators(self.config, self.network, gan_power, gan_dims, gan_patch, true_face_power)
         self.loss = SwapLoss(LossWeights(weight_dssim, weight_l1, weight_priority, weight_mask), resolution)
         self.lr_schedule = LRSchedule(lr_warmup, lr_decay, lr_floor)
         self.priority_ramp = PriorityRamp(priority_ramp, priority_start)
@@ -326,3 +320,17 @@ def _match_discriminators(checkpoint: dict[str, Any], own: dict[str, torch.Tenso
             dropped = {i for group in groups[1:] for i in group["params"]}
             opt_state["state"] = {i: s for i, s in opt_state["state"].items() if i not in dropped}
             del groups[1:]
+
+
+def _discriminators(
+    config: ModelConfig, network: nn.Module, gan_power: float, gan_dims: int, gan_patch: int, true_face_power: float
+) -> nn.ModuleDict:
+    """The optional adversaries: a patch discriminator on A's output, and DFL's true-face code discriminator."""
+    found = nn.ModuleDict()
+    if gan_power > 0:
+        found["patch"] = PatchDiscriminator(config.resolution, gan_dims, gan_patch)
+    if true_face_power > 0:
+        if config.spec.base != "df":
+            raise ValueError("true_face_power needs a df architecture (SAEHD's true face is df only)")
+        found["code"] = CodeDiscriminator(network.latent_channels)
+    return found
