@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from faceswap.demo.run import DemoOptions
+
 HELDOUT_SPAN = 4.0  # seconds of held-out motion, from two clip lengths on (past the dub plate's)
 HELDOUT_EVERY = 3  # frames
 POSE_UNITS = {"yaw": 5.0, "roll": 3.0, "scale": 0.02, "cx": 15.0, "cy": 8.0, "mouth": 0.15, "light": 0.05}
@@ -51,7 +53,8 @@ def _bf16(cause: str, *train: str, align_on: str | None = None) -> Variant:
 
 
 VARIANTS: dict[str, Variant] = {
-    "current": Variant("today's recipe (float32)"),
+    "current": Variant("the library's defaults (float32; eyes-and-nose alignment)"),
+    "demo": Variant("`faceswap demo`'s recipe (float32; its facesets' alignment)", align_on=DemoOptions().align_on),
     "bf16": _bf16("precision: bfloat16 autocast"),
     "warp-0.12": _bf16("warp strength", "--data.warp_strength", "0.12"),
     "warp-off": _bf16("warp strength", "--data.random_warp", "false"),

@@ -223,3 +223,19 @@ def test_face_type_and_alignment_flags(workspace_root, reference_photos, capsys)
     assert len(err) == 1 and "--face-type full --align-on five" in err[0]
     with pytest.raises(SystemExit):
         main([*base, "--face-type", "half"])
+
+
+def test_the_demo_extracts_new_facesets_on_the_five_keypoints(demo_workspace, demo_subjects):
+    """The demo keeps B's own mouth, so its facesets pin the mouth corners (docs/training.md, "What
+    holds the demo's identity"); a faceset already in the workspace keeps its own alignment, named in
+    the report, instead of the demo failing on it."""
+    from faceswap.demo.run import DemoOptions, DemoRun, extract_facesets
+    from faceswap.workspace import Workspace
+
+    files, _ = demo_subjects
+    run = DemoRun(Workspace(demo_workspace), DemoOptions(every=15), store=store_at(demo_workspace), files=files)
+    extract(run.store, files["demo-b"].clip, "demo-b", ExtractOptions(every=15, size=128))  # an earlier demo's
+    extract_facesets(run)
+    assert Faceset.load(demo_workspace / "facesets" / "demo-a").header.alignment.points == "five"
+    assert run.report["extract"]["demo-a"]["alignment"] == "whole-face-five"
+    assert run.report["extract"]["demo-b"]["alignment"] == "whole-face-eyes-nose"

@@ -35,6 +35,7 @@ class DemoOptions:
     steps: int = 300
     every: int = 2
     mask: str = "mouth"
+    align_on: str | None = "five"  # new facesets' alignment points (None: the library's default)
 
 
 @dataclass
@@ -91,15 +92,23 @@ def register_consent(run: DemoRun) -> None:
 
 
 def extract_facesets(run: DemoRun) -> None:
+    """Both subjects at 128 px. New facesets are aligned on `options.align_on`: the demo's model keeps
+    the target's own mouth (`--mask mouth`), and with the five keypoints the mouth corners sit where
+    the decoder draws A's (docs/training.md, "What holds the demo's identity"). A faceset already in
+    the workspace keeps its own alignment (one faceset, one framing); the report names it."""
     from faceswap.data.extract import ExtractOptions, extract
+    from faceswap.data.faceset import Faceset
 
     run.report["extract"] = {}
     for subject, f in run.files.items():
-        done = extract(run.store, f.clip, subject, ExtractOptions(every=run.options.every, size=128))
+        folder = run.workspace.facesets_dir / subject
+        align_on = None if (folder / "faceset.jsonl").exists() else run.options.align_on
+        done = extract(run.store, f.clip, subject, ExtractOptions(every=run.options.every, size=128, align_on=align_on))
         run.report["extract"][subject] = {
             "kept": done.kept,
             "dropped_other_identity": done.dropped_other_identity,
             "faces": done.total_faces,
+            "alignment": Faceset.load(folder).header.alignment.name,
         }
 
 
