@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from faceswap import __version__
-from faceswap.errors import ExitCode, FaceswapError, worst
+from faceswap.errors import BadInput, CheckFailed, ExitCode, FaceswapError, worst
 
 Handler = Callable[[argparse.Namespace], int]
 LEDGER_URL_HELP = (
@@ -339,10 +339,24 @@ def cmd_ledger_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_ledger_export(args: argparse.Namespace) -> int:
+    from faceswap.ledger import watermark_keys
     from faceswap.ledger.export import export_ledger
 
-    count = export_ledger(_ledger(args), args.out)
-    print(f"exported {count} entries and the public key to {args.out}")
+    ledger = _ledger(args)
+    marks = None
+    if args.with_watermark_keys:
+        marks = watermark_keys.load(ledger.entries(), _workspace(args).keys_dir)
+        if marks is None or not marks.keys:
+            raise CheckFailed("no watermark secret of this ledger is in keys/watermark/: nothing to put in a bundle")
+    count = export_ledger(ledger, args.out, marks)
+    if marks is None:
+        print(f"exported {count} entries and the public key to {args.out}")
+    else:
+        print(
+            f"exported {count} entries, the public key and {len(marks.keys)} watermark secret(s) to {args.out} (0600): "
+            "whoever holds this file can read, forge and remove this workspace's marks; content binding still ties "
+            "each mark to what its entry recorded"
+        )
     return ExitCode.OK
 
 
@@ -375,10 +389,31 @@ def cmd_ledger_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_rotate(args: argparse.Namespace) -> int:
-    from faceswap.ledger.rotate import rotate_registrar_key
+    from faceswap.ledger.rotate import rotate_registrar_key, rotate_watermark_secret
 
-    entry, old, new = rotate_registrar_key(_workspace(args))
-    print(f"registrar key rotated: {old} -> {new}; ledger seq {entry.seq}")
+    workspace = _workspace(args)
+    if args.only in (None, "registrar"):
+        entry, old, new = rotate_registrar_key(workspace)
+        print(f"registrar key rotated: {old} -> {new}; ledger seq {entry.seq}")
+    if args.only in (None, "watermark"):
+        entry, old_mark, new_mark = rotate_watermark_secret(workspace)
+        print(
+            f"watermark secret rotated: {old_mark or 'none'} -> {new_mark}; ledger seq {entry.seq} (older secrets stay "
+            "in keys/watermark/ so outputs marked with them still verify)"
+        )
+    return ExitCode.OK
+
+
+def cmd_keys_import_watermark(args: argparse.Namespace) -> int:
+    from faceswap.ledger import watermark_keys
+    from faceswap.ledger.export import ExportedLedger
+
+    bundle = ExportedLedger.load(args.bundle)
+    if not bundle.watermark_secrets:
+        raise BadInput(f"{args.bundle}: carries no watermark secret (export it with --with-watermark-keys)")
+    ledger = _ledger(args)
+    imported = watermark_keys.import_secrets(ledger.entries(), _workspace(args).keys_dir, list(bundle.watermark_secrets))
+    print(f"imported watermark secret(s) {', '.join(imported)}: pinned by this ledger, now in keys/watermark/")
     return ExitCode.OK
 
 
@@ -394,6 +429,11 @@ def _add_ledger(commands, p: Parents) -> None:
     verify.set_defaults(handler=cmd_ledger_verify)
     export = ledger.add_parser("export", parents=[p.workspace], help="write entries and the public key as JSONL")
     export.add_argument("out", type=Path)
+    export.add_argument(
+        "--with-watermark-keys",
+        action="store_true",
+        help="also the watermark secrets (a verifier bundle: its holder can read and forge this workspace's marks)",
+    )
     export.set_defaults(handler=cmd_ledger_export)
     head = ledger.add_parser("head", parents=p.both, help="the signed head; --export keeps it as a witness")
     head.add_argument("--export", type=Path, default=None, metavar="FILE")
@@ -420,8 +460,18 @@ def _add_keys(commands, p: Parents) -> None:
     keys = commands.add_parser("keys", help="the workspace's keys").add_subparsers(
         dest="keys_command", metavar="ACTION"
     )
-    rotate = keys.add_parser("rotate", parents=[p.workspace], help="replace the registrar key (signed by both, logged)")
+    rotate = keys.add_parser(
+        "rotate", parents=[p.workspace], help="replace the registrar key (signed by both) and the watermark secret, logged"
+    )
+    rotate.add_argument("--only", choices=["registrar", "watermark"], default=None, help="rotate just this one")
     rotate.set_defaults(handler=cmd_keys_rotate)
+    imports = keys.add_parser(
+        "import-watermark",
+        parents=[p.workspace],
+        help="install the watermark secrets a verifier bundle carries, where this workspace's ledger pins them",
+    )
+    imports.add_argument("bundle", type=Path, help="a `ledger export --with-watermark-keys` file")
+    imports.set_defaults(handler=cmd_keys_import_watermark)
     anchor = keys.add_parser(
         "trust-anchor", parents=[p.workspace], help="export the Content Credentials root for people who verify"
     )

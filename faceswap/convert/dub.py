@@ -471,7 +471,7 @@ def dub(
                 report.frames += 1
                 if progress:
                     progress(report.frames, plate_info.frames)
-                yield SinkFrame(image, frame.pts, frame.time_base, marked_token=token)
+                yield SinkFrame(image, frame.pts, frame.time_base, original=frame.image)
 
         written = _write(sink, output, frames(), plate_info, context, line, options, token)
     report.seconds = round(time.perf_counter() - started, 2)

@@ -342,10 +342,11 @@ class Swapper:
         token: int | None = None,
     ):
         """Every frame this returns is already watermarked with `token` (a random one when none is
-        given, which no ledger entry names): generated pixels never leave it unmarked, whoever calls."""
+        given, which no ledger entry names) under the workspace's watermark secret, which the model
+        carries: generated pixels never leave it unmarked, whoever calls."""
         self.model, self.options = model, options
         self.token = new_token() if token is None else token
-        self.watermarker = Watermarker()
+        self.watermarker = Watermarker.marking(model.marks)
         self.analyzer = FaceAnalyzer(backend, options.model_root)
         self.subject_b = IdentityMatcher(references, backend)
         self.tracker = FaceTracker(self.analyzer, self.subject_b, options.detect_every)
@@ -512,7 +513,7 @@ def convert(
             report.frames += 1
             if progress:
                 progress(report.frames, total)
-            yield delivery.frame(frame, image, matte, token)
+            yield delivery.frame(frame, image, matte)
 
     guard = ConvertGuard(
         ConsentWatch(ConsentGate(store), grant, options.consent_check_seconds),

@@ -34,6 +34,7 @@ KINDS = frozenset(
         "output.written",
         "credentials.created",
         "ledger.note",
+        "watermark.key",
     }
 )
 
@@ -138,8 +139,8 @@ class ChainCheck:
     genesis_hash: str | None = None
 
 
-def genesis_data(key: PublicKey, note: str) -> dict[str, Any]:
-    return {"key_id": key.key_id, "public_key": key.b64, "note": note}
+def genesis_data(key: PublicKey, note: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"key_id": key.key_id, "public_key": key.b64, "note": note, **(extra or {})}
 
 
 def check_chain(

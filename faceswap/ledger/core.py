@@ -211,9 +211,10 @@ class Ledger:
             self.witness.advance(Sighting(self.location, first, entry.seq, entry.entry_hash))
         return entry
 
-    def write_genesis(self, note: str) -> Entry:
+    def write_genesis(self, note: str, extra: dict[str, Any] | None = None) -> Entry:
+        """Seq 1, naming the first registrar key (and, in `extra`, what else a new workspace pins)."""
         assert self.key is not None
-        return self._append(GENESIS_KIND, genesis_data(self.key.public, note), None, None)
+        return self._append(GENESIS_KIND, genesis_data(self.key.public, note, extra), None, None)
 
     def rotate(self, new_key: RegistrarKey, install: Callable[[], None]) -> Entry:
         """Hand signing to `new_key`: an entry signed by the old key, with the new key's proof;

@@ -51,8 +51,9 @@ class CredentialReport:
 
     @property
     def ok(self) -> bool:
-        """Valid, and trusted when an anchor was given."""
-        return self.state == TRUSTED or (self.state == VALID and self.trust_anchor is None)
+        """Valid and signed under the trust anchor: a manifest is believed from no one else (a valid
+        one with no anchor to check it against is from an unknown signer)."""
+        return self.state == TRUSTED
 
     @property
     def token(self) -> str | None:
