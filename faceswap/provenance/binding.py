@@ -11,8 +11,8 @@ global perceptual hash does not survive a crop to half the area; local features 
 verification do (docs/watermark.md has the measurements).
 
 Where the sink knows the picture the output was made from (`SinkFrame.original`: the unconverted
-frame), the key frame also records the regions that changed (the swapped face) as two 16 x 16
-normalised luma patches, after and before. Once the file is aligned to the key frame, the region
+frame), the key frame also records the regions that changed (the swapped face) as two 32 x 32
+high-passed luma patches, after and before. Once the file is aligned to the key frame, the region
 must look like the output, not like its source: a stolen token stamped on the unconverted frame of
 the same clip, or on another swap of the same footage whose face differs at that scale, does not
 agree.
@@ -33,26 +33,27 @@ import numpy as np
 VERSION = 1
 WORK_SIDE = 480  # short side of the picture fingerprints are made and checked at
 GRID = 4  # recorded keypoints are spread over GRID x GRID cells
-STILL_POINTS = 160  # keypoints recorded for an image
-FRAME_POINTS = 96  # ...and for each key frame of a video or sequence
-KEY_FRAMES = 8  # key frames recorded per video or sequence, spread over it
-FILE_POINTS = 1500  # keypoints taken from the file being checked
+STILL_POINTS = 256  # keypoints recorded for an image
+FRAME_POINTS = 192  # ...and for each key frame of a video or sequence
+KEY_FRAMES = 6  # key frames recorded per video or sequence, spread over it
+FILE_POINTS = 3000  # keypoints taken from the file being checked
 CHECK_FRAMES = 8  # frames of a video checked
 RATIO = 0.85  # Lowe's ratio test
 MAX_HAMMING = 64  # of 256 bits
-RANSAC_SHARE = 0.02  # reprojection threshold, as a share of the key frame's short side
-MIN_INLIERS = 15  # matches one affine map must explain (unrelated pictures: <= 9 measured)
+RANSAC_SHARE = 0.01  # reprojection threshold, as a share of the key frame's short side
+MIN_INLIERS = 15  # matches one affine map must explain (unrelated pictures: <= 10 measured)
 MIN_FEATURES = 24  # a key frame or file frame with fewer keypoints cannot be judged
 SCALE_RANGE = (0.3, 3.5)  # singular values of the affine map's linear part
 MAX_STRETCH = 1.6  # their ratio (a 4:3 picture stretched to 16:9 is 1.33)
-PATCH = 16  # region patches: PATCH x PATCH luma means
+PATCH = 32  # region patches: PATCH x PATCH luma means, high-passed (facial detail, not head shading)
+DETAIL_SIGMA = 3.0  # the high-pass, in patch cells
 CHANGE_LEVELS = 10.0  # luma change (after a blur) that marks a pixel as synthesized, above the watermark's
 MIN_REGION = 0.002  # a region's share of the frame
 MAX_REGIONS = 2
 MAX_CHANGED = 0.5  # more of the frame changed than this: the original is another rendering, no regions
 DISTINCT = 0.9  # regions whose after and before patches correlate above this cannot tell them apart
-REGION_MARGIN = 0.05  # the file's region must correlate this much better with after than with before
-REGION_FLOOR = 0.5  # ...and at least this well with after
+REGION_MARGIN = 0.1  # the file's region must correlate this much better with after than with before
+REGION_FLOOR = 0.7  # ...and at least this well with after (another face in the same pose: <= 0.6 measured)
 
 
 def _b64(array: np.ndarray) -> str:
@@ -69,14 +70,22 @@ def _normalised(patch: np.ndarray) -> np.ndarray:
     return p / max(float(np.sqrt(np.mean(p * p))), 1e-3)
 
 
+def _detail(patch: np.ndarray) -> np.ndarray:
+    """A PATCH x PATCH luma patch, high-passed and normalised."""
+    import cv2
+
+    p = patch.astype(np.float32).reshape(PATCH, PATCH)
+    return _normalised(p - cv2.GaussianBlur(p, (0, 0), DETAIL_SIGMA))
+
+
 def _quantised(patch: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(_normalised(patch) * 32), -127, 127).astype(np.int8)
+    return np.clip(np.rint(_detail(patch) * 32), -127, 127).astype(np.int8)
 
 
 @dataclass(frozen=True)
 class Region:
     """Where the output was synthesized (x0, y0, x1, y1, shares of the key frame) and how it looked
-    after and before, as normalised PATCH x PATCH luma (int8, x32)."""
+    after and before, as high-passed, normalised PATCH x PATCH luma (int8, x32)."""
 
     box: tuple[float, float, float, float]
     after: np.ndarray = field(repr=False)
@@ -317,14 +326,18 @@ def _check_frame(keys: list[KeyFrame], image: np.ndarray, mirrored: bool) -> Fra
 
 
 def _against(keys: list[KeyFrame], image: np.ndarray, flip: bool) -> FrameCheck:
+    """The file frame, its uniform bars stripped, against every key frame."""
     from faceswap.provenance.tiles import content_box
 
     top, bottom, left, right = content_box(image)
-    picture = image[top:bottom, left:right]
-    grey, _ = _grey_at_work(picture)
+    grey, _ = _grey_at_work(image[top:bottom, left:right])
     points, descriptors, _ = _orb(grey, FILE_POINTS)
     if len(points) < MIN_FEATURES:
         return FrameCheck("blank", mirrored=flip)
+    return _best_key(keys, grey, points, descriptors, flip)
+
+
+def _best_key(keys: list[KeyFrame], grey: np.ndarray, points: np.ndarray, descriptors: np.ndarray, flip: bool) -> FrameCheck:
     best: tuple[int, KeyFrame | None, np.ndarray | None] = (0, None, None)
     for key in keys:
         inliers, matrix = _align(key, points, descriptors)
@@ -347,8 +360,8 @@ def _align(key: KeyFrame, points: np.ndarray, descriptors: np.ndarray) -> tuple[
     good = [
         p[0] for p in pairs if len(p) == 2 and p[0].distance < RATIO * p[1].distance and p[0].distance < MAX_HAMMING
     ]
-    if len(good) < MIN_INLIERS:
-        return len(good) if len(good) < 3 else 0, None
+    if len(good) < max(MIN_INLIERS, 3):
+        return 0, None
     src = np.float32([points[m.trainIdx] for m in good])
     dst = np.float32([key.points[m.queryIdx] for m in good])
     threshold = RANSAC_SHARE * min(key.size)
@@ -356,7 +369,7 @@ def _align(key: KeyFrame, points: np.ndarray, descriptors: np.ndarray) -> tuple[
     matrix, mask = cv2.estimateAffine2D(
         src, dst, method=cv2.RANSAC, ransacReprojThreshold=threshold, maxIters=2000, confidence=0.995
     )
-    if matrix is None or not _plausible(matrix):
+    if matrix is None or not np.isfinite(matrix).all() or not _plausible(matrix):
         return 0, None
     return int(mask.sum()), matrix
 
@@ -407,7 +420,7 @@ def _one_region(region: Region, key: KeyFrame, matrix: np.ndarray, grey: np.ndar
     sampled = cv2.remap(
         blurred, file_xy[:, 0].reshape(1, -1), file_xy[:, 1].reshape(1, -1), cv2.INTER_LINEAR, cv2.BORDER_REPLICATE
     )
-    seen = _normalised(sampled)
+    seen = _detail(sampled)
     after = float(np.mean(seen * _normalised(region.after)))
     before = float(np.mean(seen * _normalised(region.before)))
     if after >= REGION_FLOOR and after >= before + REGION_MARGIN:
