@@ -26,8 +26,6 @@ from faceswap.provenance.sink import OutputContext, OutputSink, SinkFrame
 from faceswap.provenance.watermark import Watermarker
 from faceswap.workspace import Workspace
 
-pytestmark = pytest.mark.slow  # a trained model converts the outputs the attacks start from
-
 CONTEXT = OutputContext(producer="test", consent_record_ids=("rec-a",))
 
 
@@ -97,9 +95,29 @@ def converted(tmp_path_factory, trained_template, demo_subjects):
     return {"root": root, "out": out, "source_frames": source_frames, **reports}
 
 
-def _token_and_seq(converted, name: str) -> tuple[int, int]:
-    report = converted[name]
+def _token_and_seq(outputs, name: str) -> tuple[int, int]:
+    report = outputs[name]
     return int(report["token"], 16), int(report["ledger_seq"])
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory, t1_image):
+    """Outputs the sink wrote in a fresh workspace: a still (insightface's group photo) and a clip."""
+    from fractions import Fraction
+
+    root = tmp_path_factory.mktemp("written") / "workspace"
+    sink = OutputSink.for_workspace(Workspace(root))
+    out = root.parent
+    still = sink.write_image(out / "still.png", t1_image, CONTEXT)
+    clip = make_clip(out / "plate.mp4", count=20, size=(640, 480))
+    video = sink.write_video(out / "video.mp4", (f.image for f in iter_video_frames(clip)), Fraction(25), CONTEXT)
+    return {
+        "root": root,
+        **{
+            name: {"path": w.path, "token": w.token, "ledger_seq": w.entry.seq}
+            for name, w in (("still", still), ("video", video))
+        },
+    }
 
 
 def _not_credited(code: int, verdict: dict, seq: int) -> None:
@@ -112,45 +130,53 @@ def _not_credited(code: int, verdict: dict, seq: int) -> None:
 # ---------------------------------------------------------------- stamping a stolen token
 
 
-@pytest.mark.parametrize("target", ["real photo", "second photo", "unconverted source frame"])
-@pytest.mark.parametrize("marker", ["public functions", "leaked secret"])
-def test_a_stolen_token_stamped_on_other_content_is_not_credited(converted, target, marker, tmp_path, capsys):
-    token, seq = _token_and_seq(converted, "still")
-    picture = {
-        "real photo": lambda: unrelated("astronaut.png"),
-        "second photo": lambda: unrelated("coffee.png"),
-        "unconverted source frame": lambda: converted["source_frames"][12],
-    }[target]()
-    stamper = Watermarker() if marker == "public functions" else leaked_marker(converted["root"])
-    stamped = tmp_path / "stamped.png"
+def _stamp_and_verify(capsys, outputs, name: str, picture: np.ndarray, marker: str, folder: Path) -> None:
+    token, seq = _token_and_seq(outputs, name)
+    stamper = Watermarker() if marker == "public functions" else leaked_marker(outputs["root"])
+    stamped = folder / "stamped.png"
     cv2.imwrite(str(stamped), stamper.embed([picture], token)[0])
-    code, (verdict,) = _verify(capsys, converted["root"], stamped)
+    code, (verdict,) = _verify(capsys, outputs["root"], stamped)
     _not_credited(code, verdict, seq)
     if marker == "leaked secret":  # the mark itself is perfect: only content binding refuses it
         assert verdict["detection"]["token"] == f"{token:012x}" and verdict["ledger_seq"] == seq
         assert "on content that entry did not record" in verdict["binding_problem"]
 
 
-def test_a_stolen_token_stamped_on_an_image_sequence_is_not_credited(converted, tmp_path, capsys):
-    token, seq = _token_and_seq(converted, "video")
-    stamper = leaked_marker(converted["root"])
+@pytest.mark.parametrize("target", ["astronaut.png", "coffee.png"])
+@pytest.mark.parametrize("marker", ["public functions", "leaked secret"])
+def test_a_stolen_token_stamped_on_a_photo_is_not_credited(written, target, marker, tmp_path, capsys):
+    _stamp_and_verify(capsys, written, "still", unrelated(target, (1280, 886)), marker, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["real photo", "unconverted source frame"])
+@pytest.mark.parametrize("marker", ["public functions", "leaked secret"])
+def test_a_stolen_token_of_a_conversion_is_not_credited(converted, target, marker, tmp_path, capsys):
+    picture = unrelated("astronaut.png") if target == "real photo" else converted["source_frames"][12]
+    _stamp_and_verify(capsys, converted, "still", picture, marker, tmp_path)
+
+
+@pytest.mark.parametrize("marker", ["public functions", "leaked secret"])
+def test_a_stolen_token_stamped_on_an_image_sequence_is_not_credited(written, marker, tmp_path, capsys):
+    token, seq = _token_and_seq(written, "video")
+    stamper = Watermarker() if marker == "public functions" else leaked_marker(written["root"])
     folder = tmp_path / "sequence"
     folder.mkdir()
     for i, name in enumerate(["chelsea.png", "rocket.jpg", "motorcycle_left.png"]):
         cv2.imwrite(str(folder / f"shot.{1001 + i}.png"), stamper.embed([unrelated(name)], token)[0])
-    code, verdicts = _verify(capsys, converted["root"], folder)
+    code, verdicts = _verify(capsys, written["root"], folder)
     assert code == 3 and len(verdicts) == 3
     for verdict in verdicts:
         _not_credited(verdict["exit_code"], verdict, seq)
 
 
-def test_a_stolen_token_stamped_on_a_video_is_not_credited(converted, tmp_path, capsys):
-    token, seq = _token_and_seq(converted, "video")
-    clip = make_clip(tmp_path / "elsewhere.mp4", count=20, size=(640, 480))
-    stamper = leaked_marker(converted["root"])
-    frames = [stamper.embed([f.image], token)[0] for f in iter_video_frames(clip)]
-    stamped = _write_clip(tmp_path / "stamped.mp4", frames)
-    code, (verdict,) = _verify(capsys, converted["root"], stamped)
+@pytest.mark.parametrize("marker", ["public functions", "leaked secret"])
+def test_a_stolen_token_stamped_on_a_video_is_not_credited(written, marker, tmp_path, capsys):
+    token, seq = _token_and_seq(written, "video")
+    frames = [cv2.resize(unrelated(name), (640, 480)) for name in ("chelsea.png", "rocket.jpg")]
+    stamper = Watermarker() if marker == "public functions" else leaked_marker(written["root"])
+    stamped = _write_clip(tmp_path / "stamped.mp4", [stamper.embed([frames[i // 10]], token)[0] for i in range(20)])
+    code, (verdict,) = _verify(capsys, written["root"], stamped)
     _not_credited(code, verdict, seq)
     assert verdict["detection"]["token"] == f"{token:012x}"
 
@@ -180,17 +206,18 @@ def _add_residual(photo: np.ndarray, residual: np.ndarray, psnr: float = 38.0) -
 
 
 @pytest.mark.parametrize("donor", ["the video output", "a different output"])
-def test_a_copied_mark_does_not_credit_its_entry(converted, donor, tmp_path, capsys):
+@pytest.mark.parametrize("target", ["chelsea.png", "motorcycle_left.png"])
+def test_a_copied_mark_does_not_credit_its_entry(written, donor, target, tmp_path, capsys):
     if donor == "the video output":
-        frames = [f.image for f in iter_video_frames(converted["video"]["path"])]
-        _, seq = _token_and_seq(converted, "video")
+        frames = [f.image for f in iter_video_frames(written["video"]["path"])]
+        _, seq = _token_and_seq(written, "video")
     else:
-        frames = [read_image(converted["still"]["path"])]
-        _, seq = _token_and_seq(converted, "still")
-    copied = _add_residual(unrelated("chelsea.png"), _residual(frames))
+        frames = [read_image(written["still"]["path"])]
+        _, seq = _token_and_seq(written, "still")
+    copied = _add_residual(unrelated(target, (frames[0].shape[1], frames[0].shape[0])), _residual(frames))
     path = tmp_path / "copied.png"
     cv2.imwrite(str(path), copied)
-    code, (verdict,) = _verify(capsys, converted["root"], path)
+    code, (verdict,) = _verify(capsys, written["root"], path)
     _not_credited(code, verdict, seq)
 
 
@@ -203,26 +230,33 @@ def _remove_public_pattern(image: np.ndarray, token: int) -> np.ndarray:
     return tiles.add_luma(image, -change)
 
 
-def test_exact_removal_with_the_public_key_strips_old_marks_but_not_keyed_ones(converted, tmp_path, capsys):
+def test_exact_removal_with_the_public_key_strips_old_marks_but_not_keyed_ones(written, tmp_path, capsys):
     from legacy_outputs import write_legacy_output
 
     from faceswap.ledger import open_ledger
 
+    root = tmp_path / "workspace"
+    shutil.copytree(written["root"], root)
     old_path = tmp_path / "old.png"
-    _, old_token = write_legacy_output(open_ledger(Workspace(converted["root"])), old_path, unrelated("rocket.jpg"))
+    _, old_token = write_legacy_output(open_ledger(Workspace(root)), old_path, unrelated("rocket.jpg"))
     stripped = tmp_path / "old-stripped.png"
     cv2.imwrite(str(stripped), _remove_public_pattern(read_image(old_path), int(old_token, 16)))
-    code, (verdict,) = _verify(capsys, converted["root"], stripped)
+    code, (verdict,) = _verify(capsys, root, stripped)
     assert code == 1 and not verdict["marked"]  # the old scheme: its pattern is in the source, so it comes off
-    token, seq = _token_and_seq(converted, "still")
-    attacked = tmp_path / "new-stripped.png"
-    cv2.imwrite(str(attacked), _remove_public_pattern(read_image(converted["still"]["path"]), token))
-    code, (verdict,) = _verify(capsys, converted["root"], attacked)
-    assert code == 0 and verdict["ledger_seq"] == seq and verdict["detection"]["token"] == f"{token:012x}"
+    for name in ("still", "video"):
+        token, seq = _token_and_seq(written, name)
+        if name == "still":
+            attacked = tmp_path / "new-stripped.png"
+            cv2.imwrite(str(attacked), _remove_public_pattern(read_image(written["still"]["path"]), token))
+        else:
+            frames = [_remove_public_pattern(f.image, token) for f in iter_video_frames(written["video"]["path"])]
+            attacked = _write_clip(tmp_path / "new-stripped.mp4", frames)
+        code, (verdict,) = _verify(capsys, root, attacked)
+        assert code == 0 and verdict["ledger_seq"] == seq and verdict["detection"]["token"] == f"{token:012x}"
 
 
-def test_the_public_key_cannot_read_a_keyed_mark(converted):
-    found = Watermarker().detect([read_image(converted["still"]["path"])], legacy=False)
+def test_the_public_key_cannot_read_a_keyed_mark(written):
+    found = Watermarker().detect([read_image(written["still"]["path"])], legacy=False)
     assert found.token is None and not found.marked
 
 
@@ -241,13 +275,11 @@ def test_no_caller_flag_makes_the_sink_skip_marking(tmp_path, t1_image):
     assert found.token == written.token
 
 
-@pytest.mark.parametrize("upstream", ["another token", "the public key", "a weak copy of its own mark"])
+@pytest.mark.parametrize("upstream", ["the public key", "a weak copy of its own mark"])
 def test_frames_marked_upstream_are_checked_not_trusted(tmp_path, t1_image, upstream):
     sink = OutputSink.for_workspace(Workspace(tmp_path / "ws"))
     token = sink.reserve_token()
-    if upstream == "another token":
-        frame = sink.watermarker.embed([t1_image], token ^ 0xFFFF)[0]
-    elif upstream == "the public key":
+    if upstream == "the public key":
         frame = Watermarker().embed([t1_image], token)[0]
     else:
         own = sink.watermarker.embed([t1_image], token)[0].astype(np.float32)
@@ -255,6 +287,19 @@ def test_frames_marked_upstream_are_checked_not_trusted(tmp_path, t1_image, upst
     assert not sink.watermarker.carries(frame, token)
     written = sink.write_image(tmp_path / "out.png", SinkFrame(frame), CONTEXT, token=token)
     assert sink.watermarker.detect([read_image(written.path)]).token == written.token
+
+
+def test_a_frame_marked_for_another_output_is_refused_not_marked_over(tmp_path, t1_image):
+    """Two tokens under one key garble each other: the sink says so instead of writing an unreadable mark."""
+    from faceswap.errors import BadInput
+
+    sink = OutputSink.for_workspace(Workspace(tmp_path / "ws"))
+    token = sink.reserve_token()
+    foreign = sink.watermarker.embed([t1_image], token ^ 0xFFFF)[0]
+    for frame in (foreign, sink.watermarker.embed([foreign], token)[0]):
+        with pytest.raises(BadInput, match="another output of this workspace"):
+            sink.write_image(tmp_path / "out.png", SinkFrame(frame), CONTEXT, token=token)
+    assert not (tmp_path / "out.png").exists() and sink.ledger.entries("output.written") == []
 
 
 def test_a_frame_carrying_its_mark_is_not_marked_twice(tmp_path, t1_image):
@@ -332,6 +377,7 @@ SHARED = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("edit", sorted(SHARED))
 def test_a_shared_still_is_still_credited(converted, edit, tmp_path, capsys):
     _, seq = _token_and_seq(converted, "still")
@@ -342,6 +388,7 @@ def test_a_shared_still_is_still_credited(converted, edit, tmp_path, capsys):
     assert verdict["binding"]["agrees"]
 
 
+@pytest.mark.slow
 def test_a_shared_video_is_still_credited(converted, tmp_path, capsys):
     _, seq = _token_and_seq(converted, "video")
     frames = [_crop(f.image, 0.5) for f in iter_video_frames(converted["video"]["path"])]

@@ -441,7 +441,8 @@ def describe_verdict(verdict: Verdict) -> str:
     proof += f"; undone: {undone}" if undone else ""
     line = f"{verdict.path}: MARKED ({proof}; false-positive bound {det.false_positive_bound:.1e}){credentials}"
     if verdict.ledger == "unavailable":
-        return line + "; no ledger available to look it up"
+        public = "; a public mark anyone can make" if verdict.forgeable else ""
+        return line + public + "; no ledger available to look it up"
     if verdict.entry is None:
         return line + "; NO LEDGER ENTRY found for it"
     if verdict.binding_problem:

@@ -51,6 +51,7 @@ SYNC_THRESHOLD = 30
 MIN_PIXELS = 256 * 256
 TOKEN_SCALE = 42.0  # scheme 1 dwtDctSvd quantisation step
 CARRIES_FLOOR = 0.5  # Watermarker.carries: both fits at least this (marked >= 0.71, unmarked < 0.1)
+FOREIGN_SYNC = 0.5  # ...and a sync fit this far above the payload's is another token's mark under the key
 V1_FRAMES = 8  # scheme 1 is read on at most this many frames (rivaGan is the slow part; 6, 8 and 12 read alike)
 
 
@@ -230,8 +231,19 @@ class Watermarker:
         return fits[0], fits[1]
 
     def carries(self, frame: np.ndarray, token: int, floor: float = CARRIES_FLOOR) -> bool:
-        """Does the frame already carry this token's mark (sync and payload both fit at >= floor)?"""
-        return min(self.strength(frame, token)) >= floor
+        """Does the frame already carry this token's mark (sync and payload both fit at >= floor)?
+        BadInput when it carries this key's sync beyond this token's payload: another output's mark
+        under the same key, which a second token on top would garble (both tokens' code bits cancel
+        where they differ)."""
+        from faceswap.errors import BadInput
+
+        sync, payload = self.strength(frame, token)
+        if sync - payload >= FOREIGN_SYNC:
+            raise BadInput(
+                "a frame carries the watermark of another output of this workspace: marking it again would make "
+                "both tokens unreadable; work from the original footage, not from an output"
+            )
+        return min(sync, payload) >= floor
 
     def _regressors(self, shape: tuple[int, ...], token: int) -> tuple[np.ndarray, np.ndarray, int]:
         """The mark's sync and payload parts (unit amplitude) at the fit's working size, cached."""
