@@ -111,13 +111,23 @@ def written(tmp_path_factory, t1_image):
     still = sink.write_image(out / "still.png", t1_image, CONTEXT)
     clip = make_clip(out / "plate.mp4", count=20, size=(640, 480))
     video = sink.write_video(out / "video.mp4", (f.image for f in iter_video_frames(clip)), Fraction(25), CONTEXT)
+    smooth = {  # soft backdrops like the demo's, whose own residual is small: what a copy attack likes best
+        name: sink.write_video(out / f"{name}.mp4", _backdrops(first), Fraction(25), CONTEXT)
+        for name, first in (("smooth", 0), ("smooth-2", 100))
+    }
     return {
         "root": root,
         **{
             name: {"path": w.path, "token": w.token, "ledger_seq": w.entry.seq}
-            for name, w in (("still", still), ("video", video))
+            for name, w in (("still", still), ("video", video), *smooth.items())
         },
     }
+
+
+def _backdrops(first_seed: int) -> list[np.ndarray]:
+    from faceswap.demo.clip import backdrop
+
+    return [np.clip(backdrop(640, 480, seed=first_seed + i // 5), 0, 255).astype(np.uint8) for i in range(40)]
 
 
 def _not_credited(code: int, verdict: dict, seq: int) -> None:
@@ -191,11 +201,12 @@ def _write_clip(path: Path, frames: list[np.ndarray], fps: int = 25) -> Path:
 
 
 def _residual(frames: list[np.ndarray]) -> np.ndarray:
-    """The attacker's estimate of the mark: the high-pass residual of an output's frames, averaged."""
+    """The attacker's estimate of the mark: the high-pass residual of an output's frames (the luma
+    minus its 9 x 9 median), averaged. Added to a photo at 38 dB it carried the old public mark."""
     stack = []
     for frame in frames:
-        luma = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY).astype(np.float32)
-        stack.append(luma - cv2.GaussianBlur(luma, (0, 0), 2.0))
+        luma = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+        stack.append(luma.astype(np.float32) - cv2.medianBlur(luma, 9).astype(np.float32))
     return np.mean(stack, axis=0)
 
 
@@ -205,15 +216,13 @@ def _add_residual(photo: np.ndarray, residual: np.ndarray, psnr: float = 38.0) -
     return np.clip(photo.astype(np.float32) + gain * residual[..., None], 0, 255).astype(np.uint8)
 
 
-@pytest.mark.parametrize("donor", ["the video output", "a different output"])
-@pytest.mark.parametrize("target", ["chelsea.png", "motorcycle_left.png"])
+@pytest.mark.parametrize("donor", ["smooth", "smooth-2"])
+@pytest.mark.parametrize("target", ["chelsea.png", "motorcycle_left.png", "astronaut.png"])
 def test_a_copied_mark_does_not_credit_its_entry(written, donor, target, tmp_path, capsys):
-    if donor == "the video output":
-        frames = [f.image for f in iter_video_frames(written["video"]["path"])]
-        _, seq = _token_and_seq(written, "video")
-    else:
-        frames = [read_image(written["still"]["path"])]
-        _, seq = _token_and_seq(written, "still")
+    """The residual of an output (or of a different output) carried onto an unrelated photo: the old
+    public mark was traced (exit 0); a keyed mark that is carried along reads, and is refused."""
+    frames = [f.image for f in iter_video_frames(written[donor]["path"])]
+    _, seq = _token_and_seq(written, donor)
     copied = _add_residual(unrelated(target, (frames[0].shape[1], frames[0].shape[0])), _residual(frames))
     path = tmp_path / "copied.png"
     cv2.imwrite(str(path), copied)
