@@ -81,3 +81,17 @@ def test_no_function_in_the_package_runs_past_sixty_lines():
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 60:
                 long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1})")
     assert long == []
+
+
+def test_the_public_tiles_key_marks_nothing():
+    """The tiles key written in the source is named only where older files are read: every mark that
+    credits an entry is made with a key derived from the workspace's secret (ledger/watermark_keys.py)."""
+    allowed = {"faceswap/provenance/tiles.py", "faceswap/provenance/watermark.py"}
+    offenders = [
+        f"{path.relative_to(ROOT).as_posix()}:{number}"
+        for path in _python_files("faceswap")
+        if path.relative_to(ROOT).as_posix() not in allowed
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if re.search(r"tiles\.KEY\b|import[^\n]*\bKEY\b", line)
+    ]
+    assert offenders == []

@@ -92,13 +92,10 @@ class WatermarkKeys:
 
     @property
     def active(self) -> WatermarkKey:
+        """The secret that marks; CheckFailed, naming what to copy, when it is not here."""
         found = self.by_id(self.active_id)
         if found is None:
-            raise CheckFailed(
-                f"the active watermark secret {self.active_id} that the ledger pins is not in keys/{FOLDER}/: copy "
-                "keys/ from the workspace that holds it, or `faceswap keys import-watermark BUNDLE` (a new secret "
-                "is never made where one is pinned)"
-            )
+            raise _missing(self.active_id)
         return found
 
     @property
@@ -178,12 +175,18 @@ class _AlreadyPinned(Exception):
 def for_writing(ledger: Any, keys_dir: Path) -> WatermarkKeys:
     """The ledger's keys with the active secret present: created and pinned (a `watermark.key`
     entry) for a ledger that pins none yet; refused where the pinned secret is missing here."""
-    entries = ledger.entries()
-    keys = load(entries, keys_dir)
-    if keys is None:
-        keys = _create(ledger, keys_dir)
-    keys.active  # noqa: B018 - raises CheckFailed, naming what to copy, when the active secret is not here
+    keys = load(ledger.entries(), keys_dir) or _create(ledger, keys_dir)
+    if keys.by_id(keys.active_id) is None:
+        raise _missing(keys.active_id)
     return keys
+
+
+def _missing(key_id: str) -> CheckFailed:
+    return CheckFailed(
+        f"the active watermark secret {key_id} that the ledger pins is not in keys/{FOLDER}/: copy keys/ from "
+        "the workspace that holds it, or `faceswap keys import-watermark BUNDLE` (a new secret is never made "
+        "where one is pinned)"
+    )
 
 
 def _create(ledger: Any, keys_dir: Path) -> WatermarkKeys:
