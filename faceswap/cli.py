@@ -276,6 +276,20 @@ def cmd_consent_verify(args: argparse.Namespace) -> int:
     return ExitCode.REFUSED if problems else ExitCode.OK
 
 
+def cmd_consent_link(args: argparse.Namespace) -> int:
+    from faceswap.consent.access import access_code, ensure_secret
+
+    store = _store(args)
+    record = store.resolve(store.load(), args.id)
+    code = access_code(ensure_secret(store.workspace.keys_dir), record.record_id)
+    link = f"{args.url.rstrip('/')}/consent/{record.record_id}?code={code}"
+    if args.json:
+        _print_json({"record_id": record.record_id, "code": code, "link": link})
+    else:
+        print(f"{record.record_id}: access code {code}\n{link}")
+    return ExitCode.OK
+
+
 def _add_consent(commands, p: Parents) -> None:
     from faceswap.consent.records import PURPOSES, ROLES
 
@@ -297,6 +311,12 @@ def _add_consent(commands, p: Parents) -> None:
     show = consent.add_parser("show", parents=p.both, help="one record (record id or subject id)")
     show.add_argument("id")
     show.set_defaults(handler=cmd_consent_show)
+    link = consent.add_parser(
+        "link", parents=p.both, help="the subject's own status link for `faceswap serve` (their outputs listed)"
+    )
+    link.add_argument("id")
+    link.add_argument("--url", default="http://127.0.0.1:8000", help="where the verification page is served")
+    link.set_defaults(handler=cmd_consent_link)
     revoke = consent.add_parser("revoke", parents=[p.workspace], help="revoke a record (a signed revocation)")
     revoke.add_argument("id")
     revoke.add_argument("--reason", required=True)
@@ -994,6 +1014,42 @@ def _add_verify(commands, p: Parents) -> None:
     verify.set_defaults(handler=cmd_verify)
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from faceswap.serve.app import run
+    from faceswap.serve.config import MiB, ServeConfig
+
+    if args.max_upload_mb <= 0 or args.workers < 1 or args.queue < 0 or not 0 <= args.port <= 65535:
+        raise FaceswapError("--max-upload-mb and --workers must be positive, --queue not negative, --port 0-65535")
+    config = ServeConfig(
+        _workspace(args),
+        host=args.host,
+        port=args.port,
+        max_upload_bytes=int(args.max_upload_mb * MiB),
+        workers=args.workers,
+        queue=args.queue,
+        access_log=args.access_log,
+    )
+    run(config)
+    return ExitCode.OK
+
+
+def _add_serve(commands, p: Parents) -> None:
+    from faceswap.serve.config import default_workers
+
+    serve = commands.add_parser(
+        "serve", parents=[p.workspace], help="the verification page and its JSON API (POST /api/verify)"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--max-upload-mb", type=float, default=256, help="largest upload accepted (default 256)")
+    serve.add_argument(
+        "--workers", type=int, default=default_workers(), help="files checked at once (default: cores, at most 4)"
+    )
+    serve.add_argument("--queue", type=int, default=32, help="uploads that may wait for a worker (default 32)")
+    serve.add_argument("--access-log", action="store_true", help="log each request (off: nothing is kept)")
+    serve.set_defaults(handler=cmd_serve)
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from faceswap.doctor import run_doctor
 
@@ -1111,6 +1167,7 @@ COMMANDS = (
     _add_dub,
     _add_eval,
     _add_verify,
+    _add_serve,
     _add_doctor,
     _add_demo,
 )

@@ -221,9 +221,10 @@ class Verifier:
         self.faces = LazyFaceAnalyzer() if faces == "auto" else faces
         self.today = today
 
-    def verify(self, path: Path) -> Verdict:
+    def verify(self, path: Path, sample: Sample | None = None) -> Verdict:
+        """`sample`: the frames of `path` when the caller has read them already (to show one)."""
         try:
-            sample = read_sample(path)
+            sample = sample or read_sample(path)
             media, frames = sample.media, sample.frames
             if not frames:
                 raise FaceswapError(f"{path}: no frames could be decoded")
