@@ -110,6 +110,15 @@ def test_a_mirrored_cropped_jpeg_copy_says_what_was_done(client, served, tmp_pat
     assert changes["crop"] == pytest.approx([0.8, 0.8], abs=0.02)
 
 
+def test_a_pillarboxed_copy_says_bars_were_added_and_nothing_was_cut(client, served):
+    image = cv2.imread(str(served["marked"].path))
+    boxed = cv2.copyMakeBorder(image, 0, 0, 200, 200, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+    ok, png = cv2.imencode(".png", boxed)
+    answer = _post(client, "boxed.png", png.tobytes()).json()
+    assert {c["kind"] for c in answer["changes"]} == {"reencoded", "borders"}
+    assert answer["frame"]["region"] == pytest.approx({"top": 0, "left": 200 / 1680, "bottom": 1, "right": 1480 / 1680})
+
+
 def test_unmarked_photo_is_not_found(client):
     answer = _post(client, "astronaut.png", skimage_astronaut().read_bytes()).json()
     assert answer["outcome"] == "not-found" and answer["headline"] == "No faceswap mark found"
@@ -270,3 +279,35 @@ def test_revocation_shows_in_the_next_answer(served, tmp_path):
         assert {c["status"] for c in answer["report"]["consent"]} == {"active", "revoked"}
         consent = {f["label"]: f["text"] for s in answer["sections"] if s["title"] == "Consent" for f in s["facts"]}
         assert consent[served["ids"]["hanks"]].startswith("revoked")
+
+
+def test_a_mark_this_ledger_does_not_hold_is_untraced_and_without_a_ledger_only_marked(served, tmp_path):
+    open_ledger(Workspace(tmp_path / "other"))
+    data = served["marked"].path.read_bytes()
+    with _client(tmp_path / "other", tmp_path / "uploads") as client:
+        answer = _post(client, "photo.png", data).json()
+    assert answer["outcome"] == "untraced" and answer["report"]["ledger"] == "missing"
+    assert answer["headline"] == "Marked as synthetic, but not traced to a valid record"
+    with _client(tmp_path / "nothing-here", tmp_path / "uploads") as client:
+        assert "This server has no ledger" in client.get("/").text
+        answer = _post(client, "photo.png", data).json()
+    assert answer["outcome"] == "marked" and answer["report"]["ledger"] == "unavailable"
+    assert not (tmp_path / "nothing-here" / "ledger.sqlite").exists()
+
+
+def test_a_tampered_entry_is_untraced(served, tmp_path):
+    import shutil
+    import sqlite3
+
+    root = tmp_path / "ws"
+    shutil.copytree(served["root"], root)
+    conn = sqlite3.connect(root / "ledger.sqlite")
+    seq = served["marked"].entry.seq
+    body = conn.execute("SELECT body FROM ledger WHERE seq = ?", (seq,)).fetchone()[0]
+    conn.execute("UPDATE ledger SET body = ? WHERE seq = ?", (body.replace('"convert"', '"other"'), seq))
+    conn.commit()
+    conn.close()
+    with _client(root, tmp_path / "uploads") as client:
+        answer = _post(client, "photo.png", served["marked"].path.read_bytes()).json()
+    assert answer["outcome"] == "untraced" and answer["report"]["ledger"] == "tampered"
+    assert "fails its signature or hash chain" in answer["summary"]

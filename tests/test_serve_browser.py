@@ -175,6 +175,7 @@ def test_a_cropped_reencoded_copy_is_traced_and_says_what_was_done(page, server,
     assert "none: sharing usually strips them" in shown["Content Credentials"]
     done = shown["What was done to the file"]
     assert "re-encoded" in done and "cropped: about 90% of the width and 90% of the height are left" in done
+    assert "bars" not in done  # the demo's smooth backdrop at the cut edge is no bar that was added
     assert all(f"{r}\nactive" in shown["Consent"] for r in demo_output["records"].values())
     assert _frame_shown(page)
 

@@ -49,10 +49,10 @@ def what_was_done(detection: Any, entry_data: dict[str, Any] | None, facts: File
         found += _bytes_and_length(entry_data, facts)
     if undone.get("mirror"):
         found.append(Change("mirror", "mirrored (flipped left to right)", True))
-    if undone.get("borders"):
-        found.append(Change("borders", "framed by bars or a canvas (the mark was read inside them)", undone["borders"]))
-    found += _geometry(tile, entry_data, facts, undone)
-    return found
+    width, height = (entry_data or {}).get("width"), (entry_data or {}).get("height")
+    if tile is not None and width and height:
+        return found + _against_entry(float(tile.details["chip_px"]), int(width), int(height), facts, undone)
+    return found + _without_entry(undone)
 
 
 def _bytes_and_length(entry_data: dict[str, Any], facts: FileFacts) -> list[Change]:
@@ -75,28 +75,38 @@ def _bytes_and_length(entry_data: dict[str, Any], facts: FileFacts) -> list[Chan
     return out
 
 
-def _geometry(tile: Any, entry_data: dict[str, Any] | None, facts: FileFacts, undone: dict[str, Any]) -> list[Change]:
-    """Scale and crop against the entry's frame size; without an entry, the reader's own rescale."""
-    box = undone.get("borders") or [0, facts.height, 0, facts.width]
-    content_h, content_w = box[1] - box[0], box[3] - box[2]
-    width, height = (entry_data or {}).get("width"), (entry_data or {}).get("height")
-    if tile is None or not width or not height:
-        scale = undone.get("scale")
-        if scale and abs(scale - 1.0) > SAME:
-            return [Change("scale", f"scaled or cropped (chips {scale:.2f}x the size this picture would get)", scale)]
-        return []
-    scale = float(tile.details["chip_px"]) / tiles.chip_size((int(height), int(width)))
+def _against_entry(chip_px: float, width: int, height: int, facts: FileFacts, undone: dict[str, Any]) -> list[Change]:
+    """Scale from the chip size against the one the written frame got; then what share of the
+    written picture the received frame holds at that scale (less: cropped), and whether it is
+    larger than the written picture with flat bars (more: a canvas or bars were added). The whole
+    frame is the measure: smooth content at an edge can look like a bar to the reader."""
+    scale = chip_px / tiles.chip_size((height, width))
     out = []
     if abs(scale - 1.0) > SAME:
         out.append(Change("scale", f"scaled to about {100 * scale:.0f}% of the size written", round(scale, 3)))
-    kept_w, kept_h = content_w / scale / int(width), content_h / scale / int(height)
+    kept_w, kept_h = facts.width / scale / width, facts.height / scale / height
     if kept_w < 1 - SAME or kept_h < 1 - SAME:
+        share_w, share_h = min(kept_w, 1.0), min(kept_h, 1.0)
         out.append(
             Change(
                 "crop",
-                f"cropped: about {100 * min(kept_w, 1):.0f}% of the width and {100 * min(kept_h, 1):.0f}% of the "
-                "height are left",
-                [round(min(kept_w, 1.0), 3), round(min(kept_h, 1.0), 3)],
+                f"cropped: about {100 * share_w:.0f}% of the width and {100 * share_h:.0f}% of the height are left",
+                [round(share_w, 3), round(share_h, 3)],
             )
         )
+    if undone.get("borders") and max(kept_w, kept_h) > 1 + SAME:
+        out.append(
+            Change("borders", "set in bars or a larger canvas (the mark was read inside them)", undone["borders"])
+        )
+    return out
+
+
+def _without_entry(undone: dict[str, Any]) -> list[Change]:
+    """No written size to compare with: what the reader itself undid."""
+    out = []
+    if undone.get("borders"):
+        out.append(Change("borders", "flat bars or edges were set aside to read the mark", undone["borders"]))
+    scale = undone.get("scale")
+    if scale and abs(scale - 1.0) > SAME:
+        out.append(Change("scale", f"scaled or cropped (chips {scale:.2f}x the size this picture would get)", scale))
     return out

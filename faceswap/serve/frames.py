@@ -64,8 +64,7 @@ def _caption(count: int, index: int, intra: bool, detection: Any, boxed: bool) -
     where = "inside the outlined region" if boxed else "over the whole picture"
     if count == 1:
         return f"The picture as received; the mark was read {where}." if marked else "The picture as received."
-    kind = "an intra (key) frame" if intra else "a frame"
-    shown = f"Frame {index + 1} of the {count} read, {kind}"
+    shown = f"Frame {index + 1} of the {count} read{' (a key frame)' if intra else ''}"
     if not marked:
         return f"{shown}; no mark was found on them."
     return f"{shown}; the mark was read on all {count} together, {where}."
