@@ -159,6 +159,7 @@ def row(label: str, results: list[tuple[float, int, str]], total: float, cpu: fl
         "per_upload_s_max": round(max(times), 2),
         "all_answered_s": round(total, 2),
         "server_cpu_s_per_upload": round(cpu / len(results), 2),
+        "server_cores_busy": round(cpu / total, 2),
         "healthz_slowest_ms": round(health_ms, 1),
         "errors": [f"{r[1]} {r[2]}" for r in results if r[1] != 200 or r[2] != "traced"],
     }
@@ -204,12 +205,13 @@ def main() -> None:
     (args.out / "serve.json").write_text(json.dumps(report, indent=2))
     clip = report["clip"]
     print(f"clip {clip['size']}, {clip['seconds']:g} s, {clip['bytes'] / 2**20:.2f} MiB; {args.workers} workers")
-    print("| case | per upload s (median / max) | all answered s | server CPU s per upload |", end="")
-    print(" /healthz slowest ms | errors |\n|---|---|---|---|---|---|")
+    print("| case | per upload s (median / max) | all answered s | server CPU s per upload | cores busy |", end="")
+    print(" /healthz slowest ms | errors |\n|---|---|---|---|---|---|---|")
     for r in report["rows"]:
         print(
             f"| {r['case']} | {r['per_upload_s_median']} / {r['per_upload_s_max']} | {r['all_answered_s']} | "
-            f"{r['server_cpu_s_per_upload']} | {r['healthz_slowest_ms']} | {len(r['errors'])} |"
+            f"{r['server_cpu_s_per_upload']} | {r['server_cores_busy']} | {r['healthz_slowest_ms']} | "
+            f"{len(r['errors'])} |"
         )
     print(f"files left on disk by the server: {len(report['left_on_disk'])}")
 

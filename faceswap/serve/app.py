@@ -9,7 +9,6 @@ made, whatever happened; the page loads nothing from anywhere else (docs/serve.m
 from __future__ import annotations
 
 import asyncio
-import logging
 import shutil
 import tempfile
 from contextlib import asynccontextmanager
@@ -22,7 +21,6 @@ from faceswap.serve.pool import CheckPool
 from faceswap.serve.upload import receive
 
 HERE = Path(__file__).parent
-LOG = logging.getLogger("faceswap.serve")
 SECURITY_HEADERS = {
     "content-security-policy": (
         "default-src 'none'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; "

@@ -58,11 +58,11 @@ def add_verify_routes(app: Any, service: Any) -> None:
         return HTMLResponse(html, status_code=status, headers=_retry(status))
 
     @app.post("/api/verify")
-    async def verify_json(request: Request, frame: int = 1) -> Any:
+    async def verify_json(request: Request, frame: str = "1") -> Any:
         answer, status, reason = await _checked(service, request)
         if answer is None:
             return JSONResponse({"error": reason, "status": status}, status_code=status, headers=_retry(status))
-        return JSONResponse(answer.to_json(with_frame_image=bool(frame)))
+        return JSONResponse(answer.to_json(with_frame_image=frame.lower() not in ("0", "false", "no")))
 
     @app.get("/healthz")
     async def health() -> Any:
