@@ -5,16 +5,19 @@
 Builds a workspace of its own (one consent record, the ledger, the Content Credentials identity) and
 writes one marked clip through the output sink: 640x480 H.264 at 25 frames/s, a pan over a photo with
 camera-like noise. Starts `faceswap serve` as its own process on a free port, sends one upload alone
-(the baseline, three times), then `--uploads` at once (one client thread each, POST /api/verify), and
-polls GET /healthz throughout to show the event loop stays responsive. Reports per upload the time
-from sending to the answer, the time until all answered, the server's CPU seconds (from /proc) per
-upload, and every status that was not 200. Prints a table, writes OUT/serve.json.
+(the baseline, three times), then `--uploads` at once (one client thread each, POST /api/verify),
+while another process polls GET /healthz. Reports per upload the time from sending to the answer,
+the time until all answered, the server's CPU seconds (from /proc) per upload, and every answer that
+was not 200 and traced. Last, in this process: how late an asyncio loop wakes while 0, 1 or 2
+threads verify the clip (the server's arrangement: a GIL the checks held would show). Prints tables,
+writes OUT/serve.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import platform
 import socket
@@ -26,6 +29,7 @@ import threading
 import time
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import cv2
 import httpx
@@ -112,19 +116,34 @@ def upload(base: str, clip: Path, token: str) -> tuple[float, int, str]:
     return seconds, response.status_code, "traced" if traced else str(body.get("error") or body.get("outcome"))
 
 
-class HealthProbe(threading.Thread):
-    """GET /healthz every 0.25 s while the uploads run: the slowest answer says if the loop stalled."""
+def probe_health(base: str, stop: Any, slowest_ms: Any) -> None:
+    """GET /healthz every 0.25 s until `stop`; the slowest answer says whether the event loop stalled.
+    Runs in its own process, so the uploading threads' own GIL does not slow the probe."""
+    while not stop.is_set():
+        start = time.perf_counter()
+        httpx.get(f"{base}/healthz", timeout=60)
+        slowest_ms.value = max(slowest_ms.value, (time.perf_counter() - start) * 1000)
+        time.sleep(0.25)
 
+
+class HealthProbe:
     def __init__(self, base: str) -> None:
-        super().__init__(daemon=True)
-        self.base, self.slowest_ms, self.done = base, 0.0, threading.Event()
+        context = multiprocessing.get_context("spawn")
+        self.stop, self.slowest = context.Event(), context.Value("d", 0.0)
+        self.process = context.Process(target=probe_health, args=(base, self.stop, self.slowest), daemon=True)
 
-    def run(self) -> None:
-        while not self.done.is_set():
-            start = time.perf_counter()
-            httpx.get(f"{self.base}/healthz", timeout=60)
-            self.slowest_ms = max(self.slowest_ms, (time.perf_counter() - start) * 1000)
-            time.sleep(0.25)
+    def __enter__(self) -> HealthProbe:
+        self.process.start()
+        time.sleep(1.0)  # the probe's interpreter is up before the uploads start
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop.set()
+        self.process.join()
+
+    @property
+    def slowest_ms(self) -> float:
+        return float(self.slowest.value)
 
 
 def at_once(base: str, clip: Path, token: str, count: int) -> tuple[list[tuple[float, int, str]], float, float]:
@@ -136,18 +155,51 @@ def at_once(base: str, clip: Path, token: str, count: int) -> tuple[list[tuple[f
         with lock:
             results.append(result)
 
-    probe = HealthProbe(base)
-    probe.start()
     threads = [threading.Thread(target=one) for _ in range(count)]
-    start = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    total = time.perf_counter() - start
-    probe.done.set()
-    probe.join()
+    with HealthProbe(base) as probe:
+        start = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        total = time.perf_counter() - start
     return results, total, probe.slowest_ms
+
+
+def loop_lateness(root: Path, clip: Path, threads: int, seconds: float = 8.0) -> dict:
+    """How late an asyncio loop wakes from 10 ms sleeps while `threads` threads verify the clip (the
+    server's arrangement, measured in-process): a GIL held by the checks would show here."""
+    import asyncio
+
+    from faceswap.ledger import open_ledger
+    from faceswap.provenance.verify import LedgerView, Verifier
+
+    verifier = Verifier(LedgerView.from_ledger(open_ledger(Workspace(root), writable=False)))
+    busy = threading.Event()
+
+    def work() -> None:
+        while busy.is_set():
+            verifier.verify(clip)
+
+    async def probe() -> list[float]:
+        late = []
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            start = time.perf_counter()
+            await asyncio.sleep(0.01)
+            late.append((time.perf_counter() - start - 0.01) * 1000)
+        return sorted(late)
+
+    busy.set()
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    late = asyncio.run(probe())
+    busy.clear()
+    for worker in workers:
+        worker.join()
+    pick = lambda q: round(late[min(len(late) - 1, int(q * len(late)))], 1)  # noqa: E731
+    return {"check_threads": threads, "median_ms": pick(0.5), "p99_ms": pick(0.99), "worst_ms": round(late[-1], 1)}
 
 
 def row(label: str, results: list[tuple[float, int, str]], total: float, cpu: float, health_ms: float) -> dict:
@@ -173,8 +225,10 @@ def run(args: argparse.Namespace, folder: Path) -> dict:
     try:
         rows = []
         cpu = cpu_seconds(server.pid)
-        alone = [upload(base, clip, token) for _ in range(3)]
-        rows.append(row("one at a time", alone, sum(r[0] for r in alone), cpu_seconds(server.pid) - cpu, 0.0))
+        with HealthProbe(base) as probe:
+            alone = [upload(base, clip, token) for _ in range(3)]
+        spent = cpu_seconds(server.pid) - cpu
+        rows.append(row("one at a time", alone, sum(r[0] for r in alone), spent, probe.slowest_ms))
         cpu = cpu_seconds(server.pid)
         results, total, health_ms = at_once(base, clip, token, args.uploads)
         rows.append(row(f"{args.uploads} at once", results, total, cpu_seconds(server.pid) - cpu, health_ms))
@@ -182,8 +236,10 @@ def run(args: argparse.Namespace, folder: Path) -> dict:
     finally:
         server.terminate()
         server.wait(timeout=60)
+    lateness = [loop_lateness(root, clip, n) for n in (0, 1, 2)]
     return {
         "clip": {"size": f"{SIZE[0]}x{SIZE[1]}", "seconds": args.seconds, "bytes": clip.stat().st_size},
+        "loop_lateness": lateness,
         "workers": args.workers,
         "cpus": os.cpu_count(),
         "machine": platform.processor() or platform.machine(),
@@ -214,6 +270,9 @@ def main() -> None:
             f"{len(r['errors'])} |"
         )
     print(f"files left on disk by the server: {len(report['left_on_disk'])}")
+    print("\n| checks running beside the loop | loop wakes late: median ms | p99 ms | worst ms |\n|---|---|---|---|")
+    for r in report["loop_lateness"]:
+        print(f"| {r['check_threads']} | {r['median_ms']} | {r['p99_ms']} | {r['worst_ms']} |")
 
 
 if __name__ == "__main__":
