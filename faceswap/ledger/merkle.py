@@ -156,9 +156,7 @@ def left_siblings(index: int, size: int, path: Sequence[bytes]) -> list[bytes]:
     return found
 
 
-def verify_consistency(
-    old_size: int, size: int, old_root: bytes, root: bytes, proof: Sequence[bytes]
-) -> None:
+def verify_consistency(old_size: int, size: int, old_root: bytes, root: bytes, proof: Sequence[bytes]) -> None:
     """ProofError unless `proof` shows the tree (`size`, `root`) extends (`old_size`, `old_root`)
     (RFC 9162 2.1.4.2). A proof from an empty tree proves nothing and is refused."""
     if old_size > size:
