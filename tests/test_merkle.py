@@ -227,3 +227,14 @@ def test_bad_requests_are_refused(data):
     ):
         with pytest.raises(ProofError):
             call()
+
+
+def test_the_next_leafs_path_is_known_before_the_leaf(data):
+    """What the sink relies on: the path of the leaf about to be appended is the current tree's
+    complete subtrees, so a proof can be signed before the entry exists."""
+    tree = MerkleTree()
+    for size, item in enumerate(data, 1):
+        path = tree.next_path()
+        tree.append(leaf_hash(item))
+        assert path == tree.inclusion_proof(size - 1, size)
+        assert root_from_inclusion(size - 1, size, leaf_hash(item), path) == tree.root()

@@ -54,6 +54,16 @@ class MerkleTree:
             self.levels[level + 1].append(node_hash(pair[0], pair[1]))
             level += 1
 
+    def next_path(self) -> list[bytes]:
+        """The inclusion path a leaf appended now will have in the tree that ends with it: the
+        complete subtrees that partition the current leaves, smallest first."""
+        path, start = [], 0
+        for level in range(self.size.bit_length() - 1, -1, -1):
+            if self.size >> level & 1:
+                path.append(self.levels[level][start >> level])
+                start += 1 << level
+        return path[::-1]
+
     def subtree(self, start: int, end: int) -> bytes:
         """MTH(D[start:end]) for a range the RFC's recursion visits: `start` is a multiple of the
         largest power of two not above end - start, so the left part is always a stored subtree."""

@@ -15,18 +15,24 @@ import hashlib
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from faceswap.errors import BadInput
 
 ED25519 = 0x01
 SIGNATURE_PREFIX = "\u2014 "
 MAX_SIGNATURES = 100
+MAX_NOTE_BYTES = 64 * 1024
 NAME = re.compile(r"[^\s+]+")
 SIZE = re.compile(r"0|[1-9][0-9]{0,19}")
 
 
 class NoteError(BadInput):
-    """A note that is malformed, unsigned by a known key, or whose known signature fails."""
+    """A note that is malformed (exit 2), or, as NoteUnverified, not signed by a known key."""
+
+
+class NoteUnverified(NoteError):
+    """A well-formed note that no known key signed, or whose known key's signature fails."""
 
 
 def key_id_of(name: str, public: bytes) -> int:
@@ -124,10 +130,10 @@ def open_note(note: str, verifiers: Iterable[NoteVerifier]) -> OpenedNote:
         if verifier is None:
             continue
         if not verifier.verifies(text, raw[4:]):
-            raise NoteError(f"the note's signature by {name} does not verify")
+            raise NoteUnverified(f"the note's signature by {name} does not verify")
         verified.append(verifier.vkey)
     if not verified:
-        raise NoteError("the note has no signature by a known key")
+        raise NoteUnverified("the note has no signature by a known key")
     return OpenedNote(text, tuple(verified))
 
 
@@ -179,5 +185,20 @@ def open_checkpoint(note: str, verifiers: Iterable[NoteVerifier]) -> tuple[Check
     opened = open_note(note, verifiers)
     checkpoint = Checkpoint.parse(opened.text)
     if not any(vkey.split("+", 1)[0] == checkpoint.origin for vkey in opened.signed_by):
-        raise NoteError(f"the checkpoint of {checkpoint.origin} is not signed by that log's key")
+        raise NoteUnverified(f"the checkpoint of {checkpoint.origin} is not signed by that log's key")
     return checkpoint, opened
+
+
+def read_note(path: Path) -> str:
+    """A note file's text (UTF-8, at most MAX_NOTE_BYTES); BadInput when it cannot be one."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_NOTE_BYTES + 1)
+    except OSError as error:
+        raise BadInput(f"{path}: cannot read ({error.strerror or error})") from None
+    if len(data) > MAX_NOTE_BYTES:
+        raise BadInput(f"{path}: larger than a checkpoint can be ({MAX_NOTE_BYTES} bytes)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise NoteError(f"{path}: not a signed note (not UTF-8 text)") from None
