@@ -1039,12 +1039,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
     anchor = _read_anchor(args.trust_anchor) if args.trust_anchor else None
     verifier = Verifier(ledger_view, trust_anchor=anchor)
     verdicts = [verifier.verify(path) for path in paths]
+    heads = _trace_heads(args, verdicts)
     if args.json:
         _print_json(
             {
                 "ledger": ledger_view.source if ledger_view else None,
                 "ledger_problem": str(ledger_view.finding) if ledger_view and ledger_view.finding else None,
                 "files": [v.to_json() for v in verdicts],
+                "transparency": heads.to_json() if heads else None,
             }
         )
     else:
@@ -1052,7 +1054,28 @@ def cmd_verify(args: argparse.Namespace) -> int:
             print(describe_verdict(verdict))
         if ledger_view and ledger_view.finding:
             print(f"ledger {ledger_view.source}: TAMPERED at {ledger_view.finding}")
-    return worst({v.exit_code for v in verdicts})
+        for line in _describe_heads(heads):
+            print(line)
+    return worst({v.exit_code for v in verdicts} | ({heads.exit_code} if heads else set()))
+
+
+def _trace_heads(args: argparse.Namespace, verdicts: list) -> Any:
+    """The heads the files carry, checked against the checkpoints and proofs given (and each
+    other): None when there is nothing to relate."""
+    from faceswap.provenance.transparency import trace
+
+    proofs = [v.transparency for v in verdicts if v.transparency is not None]
+    if not (args.checkpoint or args.proof or sum(p.state == "proven" for p in proofs) > 1):
+        return None
+    return trace(proofs, args.checkpoint, args.proof)
+
+
+def _describe_heads(heads: Any) -> list[str]:
+    if heads is None:
+        return []
+    words = {"linked": "LINKED", "forked": "REWRITTEN", "unproven": "NOT LINKED"}
+    lines = [f"{link.a} / {link.b}: {words[link.status]}: {link.detail}" for link in heads.links]
+    return lines + [f"NOT TRACED: {problem}" for problem in heads.problems]
 
 
 def _read_anchor(path: Path) -> bytes:
@@ -1078,6 +1101,22 @@ def _add_verify(commands, p: Parents) -> None:
         default=None,
         metavar="PEM",
         help="the root Content Credentials must chain to (default: the one the ledger pins)",
+    )
+    verify.add_argument(
+        "--checkpoint",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a log checkpoint (`faceswap ledger checkpoint`) the files must trace into; repeatable",
+    )
+    verify.add_argument(
+        "--proof",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a proof from the log (`faceswap ledger prove SEQ` or `ledger consistency`) linking heads; repeatable",
     )
     verify.set_defaults(handler=cmd_verify)
 
