@@ -238,3 +238,18 @@ def test_outputs_on_a_postgresql_ledger_carry_proofs(tmp_path, postgres_url):
     proof = check_file_proof(str(written.path), read_credentials(written.path, sink.credentials.root_pem))
     assert proof.state == PROVEN and proof.head.size == written.entry.seq
     assert proof.head.root == open_ledger(workspace).tree.sync(open_ledger(workspace).entries()).root(written.entry.seq)
+
+
+def test_a_copy_without_credentials_cannot_be_traced_into_a_checkpoint(made, tmp_path, capsys):
+    import cv2
+
+    stripped = tmp_path / "shared.png"
+    cv2.imwrite(str(stripped), cv2.imread(str(made["outputs"]["png"].path)))  # pixels kept, manifest gone
+    checkpoint = tmp_path / "checkpoint"
+    assert _cli(capsys, *_ledger_cli(made, "checkpoint", "--out", str(checkpoint)))[0] == 0
+    code, out, _ = _cli(
+        capsys, "verify", str(stripped), "--checkpoint", str(checkpoint), *_no_workspace(made, tmp_path)
+    )
+    report = json.loads(out)
+    assert code == 3 and report["files"][0]["transparency"]["state"] == "absent"
+    assert "no file carries a transparency proof" in report["transparency"]["problems"][0]

@@ -194,6 +194,13 @@ def read_checkpoints(paths: list[Path], files: list[FileProof]) -> tuple[list[He
     verifiers = {f.verifier for f in files if f.verifier is not None}
     heads, problems = [], []
     for path in paths:
+        if not verifiers:
+            read_note(path)  # an unreadable file is still bad input
+            problems.append(
+                f"{path}: no file carries a transparency proof to check it against (Content Credentials stripped, "
+                "untrusted, or made before the log)"
+            )
+            continue
         try:
             checkpoint, _ = open_checkpoint(read_note(path), verifiers)
         except NoteError as error:
