@@ -209,6 +209,8 @@ def test_a_file_whose_entry_was_removed_from_a_rewritten_log_is_exit_3(tmp_path,
     assert code == 3 and "REWRITTEN" in out and "its entry was removed or replaced" in out
     code, _, err = _cli(capsys, "ledger", "consistency", str(own), *ledger)
     assert code == 1 and "the log was rewritten after that checkpoint was signed" in err
+    code, out, _ = _cli(capsys, "verify", str(gone.path), *ledger)  # the rewritten workspace itself
+    assert code == 3 and "the ledger no longer has the head this file carries" in out
 
 
 def test_two_outputs_alone_prove_a_rewrite_between_them(tmp_path, capsys):

@@ -15,13 +15,20 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from faceswap.errors import BadInput, ExitCode
 from faceswap.ledger.keys import key_id_of
-from faceswap.ledger.merkle import ProofError, left_siblings, node_hash, verify_consistency, verify_inclusion
+from faceswap.ledger.merkle import (
+    MerkleTree,
+    ProofError,
+    left_siblings,
+    node_hash,
+    verify_consistency,
+    verify_inclusion,
+)
 from faceswap.ledger.note import NoteError, NoteVerifier, open_checkpoint, read_note
 from faceswap.ledger.tlog import (
     ASSERTION_SCHEMA,
@@ -134,6 +141,22 @@ def _check(source: str, report: CredentialReport, data: dict[str, Any]) -> FileP
     verify_inclusion(index, size, leaf, path, checkpoint.root)
     head = Head(source, checkpoint.origin, checkpoint.size, checkpoint.root)
     return FileProof(source, PROVEN, None, head, index, leaf, path, verifier)
+
+
+def against_log(proof: FileProof, origin: str | None, tree: MerkleTree) -> FileProof:
+    """A proven file checked against a ledger at hand (of the same log): the ledger must still
+    have the head the file carries."""
+    if proof.state != PROVEN or proof.head is None or proof.head.origin != origin:
+        return proof
+    head = proof.head
+    if head.size > tree.size or tree.root(head.size) != head.root:
+        return replace(
+            proof,
+            state=INVALID,
+            problem=f"the ledger no longer has the head this file carries (tree size {head.size}): it was rewritten "
+            "after the file was made",
+        )
+    return proof
 
 
 @dataclass

@@ -25,7 +25,7 @@ from faceswap.provenance.credentials.agreement import disagreement
 from faceswap.provenance.credentials.pinned import trust_anchor_in
 from faceswap.provenance.facemark import LazyFaceAnalyzer
 from faceswap.provenance.phash import MATCH_DISTANCE, best_distance, phash
-from faceswap.provenance.transparency import INVALID, PROVEN, FileProof, check_file_proof
+from faceswap.provenance.transparency import INVALID, PROVEN, FileProof, against_log, check_file_proof
 from faceswap.provenance.watermark import Detection, Watermarker
 
 VIDEO_SAMPLES = 48
@@ -40,6 +40,7 @@ class LedgerView:
     history: KeyHistory | None
     finding: Finding | None
     source: str
+    log: Any = field(default=None, repr=False, compare=False)  # its transparency-log tree, built on first need
 
     @classmethod
     def from_ledger(cls, ledger: Ledger) -> LedgerView:
@@ -54,6 +55,15 @@ class LedgerView:
 
     def outputs(self) -> list[Entry]:
         return [e for e in self.entries if e.kind == "output.written"]
+
+    def holds_head(self, proof: FileProof) -> FileProof:
+        """The file's transparency proof, failed if this ledger no longer has the head it carries."""
+        from faceswap.ledger.tlog import LogTree
+
+        if self.log is None:
+            self.log = LogTree()
+            self.log.sync(self.entries)
+        return against_log(proof, self.log.origin, self.log.tree)
 
     def entry_ok(self, entry: Entry) -> bool:
         """The entry's own hash and signature hold, and the chain is sound up to it."""
@@ -244,6 +254,8 @@ class Verifier:
                 self._note_similar(verdict, hashes)
         verdict.credentials_problem = disagreement(verdict.credentials, verdict.detection.token, verdict.entry)
         verdict.transparency = check_file_proof(str(path), verdict.credentials)
+        if self.ledger is not None:
+            verdict.transparency = self.ledger.holds_head(verdict.transparency)
         return verdict
 
     def _attach_entry(self, verdict: Verdict, hashes: list[str]) -> None:
