@@ -71,8 +71,12 @@ def claim_leaf(seq: int, prev_hash: str, claim: dict[str, Any]) -> str:
 
 
 def leaf_text(entry: Entry) -> str:
-    """The leaf of a ledger entry: the one definition the log and every proof use."""
-    claim = entry.data.get("claim") if entry.kind == OUTPUT_KIND else None
+    """The leaf of a ledger entry: the one definition the log and every proof use. (A row whose
+    body is not a ledger entry, which verification refuses anyway, gets the entry-hash form.)"""
+    try:
+        claim = entry.data.get("claim") if entry.kind == OUTPUT_KIND else None
+    except (ValueError, KeyError, TypeError, AttributeError):
+        claim = None
     if isinstance(claim, dict):
         return claim_leaf(entry.seq, entry.prev_hash, claim)
     return canonical_json(
