@@ -19,6 +19,7 @@ ALLOWED = {
     "faceswap/data/faceset.py": "aligned crops cut from a consenting subject's own footage: inputs, not outputs",
     "scripts/bench_watermark.py": "measures the mark under re-encoding attacks; its files stay in bench-results/",
     "scripts/bench_credentials.py": "times C2PA signing on files it made itself, no model involved",
+    "scripts/bench_tlog.py": "weighs the transparency proof in the manifest of a noise PNG it made itself",
     "scripts/calibrate_identity.py": "JPEG-compresses package photos in memory to test identity matching",
     "faceswap/serve/frames.py": "a small JPEG of the uploaded file's own frame, made in memory for the answer",
 }

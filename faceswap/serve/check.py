@@ -24,9 +24,11 @@ class LedgerSource:
 
     def __init__(self, workspace: Any) -> None:
         from faceswap.ledger import ledger_exists, open_ledger
+        from faceswap.ledger.tlog import LogTree
 
         self._ledger = open_ledger(workspace, writable=False) if ledger_exists(workspace) else None
         self._lock = threading.Lock()
+        self._log = LogTree()  # the transparency log's tree, kept in step: a new row costs a few hashes
 
     @property
     def present(self) -> bool:
@@ -36,7 +38,10 @@ class LedgerSource:
         if self._ledger is None:
             return None
         with self._lock:
-            return LedgerView.from_ledger(self._ledger)
+            view = LedgerView.from_ledger(self._ledger)
+            self._log.sync(view.entries)
+            view.log = self._log
+            return view
 
 
 @dataclass(frozen=True)

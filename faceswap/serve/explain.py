@@ -98,6 +98,9 @@ def summary_of(outcome: str, verdict: Verdict) -> str:
     if outcome == "marked":
         return "This file carries faceswap's invisible watermark; this server has no ledger to say which entry."
     if outcome == "untraced":
+        proof = verdict.transparency
+        if proof is not None and proof.state == "invalid":
+            return f"Its transparency-log proof fails: {proof.problem}."
         if verdict.credentials_problem:
             return f"Its Content Credentials cannot be believed: {verdict.credentials_problem}."
         if verdict.ledger == "tampered":
@@ -212,7 +215,25 @@ def credentials_facts(verdict: Verdict) -> list[Fact]:
         out.append(Fact("Actions", ", ".join(report.actions)))
     if report.token:
         out.append(Fact("Watermark token", report.token))
-    return out
+    return out + transparency_facts(verdict)
+
+
+def transparency_facts(verdict: Verdict) -> list[Fact]:
+    """The transparency-log proof the credentials carry (provenance/transparency.py)."""
+    proof = verdict.transparency
+    if proof is None or proof.state == "absent":
+        return [Fact("Transparency log", "no proof carried")]
+    if proof.state == "invalid":
+        return [Fact("Transparency log", f"the proof fails: {proof.problem}", "bad")]
+    size = proof.head.size if proof.head else "?"
+    held = "; this server's ledger still has that head" if verdict.ledger == "valid" else ""
+    return [
+        Fact(
+            "Transparency log",
+            f"logged as leaf {proof.leaf_index} of a signed checkpoint (tree size {size}){held}",
+            "good",
+        )
+    ]
 
 
 def change_facts(verdict: Verdict, changes: list[Change]) -> list[Fact]:
