@@ -83,6 +83,11 @@ def test_marked_image_is_traced_with_consent_model_credentials_and_no_changes(cl
     assert [c["kind"] for c in answer["changes"]] == ["identical"]
     sections = {s["title"]: s["facts"] for s in answer["sections"]}
     assert sections["Model"][0]["text"].startswith("cd" * 32)
+    proof = {f["label"]: f for f in sections["Content Credentials"]}["Transparency log"]
+    assert proof["tone"] == "good" and proof["text"].startswith(
+        f"logged as leaf {report['transparency']['leaf_index']}"
+    )
+    assert report["transparency"]["state"] == "proven" and "still has that head" in proof["text"]
     assert {f["label"] for f in sections["Consent"]} == set(served["ids"].values())
     assert answer["frame"]["image"].startswith("data:image/jpeg;base64,") and answer["frame"]["sampled"] == 1
     assert answer["file"] == {
@@ -311,3 +316,23 @@ def test_a_tampered_entry_is_untraced(served, tmp_path):
         answer = _post(client, "photo.png", served["marked"].path.read_bytes()).json()
     assert answer["outcome"] == "untraced" and answer["report"]["ledger"] == "tampered"
     assert "fails its signature or hash chain" in answer["summary"]
+
+
+def test_a_file_whose_entry_was_removed_from_a_rewritten_log_says_so(tmp_path):
+    """Someone holding the workspace drops an output's entry and re-signs the rest with its own key:
+    the page names the rewrite from the head the file carries."""
+    from test_ledger import SqliteStorage
+    from test_tlog import rewrite_without
+
+    workspace = Workspace(tmp_path / "ws")
+    sink = OutputSink.for_workspace(workspace)
+    image = read_image(insightface_t1())
+    gone = sink.write_image(tmp_path / "gone.png", image, OutputContext("convert"))
+    sink.write_image(tmp_path / "kept.png", cv2.flip(image, 1), OutputContext("convert"))
+    rewrite_without(SqliteStorage(workspace), sink.ledger, gone.entry.seq, sink.ledger.key)
+    with _client(workspace.root, tmp_path / "uploads") as client:
+        answer = _post(client, "gone.png", gone.path.read_bytes()).json()
+    assert answer["outcome"] == "untraced" and answer["report"]["transparency"]["state"] == "invalid"
+    assert "transparency-log proof fails: the ledger no longer has the head this file carries" in answer["summary"]
+    facts = {f["label"]: f for s in answer["sections"] for f in s["facts"]}
+    assert facts["Transparency log"]["tone"] == "bad"

@@ -98,20 +98,25 @@ def summary_of(outcome: str, verdict: Verdict) -> str:
     if outcome == "marked":
         return "This file carries faceswap's invisible watermark; this server has no ledger to say which entry."
     if outcome == "untraced":
-        proof = verdict.transparency
-        if proof is not None and proof.state == "invalid":
-            return f"Its transparency-log proof fails: {proof.problem}."
-        if verdict.credentials_problem:
-            return f"Its Content Credentials cannot be believed: {verdict.credentials_problem}."
-        if verdict.ledger == "tampered":
-            return "It carries faceswap's watermark, but its ledger entry fails its signature or hash chain."
-        return (
-            "It carries faceswap's watermark, but this server's ledger has no entry for it "
-            "(made by another workspace, or its entry was removed)."
-        )
+        return _untraced_because(verdict)
     return (
         "No faceswap watermark was found. That does not show the file is authentic: it was not made "
         "here, or its mark was destroyed by heavy editing."
+    )
+
+
+def _untraced_because(verdict: Verdict) -> str:
+    """The most direct reason first: a broken entry, then a rewritten log, then the credentials."""
+    proof = verdict.transparency
+    if verdict.ledger == "tampered":
+        return "It carries faceswap's watermark, but its ledger entry fails its signature or hash chain."
+    if proof is not None and proof.state == "invalid":
+        return f"It carries faceswap's watermark, but its transparency-log proof fails: {proof.problem}."
+    if verdict.credentials_problem:
+        return f"Its Content Credentials cannot be believed: {verdict.credentials_problem}."
+    return (
+        "It carries faceswap's watermark, but this server's ledger has no entry for it "
+        "(made by another workspace, or its entry was removed)."
     )
 
 
