@@ -217,7 +217,6 @@ def test_exr_sequence_is_half_rgba_marked_in_the_display_view(tmp_path, colour, 
 def test_prores_4444_keeps_alpha_audio_timecode_and_survives_h264(tmp_path, capsys):
     root = tmp_path / "ws"
     sink = OutputSink.for_workspace(Workspace(root))
-    watermarker = sink.watermarker
     source = make_clip(tmp_path / "plate.mp4", count=8)
     matte = np.zeros((360, 640), np.uint16)
     matte[80:280, 200:440] = 65535

@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 
 from faceswap.eval.metrics import marked_share, mouth_ratio, truth_frames
-from faceswap.ledger.watermark_keys import WatermarkKeys
 from faceswap.faces.identity import IdentityMatcher
 from faceswap.faces.tracking import FaceTracker
 from faceswap.faces.types import Face
+from faceswap.ledger.watermark_keys import WatermarkKeys
 from faceswap.media import iter_video_frames, probe_video
 
 LIP_SYNC_MIN = 0.85

@@ -24,7 +24,6 @@ frame) agree; frames with too few features to judge (flat or black) are not coun
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
