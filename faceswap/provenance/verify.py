@@ -28,6 +28,7 @@ from faceswap.ledger.watermark_keys import WatermarkKeys
 from faceswap.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from faceswap.provenance.binding import BindingCheck
 from faceswap.provenance.credentials import CredentialReport, read_credentials
+from faceswap.provenance.credentials.reader import TRUSTED
 from faceswap.provenance.credentials.agreement import disagreement
 from faceswap.provenance.credentials.pinned import trust_anchor_in
 from faceswap.provenance.facemark import LazyFaceAnalyzer
@@ -136,9 +137,22 @@ class Verdict:
 
     @property
     def unchanged_output(self) -> bool:
-        """Not marked as far as this verifier can read, but traced by its own trusted Content
-        Credentials as an output's unchanged bytes."""
-        return not self.marked and self.entry is not None and self.matched_by == "credentials"
+        """Not marked as far as this verifier can read (no secret here), but an output's unchanged
+        bytes by its own trusted Content Credentials: traced to their entry in the ledger at hand, or,
+        with none, proven into the log by the transparency proof they carry."""
+        if self.marked:
+            return False
+        if self.entry is not None:
+            return self.matched_by == "credentials"
+        credentials, proof = self.credentials, self.transparency
+        return (
+            self.ledger == "unavailable"
+            and credentials is not None
+            and credentials.state == TRUSTED
+            and credentials.ok
+            and proof is not None
+            and proof.state == PROVEN
+        )
 
     @property
     def exit_code(self) -> ExitCode:
@@ -478,7 +492,16 @@ def describe_verdict(verdict: Verdict) -> str:
 
 
 def _unchanged_line(verdict: Verdict, credentials: str) -> str:
-    assert verdict.entry is not None and verdict.detection is not None
+    assert verdict.detection is not None
+    if verdict.entry is None:
+        proof = verdict.transparency
+        assert proof is not None and proof.head is not None and proof.leaf_index is not None
+        return (
+            f"{verdict.path}: UNCHANGED OUTPUT (no mark read: {evidence_summary(verdict.detection)}; its trusted Content "
+            f"Credentials name it, c2pa found its bytes as signed, and their proof puts it at entry "
+            f"{proof.leaf_index + 1} of {proof.head.origin}'s log of {proof.head.size}){credentials}; no ledger "
+            "available to look up its consent records"
+        )
     data = verdict.entry.data
     consent = ", ".join(f"{c['record_id']} ({c['status']})" for c in verdict.consent) or "none recorded"
     return (
