@@ -35,6 +35,7 @@ from faceswap.errors import BadInput
 from faceswap.hashing import file_sha256
 from faceswap.ledger import Entry, Ledger, open_ledger
 from faceswap.ledger.chain import KeyHistory
+from faceswap.staging import sweep
 from faceswap.workspace import Workspace
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
@@ -288,6 +289,7 @@ class ConsentStore:
         }
         document["signature"] = key.sign(signed_message(document))
         revocation = Revocation(document, self.folder / f"{record.record_id}{REVOCATION_SUFFIX}")
+        sweep(self.workspace)  # work staged by killed jobs goes now, not at the next job
         self._publish(
             revocation.path,
             document,
