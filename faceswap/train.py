@@ -149,6 +149,7 @@ def run_training(request: TrainRequest) -> TrainResult:
     history = LossHistory()
     cli = _configure(request, authorised, model_dir, checkpoints, [consent_callback(watch), history.callback])
     module, datamodule, trainer = cli.model, cli.datamodule, cli.trainer
+    watch.interrupt = trainer.world_size == 1  # DDP ranks stop together at step boundaries instead
     smoke = trainer.accelerator.__class__.__name__.lower().startswith("cpu")
     if smoke and trainer.is_global_zero:
         print(f"CPU smoke run of {request.name}: {trainer.max_steps} steps; real training needs a GPU", flush=True)

@@ -124,6 +124,8 @@ class ConsentStore:
             revoked={e.data["record_id"]: e for e in entries if e.kind == "consent.revoked"},
         )
         for path in sorted(self.folder.glob("*.json")):
+            if path.name.startswith("."):  # a record or revocation being written right now (write_temp)
+                continue
             item = self._read(path, history, snapshot)
             if isinstance(item, Revocation):
                 snapshot.revocations[item.record_id] = item

@@ -10,10 +10,18 @@ converted or dubbed output) runs inside one `ConsentWatch`:
 - `final(entries)` runs inside the ledger transaction that records the job's work, with the rows
   that transaction verified, so a revocation appended before it always wins: the work is refused
   and no entry names the record after its revocation.
+
+A job in the middle of a long step (a training step on a busy machine, a large frame) would reach
+its next boundary late, so a job that has not stopped `GRACE_SECONDS` after the refusal was seen is
+interrupted where it is: the refusal is raised in the job's thread at its next Python instruction
+(CPython's asynchronous exception). Every write path undoes its work on any exception (staging,
+the sink, the ledger's transaction). Not under DDP: a rank interrupted outside a collective would
+leave the others waiting in it, so ranks stop together at step boundaries instead.
 """
 
 from __future__ import annotations
 
+import ctypes
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +32,7 @@ from faceswap.errors import CheckFailed, ConsentDenied, FaceswapError
 from faceswap.ledger import Entry
 
 CHECK_EVERY_SECONDS = 2.0
+GRACE_SECONDS = 1.0  # after a refusal, how long a job may run on to its next boundary before it is interrupted
 
 Requirement = Callable[[], None]  # raises when the job's work may not be recorded (e.g. nothing was swapped)
 
@@ -43,10 +52,14 @@ class ConsentWatch:
         if interval <= 0:
             raise ValueError("the consent check interval must be positive")
         self.gate, self.grant, self.interval, self.require = gate, grant, interval, require
+        self.interrupt = True  # off under DDP (train_hooks)
         self._refusal: FaceswapError | None = None
         self._lock = threading.Lock()
-        self._stop = threading.Event()
+        self._wake = threading.Event()  # a refusal or the end of the job
+        self._done = threading.Event()  # the end of the job
         self._thread: threading.Thread | None = None
+        self._job: int | None = None  # the job's thread, while the job runs
+        self._interrupted = False
         self.checked_at = time.monotonic()  # when the last check that passed finished
 
     @property
@@ -55,14 +68,20 @@ class ConsentWatch:
 
     def start(self) -> ConsentWatch:
         if self._thread is None:
+            self._job = threading.get_ident()
             self._thread = threading.Thread(target=self._run, name="consent-watch", daemon=True)
             self._thread.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
+        with self._lock:
+            if self._interrupted and self._job == threading.get_ident():
+                _raise_in(self._job, None)  # an interruption not yet delivered is withdrawn
+            self._job = None
+        self._done.set()
+        self._wake.set()
         if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=self.interval + 5.0)
+            self._thread.join(timeout=5.0)
         self._thread = None
 
     def __enter__(self) -> ConsentWatch:
@@ -73,7 +92,7 @@ class ConsentWatch:
 
     def _run(self) -> None:
         gate = self._own_gate()
-        while gate is not None and not self._stop.wait(self.interval) and self._refusal is None:
+        while gate is not None and self._refusal is None and not self._wake.wait(self.interval):
             try:
                 gate.recheck(self.grant)
             except FaceswapError as refused:
@@ -82,6 +101,16 @@ class ConsentWatch:
                 self.refuse(CheckFailed(f"consent could not be re-checked ({type(error).__name__}: {error})"))
             else:
                 self.checked_at = time.monotonic()
+        if self._refusal is not None and self.interrupt and not self._done.wait(GRACE_SECONDS):
+            self._interrupt_job()
+
+    def _interrupt_job(self) -> None:
+        """The job did not reach a boundary in time: raise the refusal in its thread."""
+        with self._lock:
+            if self._job is None or self._refusal is None:
+                return
+            _raise_in(self._job, _raised_as(self._refusal))
+            self._interrupted = True
 
     def _own_gate(self) -> ConsentGate | None:
         """A gate over its own ledger connection: the job's ledger is used by the job's thread."""
@@ -100,6 +129,7 @@ class ConsentWatch:
         with self._lock:
             if self._refusal is None:
                 self._refusal = refusal
+        self._wake.set()
 
     @property
     def refusal(self) -> FaceswapError | None:
@@ -125,3 +155,21 @@ class ConsentWatch:
         if self.require is not None:
             self.require()
         self.check_now(entries)
+
+
+def _raised_as(refusal: FaceswapError) -> type[FaceswapError]:
+    """A class whose instances carry the refusal's message (an asynchronous exception is raised
+    from its class, not from an instance)."""
+    base, message = type(refusal), str(refusal)
+
+    def init(self: FaceswapError) -> None:
+        base.__init__(self, message)
+
+    return type(base.__name__, (base,), {"__init__": init, "__module__": base.__module__})
+
+
+def _raise_in(thread_id: int, exception: type[BaseException] | None) -> None:
+    """Raise `exception` in another thread at its next Python instruction (None: withdraw one not
+    yet raised)."""
+    target = ctypes.py_object(exception) if exception is not None else None
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), target)
