@@ -29,7 +29,9 @@ def test_the_watch_sees_a_revocation_from_another_process_within_its_interval(wo
     store = store_at(workspace_root)
     gate = ConsentGate(store)
     grant = gate.authorize("astro", "hanks", "evaluation")
-    with ConsentWatch(gate, grant, interval=0.2) as watch:
+    watch = ConsentWatch(gate, grant, interval=0.2)
+    watch.interrupt = False  # this thread is the test, not a job to interrupt
+    with watch:
         watch.poll()
         revoke = [sys.executable, "-m", "faceswap.cli", "consent", "revoke", "hanks", "--reason", "withdrawn"]
         subprocess.run([*revoke, "--workspace", str(workspace_root)], check=True, capture_output=True)
@@ -40,6 +42,18 @@ def test_the_watch_sees_a_revocation_from_another_process_within_its_interval(wo
         with pytest.raises(ConsentRefused, match=f"consent record {grant.record_for('hanks').record_id} was revoked"):
             watch.poll()
     assert seen_after < 1.0
+
+
+def test_a_job_that_does_not_reach_a_boundary_is_interrupted_where_it_is(workspace_root):
+    store = store_at(workspace_root)
+    gate = ConsentGate(store)
+    grant = gate.authorize("astro", "hanks", "evaluation")
+    with pytest.raises(ConsentRefused, match="revoked"), ConsentWatch(gate, grant, interval=0.1):
+        store_at(workspace_root).revoke("astro", "withdrawn")
+        revoked_at = time.monotonic()
+        while time.monotonic() - revoked_at < 10:  # a long step that never polls
+            sum(range(1000))
+    assert time.monotonic() - revoked_at < 3.0
 
 
 def test_the_final_check_uses_the_transactions_rows_and_wins_over_a_stale_watch(workspace_root):
@@ -140,3 +154,15 @@ def test_flag_and_environment_give_the_same_workspace(tmp_path, monkeypatch):
     from_flags = Workspace.resolve(tmp_path / "ws", "postgresql://u@h/db", tmp_path / "state")
     assert from_env == from_flags and from_env.state_dir == tmp_path / "state"
     assert Workspace(Path("w")).state_dir == tmp_path / "elsewhere"  # resolved once, when the object is made
+
+
+def test_a_watch_whose_thread_was_not_started_checks_when_polled(workspace_root):
+    store = store_at(workspace_root)
+    gate = ConsentGate(store)
+    grant = gate.authorize("astro", "hanks", "evaluation")
+    watch = ConsentWatch(gate, grant, interval=0.05)
+    watch.poll()
+    store_at(workspace_root).revoke("astro", "withdrawn")
+    time.sleep(0.06)
+    with pytest.raises(ConsentRefused, match="revoked"):
+        watch.poll()

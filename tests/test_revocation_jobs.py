@@ -141,6 +141,20 @@ def test_revocation_after_the_last_step_refuses_the_publish_and_leaves_no_weight
     _no_capability_left(facesets_workspace, "m")
 
 
+def test_a_checkpoint_of_other_consent_records_is_not_resumed(trained_workspace, capsys):
+    from faceswap.cli import main
+
+    last = trained_workspace / "models" / "tiny" / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(last, map_location="cpu", weights_only=True)
+    checkpoint["consent_grant"]["records"][0]["record_id"] = "someone-else-20260101-00000000"
+    torch.save(checkpoint, last)
+    args = _train_args("tiny", 40, 3)
+    assert main([*args, "--workspace", str(trained_workspace)]) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("faceswap: error:")]
+    assert len(err) == 1 and "was trained under other consent records" in err[0]
+    assert last.exists() and store_at(trained_workspace).ledger.entries("model.trained")[-1].data["steps"] == 30
+
+
 # extraction, in this process
 
 
@@ -179,7 +193,7 @@ def _cli(root: Path, *args: str) -> subprocess.Popen:
     return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _wait_for(condition, proc: subprocess.Popen, seconds: float = 600) -> None:
+def _wait_for(condition, proc: subprocess.Popen, seconds: float = 1800) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
         if proc.poll() is not None:
@@ -283,7 +297,7 @@ def test_revoking_from_another_process_stops_training_within_five_seconds(facese
     """As a user meets it: `faceswap train` running, `faceswap consent revoke` in another terminal."""
     checkpoints = facesets_workspace / "models" / "r" / "checkpoints"
     args = _train_args("r", 5000, 5)
-    args[args.index("--model.preview_every") + 1] = "10"
+    args[args.index("--model.preview_every") + 1] = "5"
     proc = _cli(facesets_workspace, *args)
     previews = facesets_workspace / "models" / "r" / "previews"
     _wait_for(lambda: (checkpoints / "last.ckpt").exists() and previews.is_dir() and any(previews.iterdir()), proc)

@@ -115,8 +115,14 @@ class ConsentStore:
         return self.workspace.consent_dir
 
     def load(self, entries: list[Entry] | None = None) -> StoreSnapshot:
-        """Read everything; `entries` are already verified ledger rows (inside a writer transaction)."""
-        entries = self.ledger.entries() if entries is None else entries
+        """Read everything; `entries` are already verified ledger rows (inside a writer transaction).
+
+        Otherwise the files and the rows are read under the ledger's writer lock: a record or a
+        revocation is renamed into place inside its entry's transaction, so a reader that did not
+        wait for it could see the file before its entry and take the store for damaged."""
+        if entries is None:
+            with self.ledger.backend.guard():
+                return self.load(self.ledger.entries())
         history = self.ledger.history
         assert history is not None
         snapshot = StoreSnapshot(

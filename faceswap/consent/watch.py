@@ -136,13 +136,18 @@ class ConsentWatch:
         return self._refusal
 
     def poll(self) -> None:
-        """At a boundary of the job: raise the refusal the watch saw, if any (costs nothing otherwise)."""
+        """At a boundary of the job: raise the refusal the watch saw, if any (costs nothing otherwise).
+        A watch used without starting its thread re-checks here instead, every `interval` seconds."""
         if self._refusal is not None:
             raise self._refusal
+        if self._thread is None and time.monotonic() - self.checked_at >= self.interval:
+            self.check_now()
+            self.checked_at = time.monotonic()
 
     def check_now(self, entries: list[Entry] | None = None) -> None:
         """Re-check at once with the job's own gate (before a checkpoint is written)."""
-        self.poll()
+        if self._refusal is not None:
+            raise self._refusal
         try:
             self.gate.recheck(self.grant, entries)
         except ConsentDenied as refused:
@@ -151,7 +156,8 @@ class ConsentWatch:
 
     def final(self, entries: list[Entry]) -> None:
         """Inside the ledger transaction that records the work, with the rows it verified."""
-        self.poll()
+        if self._refusal is not None:
+            raise self._refusal
         if self.require is not None:
             self.require()
         self.check_now(entries)
