@@ -62,7 +62,9 @@ def job_command(job: str, ws: Path, inputs: dict[str, Path], out: Path) -> tuple
     partial = lambda: any(out.glob(".*faceswap-partial-*"))  # noqa: E731 - the sink is writing frames
     if job == "extract":
         staged = ws / "staging"
-        return ["extract", str(inputs["plate"]), "--subject", "demo-a"], lambda: any(staged.rglob("*.png"))
+        return ["extract", str(inputs["plate"]), "--subject", "demo-a", "--size", "128"], lambda: any(
+            staged.rglob("*.png")
+        )
     if job == "train":
         args = ["train", "--config", str(SMOKE), "--subject-a", "demo-a", "--subject-b", "demo-b"]
         args += ["--purpose", "dubbing-research", "--name", "bench", "--trainer.max_steps", "100000"]
