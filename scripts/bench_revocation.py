@@ -30,7 +30,7 @@ from typing import Any
 
 from faceswap.demo.run import DemoOptions, DemoRun, extract_facesets, make_subjects, register_consent, train_model
 from faceswap.ledger import open_ledger
-from faceswap.workspace import Workspace
+from faceswap.workspace import STATE_ENV, Workspace
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "configs" / "train" / "smoke.yaml"
@@ -38,11 +38,11 @@ MODEL = "demo-smoke"
 
 
 def prepare(root: Path, seconds: float) -> Path:
-    """The demo's workspace and model, made once."""
+    """The demo's workspace and model, made once (its witness in ROOT/state, not the user's)."""
     workspace = root / "template"
     if (workspace / "models" / MODEL / "model.safetensors").exists():
         return workspace
-    run = DemoRun(Workspace(workspace).ensure(), DemoOptions(seconds=seconds, steps=20))
+    run = DemoRun(Workspace(workspace, state_dir=root / "state").ensure(), DemoOptions(seconds=seconds, steps=20))
     make_subjects(run)
     register_consent(run)
     extract_facesets(run)
@@ -90,14 +90,16 @@ def job_command(job: str, ws: Path, inputs: dict[str, Path], out: Path) -> tuple
 
 
 def revoked_at(ws: Path) -> float:
-    entry = next(e for e in open_ledger(Workspace(ws)).entries() if e.kind == "consent.revoked")
+    entry = next(
+        e for e in open_ledger(Workspace(ws, state_dir=ws.parent / "state")).entries() if e.kind == "consent.revoked"
+    )
     stamp = datetime.strptime(entry.created_at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
     return stamp.timestamp()
 
 
 def after_revocation(ws: Path) -> list[str]:
     """Kinds of the entries appended after the revocation (none is the promise)."""
-    entries = open_ledger(Workspace(ws)).entries()
+    entries = open_ledger(Workspace(ws, state_dir=ws.parent / "state")).entries()
     at = next(e.seq for e in entries if e.kind == "consent.revoked")
     return [e.kind for e in entries[at:]]
 
@@ -111,12 +113,13 @@ def left_behind(ws: Path, out: Path) -> list[str]:
 
 
 def measure(job: str, template: Path, scratch: Path) -> dict[str, Any]:
-    ws, out = scratch / "ws", scratch / "out"
+    """One run in its own copy of the workspace, with its own (empty) state folder for the witness."""
+    ws, out, state = scratch / "ws", scratch / "out", scratch / "state"
     shutil.rmtree(scratch, ignore_errors=True)
     shutil.copytree(template, ws)
     out.mkdir(parents=True)
     args, working = job_command(job, ws, clips(ws), out)
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO), STATE_ENV: str(state)}
     cli = [sys.executable, "-m", "faceswap.cli"]
     proc = subprocess.Popen(
         [*cli, *args, "--workspace", str(ws)], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env
@@ -128,12 +131,13 @@ def measure(job: str, template: Path, scratch: Path) -> dict[str, Any]:
         time.sleep(0.05)
     time.sleep(1.0)  # well inside the work
     load = os.getloadavg()[0]
-    revoke = subprocess.run(
-        [*cli, "consent", "revoke", "demo-a", "--reason", "bench", "--workspace", str(ws)], env=env, capture_output=True
-    )
-    assert revoke.returncode == 0, revoke.stderr
-    _, err = proc.communicate(timeout=600)
+    revoking = [*cli, "consent", "revoke", "demo-a", "--reason", "bench", "--workspace", str(ws)]
+    revoke = subprocess.Popen(revoking, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while proc.poll() is None:  # the job's own exit time, whenever the revoking process exits
+        time.sleep(0.02)
     ended = time.time()
+    assert revoke.wait(timeout=600) == 0, "the revocation failed"
+    _, err = proc.communicate()
     lines = [line for line in err.splitlines() if line.startswith("faceswap: error:")]
     return {
         "job": job,
@@ -156,7 +160,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "bench-results" / "revocation.json")
     args = parser.parse_args()
     template = prepare(args.root, args.seconds)
-    runs = [measure(job, template, args.root / "run") for job in args.jobs for _ in range(args.repeats)]
+    runs = [measure(job, template, args.root / f"run-{job}-{i}") for job in args.jobs for i in range(args.repeats)]
     print(f"{'job':<14} {'stopped after (s)':<28} {'exit':<6} {'entries after':<14} {'left':<6} load")
     for job in args.jobs:
         mine = [r for r in runs if r["job"] == job]
