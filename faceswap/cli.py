@@ -706,6 +706,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             purpose=args.purpose,
             name=args.name,
             overrides=args.overrides,
+            checkpoint_every=args.checkpoint_every,
         )
     )
     if args.json:
@@ -739,6 +740,9 @@ def _add_train(commands, p: Parents) -> None:
     train.add_argument("--subject-b", required=True, help="the footage's subject (target)")
     train.add_argument("--purpose", required=True, choices=PURPOSES)
     train.add_argument("--name", required=True, help="model folder under WORKSPACE/models/")
+    train.add_argument(
+        "--checkpoint-every", type=int, default=100, metavar="N", help="steps between checkpoints (resume points)"
+    )
     train.set_defaults(handler=cmd_train, passes_unknown=True)
 
 

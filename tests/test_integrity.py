@@ -238,7 +238,9 @@ def test_output_that_is_the_input_is_refused(trained_workspace, model_dir, demo_
     assert clip.read_bytes() == original
 
 
-@pytest.mark.parametrize("target", ["consent/zz.json", "consent/zz", "keys/out.png", "ledger.head.json"])
+@pytest.mark.parametrize(
+    "target", ["consent/zz.json", "consent/zz", "keys/out.png", "ledger.head.json", "staging/out.png"]
+)
 def test_outputs_never_land_in_the_workspace_state(
     trained_workspace, model_dir, demo_subjects, tmp_path, capsys, target
 ):

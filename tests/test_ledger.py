@@ -184,7 +184,7 @@ def test_reads_while_others_append_never_look_like_tampering(ledger, workspace, 
     from faceswap.provenance.verify import LedgerView
 
     other = open_ledger(workspace)
-    reader = Ledger(AppendsAfterSnapshot(ledger_backend(workspace), other), ledger.key, Witness())
+    reader = Ledger(AppendsAfterSnapshot(ledger_backend(workspace), other), ledger.key, Witness(workspace.state_dir))
     before = len(ledger.rows())
     assert len(reader.entries()) == before
     assert reader.verify() is None

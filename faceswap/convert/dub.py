@@ -32,7 +32,6 @@ from faceswap.faces.masks import landmark_mask, region_polygon
 from faceswap.faces.tracking import DETECT_EVERY, FaceTracker
 from faceswap.faces.types import Face
 from faceswap.hashing import file_sha256, safe_name
-from faceswap.ledger import Entry
 from faceswap.media import VIDEO_SUFFIXES, VideoInfo, iter_video_frames, probe_video
 from faceswap.provenance.sink import OutputContext, OutputSink, SinkFrame, Written, batched
 
@@ -313,23 +312,17 @@ class Dubber:
         return self.swapper.blend(plate, matched, matrix, np.clip(soft, 0, 1))
 
 
-class DubGuard:
-    """What must hold when a dub's output is committed: consent (re-checked while it runs and inside
-    the ledger transaction) and at least one frame dubbed."""
+def dubbed_something(report: DubReport) -> Callable[[], None]:
+    """What else must hold when a dub's output is committed: at least one frame dubbed."""
 
-    def __init__(self, watch: ConsentWatch, report: DubReport) -> None:
-        self.watch, self.report = watch, report
-
-    def poll(self) -> None:
-        self.watch.poll()
-
-    def final(self, entries: list[Entry]) -> None:
-        if self.report.frames_dubbed == 0:
+    def check() -> None:
+        if report.frames_dubbed == 0:
             raise CheckFailed(
                 f"no plate frame showed subject A with a face of subject B in the performance at its time "
-                f"({self.report.frames} frame(s), offset {self.report.offset_s:+.3f} s); nothing written"
+                f"({report.frames} frame(s), offset {report.offset_s:+.3f} s); nothing written"
             )
-        self.watch.final(entries)
+
+    return check
 
 
 def authorize(store: ConsentStore, model_dir: Path) -> AuthorizedModel:
@@ -459,9 +452,9 @@ def dub(
     with tempfile.TemporaryDirectory(prefix="faceswap-dub-") as scratch:
         duration = plate_info.frames / fps if plate_info.frames else None
         line = dub_line(options, performance, offset, duration, Path(scratch), report)
-        guard = DubGuard(ConsentWatch(ConsentGate(store), model.grant, options.consent_check_seconds), report)
+        watch = ConsentWatch(ConsentGate(store), model.grant, options.consent_check_seconds, dubbed_something(report))
         paths = {"plate": plate, "performance": performance, "audio": options.audio}
-        context = dub_context(model, paths, options, report, guard)
+        context = dub_context(model, paths, options, report, watch)
         clock = PerformanceClock(
             _decoded(performance), float(perf_info.fps), offset, lambda f: dubber.analyse_performance(f, report)
         )
@@ -473,7 +466,8 @@ def dub(
                     progress(report.frames, plate_info.frames)
                 yield SinkFrame(image, frame.pts, frame.time_base, original=frame.image)
 
-        written = _write(sink, output, frames(), plate_info, context, line, options, token)
+        with watch:
+            written = _write(sink, output, frames(), plate_info, context, line, options, token)
     report.seconds = round(time.perf_counter() - started, 2)
     report.fps = round(report.frames / max(report.seconds, 1e-9), 2)
     report.token, report.ledger_seq = written.token, written.entry.seq

@@ -30,7 +30,6 @@ from faceswap.faces.identity import IdentityMatcher
 from faceswap.faces.masks import BLEND_BLUR, BLEND_ERODE, blend_mask, landmark_mask
 from faceswap.faces.tracking import DETECT_EVERY, FaceTracker
 from faceswap.hashing import safe_name
-from faceswap.ledger import Entry
 from faceswap.media import (
     IMAGE_SUFFIXES,
     VIDEO_SUFFIXES,
@@ -457,23 +456,18 @@ class Swapper:
         return [(f, out, matte) for (f, _), out, matte in zip(frames, outputs, mattes, strict=True)]
 
 
-class ConvertGuard:
-    """What must still hold when a conversion's output is committed: consent (re-checked while it
-    runs) and at least one face of subject B swapped, unless an unchanged copy was asked for."""
+def swapped_something(report: ConvertReport, allow_empty: bool, subject_b: str) -> Callable[[], None]:
+    """What else must hold when a conversion's output is committed: at least one face of subject B
+    swapped, unless an unchanged copy was asked for."""
 
-    def __init__(self, watch: ConsentWatch, report: ConvertReport, allow_empty: bool, subject_b: str) -> None:
-        self.watch, self.report, self.allow_empty, self.subject_b = watch, report, allow_empty, subject_b
-
-    def poll(self) -> None:
-        self.watch.poll()
-
-    def final(self, entries: list[Entry]) -> None:
-        if self.report.frames_swapped == 0 and not self.allow_empty:
+    def check() -> None:
+        if report.frames_swapped == 0 and not allow_empty:
             raise CheckFailed(
-                f"no face of subject '{self.subject_b}' was found in {self.report.frames} frame(s); nothing written "
+                f"no face of subject '{subject_b}' was found in {report.frames} frame(s); nothing written "
                 "(--allow-empty writes an unchanged, marked copy)"
             )
-        self.watch.final(entries)
+
+    return check
 
 
 def convert(
@@ -515,15 +509,11 @@ def convert(
                 progress(report.frames, total)
             yield delivery.frame(frame, image, matte)
 
-    guard = ConvertGuard(
-        ConsentWatch(ConsentGate(store), grant, options.consent_check_seconds),
-        report,
-        options.allow_empty,
-        grant.subject_b,
-    )
-    context = _context(model, input_path, options, delivery, guard, shot)
-    audio = input_path if source.kind == "video" else None
-    written = delivery.write(sink, output, swapped_frames(), context, source, audio, token)
+    required = swapped_something(report, options.allow_empty, grant.subject_b)
+    with ConsentWatch(ConsentGate(store), grant, options.consent_check_seconds, required) as watch:
+        context = _context(model, input_path, options, delivery, watch, shot)
+        audio = input_path if source.kind == "video" else None
+        written = delivery.write(sink, output, swapped_frames(), context, source, audio, token)
     report.seconds = round(time.perf_counter() - started, 2)
     report.fps = round(report.frames / max(report.seconds, 1e-9), 2)
     report.token, report.ledger_seq = written.token, written.entry.seq
@@ -535,7 +525,7 @@ def _context(
     input_path: Path,
     options: ConvertOptions,
     delivery: Delivery,
-    guard: ConvertGuard,
+    guard: ConsentWatch,
     shot: Mapping[str, Any] | None,
 ) -> OutputContext:
     """What the output's ledger entry says about the conversion, and what must hold when it commits."""

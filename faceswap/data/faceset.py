@@ -113,12 +113,16 @@ class Faceset:
             "outside `faceswap extract`/`faceset clean`; extract it again"
         )
 
-    def save(self) -> None:
+    def index_text(self) -> str:
+        """faceset.jsonl as it is written: the header line, then one line per face."""
         lines = [
             json.dumps(asdict(self.header), sort_keys=True),
             *(json.dumps(asdict(f), sort_keys=True) for f in self.faces),
         ]
-        write_atomic(self.index_path, "".join(line + "\n" for line in lines))
+        return "".join(line + "\n" for line in lines)
+
+    def save(self) -> None:
+        write_atomic(self.index_path, self.index_text())
 
     @classmethod
     def load(cls, folder: Path) -> Faceset:

@@ -56,7 +56,7 @@ def open_ledger(workspace, writable: bool = True) -> Ledger:
     where a ledger exists, and a ledger is never recreated where a key (or a witnessed ledger) existed:
     those are deletions, refused with what to restore. Read-only use works without the private key."""
     backend = ledger_backend(workspace)
-    witness = Witness()
+    witness = Witness(workspace.state_dir)
     keys = workspace.keys_dir
     workspace.ensure()
     with backend.guard():

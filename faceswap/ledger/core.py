@@ -22,11 +22,13 @@ from faceswap.ledger.chain import (
     KeyHistory,
     LedgerTampered,
     Position,
+    RecordRevoked,
     check_chain,
     entries_of,
     entry_hash_of,
     genesis_data,
     head_message,
+    revoked_before,
     rotation_message,
     utc_now,
 )
@@ -166,7 +168,8 @@ class Ledger:
 
         `data` may be a function of the entry's Position (seq, prev_hash), for content that must
         name where it lands (a signed manifest). `guard` sees the verified entries and may refuse
-        (e.g. a consent revoked meanwhile). `on_commit` runs inside the transaction (renaming the
+        (e.g. a consent revoked meanwhile); whatever it decides, an entry that names a consent record
+        after that record's `consent.revoked` entry is refused. `on_commit` runs inside the transaction (renaming the
         file the entry describes into place); if it or the commit fails, nothing is appended."""
         if kind not in KINDS or kind in (GENESIS_KIND, ROTATION_KIND):
             raise BadInput(f"cannot append a ledger entry of kind '{kind}'")
@@ -194,6 +197,12 @@ class Ledger:
             if guard is not None:
                 guard(rows)
             entry = self._build(kind, data, position, rows, signer)
+            revoked = revoked_before(rows, kind, entry.data)
+            if revoked is not None:  # whatever the caller's guard decided: revocation appended first wins
+                raise RecordRevoked(
+                    f"consent record {revoked.data['record_id']} was revoked (ledger seq {revoked.seq}); no {kind} "
+                    "entry may name it after that: nothing was appended"
+                )
             txn.insert(entry)
             if on_commit is not None:
                 on_commit(entry)
