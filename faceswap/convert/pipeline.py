@@ -31,6 +31,7 @@ from faceswap.faces.masks import BLEND_BLUR, BLEND_ERODE, blend_mask, landmark_m
 from faceswap.faces.tracking import DETECT_EVERY, FaceTracker
 from faceswap.hashing import safe_name
 from faceswap.ledger import Entry
+from faceswap.limits import OPERATOR, InputLimits
 from faceswap.media import (
     IMAGE_SUFFIXES,
     VIDEO_SUFFIXES,
@@ -73,6 +74,7 @@ class ConvertOptions:
     detect_every: int = DETECT_EVERY  # detect on every Nth frame (and on cuts); follow faces in between
     allow_empty: bool = False  # write a marked, unchanged copy when no face of subject B is found
     consent_check_seconds: float = CHECK_EVERY_SECONDS
+    limits: InputLimits = OPERATOR  # what an input may declare (faceswap/limits.py)
 
     def colour(self) -> Colour:
         """The OCIO config; BadInput when it or a named colour space is unusable."""
@@ -176,7 +178,7 @@ def decode(path: Path, options: ConvertOptions | None = None) -> Source:
     (`plate.%04d.exr`, or a folder of one) or a single image; within `--frames` when given."""
     options = options or ConvertOptions()
     colour = options.colour()
-    sequence = find_sequence(path) if "%" in path.name or "#" in path.name or path.is_dir() else None
+    sequence = find_sequence(path, options.limits) if "%" in path.name or "#" in path.name or path.is_dir() else None
     if sequence is not None:
         return _decode_sequence(sequence, options, colour)
     if path.suffix.lower() in VIDEO_SUFFIXES:
@@ -191,7 +193,7 @@ def decode(path: Path, options: ConvertOptions | None = None) -> Source:
 def _decode_video(path: Path, options: ConvertOptions, colour: Colour) -> Source:
     from faceswap.timecode import Timecode
 
-    info = probe_video(path)
+    info = probe_video(path, options.limits)
     space = colour.space(options.input_colorspace) if options.input_colorspace else colour.srgb
     deep = info.bits > 8
     first, last = options.frames or (0, None)
@@ -201,7 +203,7 @@ def _decode_video(path: Path, options: ConvertOptions, colour: Colour) -> Source
     view = _viewer(colour, space)
 
     def frames() -> Iterator[FrameIn]:
-        for f in iter_video_frames(path, deep=deep):
+        for f in iter_video_frames(path, deep=deep, limits=options.limits):
             if f.index < first:
                 continue
             if last is not None and f.index > last:
@@ -241,7 +243,7 @@ def _decode_sequence(
     else:
         assert single is not None
         paths = [(0, single)]
-    head = read_plate(paths[0][1])
+    head = read_plate(paths[0][1], options.limits)
     default = colour.linear if head.is_float else colour.srgb
     space = colour.space(options.input_colorspace, "--input-colorspace") if options.input_colorspace else default
     view = _viewer(colour, space)
@@ -249,7 +251,7 @@ def _decode_sequence(
 
     def frames() -> Iterator[FrameIn]:
         for position, (number, file) in enumerate(paths):
-            plate: Plate = head if position == 0 else read_plate(file)
+            plate: Plate = head if position == 0 else read_plate(file, options.limits)
             if plate.pixels.shape != shape:
                 raise BadInput(f"{file}: {plate.pixels.shape[1]}x{plate.pixels.shape[0]} differs from the first frame")
             image, deep = view(plate.pixels)
