@@ -8,6 +8,7 @@ EXR headers are read by OpenEXR itself, without pixels.
 
 from __future__ import annotations
 
+import io
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,14 +47,26 @@ def read_header(path: Path) -> ImageHeader:
     """The header of the image at `path`, or BadInput when it is not a format read here."""
     try:
         with open(path, "rb") as handle:
-            head = handle.read(32)
-            for sniff, reader in SNIFFERS:
-                if sniff(head):
-                    return reader(handle, path)
-    except (struct.error, Damaged, IndexError):
-        raise BadInput(f"{path}: a damaged image header") from None
+            return _sniffed(handle, path)
     except OSError as error:
         raise BadInput(f"{path}: cannot read ({error.strerror or error})") from None
+
+
+def header_of(data: bytes, name: Path) -> ImageHeader:
+    """The header of an image already in memory (`name` for messages; EXR needs a file)."""
+    return _sniffed(io.BytesIO(data), name)
+
+
+def _sniffed(handle: BinaryIO, path: Path) -> ImageHeader:
+    head = handle.read(32)
+    try:
+        for sniff, reader in SNIFFERS:
+            if sniff(head):
+                if reader is _exr and not isinstance(handle, io.BufferedReader):
+                    break
+                return reader(handle, path)
+    except (struct.error, Damaged, IndexError):
+        raise BadInput(f"{path}: a damaged image header") from None
     raise BadInput(f"{path}: not an image format faceswap reads ({', '.join(FORMATS)})")
 
 
@@ -135,7 +148,8 @@ TIFF_TYPES = {3: ("H", 2), 4: ("I", 4), 16: ("Q", 8)}  # SHORT, LONG, LONG8: the
 
 
 def _tiff_tags(handle: BinaryIO, order: str, offset: int, big: bool) -> dict[int, int]:
-    """Tag -> first value, for the integer tags of one IFD."""
+    """Tag -> first value, for the integer tags of one IFD (a value that does not fit in its entry is
+    read where the entry points)."""
     handle.seek(offset)
     count_format, entry_size = ("Q", 20) if big else ("H", 12)
     (count,) = struct.unpack(order + count_format, _exact(handle, struct.calcsize(count_format)))
@@ -143,13 +157,20 @@ def _tiff_tags(handle: BinaryIO, order: str, offset: int, big: bool) -> dict[int
         raise Damaged("too many tags")
     entries = _exact(handle, count * entry_size)
     tags: dict[int, int] = {}
-    value_at = 12 if big else 8
+    value_at, inline = (12, 8) if big else (8, 4)
     for i in range(count):
         entry = entries[i * entry_size : (i + 1) * entry_size]
         tag, kind = struct.unpack(order + "HH", entry[:4])
-        if kind in TIFF_TYPES:
-            code, size = TIFF_TYPES[kind]
-            tags[tag] = struct.unpack(order + code, entry[value_at : value_at + size])[0]
+        if kind not in TIFF_TYPES:
+            continue
+        code, size = TIFF_TYPES[kind]
+        (values,) = struct.unpack(order + ("Q" if big else "I"), entry[value_at - (8 if big else 4) : value_at])
+        field = entry[value_at : value_at + inline]
+        if values * size > inline:
+            (pointer,) = struct.unpack(order + ("Q" if big else "I"), field)
+            handle.seek(pointer)
+            field = _exact(handle, size)
+        tags[tag] = struct.unpack(order + code, field[:size])[0]
     return tags
 
 

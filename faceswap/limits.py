@@ -13,7 +13,9 @@ Two sets of defaults, for two kinds of caller:
   8192x8192 (phone and camera photos, 8K stills) that decode to at most 384 MiB.
 - OPERATOR: extract, convert, dub and the other commands read an operator's own footage: VFX plates
   up to 8K (an 8K RGBA float EXR decodes to 566 MiB), stills up to 8192x8192, files read whole up to
-  2 GiB; videos are streamed, so their size on disk is not limited, only their frames.
+  2 GiB; videos are streamed, so their size on disk is not limited, only their frames; four hours at
+  most, since every frame is decoded and a dub's audio is held whole.
+Both allow a million frames (verify demuxes every packet, which stays a few seconds).
 """
 
 from __future__ import annotations
@@ -85,13 +87,24 @@ class InputLimits:
         if not self.video.admits(width, height):
             exceeded(path, f"video frames of {width}x{height}", f"the {self.video} allowed for video", "video")
 
-    def check_frames(self, path: Path, frames: int, verb: str = "declares") -> None:
+    def check_frames(self, path: Path, frames: int) -> None:
+        """A declared frame count (a container's, or the files of a sequence)."""
         if frames > self.frames:
-            exceeded(path, f"{verb} {frames} frames", f"the {self.frames} allowed", "frames")
+            exceeded(path, f"declares {frames} frames", f"the {self.frames} allowed", "frames")
 
-    def check_seconds(self, path: Path, seconds: float, verb: str = "declares") -> None:
+    def check_frame_index(self, path: Path, index: int) -> None:
+        """Frames counted as they are read (a container may declare fewer than it holds)."""
+        if index >= self.frames:
+            refuse(path, f"holds more than the {self.frames} frames allowed", "frames")
+
+    def check_seconds(self, path: Path, seconds: float) -> None:
         if seconds > self.seconds:
-            exceeded(path, f"{verb} {seconds:.0f} s", f"the {self.seconds:.0f} s allowed", "seconds")
+            exceeded(path, f"declares {seconds:.0f} s", f"the {self.seconds:.0f} s allowed", "seconds")
+
+    def check_time(self, path: Path, seconds: float) -> None:
+        """A time reached while decoding."""
+        if seconds > self.seconds:
+            refuse(path, f"runs past the {self.seconds:.0f} s allowed", "seconds")
 
 
 @dataclass(frozen=True)
@@ -129,12 +142,16 @@ OPERATOR = InputLimits(
     video=Resolution(8192, 8192),
     file_bytes=2 * GIB,
     frames=1_000_000,
-    seconds=24 * 3600.0,
+    seconds=4 * 3600.0,
 )
 
 
 def exceeded(path: Path, found: str, allowed: str, field: str) -> None:
-    raise LimitExceeded(f"{path}: {found}, more than {allowed} (raise it with {FLAG_OF[field]})")
+    refuse(path, f"{found}, more than {allowed}", field)
+
+
+def refuse(path: Path, what: str, field: str) -> None:
+    raise LimitExceeded(f"{path}: {what} (raise it with {FLAG_OF[field]})")
 
 
 def describe(limits: InputLimits, field: str) -> str:

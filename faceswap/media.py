@@ -268,9 +268,8 @@ def find_sequence(path: str | Path, limits: InputLimits = OPERATOR) -> ImageSequ
     for item in folder.iterdir():
         found = _numbered(item.name)
         if found and found[0] == prefix and found[2] == suffix and (not padding or len(found[1]) == padding):
+            limits.check_frame_index(path, len(numbers))
             numbers.append(int(found[1]))
-            if len(numbers) > limits.frames:
-                limits.check_frames(path, len(numbers), verb="holds more than")
     if not numbers:
         raise BadInput(f"{path}: no frames match this pattern")
     return ImageSequence(folder, prefix, suffix, padding, tuple(sorted(numbers)))
@@ -289,10 +288,9 @@ def _sequence_in_folder(folder: Path, limits: InputLimits) -> ImageSequence | No
     for item in folder.iterdir():
         found = _numbered(item.name)
         if found and item.is_file():
+            limits.check_frame_index(folder, seen)
             groups.setdefault((found[0], found[2]), []).append(found[1])
             seen += 1
-            if seen > limits.frames:
-                limits.check_frames(folder, seen, verb="holds more than")
     if not groups:
         return None
     if len(groups) > 1:
@@ -398,10 +396,9 @@ def _declared_seconds(container: Any, stream: Any) -> float:
 def check_decoded(path: Path, frame: Any, index: int, limits: InputLimits) -> None:
     """A decoded frame against `limits`: a container may declare less than its stream holds."""
     limits.check_video_frame(path, frame.width, frame.height)
-    if index >= limits.frames:
-        limits.check_frames(path, index + 1, verb="holds more than")
-    if frame.time is not None and frame.time > limits.seconds:
-        limits.check_seconds(path, float(frame.time), verb="runs past")
+    limits.check_frame_index(path, index)
+    if frame.time is not None:
+        limits.check_time(path, float(frame.time))
 
 
 def iter_video_frames(

@@ -24,8 +24,8 @@ from faceswap.errors import BadInput
 from faceswap.limits import MIB, InputLimits
 from faceswap.media import check_decoded, decoder_options, fit_within, probe_video
 
-SAMPLE_BYTES = 256 * MIB  # every kept frame together, as 8-bit BGR
-DECODE_BUDGET = 1_500_000_000  # pixels decoded frame by frame (about 720 frames of 1080p) before key frames only
+SAMPLE_BYTES = 360 * MIB  # every kept frame together, as 8-bit BGR: 56 frames of 1080p are kept as they are
+DECODE_BUDGET = 3_000_000_000  # pixels decoded frame by frame (~1450 frames of 1080p, ~360 of 4K), then key frames
 
 
 @dataclass
@@ -85,14 +85,13 @@ def _collect(path: Path, container: Any, stream: Any, plan: Plan, limits: InputL
     got = Collected()
     packets, next_key = 0, 0
     for packet in container.demux(stream):
-        if packet.size:
-            packets += 1
-            if packets > limits.frames:
-                limits.check_frames(path, packets, verb="holds more than")
+        if packet.size:  # an empty packet flushes the decoder at the end
+            position, packets = packets, packets + 1
+            limits.check_frame_index(path, position)
             if plan.key_frames_only or got.work > DECODE_BUDGET:
-                if not (packet.is_keyframe and packets - 1 >= next_key):
+                if not (packet.is_keyframe and position >= next_key):
                     continue
-                next_key = packets - 1 + plan.every
+                next_key = position + plan.every
         for frame in packet.decode():
             check_decoded(path, frame, got.decoded, limits)
             _consider(got, frame, plan, key_mode=plan.key_frames_only or got.work > DECODE_BUDGET)

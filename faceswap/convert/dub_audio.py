@@ -69,7 +69,7 @@ def read_track(path: Path, rate: int = READ_RATE, limits: InputLimits = OPERATOR
                 if start is None and frame.time is not None:
                     start = float(frame.time)
                 if frame.time is not None and start is not None:
-                    limits.check_seconds(path, float(frame.time) - start, verb="runs past")
+                    limits.check_time(path, float(frame.time) - start)
                 chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
             chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
     except av.FFmpegError as error:

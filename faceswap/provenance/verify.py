@@ -198,16 +198,14 @@ class Verifier:
 
     def verify(self, path: Path) -> Verdict:
         try:
-            sample = read_sample(path, self.limits)
-            media, frames = sample.media, sample.frames
-            if not frames:
-                raise FaceswapError(f"{path}: no frames could be decoded")
+            credentials, sample = self.read(path)
         except FaceswapError as error:
             return Verdict(path, "unknown", error=str(error))
+        media, frames = sample.media, sample.frames
         if min(f.shape[0] * f.shape[1] for f in frames) < 64 * 64:
             return Verdict(path, media, error=f"{path}: too small to carry a watermark")
         verdict = Verdict(path, media, detection=self.watermarker.detect(frames, self.faces, intra=sample.intra))
-        verdict.credentials = read_credentials(path, self.trust_anchor, self.limits.file_bytes)
+        verdict.credentials = credentials
         if self.ledger is not None:
             hashes = [phash(f) for f in frames[:: max(1, len(frames) // 8)]]
             if verdict.marked:
@@ -216,6 +214,18 @@ class Verifier:
                 self._note_similar(verdict, hashes)
         verdict.credentials_problem = disagreement(verdict.credentials, verdict.detection.token, verdict.entry)
         return verdict
+
+    def read(self, path: Path) -> tuple[CredentialReport, Sample]:
+        """A file's two readings, each within `self.limits`: its Content Credentials first (c2pa holds
+        the whole file in memory, and frees it before any frame is decoded), then its frames."""
+        from faceswap.media import checked_size
+
+        checked_size(path, self.limits)
+        credentials = read_credentials(path, self.trust_anchor, self.limits.file_bytes)
+        sample = read_sample(path, self.limits)
+        if not sample.frames:
+            raise FaceswapError(f"{path}: no frames could be decoded")
+        return credentials, sample
 
     def _attach_entry(self, verdict: Verdict, hashes: list[str]) -> None:
         assert self.ledger is not None and verdict.detection is not None
