@@ -34,9 +34,18 @@ class ImageHeader:
     parts: int = 1
 
     @property
-    def decoded_bytes(self) -> int:
-        """The pixels as decoded (grey is made BGR), plus what the decoder holds besides."""
+    def plate_bytes(self) -> int:
+        """Read at its own depth: the pixels as BGR(A) (grey is made BGR; an EXR's float32), plus what
+        the decoder holds besides."""
         return self.width * self.height * max(3, self.channels) * self.sample_bytes + self.extra_bytes
+
+    @property
+    def view_bytes(self) -> int:
+        """Read as an 8-bit BGR view: an EXR's channels as stored, their stack and the view; any other
+        format is decoded at its own depth first."""
+        if self.format == "EXR":
+            return 2 * self.extra_bytes + 3 * self.width * self.height
+        return self.plate_bytes + 3 * self.width * self.height
 
 
 class Damaged(BadInput):

@@ -71,10 +71,10 @@ class InputLimits:
             allowed = f"the {format_bytes(self.file_bytes)} a file may be"
             exceeded(path, f"{format_bytes(size)} on disk", allowed, "file_bytes")
 
-    def check_image(self, path: Path, width: int, height: int, decoded_bytes: int, what: str = "") -> None:
-        """A still's declared size and what decoding it allocates (`what`: e.g. ' in part 2')."""
+    def check_image(self, path: Path, width: int, height: int, decoded_bytes: int) -> None:
+        """A still's declared size and what decoding it allocates."""
         if not self.image.admits(width, height):
-            exceeded(path, f"{width}x{height} pixels{what}", f"the {self.image} allowed for an image", "image")
+            exceeded(path, f"{width}x{height} pixels", f"the {self.image} allowed for an image", "image")
         if decoded_bytes > self.image_bytes:
             exceeded(
                 path,

@@ -8,7 +8,7 @@ decoder is also told the largest frame it may make, so a stream that grows mid-w
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -44,12 +44,16 @@ class Plate:
 
 def read_plate(path: str | Path, limits: InputLimits = OPERATOR) -> Plate:
     """Decode an image at its own depth, or raise BadInput naming the file."""
-    import cv2
-
     path = Path(path)
-    header = checked_header(path, limits)
+    header = checked_header(path, limits, header_plate_bytes)
     if header.format == "EXR":
         return _exr_plate(path)
+    return _cv2_plate(path, header)
+
+
+def _cv2_plate(path: Path, header: ImageHeader) -> Plate:
+    import cv2
+
     image = _decode(path, header, cv2.IMREAD_UNCHANGED)
     if image.dtype not in (np.uint8, np.uint16, np.float32):
         raise BadInput(f"{path}: {image.dtype} pixels are not supported (8/16-bit or float)")
@@ -61,12 +65,23 @@ def read_plate(path: str | Path, limits: InputLimits = OPERATOR) -> Plate:
     return Plate(np.ascontiguousarray(image), alpha)
 
 
-def checked_header(path: Path, limits: InputLimits) -> ImageHeader:
-    """The image's header, once its size on disk, its frame size and what it decodes to are within
-    `limits`: nothing is allocated for a file beyond them."""
+def header_plate_bytes(header: ImageHeader) -> int:
+    return header.plate_bytes
+
+
+def header_view_bytes(header: ImageHeader) -> int:
+    return header.view_bytes
+
+
+def checked_header(
+    path: Path, limits: InputLimits, cost: Callable[[ImageHeader], int] = header_plate_bytes
+) -> ImageHeader:
+    """The image's header, once its size on disk, its frame size and what reading it allocates (`cost`
+    of the header: as a plate at its own depth, or as an 8-bit view) are within `limits`: nothing is
+    allocated for a file beyond them."""
     checked_size(path, limits)
     header = read_header(path)
-    limits.check_image(path, header.width, header.height, header.decoded_bytes)
+    limits.check_image(path, header.width, header.height, cost(header))
     return header
 
 
@@ -87,12 +102,15 @@ def _decode(path: Path, header: ImageHeader, flags: int) -> np.ndarray:
     said (a decoder that disagreed with the header would be caught here, not trusted)."""
     import cv2
 
-    data = np.fromfile(path, dtype=np.uint8)
     try:
-        image = cv2.imdecode(data, flags) if data.size else None
-    except cv2.error:
+        if not path.stat().st_size:
+            image = None
+        elif _utf8(str(path)):
+            image = cv2.imread(str(path), flags)  # streamed from disk: the file is never held whole
+        else:  # a name OpenCV cannot be given: through memory
+            image = cv2.imdecode(np.fromfile(path, dtype=np.uint8), flags)
+    except (cv2.error, OSError):
         image = None
-    del data
     if image is None:
         raise BadInput(f"{path}: not a readable image")
     height, width = image.shape[:2]
@@ -110,9 +128,8 @@ def read_exr(path: str | Path, limits: InputLimits = OPERATOR) -> Plate:
     return _exr_plate(path)
 
 
-def _exr_plate(path: Path) -> Plate:
-    """The pixels of an EXR whose header was checked: every channel as OpenEXR reads it, then the
-    picture's channels copied into one float32 BGR array (no intermediate copy)."""
+def _exr_channels(path: Path) -> tuple[dict[str, Any], list[np.ndarray], np.ndarray | None]:
+    """An EXR whose header was checked: its header, its picture's planes (B, G, R as stored) and alpha."""
     import OpenEXR
 
     try:
@@ -126,22 +143,43 @@ def _exr_plate(path: Path) -> Plate:
         planes = [channels["Y"].pixels] * 3
     else:
         raise BadInput(f"{path}: no R, G, B or Y channels (has {', '.join(sorted(channels))})")
-    alpha_plane = channels["A"].pixels if "A" in channels else None
+    alpha = channels["A"].pixels if "A" in channels else None
     shape = planes[0].shape
-    if len(shape) != 2 or any(p.shape != shape for p in [*planes, *([alpha_plane] if alpha_plane is not None else [])]):
+    if len(shape) != 2 or any(p.shape != shape for p in [*planes, *([alpha] if alpha is not None else [])]):
         raise BadInput(f"{path}: its channels differ in size (subsampled channels are not read)")
-    pixels = np.empty((*shape, 3), np.float32)
+    return header, planes, alpha
+
+
+def _exr_plate(path: Path) -> Plate:
+    """The float32 BGR plate, its channels copied in one by one (no intermediate stack)."""
+    header, planes, alpha = _exr_channels(path)
+    pixels = np.empty((*planes[0].shape, 3), np.float32)
     for index, plane in enumerate(planes):
         pixels[..., index] = plane
-    alpha = alpha_plane.astype(np.float32) if alpha_plane is not None else None
-    fps = header.get("framesPerSecond")
     return Plate(
         pixels,
-        alpha,
+        alpha.astype(np.float32) if alpha is not None else None,
         timecode=_exr_timecode(header.get("timeCode")),
-        fps=Fraction(fps) if fps else None,
-        attributes={k: v for k, v in header.items() if isinstance(v, str | int | float)},
+        fps=_exr_rate(header.get("framesPerSecond")),
+        attributes=_exr_attributes(header),
     )
+
+
+def _exr_view(path: Path) -> np.ndarray:
+    """The 8-bit display view of an EXR, made from its planes as stored: no float32 plate is built."""
+    header, planes, _ = _exr_channels(path)
+    return _display(_exr_attributes(header)).view8(np.dstack(planes))
+
+
+def _exr_attributes(header: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in header.items() if isinstance(v, str | int | float)}
+
+
+def _exr_rate(value: Any) -> Fraction | None:
+    try:
+        return Fraction(value) if value else None
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
 
 
 def _exr_timecode(value: Any) -> str | None:
@@ -154,7 +192,11 @@ def _exr_timecode(value: Any) -> str | None:
 def read_image(path: str | Path, limits: InputLimits = OPERATOR) -> np.ndarray:
     """Decode an image file to its uint8 BGR view, or raise BadInput naming the file. A float image
     (EXR) is seen through its colour space (the header's, else scene-linear Rec.709) as 8-bit sRGB."""
-    plate = read_plate(path, limits)
+    path = Path(path)
+    header = checked_header(path, limits, header_view_bytes)
+    if header.format == "EXR":
+        return _exr_view(path)
+    plate = _cv2_plate(path, header)
     if plate.is_float:
         return display_view(plate)
     image = plate.pixels
@@ -168,12 +210,24 @@ def read_view(path: str | Path, limits: InputLimits, max_pixels: int) -> np.ndar
     reads it; a larger one is decoded straight to 8-bit BGR (a JPEG at a reduced scale, which its
     decoder does for little cost) and shrunk by area averaging, so it is never held at its own depth."""
     path = Path(path)
-    header = checked_header(path, limits)
-    if header.width * header.height <= max_pixels or header.format == "EXR":
-        image = read_image(path, limits)
-    else:
-        image = _decode(path, header, _reduced_flags(header, max_pixels))
+
+    def exact(header: ImageHeader) -> bool:
+        return header.width * header.height <= max_pixels or header.format == "EXR"
+
+    def cost(header: ImageHeader) -> int:
+        return header.view_bytes if exact(header) else 3 * header.width * header.height + header.extra_bytes
+
+    header = checked_header(path, limits, cost)
+    image = read_image(path, limits) if exact(header) else _decode(path, header, _reduced_flags(header, max_pixels))
     return shrink_to(image, max_pixels)
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _reduced_flags(header: ImageHeader, max_pixels: int) -> int:
@@ -209,17 +263,23 @@ def shrink_to(image: np.ndarray, max_pixels: int) -> np.ndarray:
 
 def display_view(plate: Plate, space: str | None = None, config: str | None = None) -> np.ndarray:
     """A float plate's 8-bit sRGB render: `space` in `config` if given, else what its header records."""
+    return _display(plate.attributes, space, config).view8(plate.pixels)
+
+
+def _display(attributes: dict[str, Any], space: str | None = None, config: str | None = None) -> Any:
+    """The display transform of a float image: `space` in `config`, else what its attributes record,
+    else scene-linear Rec.709 in the built-in config."""
     from faceswap.colorspace import BUILTIN_CONFIG, Colour
 
-    recorded = str(plate.attributes.get(EXR_OCIO) or "")
+    recorded = str(attributes.get(EXR_OCIO) or "")
     usable = recorded.startswith("ocio://") or (recorded != "" and Path(recorded).is_file())
     colour = Colour(config or (recorded if usable else BUILTIN_CONFIG))
-    name = space or str(plate.attributes.get(EXR_COLORSPACE) or "")
+    name = space or str(attributes.get(EXR_COLORSPACE) or "")
     try:
         source = colour.space(name) if name else colour.linear
     except BadInput:
         source = colour.linear  # a space this config lacks: read as scene-linear Rec.709
-    return colour.display(source).view8(plate.pixels)
+    return colour.display(source)
 
 
 SEQUENCE_NAME = re.compile(r"^(?P<prefix>.*?)(?P<digits>\d+)(?P<suffix>\.[A-Za-z]+)$")

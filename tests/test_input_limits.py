@@ -168,10 +168,10 @@ def test_exr_header_counts_every_part_and_channel(tmp_path):
     header = read_header(path)
     assert (header.width, header.height, header.format) == (30, 20, "EXR")
     assert header.extra_bytes == 7 * 20 * 30 * 2  # every channel as stored (half)
-    tight = with_overrides(OPERATOR, {"image_bytes": str(header.decoded_bytes - 1)})
+    tight = with_overrides(OPERATOR, {"image_bytes": str(header.plate_bytes - 1)})
     with pytest.raises(LimitExceeded, match="--max-image-memory"):
         read_plate(path, tight)
-    assert read_plate(path, with_overrides(OPERATOR, {"image_bytes": str(header.decoded_bytes)})).pixels.shape == (
+    assert read_plate(path, with_overrides(OPERATOR, {"image_bytes": str(header.plate_bytes)})).pixels.shape == (
         20,
         30,
         3,
