@@ -16,6 +16,7 @@ from faceswap import __version__
 from faceswap.errors import ExitCode, FaceswapError, worst
 
 Handler = Callable[[argparse.Namespace], int]
+ANCHOR_BYTES = 1 << 20  # a PEM root certificate is a few KB
 LEDGER_URL_HELP = (
     "a shared PostgreSQL ledger, postgresql://USER@HOST/DB (default $FACESWAP_LEDGER_URL, else the workspace's "
     "ledger.sqlite); keys/ and consent/ stay in the workspace"
@@ -988,9 +989,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if not paths:
         print("faceswap: error: no image or video files found", file=sys.stderr)
         return ExitCode.BAD_INPUT
-    ledger_view = ledger_view_for(_workspace(args), args.ledger)
+    limits = _limits(args, VERIFY)
+    ledger_view = ledger_view_for(_workspace(args), args.ledger, limits)
     anchor = _read_anchor(args.trust_anchor) if args.trust_anchor else None
-    verifier = Verifier(ledger_view, trust_anchor=anchor, limits=_limits(args, VERIFY))
+    verifier = Verifier(ledger_view, trust_anchor=anchor, limits=limits)
     verdicts = [verifier.verify(path) for path in paths]
     if args.json:
         _print_json(
@@ -1012,6 +1014,8 @@ def _read_anchor(path: Path) -> bytes:
     from faceswap.provenance.credentials import root_fingerprint_of
 
     try:
+        if path.stat().st_size > ANCHOR_BYTES:
+            raise FaceswapError(f"{path}: a trust anchor is a certificate of a few KB, not {path.stat().st_size} bytes")
         pem = path.read_bytes()
     except OSError as error:
         raise FaceswapError(f"{path}: unreadable trust anchor ({error.strerror})") from None

@@ -4,7 +4,6 @@ with one line naming the flag that raises it, and `verify` of any file stays und
 
 from __future__ import annotations
 
-import struct
 from pathlib import Path
 
 import av
@@ -12,96 +11,25 @@ import cv2
 import numpy as np
 import OpenEXR
 import pytest
-from hostile_media import (
-    exr_bomb,
-    flat_video,
-    gif_declaring,
-    jpeg_declaring,
-    mp4_claiming_frames,
-    png_bomb,
-    run_cli,
-    small_png_bytes,
-    sparse_file,
-)
+from hostile_media import declaring_huge, flat_video, mp4_claiming_frames, small_png_bytes, sparse_file
 
 from faceswap.errors import BadInput
 from faceswap.image_header import read_header
 from faceswap.limits import OPERATOR, VERIFY, LimitExceeded, Resolution, parse_bytes, parse_resolution, with_overrides
 from faceswap.media import find_sequence, iter_video_frames, probe_video, read_image, read_plate
 
-GB = 1 << 30
 
-
-@pytest.fixture(scope="module")
-def bombs(tmp_path_factory) -> dict[str, Path]:
-    """The issue's measured bombs and their cousins, each small on disk (or sparse)."""
-    folder = tmp_path_factory.mktemp("bombs")
-    small = flat_video(folder / "small.mp4", 160, 120, 10)
-    return {
-        "png-30000x30000": png_bomb(folder / "bomb.png"),
-        "sparse-4GiB-png": sparse_file(folder / "sparse.png", 4 << 30, small_png_bytes()),
-        "mp4-8k-frames": flat_video(folder / "flat8k.mp4", 7680, 4320, 2),
-        "jpeg-65500x65500-header": jpeg_declaring(folder / "huge.jpg", 65500, 65500),
-        "gif-65535x65535": gif_declaring(folder / "huge.gif", 65535, 65535),
-        "exr-30000x30000-data-window": exr_bomb(folder / "bomb.exr", 30000, 30000),
-        "mp4-claiming-1e9-frames": mp4_claiming_frames(small, folder / "claims.mp4", 10**9),
-        "sparse-4GiB-mp4": sparse_file(folder / "sparse.mp4", 4 << 30, small.read_bytes()),
-    }
-
-
-BOMB_FLAGS = {
-    "png-30000x30000": "--max-image-size",
-    "sparse-4GiB-png": "--max-file-size",
-    "mp4-8k-frames": "--max-video-size",
-    "jpeg-65500x65500-header": "--max-image-size",
-    "gif-65535x65535": "--max-image-size",
-    "exr-30000x30000-data-window": "--max-image-size",
-    "mp4-claiming-1e9-frames": "--max-frames",
-    "sparse-4GiB-mp4": "--max-file-size",
-}
-
-
-@pytest.mark.parametrize("name", sorted(BOMB_FLAGS))
-def test_verify_refuses_each_bomb_in_one_line_under_1gb(bombs, name, tmp_path):
-    run = run_cli(["--workspace", str(tmp_path / "ws"), "verify", str(bombs[name])], timeout=60)
-    assert run.code == 2, (run.code, run.stdout, run.stderr[-2000:])
-    assert "Traceback" not in run.stderr
-    lines = run.stdout.strip().splitlines()
-    assert len(lines) == 1 and "UNREADABLE" in lines[0] and BOMB_FLAGS[name] in lines[0], run.stdout
-    assert run.peak_rss < GB, f"{name}: peak RSS {run.peak_rss >> 20} MiB"
-
-
-@pytest.mark.parametrize("name", ["png-30000x30000", "jpeg-65500x65500-header", "exr-30000x30000-data-window"])
-def test_faces_detect_refuses_image_bombs(bombs, name):
-    run = run_cli(["faces", "detect", str(bombs[name]), "--backend", "dlib"], timeout=60)
-    assert run.code == 2 and "Traceback" not in run.stderr
-    assert run.stderr.strip().splitlines() == [run.stderr.strip()] and "--max-image-size" in run.stderr
-    assert run.peak_rss < GB
-
-
-def test_the_message_names_what_was_found_and_the_limit(bombs):
+def test_the_message_names_what_was_found_and_the_limit(tmp_path):
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(declaring_huge(small_png_bytes()))
     with pytest.raises(LimitExceeded) as refused:
-        read_image(bombs["png-30000x30000"], VERIFY)
-    assert str(refused.value).endswith(
-        "30000x30000 pixels, more than the 8192x8192 allowed for an image (raise it with --max-image-size)"
+        read_image(huge, VERIFY)
+    assert str(refused.value) == (
+        f"{huge}: 60000x60000 pixels, more than the 8192x8192 allowed for an image (raise it with --max-image-size)"
     )
+    claims = mp4_claiming_frames(flat_video(tmp_path / "small.mp4", 64, 48, 3), tmp_path / "claims.mp4", 10**9)
     with pytest.raises(LimitExceeded, match=r"declares 1000000000 frames, more than the 1000000 allowed"):
-        probe_video(bombs["mp4-claiming-1e9-frames"], OPERATOR)
-
-
-def test_a_flag_raises_a_limit_and_lowers_it(tmp_path):
-    image = tmp_path / "wide.png"
-    cv2.imwrite(str(image), np.full((300, 400, 3), 90, np.uint8))
-    lowered = run_cli(["--workspace", str(tmp_path / "ws"), "verify", str(image), "--max-image-size", "320x240"])
-    assert lowered.code == 2 and "400x300 pixels, more than the 320x240" in lowered.stdout
-    assert "--max-image-size" in lowered.stdout
-    raised = run_cli(["--workspace", str(tmp_path / "ws"), "verify", str(image), "--max-image-size", "400x300"])
-    assert raised.code == 1 and "NOT MARKED" in raised.stdout
-
-
-def test_bad_limit_values_are_usage_errors(tmp_path):
-    run = run_cli(["verify", str(tmp_path / "x.png"), "--max-file-size", "lots"])
-    assert run.code == 2 and "is not a size" in run.stderr and "Traceback" not in run.stderr
+        probe_video(claims, OPERATOR)
 
 
 def test_limits_parse_as_people_write_them():
@@ -226,15 +154,12 @@ def test_the_decoder_refuses_frames_beyond_the_largest_it_is_told(tmp_path):
             next(container.decode(stream))
 
 
-def test_the_sparse_mp4_is_refused_before_content_credentials_read_it(bombs):
+def test_content_credentials_are_not_read_from_a_file_beyond_the_limit(tmp_path):
+    """c2pa holds the whole file in memory: its size is checked first."""
     from faceswap.provenance.credentials import read_credentials
 
+    small = flat_video(tmp_path / "small.mp4", 64, 48, 3)
+    sparse = sparse_file(tmp_path / "sparse.mp4", 4 << 30, small.read_bytes())
     with pytest.raises(LimitExceeded, match="--max-file-size"):
-        read_credentials(bombs["sparse-4GiB-mp4"])
-
-
-def test_mp4_frame_claim_helper_claims(bombs):
-    """The claim is in the header the demuxer reads (a check that the bomb is one)."""
-    raw = bombs["mp4-claiming-1e9-frames"].read_bytes()
-    at = raw.index(b"stts")
-    assert struct.unpack(">I", raw[at + 12 : at + 16])[0] == 10**9
+        read_credentials(sparse)
+    assert read_credentials(small).state == "absent"

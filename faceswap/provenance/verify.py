@@ -267,11 +267,14 @@ class Verifier:
             verdict.similar = {"ledger_seq": best[1].seq, "phash_distance": best[0], "token": best[1].data.get("token")}
 
 
-def ledger_view_for(workspace: Any, export: Path | None) -> LedgerView | None:
-    """The ledger to look files up in: an export when given, else the workspace's, else none."""
+def ledger_view_for(workspace: Any, export: Path | None, limits: InputLimits = VERIFY) -> LedgerView | None:
+    """The ledger to look files up in: an export when given (someone else's file: read whole, so its
+    size is checked first), else the workspace's, else none."""
     from faceswap.ledger import ledger_exists, open_ledger
+    from faceswap.media import checked_size
 
     if export is not None:
+        checked_size(export, limits)
         return LedgerView.from_export(export)
     if ledger_exists(workspace):
         return LedgerView.from_ledger(open_ledger(workspace, writable=False))
