@@ -76,7 +76,10 @@ def _sniffed(handle: BinaryIO, path: Path) -> ImageHeader:
                 return reader(handle, path)
     except (struct.error, Damaged, IndexError):
         raise BadInput(f"{path}: a damaged image header") from None
-    raise BadInput(f"{path}: not an image format faceswap reads ({', '.join(FORMATS)})")
+    other = next((name for sniff, name in OTHER_FORMATS if sniff(head)), None)
+    if other is not None:
+        raise BadInput(f"{path}: a {other} image, not a format faceswap reads ({', '.join(FORMATS)})")
+    raise BadInput(f"{path}: not a readable image")
 
 
 def _exact(handle: BinaryIO, count: int) -> bytes:
@@ -336,4 +339,12 @@ SNIFFERS: tuple[tuple[Callable[[bytes], bool], Callable[[BinaryIO, Path], ImageH
     (lambda h: h.startswith(b"BM"), _bmp),
     (lambda h: h[:6] in (b"GIF87a", b"GIF89a"), _gif),
     (lambda h: h.startswith(EXR_MAGIC), _exr),
+)
+# formats OpenCV would decode by their content but that are not sized here: named in the refusal
+OTHER_FORMATS: tuple[tuple[Callable[[bytes], bool], str], ...] = (
+    (lambda h: h.startswith(b"\x00\x00\x00\x0cjP  ") or h.startswith(b"\xff\x4f\xff\x51"), "JPEG 2000"),
+    (lambda h: h[4:8] == b"ftyp" and h[8:12] in (b"avif", b"avis", b"heic", b"heix", b"mif1"), "AVIF/HEIF"),
+    (lambda h: len(h) > 2 and h[0:1] == b"P" and h[1:2] in b"1234567fF" and h[2:3].isspace(), "PNM/PFM"),
+    (lambda h: h.startswith(b"#?RADIANCE") or h.startswith(b"#?RGBE"), "Radiance HDR"),
+    (lambda h: h.startswith(b"\x59\xa6\x6a\x95"), "Sun raster"),
 )

@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".
 SEQUENCE_SUFFIXES = frozenset({".exr", ".png", ".tif", ".tiff"})
 EXR_COLORSPACE = "faceswap.colorspace"  # header attributes the EXR writer sets and readers use
 EXR_OCIO = "faceswap.ocioConfig"
+PLATE_COST = attrgetter("plate_bytes")  # what reading an image at its own depth allocates
+VIEW_COST = attrgetter("view_bytes")  # ... and as an 8-bit view
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,7 @@ class Plate:
 def read_plate(path: str | Path, limits: InputLimits = OPERATOR) -> Plate:
     """Decode an image at its own depth, or raise BadInput naming the file."""
     path = Path(path)
-    header = checked_header(path, limits, header_plate_bytes)
+    header = checked_header(path, limits, PLATE_COST)
     if header.format == "EXR":
         return _exr_plate(path)
     return _cv2_plate(path, header)
@@ -65,17 +68,7 @@ def _cv2_plate(path: Path, header: ImageHeader) -> Plate:
     return Plate(np.ascontiguousarray(image), alpha)
 
 
-def header_plate_bytes(header: ImageHeader) -> int:
-    return header.plate_bytes
-
-
-def header_view_bytes(header: ImageHeader) -> int:
-    return header.view_bytes
-
-
-def checked_header(
-    path: Path, limits: InputLimits, cost: Callable[[ImageHeader], int] = header_plate_bytes
-) -> ImageHeader:
+def checked_header(path: Path, limits: InputLimits, cost: Callable[[ImageHeader], int] = PLATE_COST) -> ImageHeader:
     """The image's header, once its size on disk, its frame size and what reading it allocates (`cost`
     of the header: as a plate at its own depth, or as an 8-bit view) are within `limits`: nothing is
     allocated for a file beyond them."""
@@ -193,7 +186,7 @@ def read_image(path: str | Path, limits: InputLimits = OPERATOR) -> np.ndarray:
     """Decode an image file to its uint8 BGR view, or raise BadInput naming the file. A float image
     (EXR) is seen through its colour space (the header's, else scene-linear Rec.709) as 8-bit sRGB."""
     path = Path(path)
-    header = checked_header(path, limits, header_view_bytes)
+    header = checked_header(path, limits, VIEW_COST)
     if header.format == "EXR":
         return _exr_view(path)
     plate = _cv2_plate(path, header)

@@ -109,7 +109,7 @@ def test_exr_header_counts_every_part_and_channel(tmp_path):
 def test_formats_opencv_reads_but_we_do_not_size_are_refused(tmp_path):
     pgm = tmp_path / "image.png"  # a PGM named .png: OpenCV would decode it by its content
     pgm.write_bytes(b"P5\n40000 40000\n255\n" + bytes(64))
-    with pytest.raises(BadInput, match="not an image format faceswap reads"):
+    with pytest.raises(BadInput, match="a PNM/PFM image, not a format faceswap reads"):
         read_image(pgm)
 
 
@@ -163,3 +163,56 @@ def test_content_credentials_are_not_read_from_a_file_beyond_the_limit(tmp_path)
     with pytest.raises(LimitExceeded, match="--max-file-size"):
         read_credentials(sparse)
     assert read_credentials(small).state == "absent"
+
+
+# verify's video sample
+
+
+def _levels_clip(path: Path, count: int, size: tuple[int, int] = (64, 48), gop: int = 250) -> Path:
+    """A clip whose frame i is flat at level 6 * i: which frames a sample kept can be read back."""
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = *size, "yuv420p"
+        stream.options = {"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0", "crf": "10"}
+        for i in range(count):
+            frame = av.VideoFrame.from_ndarray(np.full((size[1], size[0], 3), i * 6, np.uint8), format="bgr24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def _every_frame(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as container:
+        return [f.to_ndarray(format="bgr24") for f in container.decode(container.streams.video[0])]
+
+
+def test_the_sample_keeps_frames_within_its_budget_exactly_as_decoded(tmp_path):
+    from faceswap.sampling import sample_video
+
+    clip = _levels_clip(tmp_path / "clip.mp4", 30)
+    frames, intra = sample_video(clip, VERIFY, count=10, intra=2)
+    decoded = _every_frame(clip)
+    assert len(frames) == 10 and intra == [True] + [False] * 9
+    assert all(np.array_equal(f, decoded[3 * k]) for k, f in enumerate(frames))  # every 3rd of 30
+
+
+def test_the_sample_shrinks_large_frames_as_they_are_decoded(tmp_path, monkeypatch):
+    from faceswap import sampling
+
+    clip = flat_video(tmp_path / "clip.mp4", 640, 480, 4)
+    monkeypatch.setattr(sampling, "SAMPLE_BYTES", 3 * 6 * 100_000)  # 100k pixels per kept frame
+    frames, _ = sampling.sample_video(clip, VERIFY, count=4, intra=2)
+    assert frames and all(f.shape[0] * f.shape[1] <= 100_000 and f.shape[1] / f.shape[0] > 1.3 for f in frames)
+
+
+def test_a_clip_beyond_the_decode_budget_is_read_in_key_frames(tmp_path, monkeypatch):
+    from faceswap import sampling
+
+    clip = _levels_clip(tmp_path / "gops.mp4", 40, gop=5)
+    monkeypatch.setattr(sampling, "DECODE_BUDGET", 1)
+    frames, intra = sampling.sample_video(clip, VERIFY, count=4, intra=2)
+    assert len(frames) == 4 and all(intra)
+    levels = [round(float(f.mean()) / 6) for f in frames]
+    assert levels == [0, 10, 20, 30]  # the key frames at the spread's positions (every 10th of 40)

@@ -49,6 +49,7 @@ MASK_MODES = ("full", "lower-face", "mouth")
 MOUTH_SMOOTHING = 0.08  # seconds either side for the mouth corners, which move with speech
 SEQUENCES = ("png", "exr")
 CODECS = ("h264", "prores4444", "prores422hq")
+DECODE_AHEAD_BYTES = 1 << 30  # decoded frames held ahead of the swap
 
 
 @dataclass(frozen=True)
@@ -215,8 +216,9 @@ def _decode_video(path: Path, options: ConvertOptions, colour: Colour) -> Source
     count = info.frames - first if info.frames else 0
     if last is not None:
         count = min(count, last - first + 1) if count else last - first + 1
+    frame_bytes = info.width * info.height * (3 + (6 if deep else 0))  # the view, and the deep plate
     return Source(
-        in_background(frames()),
+        in_background(frames(), ahead(frame_bytes)),
         "video",
         info.fps,
         info.time_base,
@@ -258,8 +260,9 @@ def _decode_sequence(
             yield FrameIn(position, image, None, None, number, deep, plate.timecode)
 
     kind = "sequence" if sequence is not None else "image"
+    frame_bytes = head.pixels.nbytes + (head.alpha.nbytes if head.alpha is not None else 0) + head.pixels.size
     return Source(
-        in_background(frames()),
+        in_background(frames(), ahead(frame_bytes)),
         kind,
         default_fps(head.fps),
         None,
@@ -286,6 +289,12 @@ def _viewer(colour: Colour, space: str) -> Callable[[np.ndarray], tuple[np.ndarr
         return display.view8(pixels.astype(np.float32) / scale), pixels
 
     return view
+
+
+def ahead(frame_bytes: int) -> int:
+    """How many decoded frames the reader thread may hold: up to 16, within DECODE_AHEAD_BYTES (an 8K
+    float plate is half a GiB), never fewer than 2."""
+    return max(2, min(16, DECODE_AHEAD_BYTES // max(1, frame_bytes)))
 
 
 def in_background(items: Iterator, depth: int = 16) -> Iterator:
