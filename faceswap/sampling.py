@@ -6,8 +6,8 @@
   decoder is told the largest frame it may make, so a stream that grows mid-way is refused too;
 - each kept frame is downscaled by the decoder's own scaler as it is decoded, so the whole sample
   holds at most SAMPLE_BYTES; frames within that are kept exactly as decoded;
-- a clip whose frames would cost more than DECODE_BUDGET pixels to decode one by one is read in
-  key frames: packets are demuxed in order (no seeking, so a damaged index cannot mislead it) and
+- a clip whose frames would cost more than DECODE_BUDGET pixels to decode one by one (each frame
+  counted as at least FRAME_FLOOR, so a million tiny frames cost too) is read in key frames: packets are demuxed in order (no seeking, so a damaged index cannot mislead it) and
   only the key frames at the spread's positions are decoded. A clip that holds more than it
   declared switches to key frames once the budget is spent.
 """
@@ -26,6 +26,7 @@ from faceswap.media import check_decoded, decoder_options, fit_within, probe_vid
 
 SAMPLE_BYTES = 360 * MIB  # every kept frame together, as 8-bit BGR: 56 frames of 1080p are kept as they are
 DECODE_BUDGET = 3_000_000_000  # pixels decoded frame by frame (~1450 frames of 1080p, ~360 of 4K), then key frames
+FRAME_FLOOR = 100_000  # a frame costs at least this many pixels' worth (so a million tiny frames do too)
 
 
 @dataclass
@@ -66,7 +67,7 @@ def sample_video(path: Path, limits: InputLimits, count: int, intra: int) -> tup
         intra=intra,
         every=max(1, expected // count) if expected else 1,
         max_pixels=SAMPLE_BYTES // (3 * (count + intra)),
-        key_frames_only=expected * info.width * info.height > DECODE_BUDGET,
+        key_frames_only=expected * max(info.width * info.height, FRAME_FLOOR) > DECODE_BUDGET,
     )
     try:
         with av.open(str(path), options=decoder_options(limits)) as container:
@@ -96,7 +97,7 @@ def _collect(path: Path, container: Any, stream: Any, plan: Plan, limits: InputL
             check_decoded(path, frame, got.decoded, limits)
             _consider(got, frame, plan, key_mode=plan.key_frames_only or got.work > DECODE_BUDGET)
             got.decoded += 1
-            got.work += frame.width * frame.height
+            got.work += max(frame.width * frame.height, FRAME_FLOOR)
         if got.spread >= plan.count and (plan.key_frames_only or got.decoded > plan.every * plan.count):
             break  # the spread is complete (a container that did not say its length stops here too)
     return got
