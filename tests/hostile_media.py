@@ -70,22 +70,6 @@ def gif_declaring(path: Path, width: int, height: int) -> Path:
     return path
 
 
-def exr_declaring(path: Path, width: int, height: int) -> Path:
-    """A real 16 x 16 half-float EXR whose header's dataWindow (and displayWindow) is rewritten to
-    `width` x `height`: the header says gigabytes, the file holds a few hundred bytes."""
-    import OpenEXR
-
-    pixels = np.full((16, 16), 0.5, np.float16)
-    header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
-    OpenEXR.File(header, {c: pixels for c in "RGB"}).write(str(path))
-    raw = bytearray(path.read_bytes())
-    for name in (b"dataWindow\x00box2i\x00", b"displayWindow\x00box2i\x00"):
-        at = raw.index(name) + len(name) + 4  # the attribute's size field, then xMin yMin xMax yMax
-        raw[at : at + 16] = struct.pack("<iiii", 0, 0, width - 1, height - 1)
-    path.write_bytes(bytes(raw))
-    return path
-
-
 def flat_video(
     path: Path,
     width: int,

@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 import OpenEXR
 import pytest
-from hostile_media import HUGE, declaring_huge, flat_video
+from hostile_media import declaring_huge, flat_video
 
 from faceswap.cli import main
 
@@ -321,4 +321,3 @@ def test_variants_are_the_same_bytes_on_every_run(originals):
     data = originals["jpeg"].read_bytes()
     assert variant_bytes(data, "jpeg", "flip-body-0") == variant_bytes(data, "jpeg", "flip-body-0")
     assert variant_bytes(data, "jpeg", "flip-body-0") != variant_bytes(data, "jpeg", "flip-body-1")
-    assert str(HUGE).isdigit()
