@@ -16,6 +16,7 @@ from faceswap import __version__
 from faceswap.errors import BadInput, CheckFailed, ExitCode, FaceswapError, worst
 
 Handler = Callable[[argparse.Namespace], int]
+ANCHOR_BYTES = 1 << 20  # a PEM root certificate is a few KB
 LEDGER_URL_HELP = (
     "a shared PostgreSQL ledger, postgresql://USER@HOST/DB (default $FACESWAP_LEDGER_URL, else the workspace's "
     "ledger.sqlite); keys/ and consent/ stay in the workspace"
@@ -29,6 +30,8 @@ class Parents:
     workspace: argparse.ArgumentParser
     json: argparse.ArgumentParser
     backend: argparse.ArgumentParser
+    limits: argparse.ArgumentParser  # the operator's inputs (extract, convert, dub ...)
+    verify_limits: argparse.ArgumentParser  # files from strangers
 
     @property
     def both(self) -> list[argparse.ArgumentParser]:
@@ -49,7 +52,34 @@ def _parents() -> Parents:
         default=None,
         help="insightface root holding models/buffalo_l (default ~/.insightface)",
     )
-    return Parents(workspace, as_json, backend)
+    from faceswap.limits import OPERATOR, VERIFY
+
+    return Parents(workspace, as_json, backend, _limits_parser(OPERATOR), _limits_parser(VERIFY))
+
+
+def _limits_parser(base: Any) -> argparse.ArgumentParser:
+    """The input limits (faceswap/limits.py), one flag each, with `base`'s values as the defaults shown;
+    every command that reads media takes them."""
+    from faceswap.limits import FLAGS, describe
+
+    parser = argparse.ArgumentParser(add_help=False)
+    group = parser.add_argument_group("input limits (a file beyond one is refused, exit 2; see SECURITY.md)")
+    for limit in FLAGS:
+        group.add_argument(
+            limit.flag,
+            dest=f"limit_{limit.field}",
+            metavar=limit.metavar,
+            default=None,
+            help=f"{limit.help} (default {describe(base, limit.field)})",
+        )
+    return parser
+
+
+def _limits(args: argparse.Namespace, base: Any):
+    """`base` (limits.VERIFY or limits.OPERATOR) with the limits raised or lowered on the command line."""
+    from faceswap.limits import FLAGS, with_overrides
+
+    return with_overrides(base, {f.field: getattr(args, f"limit_{f.field}", None) for f in FLAGS})
 
 
 def _print_json(payload: object) -> None:
@@ -91,9 +121,10 @@ def _with_progress(label: str, enabled: bool, work: Callable[[Callable[[int, int
 
 def cmd_faces_detect(args: argparse.Namespace) -> int:
     from faceswap.faces.analyzer import FaceAnalyzer
+    from faceswap.limits import OPERATOR
     from faceswap.media import read_image
 
-    image = read_image(args.image)
+    image = read_image(args.image, _limits(args, OPERATOR))
     analyzer = FaceAnalyzer(args.backend, args.model_root)
     faces = analyzer.analyze(image)
     if args.json:
@@ -147,7 +178,7 @@ def _add_models(commands, p: Parents) -> None:
 
 def _add_faces(commands, p: Parents) -> None:
     faces = commands.add_parser("faces", help="face analysis").add_subparsers(dest="faces_command", metavar="ACTION")
-    detect = faces.add_parser("detect", parents=[p.json, p.backend], help="list the faces in an image")
+    detect = faces.add_parser("detect", parents=[p.json, p.backend, p.limits], help="list the faces in an image")
     detect.add_argument("image", type=Path)
     detect.set_defaults(handler=cmd_faces_detect)
 
@@ -592,6 +623,7 @@ def _add_keys(commands, p: Parents) -> None:
 
 def cmd_extract(args: argparse.Namespace) -> int:
     from faceswap.data.extract import ExtractOptions, extract
+    from faceswap.limits import OPERATOR
 
     options = ExtractOptions(
         every=args.every,
@@ -601,6 +633,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
         min_face=args.min_face,
         face_type=args.face_type,
         align_on=args.align_on,
+        limits=_limits(args, OPERATOR),
     )
     store = _store(args)
     report = _with_progress(
@@ -655,7 +688,7 @@ def _add_extract(commands, p: Parents) -> None:
     from faceswap.faces.align import ALIGN_POINTS, FACE_TYPES
 
     extract = commands.add_parser(
-        "extract", parents=[*p.both, p.backend], help="extract a consenting subject's faces into a faceset"
+        "extract", parents=[*p.both, p.backend, p.limits], help="extract a consenting subject's faces into a faceset"
     )
     extract.add_argument("input", type=Path, help="a video, an image, or a folder of them")
     extract.add_argument("--subject", required=True)
@@ -752,6 +785,7 @@ def _add_train(commands, p: Parents) -> None:
 def cmd_convert(args: argparse.Namespace) -> int:
     from faceswap.convert.delivery import parse_frames
     from faceswap.convert.pipeline import ConvertOptions, convert
+    from faceswap.limits import OPERATOR
 
     options = ConvertOptions(
         mask=args.mask,
@@ -774,6 +808,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         backend=args.backend,
         model_root=args.model_root,
         allow_empty=args.allow_empty,
+        limits=_limits(args, OPERATOR),
     )
     store = _store(args)
     report = _with_progress(
@@ -797,7 +832,9 @@ def _add_convert(commands, p: Parents) -> None:
     from faceswap.faces.masks import MASK_REGIONS
 
     conv = commands.add_parser(
-        "convert", parents=[*p.both, p.backend], help="swap subject A onto subject B's footage (consent re-checked)"
+        "convert",
+        parents=[*p.both, p.backend, p.limits],
+        help="swap subject A onto subject B's footage (consent re-checked)",
     )
     conv.add_argument("--model", type=Path, required=True, help="a model folder (WORKSPACE/models/NAME)")
     conv.add_argument(
@@ -846,14 +883,16 @@ def cmd_convert_batch(args: argparse.Namespace) -> int:
     import contextlib
 
     from faceswap.convert.batch import run_batch
+    from faceswap.limits import OPERATOR
 
     workspace = _workspace(args)
+    limits = _limits(args, OPERATOR)
     with contextlib.redirect_stdout(sys.stderr):  # Ray's own notices (a worker died, a retry): stdout is the result's
         if args.json:
-            report = run_batch(workspace, args.shots, args.ray, args.workers)
+            report = run_batch(workspace, args.shots, args.ray, args.workers, limits=limits)
         else:
             report = _with_batch_progress(
-                lambda update: run_batch(workspace, args.shots, args.ray, args.workers, update)
+                lambda update: run_batch(workspace, args.shots, args.ray, args.workers, update, limits)
             )
     if args.json:
         _print_json(report.to_json())
@@ -892,7 +931,7 @@ def _with_batch_progress(work: Callable[[Callable[[int, int, int, float], None]]
 def _add_convert_batch(commands, p: Parents) -> None:
     batch = commands.add_parser(
         "convert-batch",
-        parents=p.both,
+        parents=[*p.both, p.limits],
         help="convert many shots from a CSV as Ray tasks (a re-run skips shots already in the ledger)",
     )
     batch.add_argument(
@@ -954,6 +993,7 @@ def _add_delivery_arguments(conv) -> None:
 
 def cmd_dub(args: argparse.Namespace) -> int:
     from faceswap.convert.dub import DubOptions, dub, parse_offset
+    from faceswap.limits import OPERATOR
 
     options = DubOptions(
         region=args.region,
@@ -968,6 +1008,7 @@ def cmd_dub(args: argparse.Namespace) -> int:
         sequence=args.sequence,
         backend=args.backend,
         model_root=args.model_root,
+        limits=_limits(args, OPERATOR),
     )
     store = _store(args)
     report = _with_progress(
@@ -995,7 +1036,7 @@ def _add_dub(commands, p: Parents) -> None:
 
     dub = commands.add_parser(
         "dub",
-        parents=[*p.both, p.backend],
+        parents=[*p.both, p.backend, p.limits],
         help="re-voice a shot of subject A with the mouth of subject B's performance (consent re-checked)",
     )
     dub.add_argument("--model", type=Path, required=True, help="a model trained for dubbing-research (A: the actor)")
@@ -1103,15 +1144,17 @@ def _add_eval(commands, p: Parents) -> None:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    from faceswap.limits import VERIFY
     from faceswap.provenance.verify import Verifier, collect_paths, describe_verdict, ledger_view_for
 
     paths = collect_paths(args.paths)
     if not paths:
         print("faceswap: error: no image or video files found", file=sys.stderr)
         return ExitCode.BAD_INPUT
-    ledger_view = ledger_view_for(_workspace(args), args.ledger)
+    limits = _limits(args, VERIFY)
+    ledger_view = ledger_view_for(_workspace(args), args.ledger, limits)
     anchor = _read_anchor(args.trust_anchor) if args.trust_anchor else None
-    verifier = Verifier(ledger_view, trust_anchor=anchor)
+    verifier = Verifier(ledger_view, trust_anchor=anchor, limits=limits)
     verdicts = [verifier.verify(path) for path in paths]
     heads = _trace_heads(args, verdicts)
     if args.json:
@@ -1156,6 +1199,8 @@ def _read_anchor(path: Path) -> bytes:
     from faceswap.provenance.credentials import root_fingerprint_of
 
     try:
+        if path.stat().st_size > ANCHOR_BYTES:
+            raise FaceswapError(f"{path}: a trust anchor is a certificate of a few KB, not {path.stat().st_size} bytes")
         pem = path.read_bytes()
     except OSError as error:
         raise FaceswapError(f"{path}: unreadable trust anchor ({error.strerror})") from None
@@ -1165,7 +1210,7 @@ def _read_anchor(path: Path) -> bytes:
 
 def _add_verify(commands, p: Parents) -> None:
     verify = commands.add_parser(
-        "verify", parents=p.both, help="is this file from faceswap? which consent, which model?"
+        "verify", parents=[*p.both, p.verify_limits], help="is this file from faceswap? which consent, which model?"
     )
     verify.add_argument("paths", type=Path, nargs="+", metavar="PATH", help="images, videos or folders (recursive)")
     verify.add_argument("--ledger", type=Path, default=None, help="a `ledger export` JSONL instead of the workspace")

@@ -22,7 +22,21 @@ ALLOWED = {
     "scripts/bench_keyed_marks.py": "JPEG-compresses marked pictures in memory to attack them; its clips stay in a temporary folder",
     "scripts/bench_tlog.py": "weighs the transparency proof in the manifest of a noise PNG it made itself",
     "scripts/calibrate_identity.py": "JPEG-compresses package photos in memory to test identity matching",
+    "scripts/bench_hostile_inputs.py": "makes the hostile and the largest honest files verify is measured on",
     "faceswap/serve/frames.py": "a small JPEG of the uploaded file's own frame, made in memory for the answer",
+}
+# Who may open image, EXR or video files for reading, and why: every other module reads through these,
+# so no file is decoded before its header is checked against the caller's limits (faceswap/limits.py).
+READS_MEDIA = re.compile(r"cv2\.imread|cv2\.imdecode|OpenEXR\.File\(|av\.open\(|np\.fromfile|Image\.open\(")
+READERS = {
+    "faceswap/media.py": "images, EXR, sequences and videos, each checked against InputLimits first",
+    "faceswap/image_header.py": "reads headers only (EXR's through OpenEXR's header-only read)",
+    "faceswap/sampling.py": "verify's sampled frames, after probe_video checked the file",
+    "faceswap/convert/dub_audio.py": "audio tracks, their duration checked as declared and as decoded",
+    "faceswap/data/faceset.py": "crops whose hash the index names, sized from their header first",
+    "faceswap/provenance/writers.py": "writes outputs; re-opens a source already probed for its audio",
+    "faceswap/synthetic.py": "writes inputs the framework makes for itself",
+    "faceswap/serve/check.py": "reads headers only (Pillow, OpenEXR's header-only read) for the page's stricter limits",
 }
 
 
@@ -40,6 +54,18 @@ def test_only_the_sink_writes_generated_pixels():
             if WRITES_PIXELS.search(line):
                 offenders.append(f"{relative}:{number}: {line.strip()}")
     assert offenders == [], "write generated pixels through faceswap.provenance.sink:\n" + "\n".join(offenders)
+
+
+def test_media_is_read_only_through_the_bounded_readers():
+    offenders = []
+    for path in _python_files("faceswap"):
+        relative = path.relative_to(ROOT).as_posix()
+        if relative in READERS:
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if READS_MEDIA.search(line):
+                offenders.append(f"{relative}:{number}: {line.strip()}")
+    assert offenders == [], "read media through faceswap.media (limits checked first):\n" + "\n".join(offenders)
 
 
 def test_nothing_loads_a_pickle():

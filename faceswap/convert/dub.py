@@ -32,6 +32,7 @@ from faceswap.faces.masks import landmark_mask, region_polygon
 from faceswap.faces.tracking import DETECT_EVERY, FaceTracker
 from faceswap.faces.types import Face
 from faceswap.hashing import file_sha256, safe_name
+from faceswap.limits import OPERATOR, InputLimits
 from faceswap.media import VIDEO_SUFFIXES, VideoInfo, iter_video_frames, probe_video
 from faceswap.provenance.sink import OutputContext, OutputSink, SinkFrame, Written, batched
 
@@ -56,6 +57,7 @@ class DubOptions:
     backend: str = "auto"
     model_root: Path | None = None
     consent_check_seconds: float = CHECK_EVERY_SECONDS
+    limits: InputLimits = OPERATOR  # what the plate, performance and audio may declare (faceswap/limits.py)
 
     def convert_options(self) -> ConvertOptions:
         """The conversion settings the composed Swapper runs with (its mask is not used here)."""
@@ -70,6 +72,7 @@ class DubOptions:
             model_root=self.model_root,
             detect_every=self.detect_every,
             consent_check_seconds=self.consent_check_seconds,
+            limits=self.limits,
         )
 
     def validate(self) -> None:
@@ -332,16 +335,16 @@ def authorize(store: ConsentStore, model_dir: Path) -> AuthorizedModel:
     return model
 
 
-def probe_inputs(plate: Path, performance: Path) -> tuple[VideoInfo, VideoInfo]:
+def probe_inputs(plate: Path, performance: Path, limits: InputLimits = OPERATOR) -> tuple[VideoInfo, VideoInfo]:
     for role, path in (("plate", plate), ("performance", performance)):
         if path.suffix.lower() not in VIDEO_SUFFIXES:
             raise BadInput(f"{path}: the {role} must be a video ({', '.join(sorted(VIDEO_SUFFIXES))})")
-    return probe_video(plate), probe_video(performance)
+    return probe_video(plate, limits), probe_video(performance, limits)
 
 
 def resolve_offset(options: DubOptions, plate: Path, performance: Path, report: DubReport) -> float:
     if options.offset == "auto":
-        found = auto_offset(plate, performance, options.audio)
+        found = auto_offset(plate, performance, options.audio, options.limits)
         report.offset_s, report.offset_mode, report.offset_confidence = (
             found.seconds,
             f"auto ({found.reference})",
@@ -360,12 +363,12 @@ def dub_line(
     if options.sequence:
         return None
     if options.audio is not None:
-        line = output_audio(options.audio, 0.0, duration, folder)
+        line = output_audio(options.audio, 0.0, duration, folder, options.limits)
         if line is None:
             raise BadInput(f"{options.audio}: has no audio stream (--audio)")
         report.audio_source = "audio"
         return line
-    line = output_audio(performance, offset, duration, folder)
+    line = output_audio(performance, offset, duration, folder, options.limits)
     report.audio_source = "performance" if line is not None else "none"
     return line
 
@@ -439,7 +442,7 @@ def dub(
     sink.check_destination(
         output, (plate, performance, *([options.audio] if options.audio else []), model.weights_path)
     )
-    plate_info, perf_info = probe_inputs(plate, performance)
+    plate_info, perf_info = probe_inputs(plate, performance, options.limits)
     report = DubReport(str(plate), str(performance), str(output), str(model_dir), options.region)
     report.consent_record_ids = model.grant.record_ids
     offset = resolve_offset(options, plate, performance, report)
@@ -456,11 +459,14 @@ def dub(
         paths = {"plate": plate, "performance": performance, "audio": options.audio}
         context = dub_context(model, paths, options, report, watch)
         clock = PerformanceClock(
-            _decoded(performance), float(perf_info.fps), offset, lambda f: dubber.analyse_performance(f, report)
+            _decoded(performance, options.limits),
+            float(perf_info.fps),
+            offset,
+            lambda f: dubber.analyse_performance(f, report),
         )
 
         def frames() -> Iterator[SinkFrame]:
-            for frame, image in dubber.run(_decoded(plate), clock, report):
+            for frame, image in dubber.run(_decoded(plate, options.limits), clock, report):
                 report.frames += 1
                 if progress:
                     progress(report.frames, plate_info.frames)
@@ -474,8 +480,9 @@ def dub(
     return report
 
 
-def _decoded(path: Path) -> Iterator[FrameIn]:
-    return in_background(FrameIn(f.index, f.image, f.pts, f.time_base) for f in iter_video_frames(path))
+def _decoded(path: Path, limits: InputLimits) -> Iterator[FrameIn]:
+    frames = iter_video_frames(path, limits=limits)
+    return in_background(FrameIn(f.index, f.image, f.pts, f.time_base) for f in frames)
 
 
 def _write(

@@ -30,6 +30,7 @@ from faceswap.faces.identity import IdentityMatcher
 from faceswap.faces.masks import BLEND_BLUR, BLEND_ERODE, blend_mask, landmark_mask
 from faceswap.faces.tracking import DETECT_EVERY, FaceTracker
 from faceswap.hashing import safe_name
+from faceswap.limits import OPERATOR, InputLimits
 from faceswap.media import (
     IMAGE_SUFFIXES,
     VIDEO_SUFFIXES,
@@ -47,6 +48,7 @@ MASK_MODES = ("full", "lower-face", "mouth")
 MOUTH_SMOOTHING = 0.08  # seconds either side for the mouth corners, which move with speech
 SEQUENCES = ("png", "exr")
 CODECS = ("h264", "prores4444", "prores422hq")
+DECODE_AHEAD_BYTES = 1 << 30  # decoded frames held ahead of the swap
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ class ConvertOptions:
     detect_every: int = DETECT_EVERY  # detect on every Nth frame (and on cuts); follow faces in between
     allow_empty: bool = False  # write a marked, unchanged copy when no face of subject B is found
     consent_check_seconds: float = CHECK_EVERY_SECONDS
+    limits: InputLimits = OPERATOR  # what an input may declare (faceswap/limits.py)
 
     def colour(self) -> Colour:
         """The OCIO config; BadInput when it or a named colour space is unusable."""
@@ -175,7 +178,7 @@ def decode(path: Path, options: ConvertOptions | None = None) -> Source:
     (`plate.%04d.exr`, or a folder of one) or a single image; within `--frames` when given."""
     options = options or ConvertOptions()
     colour = options.colour()
-    sequence = find_sequence(path) if "%" in path.name or "#" in path.name or path.is_dir() else None
+    sequence = find_sequence(path, options.limits) if "%" in path.name or "#" in path.name or path.is_dir() else None
     if sequence is not None:
         return _decode_sequence(sequence, options, colour)
     if path.suffix.lower() in VIDEO_SUFFIXES:
@@ -190,7 +193,7 @@ def decode(path: Path, options: ConvertOptions | None = None) -> Source:
 def _decode_video(path: Path, options: ConvertOptions, colour: Colour) -> Source:
     from faceswap.timecode import Timecode
 
-    info = probe_video(path)
+    info = probe_video(path, options.limits)
     space = colour.space(options.input_colorspace) if options.input_colorspace else colour.srgb
     deep = info.bits > 8
     first, last = options.frames or (0, None)
@@ -200,7 +203,7 @@ def _decode_video(path: Path, options: ConvertOptions, colour: Colour) -> Source
     view = _viewer(colour, space)
 
     def frames() -> Iterator[FrameIn]:
-        for f in iter_video_frames(path, deep=deep):
+        for f in iter_video_frames(path, deep=deep, limits=options.limits):
             if f.index < first:
                 continue
             if last is not None and f.index > last:
@@ -212,8 +215,9 @@ def _decode_video(path: Path, options: ConvertOptions, colour: Colour) -> Source
     count = info.frames - first if info.frames else 0
     if last is not None:
         count = min(count, last - first + 1) if count else last - first + 1
+    frame_bytes = info.width * info.height * (3 + (6 if deep else 0))  # the view, and the deep plate
     return Source(
-        in_background(frames()),
+        in_background(frames(), ahead(frame_bytes)),
         "video",
         info.fps,
         info.time_base,
@@ -240,7 +244,7 @@ def _decode_sequence(
     else:
         assert single is not None
         paths = [(0, single)]
-    head = read_plate(paths[0][1])
+    head = read_plate(paths[0][1], options.limits)
     default = colour.linear if head.is_float else colour.srgb
     space = colour.space(options.input_colorspace, "--input-colorspace") if options.input_colorspace else default
     view = _viewer(colour, space)
@@ -248,15 +252,16 @@ def _decode_sequence(
 
     def frames() -> Iterator[FrameIn]:
         for position, (number, file) in enumerate(paths):
-            plate: Plate = head if position == 0 else read_plate(file)
+            plate: Plate = head if position == 0 else read_plate(file, options.limits)
             if plate.pixels.shape != shape:
                 raise BadInput(f"{file}: {plate.pixels.shape[1]}x{plate.pixels.shape[0]} differs from the first frame")
             image, deep = view(plate.pixels)
             yield FrameIn(position, image, None, None, number, deep, plate.timecode)
 
     kind = "sequence" if sequence is not None else "image"
+    frame_bytes = head.pixels.nbytes + (head.alpha.nbytes if head.alpha is not None else 0) + head.pixels.size
     return Source(
-        in_background(frames()),
+        in_background(frames(), ahead(frame_bytes)),
         kind,
         default_fps(head.fps),
         None,
@@ -283,6 +288,12 @@ def _viewer(colour: Colour, space: str) -> Callable[[np.ndarray], tuple[np.ndarr
         return display.view8(pixels.astype(np.float32) / scale), pixels
 
     return view
+
+
+def ahead(frame_bytes: int) -> int:
+    """How many decoded frames the reader thread may hold: up to 16, within DECODE_AHEAD_BYTES (an 8K
+    float plate is half a GiB), never fewer than 2."""
+    return max(2, min(16, DECODE_AHEAD_BYTES // max(1, frame_bytes)))
 
 
 def in_background(items: Iterator, depth: int = 16) -> Iterator:

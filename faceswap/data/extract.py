@@ -36,6 +36,7 @@ from faceswap.faces.align import (
 from faceswap.faces.analyzer import FaceAnalyzer
 from faceswap.faces.identity import IdentityMatcher
 from faceswap.hashing import file_sha256, safe_name
+from faceswap.limits import OPERATOR, InputLimits
 from faceswap.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, iter_video_frames, probe_video, read_image
 from faceswap.staging import Staging
 
@@ -53,6 +54,7 @@ class ExtractOptions:
     face_type: str | None = None
     align_on: str | None = None
     consent_check_seconds: float = CHECK_EVERY_SECONDS  # how often consent is re-checked while it runs
+    limits: InputLimits = OPERATOR  # what an input may declare (faceswap/limits.py)
 
     def validate(self) -> None:
         """Every option checked before anything is read or written."""
@@ -129,15 +131,17 @@ def list_inputs(path: Path) -> tuple[list[Path], list[str]]:
     return media, [safe_name(p) for p in skipped]
 
 
-def iter_frames(files: list[Path], every: int) -> Iterator[InputFrame]:
+def iter_frames(files: list[Path], every: int, limits: InputLimits = OPERATOR) -> Iterator[InputFrame]:
+    """Each input's frames; what a file declares is checked against `limits` before it is decoded."""
     for path in files:
-        digest = file_sha256(path)
         if path.suffix.lower() in VIDEO_SUFFIXES:
-            probe_video(path)
-            for decoded in iter_video_frames(path, every=every):
+            probe_video(path, limits)
+            digest = file_sha256(path)
+            for decoded in iter_video_frames(path, every=every, limits=limits):
                 yield InputFrame(path, digest, decoded.index, decoded.image)
         else:
-            yield InputFrame(path, digest, 0, read_image(path))
+            image = read_image(path, limits)
+            yield InputFrame(path, file_sha256(path), 0, image)
 
 
 def extract(
@@ -253,9 +257,9 @@ def _scan(
     """Every frame's faces: the subject's, new, large and sharp enough, are cropped into `staging`."""
     alignment = faceset.header.alignment
     known = faceset.keys()
-    total = sum(_frame_estimate(p, options.every) for p in files)
+    total = sum(_frame_estimate(p, options.every, options.limits) for p in files)
     entries: list[FaceEntry] = []
-    for item in iter_frames(files, options.every):
+    for item in iter_frames(files, options.every, options.limits):
         for index, face in enumerate(analyzer.analyze(item.image)):
             report.faces_found += 1
             similarity = subject.similarity(face.embedding)
@@ -366,9 +370,9 @@ def _alignment(options: ExtractOptions, existing: Faceset | None, folder: Path) 
     return wanted
 
 
-def _frame_estimate(path: Path, every: int) -> int:
+def _frame_estimate(path: Path, every: int, limits: InputLimits) -> int:
     if path.suffix.lower() in VIDEO_SUFFIXES:
-        frames = probe_video(path).frames
+        frames = probe_video(path, limits).frames
         return max(1, (frames + every - 1) // every) if frames else 0
     return 1
 

@@ -25,6 +25,7 @@ from faceswap.ledger import Entry, Finding, Ledger, PublicKey, entry_hash_of, wa
 from faceswap.ledger.chain import KeyHistory
 from faceswap.ledger.export import ExportedLedger
 from faceswap.ledger.watermark_keys import WatermarkKeys
+from faceswap.limits import VERIFY, InputLimits
 from faceswap.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from faceswap.provenance.binding import BindingCheck
 from faceswap.provenance.credentials import CredentialReport, read_credentials
@@ -38,6 +39,7 @@ from faceswap.provenance.watermark import PUBLIC_KEY_ID, Detection, Watermarker
 
 VIDEO_SAMPLES = 48
 INTRA_SAMPLES = 8
+ANALYSIS_PIXELS = 3840 * 2160  # a still larger than 4K UHD is read scaled down to this
 
 
 @dataclass
@@ -216,46 +218,17 @@ class Sample:
     intra: list[bool]
 
 
-def read_sample(path: Path) -> Sample:
-    from faceswap.media import probe_video, read_image
+def read_sample(path: Path, limits: InputLimits = VERIFY) -> Sample:
+    """The file's frames, bounded by `limits` (what a file may declare) and by what the sample may hold
+    (sampling.py): an image at most ANALYSIS_PIXELS large, a video's frames spread over it."""
+    from faceswap.media import checked_size, read_view
+    from faceswap.sampling import sample_video
 
+    checked_size(path, limits)
     if path.suffix.lower() not in VIDEO_SUFFIXES:
-        return Sample("image", [read_image(path)], [True])
-    info = probe_video(path)
-    every = max(1, info.frames // VIDEO_SAMPLES) if info.frames else 1
-    frames, intra = _decode_sample(path, every)
+        return Sample("image", [read_view(path, limits, ANALYSIS_PIXELS)], [True])
+    frames, intra = sample_video(path, limits, VIDEO_SAMPLES, INTRA_SAMPLES)
     return Sample("video", frames, intra)
-
-
-def _decode_sample(path: Path, every: int) -> tuple[list, list[bool]]:
-    """Every `every`-th frame (up to VIDEO_SAMPLES) and up to INTRA_SAMPLES intra frames besides."""
-    import av
-
-    frames: list = []
-    intra: list[bool] = []
-    extra = 0
-    try:
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            for index, frame in enumerate(container.decode(stream)):
-                spread = index % every == 0 and len(frames) - extra < VIDEO_SAMPLES
-                key = bool(frame.key_frame) and extra < INTRA_SAMPLES
-                if spread or key:
-                    frames.append(frame.to_ndarray(format="bgr24"))
-                    intra.append(bool(frame.key_frame))
-                    extra += int(key and not spread)
-                if len(frames) - extra >= VIDEO_SAMPLES and index >= every * VIDEO_SAMPLES:
-                    break  # the spread is complete (a container that did not say its length)
-    except av.FFmpegError as error:
-        from faceswap.errors import BadInput
-
-        raise BadInput(f"{path}: video is corrupt or unreadable ({error.strerror or error})") from None
-    except IndexError:
-        from faceswap.errors import BadInput
-
-        raise BadInput(f"{path}: has no video stream") from None
-    return frames, intra
 
 
 def read_frames(path: Path) -> tuple[str, list]:
@@ -271,32 +244,33 @@ class Verifier:
         trust_anchor: bytes | None = None,
         faces: Any = None,
         today: date | None = None,
+        limits: InputLimits = VERIFY,
     ) -> None:
         """`watermarker`: default, one that reads the ledger's secrets available here and then the
         public key of older files. `trust_anchor`: the root that Content Credentials must chain to;
         default: the one the ledger pins (its `credentials.created` entry). `faces`: a face analyzer
         for the face layer, "auto" (one made on first need), or None: skipped, since conversion does
         not write that layer (docs/watermark.md has the measurements). `today`: the date consent
-        status is judged on (default: the UTC date at each lookup)."""
+        status is judged on (default: the UTC date at each lookup). `limits`: what a file may declare
+        (limits.py)."""
         self.ledger = ledger
         self.watermarker = watermarker or Watermarker.reading(ledger.marks if ledger else None)
         self.trust_anchor = trust_anchor or (trust_anchor_in(ledger.entries) if ledger else None)
         self.faces = LazyFaceAnalyzer() if faces == "auto" else faces
         self.today = today
+        self.limits = limits
 
     def verify(self, path: Path, sample: Sample | None = None) -> Verdict:
         """`sample`: the frames of `path` when the caller has read them already (to show one)."""
         try:
-            sample = sample or read_sample(path)
-            media, frames = sample.media, sample.frames
-            if not frames:
-                raise FaceswapError(f"{path}: no frames could be decoded")
+            credentials, sample = self.read(path, sample)
         except FaceswapError as error:
             return Verdict(path, "unknown", error=str(error))
+        media, frames = sample.media, sample.frames
         if min(f.shape[0] * f.shape[1] for f in frames) < 64 * 64:
             return Verdict(path, media, error=f"{path}: too small to carry a watermark")
         verdict = Verdict(path, media, detection=self.watermarker.detect(frames, self.faces, intra=sample.intra))
-        verdict.credentials = read_credentials(path, self.trust_anchor)
+        verdict.credentials = credentials
         if self.ledger is not None:
             verdict.unreadable_keys = tuple(self.ledger.unreadable_keys)
             hashes = [phash(f) for f in frames[:: max(1, len(frames) // 8)]]
@@ -313,6 +287,19 @@ class Verifier:
         if self.ledger is not None:
             verdict.transparency = self.ledger.holds_head(verdict.transparency)
         return verdict
+
+    def read(self, path: Path, sample: Sample | None = None) -> tuple[CredentialReport, Sample]:
+        """A file's two readings, each within `self.limits`: its Content Credentials first (c2pa holds
+        the whole file in memory, and frees it before any frame is decoded), then its frames (unless
+        the caller has read them)."""
+        from faceswap.media import checked_size
+
+        checked_size(path, self.limits)
+        credentials = read_credentials(path, self.trust_anchor, self.limits.file_bytes)
+        sample = sample or read_sample(path, self.limits)
+        if not sample.frames:
+            raise FaceswapError(f"{path}: no frames could be decoded")
+        return credentials, sample
 
     def _attach_entry(self, verdict: Verdict, hashes: list[str]) -> None:
         assert self.ledger is not None and verdict.detection is not None
@@ -428,11 +415,14 @@ def _legacy_disagreement(path: Path, entry: Entry, hashes: list[str]) -> str | N
     return "an older entry: neither its file hash nor its perceptual hashes match"
 
 
-def ledger_view_for(workspace: Any, export: Path | None) -> LedgerView | None:
-    """The ledger to look files up in: an export when given, else the workspace's, else none."""
+def ledger_view_for(workspace: Any, export: Path | None, limits: InputLimits = VERIFY) -> LedgerView | None:
+    """The ledger to look files up in: an export when given (someone else's file: read whole, so its
+    size is checked first), else the workspace's, else none."""
     from faceswap.ledger import ledger_exists, open_ledger
+    from faceswap.media import checked_size
 
     if export is not None:
+        checked_size(export, limits)
         return LedgerView.from_export(export)
     if ledger_exists(workspace):
         return LedgerView.from_ledger(open_ledger(workspace, writable=False), workspace.keys_dir)

@@ -100,11 +100,12 @@ class Checker:
         return sample, facts
 
     def _bounded(self, upload: Upload) -> tuple[int, str | None]:
+        from faceswap.limits import VERIFY
         from faceswap.media import probe_video
 
         limits = self.config
         if upload.media.kind == "video":
-            info = probe_video(upload.path)
+            info = probe_video(upload.path, VERIFY)
             _within(info.width, info.height, limits.max_video_pixels, "video frames")
             if info.frames > limits.max_video_frames:
                 raise Refusal(
