@@ -4,8 +4,9 @@ The frame is covered by a grid of chips, CHIP_ROWS of them across its short side
 keeps the grid's share of the frame). One key-derived TILE x TILE block of chips repeats over the
 grid: a quarter of its chips carry the sync, the rest carry the 160 code bits, each bit spread over
 its own chips. Which chips are sync and which bit each other chip carries is fixed by the key; the
-chips' signs are one of VARIANTS keyed sign patterns, picked per output by a keyed hash of the token,
-so that outputs of one workspace share no common pattern that averaging many of them would reveal.
+chips' signs are one of VARIANTS keyed sign patterns and the tile starts at a keyed cyclic shift,
+both picked per output by a keyed hash of the token, so that outputs of one workspace share no common
+pattern that averaging many of them would reveal.
 Chip values are interpolated bilinearly to pixels, scaled by a texture mask and added to B, G and R
 alike, so only luma changes. The first release's public key (`KEY`) had one sign pattern: its files,
 and marks written with it, keep that scheme exactly.
@@ -46,6 +47,8 @@ CODE_BITS = 160  # payload.V2_CODE_BITS
 AMPLITUDE = 2.8  # luma levels at mask gain 1
 SYNC_BUDGET = 1e-7  # false-positive share of the sync decision, per file
 VARIANTS = 16  # keyed sign patterns per key (one per output, by token); the public KEY has one
+SQUARE_CANDIDATES = 3  # upright square lattices folded (each in REFINE steps)
+TURNED_CANDIDATES = 3  # turned or stretched lattices folded (each in SHARPEN steps per vector)
 ALIGN_BATCH = 16  # folded tiles correlated at once (memory: batch x 8 x VARIANTS x TILE^2 floats)
 REFINE = tuple(np.round(np.arange(-0.006, 0.00601, 0.001), 4))  # relative steps around an upright lattice
 SHARPEN = (-0.001, 0.0, 0.001)  # relative steps of each vector around a turned or stretched lattice
@@ -90,16 +93,18 @@ def layout(key: bytes, side: int = TILE, bits: int = CODE_BITS) -> Layout:
     return Layout(np.stack(signs).reshape(-1, side, side), role.reshape(side, side))
 
 
-def variant_of(bits: np.ndarray, key: bytes) -> int:
-    """The sign pattern an output with these code bits uses: a keyed hash, the same for the bits and
-    their complement (so a token's sync and payload parts can be told apart by marking both)."""
-    count = variant_count(key)
-    if count == 1:
-        return 0
+def variant_of(bits: np.ndarray, key: bytes) -> tuple[int, tuple[int, int]]:
+    """The sign pattern and the cyclic shift (chips) of the tile an output with these code bits uses:
+    a keyed hash, the same for the bits and their complement (so a token's sync and payload parts can
+    be told apart by marking both). The reader searches every shift anyway; a different one per output
+    keeps many outputs' tiles from lining up on the public chip grid."""
+    if variant_count(key) == 1:
+        return 0, (0, 0)
     bits = np.asarray(bits).astype(np.uint8) & 1
     canonical = bits ^ bits[0]
     digest = hashlib.sha256(key + b"/variant-of/" + np.packbits(canonical).tobytes()).digest()
-    return int.from_bytes(digest[:4], "big") % count
+    draw = int.from_bytes(digest[:8], "big")
+    return draw % variant_count(key), ((draw >> 32) % TILE, (draw >> 40) % TILE)
 
 
 def chip_values(lay: Layout, bits: np.ndarray, variant: int = 0) -> np.ndarray:
@@ -137,7 +142,8 @@ def pattern(shape: tuple[int, ...], bits: np.ndarray, key: bytes) -> np.ndarray:
     h, w = shape[:2]
     g = chip_size(shape)
     rows, cols = int(np.ceil(h / g)) + 1, int(np.ceil(w / g)) + 1
-    tile = chip_values(layout(key), bits, variant_of(bits, key))
+    variant, shift = variant_of(bits, key)
+    tile = np.roll(chip_values(layout(key), bits, variant), shift, axis=(0, 1))
     grid = np.tile(tile, (rows // TILE + 1, cols // TILE + 1))[:rows, :cols]
     return render_chips(np.ascontiguousarray(grid), (h, w), g)
 
@@ -331,7 +337,7 @@ def z_threshold(tries: int, budget: float = SYNC_BUDGET) -> float:
 def lattices(r: np.ndarray) -> list[np.ndarray]:
     """Every lattice basis the reader folds `r` along: each upright square period lattice.py proposes,
     in REFINE steps of scale, and each turned or stretched basis, in SHARPEN steps of each vector."""
-    periods, bases = lattice.candidates(r, TILE * DENSITY)
+    periods, bases = lattice.candidates(r, TILE * DENSITY, SQUARE_CANDIDATES, TURNED_CANDIDATES)
     out: list[np.ndarray] = []
     seen: set[float] = set()
     for period in periods:
@@ -348,6 +354,12 @@ def lattices(r: np.ndarray) -> list[np.ndarray]:
 def tries_per_lattice(lay: Layout) -> int:
     """Hypotheses one folded lattice adds: 2 mirrors x OVERSAMPLE^2 phases x TILE^2 shifts x variants."""
     return 2 * OVERSAMPLE**2 * lay.role.size * lay.variants
+
+
+def most_tries(key: bytes) -> int:
+    """The most hypotheses one read under `key` can make (every candidate lattice proposed)."""
+    lattices_at_most = SQUARE_CANDIDATES * len(REFINE) + TURNED_CANDIDATES * len(SHARPEN) ** 2
+    return lattices_at_most * tries_per_lattice(layout(key))
 
 
 @dataclass(frozen=True)
