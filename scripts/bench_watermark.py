@@ -654,13 +654,13 @@ class Outcome:
     n: int = 0
     traced: int = 0  # the target's token still read
     detected: int = 0
-    psnr: list[float] = field(default_factory=list)
+    psnr: list[float | None] = field(default_factory=list)
 
     def add(self, found, token: int, psnr: float) -> None:
         self.n += 1
         self.traced += int(found.token == format_token(token))
         self.detected += int(found.marked)
-        self.psnr.append(round(psnr, 2))
+        self.psnr.append(round(psnr, 2) if np.isfinite(psnr) else None)  # None: the attack changed nothing
 
 
 def removals() -> list[tuple[str, str, Callable[[list[np.ndarray], Target], list[np.ndarray]]]]:
@@ -782,7 +782,7 @@ def _traced_text(cell: dict) -> str:
     for kind in ("video", "still"):
         c = cell[kind]
         if c["n"]:
-            psnr = [p for p in c["psnr"] if np.isfinite(p)]
+            psnr = [p for p in c["psnr"] if p is not None]
             where = f"{min(psnr):.1f}-{max(psnr):.1f} dB" if psnr else "unchanged"
             parts.append(f"{kind} {c['traced']}/{c['n']} traced at {where}")
     return "; ".join(parts)
@@ -819,7 +819,7 @@ def adversary_report(args: argparse.Namespace, clips: list[Clip], workdir: Path)
     secret, secrets.token_bytes(32)) in the same run, on the same content."""
     schemes = {"old": Watermarker(key=tiles.KEY), "new": Watermarker(key=secrets.token_bytes(32))}
     stills = args.adversary_stills if args.adversary_stills is not None else (2 if args.quick else 6)
-    chosen = clips[: args.adversary_clips if args.adversary_clips is not None else (2 if args.quick else 4)]
+    chosen = clips[: args.adversary_clips if args.adversary_clips is not None else (2 if args.quick else 3)]
     print(f"adversary: {len(chosen)} clips and {stills} stills per scheme, {COLLUDERS} colluders each", flush=True)
     targets = {label: adversary_targets(wm, chosen, stills, workdir) for label, wm in schemes.items()}
     return {
@@ -1009,7 +1009,7 @@ def adversary_markdown(report: dict) -> list[str]:
         for label in ("old", "new"):
             for kind in ("video", "still"):
                 c = row[label][kind]
-                finite = [p for p in c["psnr"] if np.isfinite(p)]
+                finite = [p for p in c["psnr"] if p is not None]
                 psnr = f"{np.mean(finite):.1f} dB" if finite else "unchanged"
                 cells.append(
                     f"{psnr}: {c['traced']}/{c['n']} token, {c['detected']}/{c['n']} detected" if c["n"] else "-"
@@ -1062,7 +1062,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--old-clips", type=int, default=None, help="clips also marked with scheme 1 (default 6)")
     parser.add_argument("--no-faces", action="store_true", help="do not read the face layer")
     parser.add_argument("--stills", type=int, default=None, help="marked stills for image attacks (default 120)")
-    parser.add_argument("--adversary-clips", type=int, default=None, help="clips the attacks run on (default 4)")
+    parser.add_argument("--adversary-clips", type=int, default=None, help="clips the attacks run on (default 3)")
     parser.add_argument("--adversary-stills", type=int, default=None, help="stills the attacks run on (default 6)")
     parser.add_argument("--no-adversary", action="store_true", help="skip forgery, copy and removal attacks")
     parser.add_argument("--no-speed", action="store_true")
