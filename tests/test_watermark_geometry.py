@@ -55,7 +55,7 @@ def jpeg(image: np.ndarray, quality: int = 85) -> np.ndarray:
     return cv2.imdecode(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])[1], cv2.IMREAD_COLOR)
 
 
-@pytest.mark.parametrize("degrees", [-5.0, -2.0, 2.0, 5.0])
+@pytest.mark.parametrize("degrees", [-5.0, -2.0, -0.7, 0.7, 2.0, 5.0])
 def test_a_rotated_still_keeps_its_token(watermarker, t1_image, degrees):
     marked = watermarker.embed([view(t1_image, 960, 720)], TOKEN)[0]
     found = watermarker.detect([jpeg(rotate(marked, degrees))])

@@ -26,8 +26,9 @@ MAX_TURN = np.radians(12.0)  # rotation (+-5 degrees) and the shear a rotation +
 MAX_STRETCH = 2.2  # longest over shortest basis vector (16:9 shown as 1:1 is 1.78)
 FINER = 0.7  # a finer lattice replaces a coarser one when its support is at least this share
 PEAKS = 6  # peaks kept near each axis
-COVERED = 0.005  # a turned/stretched basis this close to an upright square one is the square one's to read
-ROUGH = 0.012  # the same, before sharpening (whole-pixel peaks)
+UPRIGHT = 0.0015  # turn (radians) or stretch below which an upright square lattice reads a basis
+ROUGH = 0.012  # two candidates this close before sharpening (whole-pixel peaks) are one
+SPARE = 2  # candidates sharpened beyond those wanted, in case the best are upright squares
 _SUMS = ((1, 0), (0, 1), (1, 1), (1, -1), (2, 0), (0, 2))  # lattice points that score a basis
 
 
@@ -205,11 +206,13 @@ def square_periods(acf: Acf, count: int) -> list[float]:
     return picked
 
 
-def candidates(r: np.ndarray, tile: float, square: int = 3, general: int = 3) -> tuple[list[float], list[np.ndarray]]:
+def candidates(
+    r: np.ndarray, tile: float, square: int = 3, general: int = 3, refine: float = 0.006
+) -> tuple[list[float], list[np.ndarray]]:
     """What to fold `r` along, best supported first: the periods of `square` upright square lattices,
-    and up to `general` turned or stretched bases (from the peaks near each axis, sharpened) that none
-    of those periods already covers (within `covered` of it). `tile`: the period of an unscaled tile
-    in residual pixels."""
+    and up to `general` turned or stretched bases (from the peaks near each axis, sharpened) that no
+    square period read within +-`refine` of its scale already covers. `tile`: the period of an
+    unscaled tile in residual pixels."""
     acf = Acf(r, tile)
     periods = square_periods(acf, square)
     rows, cols = axis_peaks(acf, True), axis_peaks(acf, False)
@@ -220,22 +223,26 @@ def candidates(r: np.ndarray, tile: float, square: int = 3, general: int = 3) ->
                 basis = finest(acf, normalise(np.array([a, b])))
                 pairs.append((acf.support(basis), basis))
     pairs.sort(key=lambda p: -p[0])
-    bases: list[np.ndarray] = []
     rough: list[np.ndarray] = []
     for _, basis in pairs:
-        if not any(_same(basis, b, ROUGH) for b in rough) and not any(_upright_near(basis, p, ROUGH) for p in periods):
+        if not any(_same(basis, b, ROUGH) for b in rough):
             rough.append(basis)
-    for basis in rough[:general]:
+    bases: list[np.ndarray] = []
+    for basis in rough[: general + SPARE]:
         sharp = sharpen(acf, basis)
-        if not any(_same(sharp, b) for b in bases) and not any(_upright_near(sharp, p) for p in periods):
+        if len(bases) < general and not any(_same(sharp, b) for b in bases) and not _covered(sharp, periods, refine):
             bases.append(sharp)
     return periods, bases
 
 
-def _upright_near(basis: np.ndarray, period: float, within: float = COVERED) -> bool:
-    """Is `basis` an upright square lattice within `within` (relative) of `period`?"""
-    upright = np.array([[0.0, period], [period, 0.0]])
-    return bool(np.all(np.hypot(*(basis - upright).T) <= within * period))
+def _covered(basis: np.ndarray, periods: list[float], refine: float) -> bool:
+    """Would an upright square lattice read `basis`: is it unturned and unstretched (within UPRIGHT)
+    and its size within `refine` of one of `periods`?"""
+    lengths = np.hypot(*basis.T)
+    across = np.abs([basis[0][0], basis[1][1]]) / lengths
+    if across.max() > UPRIGHT or abs(lengths[0] / lengths[1] - 1) > UPRIGHT:
+        return False
+    return any(abs(lengths.mean() / p - 1) <= refine for p in periods)
 
 
 def _same(a: np.ndarray, b: np.ndarray, tolerance: float = 0.003) -> bool:

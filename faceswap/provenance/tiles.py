@@ -337,7 +337,7 @@ def z_threshold(tries: int, budget: float = SYNC_BUDGET) -> float:
 def lattices(r: np.ndarray) -> list[np.ndarray]:
     """Every lattice basis the reader folds `r` along: each upright square period lattice.py proposes,
     in REFINE steps of scale, and each turned or stretched basis, in SHARPEN steps of each vector."""
-    periods, bases = lattice.candidates(r, TILE * DENSITY, SQUARE_CANDIDATES, TURNED_CANDIDATES)
+    periods, bases = lattice.candidates(r, TILE * DENSITY, SQUARE_CANDIDATES, TURNED_CANDIDATES, max(REFINE))
     out: list[np.ndarray] = []
     seen: set[float] = set()
     for period in periods:
