@@ -158,6 +158,13 @@ def luma(bgr: np.ndarray) -> np.ndarray:
     )
 
 
+def grey(bgr: np.ndarray) -> np.ndarray:
+    """Luma as the reader keeps it for a frame: uint8 for uint8 frames (a quarter of float's memory)."""
+    import cv2
+
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY) if bgr.dtype == np.uint8 else luma(bgr)
+
+
 def strength_map(bgr: np.ndarray, floor: float = 0.5, ceil: float = 1.6, knee: float = 6.0) -> np.ndarray:
     """Texture masking: more mark where the frame is busy, less on flat areas (computed at 1/4 size)."""
     import cv2
@@ -187,9 +194,9 @@ def add_luma(bgr: np.ndarray, change: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------- reading
 
 
-def content_box(bgr: np.ndarray, spread: float = 2.5, min_keep: float = 0.2) -> tuple[int, int, int, int]:
-    """(top, bottom, left, right) of the picture inside uniform bars (letterbox, pillarbox, a canvas)."""
-    y = luma(bgr)
+def content_box(y: np.ndarray, spread: float = 2.5, min_keep: float = 0.2) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) of the picture (luma `y`) inside uniform bars (letterbox, pillarbox,
+    a canvas)."""
     h, w = y.shape
 
     def bars(lines: np.ndarray, block: int = 16) -> int:
@@ -213,16 +220,16 @@ def union_box(boxes: list[tuple[int, int, int, int]]) -> tuple[int, int, int, in
     return min(b[0] for b in boxes), max(b[1] for b in boxes), min(b[2] for b in boxes), max(b[3] for b in boxes)
 
 
-def residual(bgr: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
-    """Whitened luma residual of the content box at DENSITY pixels per nominal chip."""
+def residual(y: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """Whitened residual of the content box of luma `y` at DENSITY pixels per nominal chip."""
     import cv2
 
     top, bottom, left, right = box
-    content = bgr[top:bottom, left:right]
+    content = y[top:bottom, left:right]
     scale = DENSITY / nominal_chip(content.shape)
     h, w = content.shape[:2]
     size = (max(8, int(round(w * scale))), max(8, int(round(h * scale))))
-    y = cv2.resize(luma(content), size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    y = cv2.resize(content.astype(np.float32), size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
     r = y - cv2.GaussianBlur(y, (0, 0), 1.1)
     norm = np.sqrt(cv2.GaussianBlur(r * r, (0, 0), 2.0)) + 0.5
     return (r / norm).astype(np.float32)
@@ -443,8 +450,9 @@ class Folded:
     the folded tile for each, so that several keys can be read off one preparation."""
 
     def __init__(self, frames: list[np.ndarray]) -> None:
-        self.box = union_box([content_box(f) for f in frames])
-        self.residuals = [residual(f, self.box) for f in frames]
+        greys = [grey(f) for f in frames]
+        self.box = union_box([content_box(y) for y in greys])
+        self.residuals = [residual(y, self.box) for y in greys]
         self.total = np.mean(self.residuals, axis=0) if len(self.residuals) > 1 else self.residuals[0]
         self.bases = lattices(self.total)
         self.folds = np.array([fold(self.total, b) for b in self.bases])
