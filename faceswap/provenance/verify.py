@@ -542,4 +542,8 @@ def undone_summary(det: Detection) -> str:
         parts.append("borders")
     if u.get("scale") and abs(u["scale"] - 1.0) > 0.01:
         parts.append(f"scale x{u['scale']:.2f}")
+    if abs(u.get("rotation") or 0.0) >= 0.3:
+        parts.append(f"rotation {u['rotation']:+.1f} deg")
+    if abs((u.get("aspect") or 1.0) - 1.0) > 0.01:
+        parts.append(f"aspect x{u['aspect']:.2f}")
     return ", ".join(parts)

@@ -382,8 +382,11 @@ class _Reading:
                     "key_id": key_id,
                     "frames": frames,
                     "scale": round(read.rescale, 4),
+                    "rotation": round(read.rotation, 2),
+                    "aspect": round(read.aspect, 4),
                     "chip_px": round(read.chip_px, 3),
                     "mirror": read.mirror,
+                    "variant": read.variant,
                     "borders": list(read.box) if read.borders else None,
                     "offset": list(read.offset),
                     "token_decodes": attempts,
@@ -397,6 +400,8 @@ class _Reading:
                 "mirror": read.mirror,
                 "borders": list(read.box) if read.borders else None,
                 "scale": round(read.rescale, 4),
+                "rotation": round(read.rotation, 2),
+                "aspect": round(read.aspect, 4),
             }
         self._token(token, "tiles" if frames == "all frames" else "tiles-intra", 2, used, key_id)
 
