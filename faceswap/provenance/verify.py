@@ -29,9 +29,9 @@ from faceswap.limits import VERIFY, InputLimits
 from faceswap.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from faceswap.provenance.binding import BindingCheck
 from faceswap.provenance.credentials import CredentialReport, read_credentials
-from faceswap.provenance.credentials.reader import TRUSTED
 from faceswap.provenance.credentials.agreement import disagreement
 from faceswap.provenance.credentials.pinned import trust_anchor_in
+from faceswap.provenance.credentials.reader import TRUSTED
 from faceswap.provenance.facemark import LazyFaceAnalyzer
 from faceswap.provenance.phash import MATCH_DISTANCE, best_distance, phash
 from faceswap.provenance.transparency import INVALID, PROVEN, FileProof, against_log, check_file_proof
