@@ -111,7 +111,7 @@ def _signed_originals(folder: Path, registered_template: Path) -> dict[str, Path
     ledger = open_ledger(Workspace(root))
     sink = OutputSink.for_workspace(Workspace(root), ledger)
     context = OutputContext("test", model_fingerprint="cd" * 32, consent_record_ids=())
-    image = sink.write_image(folder / "signed.png", _noise(256, 320), context).path
+    image = sink.write_image(folder / "signed.png", _noise(360, 640), context).path
     source = flat_video(folder / "source.mp4", 320, 256, 4)
     frames = (SinkFrame(np.ascontiguousarray(f.image), f.pts, f.time_base) for f in iter_video_frames(source))
     video = sink.write_video(folder / "signed.mp4", frames, Fraction(25), context).path

@@ -331,7 +331,9 @@ def test_key_rotation_is_signed_by_both_keys_and_old_rows_stay_valid(ledger, wor
     assert rotated.key.key_id != old and rotated.verify() is None
     rotated.append("ledger.note", {"after": "rotation"})
     rows = rotated.entries()
-    assert rows[-2].kind == "key.rotated" and rotated.history.key_at(rows[-1].seq).key_id == rotated.key.key_id
+    rotation = [r.kind for r in rows].index("key.rotated")
+    assert [r.kind for r in rows[rotation:]] == ["key.rotated", "watermark.key", "ledger.note"]  # both keys
+    assert rotated.history.key_at(rows[-1].seq).key_id == rotated.key.key_id
     assert rotated.history.key_at(2).key_id == old
     assert (workspace.keys_dir / f"registrar.key.{old}.retired").exists()
 

@@ -258,3 +258,18 @@ def test_a_copy_without_credentials_cannot_be_traced_into_a_checkpoint(made, tmp
     report = json.loads(out)
     assert code == 3 and report["files"][0]["transparency"]["state"] == "absent"
     assert "no file carries a transparency proof" in report["transparency"]["problems"][0]
+
+
+def test_a_reader_that_stops_reading_gets_no_traceback(made, capsys, monkeypatch):
+    """`faceswap ledger prove 4 | head -c 10`: the pipe closes before the proof is printed."""
+    import os
+    import sys
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    closed = open(write_end, "w")  # noqa: SIM115 - the CLI's stdout for this call
+    monkeypatch.setattr(sys, "stdout", closed)
+    seq = str(made["outputs"]["png"].entry.seq)
+    assert main(["ledger", "prove", seq, "--workspace", str(made["workspace"].root)]) == 141
+    monkeypatch.undo()
+    assert "Traceback" not in capsys.readouterr().err

@@ -326,9 +326,9 @@ def _check_frame(keys: list[KeyFrame], image: np.ndarray, mirrored: bool) -> Fra
 
 def _against(keys: list[KeyFrame], image: np.ndarray, flip: bool) -> FrameCheck:
     """The file frame, its uniform bars stripped, against every key frame."""
-    from faceswap.provenance.tiles import content_box
+    from faceswap.provenance.tiles import content_box, grey
 
-    top, bottom, left, right = content_box(image)
+    top, bottom, left, right = content_box(grey(image))
     grey, _ = _grey_at_work(image[top:bottom, left:right])
     points, descriptors, _ = _orb(grey, FILE_POINTS)
     if len(points) < MIN_FEATURES:
