@@ -299,6 +299,13 @@ class OutputSink:
         if not frames:
             raise CheckFailed(f"{final}: no frame decodes from the written file; nothing was written")
         found = self.watermarker.detect(frames, legacy=False)
+        if found.token is not None and found.token != format_token(token):
+            raise BadInput(
+                f"{final}: the written file reads token {found.token}, not {format_token(token)}: its frames carried "
+                "the watermark of another output of this workspace (under a secret key each output's mark is its "
+                "own, so the per-frame check cannot see it), and two marks garble each other; write the unmarked "
+                "frames. Nothing was written"
+            )
         if found.token != format_token(token):
             raise CheckFailed(
                 f"{final}: the watermark did not read back from the written file (token {format_token(token)}, "
