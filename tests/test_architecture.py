@@ -28,7 +28,7 @@ ALLOWED = {
     "faceswap/data/faceset.py": "aligned crops cut from a consenting subject's own footage: inputs, not outputs",
     "scripts/bench_watermark.py": "measures the mark under re-encoding attacks; its files stay in bench-results/",
     "scripts/bench_credentials.py": "times C2PA signing on files it made itself, no model involved",
-    "scripts/bench_keyed_marks.py": "JPEG-compresses marked pictures in memory to attack them; its clips stay in a temporary folder",
+    "scripts/bench_keyed_marks.py": "attacks marked pictures by JPEG in memory; its clips stay in a temporary folder",
     "scripts/bench_tlog.py": "weighs the transparency proof in the manifest of a noise PNG it made itself",
     "scripts/calibrate_identity.py": "JPEG-compresses package photos in memory to test identity matching",
     "scripts/bench_hostile_inputs.py": "makes the hostile and the largest honest files verify is measured on",
@@ -55,6 +55,7 @@ READERS = {
     "faceswap/provenance/writers.py": "writes outputs; re-opens a source already probed for its audio",
     "faceswap/synthetic.py": "writes inputs the framework makes for itself",
     "faceswap/serve/check.py": "reads headers only (Pillow, OpenEXR's header-only read) for the page's stricter limits",
+    "faceswap/provenance/readback.py": "the sink's read-back of the video it has just written itself",
 }
 
 
@@ -102,14 +103,18 @@ def _writes_bytes(mode: str | None) -> bool:
 
 
 def _classify(call: ast.Call, names: dict[str, str], uses_pil: bool) -> str | None:
-    """"encodes" for a call that encodes or writes an image or video, "bytes" for a raw binary write."""
+    """Whether a call encodes or writes an image or video ("encodes"), writes raw bytes ("bytes"), or neither."""
     name = _called(call.func, names)
     method = call.func.attr if isinstance(call.func, ast.Attribute) else None
     if name is not None and name.split(".")[-1] in ENCODERS.get(name.split(".")[0], ()):
         return "encodes"
     if name == "av.open":
         return "encodes" if "w" in (_mode(call, 1) or "r") else None
-    if method == "add_stream" or (name is None and method == "tofile") or (name is None and method == "save" and uses_pil):
+    if (
+        method == "add_stream"
+        or (name is None and method == "tofile")
+        or (name is None and method == "save" and uses_pil)
+    ):
         return "encodes"
     if name in ("builtins.open", "io.open", "os.fdopen"):
         return "bytes" if _writes_bytes(_mode(call, 1)) else None
@@ -140,7 +145,7 @@ def test_the_writer_rule_sees_every_way_of_writing_image_bytes():
         "import cv2\ncv2.imwrite(\n    path,\n    frame,\n)\n": "encodes",
         "from cv2 import imencode as enc\nenc('.png', frame)\n": "encodes",
         "from PIL import Image\nImage.fromarray(frame).save(path)\n": "encodes",
-        "from PIL import Image\npicture = Image.fromarray(frame)\npicture.save(\n    buffer, format='PNG'\n)\n": "encodes",
+        "from PIL import Image\npicture = Image.fromarray(frame)\npicture.save(\n    buf, format='PNG'\n)\n": "encodes",
         "import imageio.v3 as iio\niio.imwrite(path, frame)\n": "encodes",
         "import imageio\nimageio.mimwrite(path, frames)\n": "encodes",
         "from tifffile import imwrite\nimwrite(path, frame)\n": "encodes",
