@@ -102,14 +102,18 @@ def _writes_bytes(mode: str | None) -> bool:
     return mode is not None and (mode == "?" or ("b" in mode and any(c in mode for c in "wax+")))
 
 
+TEMPORARY_FILES = {f"tempfile.{kind}" for kind in ("NamedTemporaryFile", "TemporaryFile", "SpooledTemporaryFile")}
+
+
 def _classify(call: ast.Call, names: dict[str, str], uses_pil: bool) -> str | None:
     """Whether a call encodes or writes an image or video ("encodes"), writes raw bytes ("bytes"), or neither."""
     name = _called(call.func, names)
     method = call.func.attr if isinstance(call.func, ast.Attribute) else None
     if name is not None and name.split(".")[-1] in ENCODERS.get(name.split(".")[0], ()):
         return "encodes"
-    if name == "av.open":
-        return "encodes" if "w" in (_mode(call, 1) or "r") else None
+    if name in ("av.open", "imageio.imopen", "imageio.v3.imopen"):
+        mode = _mode(call, 1) or "r"
+        return "encodes" if "w" in mode or mode == "?" else None
     if (
         method == "add_stream"
         or (name is None and method == "tofile")
@@ -118,6 +122,8 @@ def _classify(call: ast.Call, names: dict[str, str], uses_pil: bool) -> str | No
         return "encodes"
     if name in ("builtins.open", "io.open", "os.fdopen"):
         return "bytes" if _writes_bytes(_mode(call, 1)) else None
+    if name in TEMPORARY_FILES:  # binary ("w+b") unless a text mode is given
+        return "bytes" if _writes_bytes(_mode(call, 0) or "w+b") else None
     if name == "os.write" or method == "write_bytes":
         return "bytes"
     if name is None and method == "open" and _mode(call, 0) != "?" and _writes_bytes(_mode(call, 0)):
@@ -127,7 +133,8 @@ def _classify(call: ast.Call, names: dict[str, str], uses_pil: bool) -> str | No
 
 def _image_writes(source: str) -> list[tuple[int, str, str]]:
     """(line, "encodes" | "bytes", the call's first line) for every write the rule knows of. The
-    file's syntax tree is read, so a call split across lines or renamed on import still counts."""
+    file's syntax tree is read, so a call split across lines or renamed on import still counts. What
+    it cannot see: a PIL image saved in a file that imports no PIL (it got the image from elsewhere)."""
     tree = ast.parse(source)
     names = _import_names(tree)
     uses_pil = any(target.split(".")[0] == "PIL" for target in names.values())
@@ -152,6 +159,9 @@ def test_the_writer_rule_sees_every_way_of_writing_image_bytes():
         "import tifffile\nwith tifffile.TiffWriter(path) as tif:\n    tif.write(frame)\n": "encodes",
         "import av\nav.open(\n    path,\n    'w',\n)\n": "encodes",
         "import av\nav.open(path, mode='w')\n": "encodes",
+        "import av\nav.open(path, mode)\n": "encodes",
+        "import imageio.v3 as iio\nwith iio.imopen(path, 'w') as out:\n    out.write(frame)\n": "encodes",
+        "import tempfile\ntempfile.NamedTemporaryFile(suffix='.png').write(png)\n": "bytes",
         "import numpy as np\nnp.save(path, frame)\n": "encodes",
         "frame.tofile(path)\n": "encodes",
         "with open(\n    path,\n    'wb',\n) as f:\n    f.write(png)\n": "bytes",
@@ -166,6 +176,7 @@ def test_the_writer_rule_sees_every_way_of_writing_image_bytes():
         assert [k for _, k, _ in _image_writes(source)] == [kind], source
     reads = [
         "import av\nav.open(path)\n",
+        "import tempfile\ntempfile.NamedTemporaryFile('w', suffix='.json')\n",
         "open(path, 'rb').read()\n",
         "path.write_text(text)\n",
         "import torch\ntorch.save(state, buffer)\n",
