@@ -53,7 +53,6 @@ READERS = {
     "faceswap/convert/dub_audio.py": "audio tracks, their duration checked as declared and as decoded",
     "faceswap/data/faceset.py": "crops whose hash the index names, sized from their header first",
     "faceswap/provenance/writers.py": "writes outputs; re-opens a source already probed for its audio",
-    "faceswap/provenance/readback.py": "decodes the file the sink has just written, its frame size and count its own",
     "faceswap/synthetic.py": "writes inputs the framework makes for itself",
     "faceswap/serve/check.py": "reads headers only (Pillow, OpenEXR's header-only read) for the page's stricter limits",
     "faceswap/provenance/readback.py": "the sink's read-back of the video it has just written itself",
