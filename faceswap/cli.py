@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -13,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from faceswap import __version__
-from faceswap.errors import ExitCode, FaceswapError, worst
+from faceswap.errors import BadInput, CheckFailed, ExitCode, FaceswapError, worst
 
 Handler = Callable[[argparse.Namespace], int]
+ANCHOR_BYTES = 1 << 20  # a PEM root certificate is a few KB
 LEDGER_URL_HELP = (
     "a shared PostgreSQL ledger, postgresql://USER@HOST/DB (default $FACESWAP_LEDGER_URL, else the workspace's "
     "ledger.sqlite); keys/ and consent/ stay in the workspace"
@@ -29,6 +31,8 @@ class Parents:
     workspace: argparse.ArgumentParser
     json: argparse.ArgumentParser
     backend: argparse.ArgumentParser
+    limits: argparse.ArgumentParser  # the operator's inputs (extract, convert, dub ...)
+    verify_limits: argparse.ArgumentParser  # files from strangers
 
     @property
     def both(self) -> list[argparse.ArgumentParser]:
@@ -49,7 +53,34 @@ def _parents() -> Parents:
         default=None,
         help="insightface root holding models/buffalo_l (default ~/.insightface)",
     )
-    return Parents(workspace, as_json, backend)
+    from faceswap.limits import OPERATOR, VERIFY
+
+    return Parents(workspace, as_json, backend, _limits_parser(OPERATOR), _limits_parser(VERIFY))
+
+
+def _limits_parser(base: Any) -> argparse.ArgumentParser:
+    """The input limits (faceswap/limits.py), one flag each, with `base`'s values as the defaults shown;
+    every command that reads media takes them."""
+    from faceswap.limits import FLAGS, describe
+
+    parser = argparse.ArgumentParser(add_help=False)
+    group = parser.add_argument_group("input limits (a file beyond one is refused, exit 2; see SECURITY.md)")
+    for limit in FLAGS:
+        group.add_argument(
+            limit.flag,
+            dest=f"limit_{limit.field}",
+            metavar=limit.metavar,
+            default=None,
+            help=f"{limit.help} (default {describe(base, limit.field)})",
+        )
+    return parser
+
+
+def _limits(args: argparse.Namespace, base: Any):
+    """`base` (limits.VERIFY or limits.OPERATOR) with the limits raised or lowered on the command line."""
+    from faceswap.limits import FLAGS, with_overrides
+
+    return with_overrides(base, {f.field: getattr(args, f"limit_{f.field}", None) for f in FLAGS})
 
 
 def _print_json(payload: object) -> None:
@@ -91,9 +122,10 @@ def _with_progress(label: str, enabled: bool, work: Callable[[Callable[[int, int
 
 def cmd_faces_detect(args: argparse.Namespace) -> int:
     from faceswap.faces.analyzer import FaceAnalyzer
+    from faceswap.limits import OPERATOR
     from faceswap.media import read_image
 
-    image = read_image(args.image)
+    image = read_image(args.image, _limits(args, OPERATOR))
     analyzer = FaceAnalyzer(args.backend, args.model_root)
     faces = analyzer.analyze(image)
     if args.json:
@@ -147,7 +179,7 @@ def _add_models(commands, p: Parents) -> None:
 
 def _add_faces(commands, p: Parents) -> None:
     faces = commands.add_parser("faces", help="face analysis").add_subparsers(dest="faces_command", metavar="ACTION")
-    detect = faces.add_parser("detect", parents=[p.json, p.backend], help="list the faces in an image")
+    detect = faces.add_parser("detect", parents=[p.json, p.backend, p.limits], help="list the faces in an image")
     detect.add_argument("image", type=Path)
     detect.set_defaults(handler=cmd_faces_detect)
 
@@ -276,6 +308,20 @@ def cmd_consent_verify(args: argparse.Namespace) -> int:
     return ExitCode.REFUSED if problems else ExitCode.OK
 
 
+def cmd_consent_link(args: argparse.Namespace) -> int:
+    from faceswap.consent.access import access_code, ensure_secret
+
+    store = _store(args)
+    record = store.resolve(store.load(), args.id)
+    code = access_code(ensure_secret(store.workspace.keys_dir), record.record_id)
+    link = f"{args.url.rstrip('/')}/consent/{record.record_id}?code={code}"
+    if args.json:
+        _print_json({"record_id": record.record_id, "code": code, "link": link})
+    else:
+        print(f"{record.record_id}: access code {code}\n{link}")
+    return ExitCode.OK
+
+
 def _add_consent(commands, p: Parents) -> None:
     from faceswap.consent.records import PURPOSES, ROLES
 
@@ -297,6 +343,12 @@ def _add_consent(commands, p: Parents) -> None:
     show = consent.add_parser("show", parents=p.both, help="one record (record id or subject id)")
     show.add_argument("id")
     show.set_defaults(handler=cmd_consent_show)
+    link = consent.add_parser(
+        "link", parents=p.both, help="the subject's own status link for `faceswap serve` (their outputs listed)"
+    )
+    link.add_argument("id")
+    link.add_argument("--url", default="http://127.0.0.1:8000", help="where the verification page is served")
+    link.set_defaults(handler=cmd_consent_link)
     revoke = consent.add_parser("revoke", parents=[p.workspace], help="revoke a record (a signed revocation)")
     revoke.add_argument("id")
     revoke.add_argument("--reason", required=True)
@@ -339,10 +391,24 @@ def cmd_ledger_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_ledger_export(args: argparse.Namespace) -> int:
+    from faceswap.ledger import watermark_keys
     from faceswap.ledger.export import export_ledger
 
-    count = export_ledger(_ledger(args), args.out)
-    print(f"exported {count} entries and the public key to {args.out}")
+    ledger = _ledger(args)
+    marks = None
+    if args.with_watermark_keys:
+        marks = watermark_keys.load(ledger.entries(), _workspace(args).keys_dir)
+        if marks is None or not marks.keys:
+            raise CheckFailed("no watermark secret of this ledger is in keys/watermark/: nothing to put in a bundle")
+    count = export_ledger(ledger, args.out, marks)
+    if marks is None:
+        print(f"exported {count} entries and the public key to {args.out}")
+    else:
+        print(
+            f"exported {count} entries, the public key and {len(marks.keys)} watermark secret(s) to {args.out} (0600): "
+            "whoever holds this file can read, forge and remove this workspace's marks; content binding still ties "
+            "each mark to what its entry recorded"
+        )
     return ExitCode.OK
 
 
@@ -356,6 +422,73 @@ def cmd_ledger_head(args: argparse.Namespace) -> int:
     else:
         kept = f"; kept in {args.export}" if args.export else ""
         print(f"head: seq {statement['seq']} hash {statement['entry_hash']} (key {statement['key_id']}){kept}")
+    return ExitCode.OK
+
+
+def cmd_ledger_checkpoint(args: argparse.Namespace) -> int:
+    from faceswap.atomic import write_atomic
+    from faceswap.ledger.tlog import LogState, b64
+
+    state = LogState.of(_ledger(args))
+    note = state.checkpoint()
+    if args.out:
+        write_atomic(args.out, note)
+    if args.json:
+        root = b64(state.tree.root())
+        _print_json(
+            {
+                "origin": state.origin,
+                "tree_size": state.tree.size,
+                "root_hash": root,
+                "checkpoint": note,
+                "log_key": state.log_key,
+                "written_to": str(args.out) if args.out else None,
+            }
+        )
+    elif args.out:
+        print(f"checkpoint of {state.origin} at tree size {state.tree.size} written to {args.out}")
+    else:
+        print(note, end="")
+    return ExitCode.OK
+
+
+def _write_proof(args: argparse.Namespace, proof: dict[str, Any], summary: str) -> None:
+    """A proof document: the JSON alone with --json; else a summary line, then the JSON or where
+    --out wrote it."""
+    from faceswap.atomic import write_atomic
+
+    if args.out:
+        write_atomic(args.out, json.dumps(proof, indent=2, sort_keys=True) + "\n")
+    if args.json:
+        _print_json(proof)
+    elif args.out:
+        print(f"{summary}; written to {args.out}")
+    else:
+        print(summary)
+        _print_json(proof)
+
+
+def cmd_ledger_prove(args: argparse.Namespace) -> int:
+    from faceswap.ledger.note import read_note
+    from faceswap.ledger.tlog import LogState, inclusion_proof
+
+    state = LogState.of(_ledger(args))
+    at = state.head_of(read_note(args.checkpoint)) if args.checkpoint else None
+    proof = inclusion_proof(state, args.seq, at)
+    summary = f"seq {args.seq} is leaf {proof['leaf_index']} of tree size {proof['tree_size']}"
+    _write_proof(args, proof, f"{summary} ({len(proof['inclusion_path'])} hashes)")
+    return ExitCode.OK
+
+
+def cmd_ledger_consistency(args: argparse.Namespace) -> int:
+    from faceswap.ledger.note import read_note
+    from faceswap.ledger.tlog import LogState, consistency_proof
+
+    state = LogState.of(_ledger(args))
+    old = state.head_of(read_note(args.old_checkpoint))
+    proof = consistency_proof(state, old)
+    summary = f"consistent: the log at tree size {proof['tree_size']} extends the checkpoint of tree size {old.size}"
+    _write_proof(args, proof, f"{summary} ({len(proof['consistency_path'])} hashes)")
     return ExitCode.OK
 
 
@@ -375,10 +508,31 @@ def cmd_ledger_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_rotate(args: argparse.Namespace) -> int:
-    from faceswap.ledger.rotate import rotate_registrar_key
+    from faceswap.ledger.rotate import rotate_registrar_key, rotate_watermark_secret
 
-    entry, old, new = rotate_registrar_key(_workspace(args))
-    print(f"registrar key rotated: {old} -> {new}; ledger seq {entry.seq}")
+    workspace = _workspace(args)
+    if args.only in (None, "registrar"):
+        entry, old, new = rotate_registrar_key(workspace)
+        print(f"registrar key rotated: {old} -> {new}; ledger seq {entry.seq}")
+    if args.only in (None, "watermark"):
+        entry, old_mark, new_mark = rotate_watermark_secret(workspace)
+        print(
+            f"watermark secret rotated: {old_mark or 'none'} -> {new_mark}; ledger seq {entry.seq} (older secrets stay "
+            "in keys/watermark/ so outputs marked with them still verify)"
+        )
+    return ExitCode.OK
+
+
+def cmd_keys_import_watermark(args: argparse.Namespace) -> int:
+    from faceswap.ledger import watermark_keys
+    from faceswap.ledger.export import ExportedLedger
+
+    bundle = ExportedLedger.load(args.bundle)
+    if not bundle.watermark_secrets:
+        raise BadInput(f"{args.bundle}: carries no watermark secret (export it with --with-watermark-keys)")
+    ledger = _ledger(args)
+    imported = watermark_keys.import_secrets(ledger.entries(), _workspace(args).keys_dir, list(bundle.watermark_secrets))
+    print(f"imported watermark secret(s) {', '.join(imported)}: pinned by this ledger, now in keys/watermark/")
     return ExitCode.OK
 
 
@@ -394,15 +548,41 @@ def _add_ledger(commands, p: Parents) -> None:
     verify.set_defaults(handler=cmd_ledger_verify)
     export = ledger.add_parser("export", parents=[p.workspace], help="write entries and the public key as JSONL")
     export.add_argument("out", type=Path)
+    export.add_argument(
+        "--with-watermark-keys",
+        action="store_true",
+        help="also the watermark secrets (a verifier bundle: its holder can read and forge this workspace's marks)",
+    )
     export.set_defaults(handler=cmd_ledger_export)
     head = ledger.add_parser("head", parents=p.both, help="the signed head; --export keeps it as a witness")
     head.add_argument("--export", type=Path, default=None, metavar="FILE")
     head.set_defaults(handler=cmd_ledger_head)
+    _add_transparency(ledger, p)
     migrate = ledger.add_parser(
         "migrate", parents=p.both, help="copy the workspace's SQLite ledger into an empty PostgreSQL one, verified"
     )
     migrate.add_argument("--to", required=True, metavar="URL", help="postgresql://USER@HOST/DB")
     migrate.set_defaults(handler=cmd_ledger_migrate)
+
+
+def _add_transparency(ledger, p: Parents) -> None:
+    """The ledger as a transparency log: signed checkpoints, inclusion and consistency proofs."""
+    checkpoint = ledger.add_parser("checkpoint", parents=p.both, help="the signed tree head (a C2SP checkpoint)")
+    checkpoint.add_argument("--out", type=Path, default=None, metavar="FILE", help="also write it to FILE")
+    checkpoint.set_defaults(handler=cmd_ledger_checkpoint)
+    prove = ledger.add_parser("prove", parents=p.both, help="an entry's inclusion proof (JSON)")
+    prove.add_argument("seq", type=int, metavar="SEQ")
+    prove.add_argument(
+        "--checkpoint", type=Path, default=None, metavar="FILE", help="prove against this older head of the log"
+    )
+    prove.add_argument("--out", type=Path, default=None, metavar="FILE", help="write the proof to FILE")
+    prove.set_defaults(handler=cmd_ledger_prove)
+    consistency = ledger.add_parser(
+        "consistency", parents=p.both, help="prove today's log extends an old checkpoint (exit 1 when it does not)"
+    )
+    consistency.add_argument("old_checkpoint", type=Path, metavar="OLD_CHECKPOINT")
+    consistency.add_argument("--out", type=Path, default=None, metavar="FILE", help="write the proof to FILE")
+    consistency.set_defaults(handler=cmd_ledger_consistency)
 
 
 def cmd_keys_trust_anchor(args: argparse.Namespace) -> int:
@@ -420,8 +600,18 @@ def _add_keys(commands, p: Parents) -> None:
     keys = commands.add_parser("keys", help="the workspace's keys").add_subparsers(
         dest="keys_command", metavar="ACTION"
     )
-    rotate = keys.add_parser("rotate", parents=[p.workspace], help="replace the registrar key (signed by both, logged)")
+    rotate = keys.add_parser(
+        "rotate", parents=[p.workspace], help="replace the registrar key (signed by both) and the watermark secret, logged"
+    )
+    rotate.add_argument("--only", choices=["registrar", "watermark"], default=None, help="rotate just this one")
     rotate.set_defaults(handler=cmd_keys_rotate)
+    imports = keys.add_parser(
+        "import-watermark",
+        parents=[p.workspace],
+        help="install the watermark secrets a verifier bundle carries, where this workspace's ledger pins them",
+    )
+    imports.add_argument("bundle", type=Path, help="a `ledger export --with-watermark-keys` file")
+    imports.set_defaults(handler=cmd_keys_import_watermark)
     anchor = keys.add_parser(
         "trust-anchor", parents=[p.workspace], help="export the Content Credentials root for people who verify"
     )
@@ -434,6 +624,7 @@ def _add_keys(commands, p: Parents) -> None:
 
 def cmd_extract(args: argparse.Namespace) -> int:
     from faceswap.data.extract import ExtractOptions, extract
+    from faceswap.limits import OPERATOR
 
     options = ExtractOptions(
         every=args.every,
@@ -443,6 +634,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
         min_face=args.min_face,
         face_type=args.face_type,
         align_on=args.align_on,
+        limits=_limits(args, OPERATOR),
     )
     store = _store(args)
     report = _with_progress(
@@ -497,7 +689,7 @@ def _add_extract(commands, p: Parents) -> None:
     from faceswap.faces.align import ALIGN_POINTS, FACE_TYPES
 
     extract = commands.add_parser(
-        "extract", parents=[*p.both, p.backend], help="extract a consenting subject's faces into a faceset"
+        "extract", parents=[*p.both, p.backend, p.limits], help="extract a consenting subject's faces into a faceset"
     )
     extract.add_argument("input", type=Path, help="a video, an image, or a folder of them")
     extract.add_argument("--subject", required=True)
@@ -548,6 +740,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             purpose=args.purpose,
             name=args.name,
             overrides=args.overrides,
+            checkpoint_every=args.checkpoint_every,
         )
     )
     if args.json:
@@ -581,6 +774,9 @@ def _add_train(commands, p: Parents) -> None:
     train.add_argument("--subject-b", required=True, help="the footage's subject (target)")
     train.add_argument("--purpose", required=True, choices=PURPOSES)
     train.add_argument("--name", required=True, help="model folder under WORKSPACE/models/")
+    train.add_argument(
+        "--checkpoint-every", type=int, default=100, metavar="N", help="steps between checkpoints (resume points)"
+    )
     train.set_defaults(handler=cmd_train, passes_unknown=True)
 
 
@@ -590,6 +786,7 @@ def _add_train(commands, p: Parents) -> None:
 def cmd_convert(args: argparse.Namespace) -> int:
     from faceswap.convert.delivery import parse_frames
     from faceswap.convert.pipeline import ConvertOptions, convert
+    from faceswap.limits import OPERATOR
 
     options = ConvertOptions(
         mask=args.mask,
@@ -612,6 +809,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         backend=args.backend,
         model_root=args.model_root,
         allow_empty=args.allow_empty,
+        limits=_limits(args, OPERATOR),
     )
     store = _store(args)
     report = _with_progress(
@@ -635,7 +833,9 @@ def _add_convert(commands, p: Parents) -> None:
     from faceswap.faces.masks import MASK_REGIONS
 
     conv = commands.add_parser(
-        "convert", parents=[*p.both, p.backend], help="swap subject A onto subject B's footage (consent re-checked)"
+        "convert",
+        parents=[*p.both, p.backend, p.limits],
+        help="swap subject A onto subject B's footage (consent re-checked)",
     )
     conv.add_argument("--model", type=Path, required=True, help="a model folder (WORKSPACE/models/NAME)")
     conv.add_argument(
@@ -684,14 +884,16 @@ def cmd_convert_batch(args: argparse.Namespace) -> int:
     import contextlib
 
     from faceswap.convert.batch import run_batch
+    from faceswap.limits import OPERATOR
 
     workspace = _workspace(args)
+    limits = _limits(args, OPERATOR)
     with contextlib.redirect_stdout(sys.stderr):  # Ray's own notices (a worker died, a retry): stdout is the result's
         if args.json:
-            report = run_batch(workspace, args.shots, args.ray, args.workers)
+            report = run_batch(workspace, args.shots, args.ray, args.workers, limits=limits)
         else:
             report = _with_batch_progress(
-                lambda update: run_batch(workspace, args.shots, args.ray, args.workers, update)
+                lambda update: run_batch(workspace, args.shots, args.ray, args.workers, update, limits)
             )
     if args.json:
         _print_json(report.to_json())
@@ -730,7 +932,7 @@ def _with_batch_progress(work: Callable[[Callable[[int, int, int, float], None]]
 def _add_convert_batch(commands, p: Parents) -> None:
     batch = commands.add_parser(
         "convert-batch",
-        parents=p.both,
+        parents=[*p.both, p.limits],
         help="convert many shots from a CSV as Ray tasks (a re-run skips shots already in the ledger)",
     )
     batch.add_argument(
@@ -792,6 +994,7 @@ def _add_delivery_arguments(conv) -> None:
 
 def cmd_dub(args: argparse.Namespace) -> int:
     from faceswap.convert.dub import DubOptions, dub, parse_offset
+    from faceswap.limits import OPERATOR
 
     options = DubOptions(
         region=args.region,
@@ -806,6 +1009,7 @@ def cmd_dub(args: argparse.Namespace) -> int:
         sequence=args.sequence,
         backend=args.backend,
         model_root=args.model_root,
+        limits=_limits(args, OPERATOR),
     )
     store = _store(args)
     report = _with_progress(
@@ -833,7 +1037,7 @@ def _add_dub(commands, p: Parents) -> None:
 
     dub = commands.add_parser(
         "dub",
-        parents=[*p.both, p.backend],
+        parents=[*p.both, p.backend, p.limits],
         help="re-voice a shot of subject A with the mouth of subject B's performance (consent re-checked)",
     )
     dub.add_argument("--model", type=Path, required=True, help="a model trained for dubbing-research (A: the actor)")
@@ -941,22 +1145,26 @@ def _add_eval(commands, p: Parents) -> None:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    from faceswap.limits import VERIFY
     from faceswap.provenance.verify import Verifier, collect_paths, describe_verdict, ledger_view_for
 
     paths = collect_paths(args.paths)
     if not paths:
         print("faceswap: error: no image or video files found", file=sys.stderr)
         return ExitCode.BAD_INPUT
-    ledger_view = ledger_view_for(_workspace(args), args.ledger)
+    limits = _limits(args, VERIFY)
+    ledger_view = ledger_view_for(_workspace(args), args.ledger, limits)
     anchor = _read_anchor(args.trust_anchor) if args.trust_anchor else None
-    verifier = Verifier(ledger_view, trust_anchor=anchor)
+    verifier = Verifier(ledger_view, trust_anchor=anchor, limits=limits)
     verdicts = [verifier.verify(path) for path in paths]
+    heads = _trace_heads(args, verdicts)
     if args.json:
         _print_json(
             {
                 "ledger": ledger_view.source if ledger_view else None,
                 "ledger_problem": str(ledger_view.finding) if ledger_view and ledger_view.finding else None,
                 "files": [v.to_json() for v in verdicts],
+                "transparency": heads.to_json() if heads else None,
             }
         )
     else:
@@ -964,13 +1172,36 @@ def cmd_verify(args: argparse.Namespace) -> int:
             print(describe_verdict(verdict))
         if ledger_view and ledger_view.finding:
             print(f"ledger {ledger_view.source}: TAMPERED at {ledger_view.finding}")
-    return worst({v.exit_code for v in verdicts})
+        for line in _describe_heads(heads):
+            print(line)
+    return worst({v.exit_code for v in verdicts} | ({heads.exit_code} if heads else set()))
+
+
+def _trace_heads(args: argparse.Namespace, verdicts: list) -> Any:
+    """The heads the files carry, checked against the checkpoints and proofs given (and each
+    other): None when there is nothing to relate."""
+    from faceswap.provenance.transparency import trace
+
+    proofs = [v.transparency for v in verdicts if v.transparency is not None]
+    if not (args.checkpoint or args.proof or sum(p.state == "proven" for p in proofs) > 1):
+        return None
+    return trace(proofs, args.checkpoint, args.proof)
+
+
+def _describe_heads(heads: Any) -> list[str]:
+    if heads is None:
+        return []
+    words = {"linked": "LINKED", "forked": "REWRITTEN", "unproven": "NOT LINKED"}
+    lines = [f"{link.a} / {link.b}: {words[link.status]}: {link.detail}" for link in heads.links]
+    return lines + [f"NOT TRACED: {problem}" for problem in heads.problems]
 
 
 def _read_anchor(path: Path) -> bytes:
     from faceswap.provenance.credentials import root_fingerprint_of
 
     try:
+        if path.stat().st_size > ANCHOR_BYTES:
+            raise FaceswapError(f"{path}: a trust anchor is a certificate of a few KB, not {path.stat().st_size} bytes")
         pem = path.read_bytes()
     except OSError as error:
         raise FaceswapError(f"{path}: unreadable trust anchor ({error.strerror})") from None
@@ -980,7 +1211,7 @@ def _read_anchor(path: Path) -> bytes:
 
 def _add_verify(commands, p: Parents) -> None:
     verify = commands.add_parser(
-        "verify", parents=p.both, help="is this file from faceswap? which consent, which model?"
+        "verify", parents=[*p.both, p.verify_limits], help="is this file from faceswap? which consent, which model?"
     )
     verify.add_argument("paths", type=Path, nargs="+", metavar="PATH", help="images, videos or folders (recursive)")
     verify.add_argument("--ledger", type=Path, default=None, help="a `ledger export` JSONL instead of the workspace")
@@ -991,7 +1222,59 @@ def _add_verify(commands, p: Parents) -> None:
         metavar="PEM",
         help="the root Content Credentials must chain to (default: the one the ledger pins)",
     )
+    verify.add_argument(
+        "--checkpoint",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a log checkpoint (`faceswap ledger checkpoint`) the files must trace into; repeatable",
+    )
+    verify.add_argument(
+        "--proof",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a proof from the log (`faceswap ledger prove SEQ` or `ledger consistency`) linking heads; repeatable",
+    )
     verify.set_defaults(handler=cmd_verify)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from faceswap.serve.app import run
+    from faceswap.serve.config import MiB, ServeConfig
+
+    if args.max_upload_mb <= 0 or args.workers < 1 or args.queue < 0 or not 0 <= args.port <= 65535:
+        raise FaceswapError("--max-upload-mb and --workers must be positive, --queue not negative, --port 0-65535")
+    config = ServeConfig(
+        _workspace(args),
+        host=args.host,
+        port=args.port,
+        max_upload_bytes=int(args.max_upload_mb * MiB),
+        workers=args.workers,
+        queue=args.queue,
+        access_log=args.access_log,
+    )
+    run(config)
+    return ExitCode.OK
+
+
+def _add_serve(commands, p: Parents) -> None:
+    from faceswap.serve.config import default_workers
+
+    serve = commands.add_parser(
+        "serve", parents=[p.workspace], help="the verification page and its JSON API (POST /api/verify)"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--max-upload-mb", type=float, default=256, help="largest upload accepted (default 256)")
+    serve.add_argument(
+        "--workers", type=int, default=default_workers(), help="files checked at once (default: cores, at most 4)"
+    )
+    serve.add_argument("--queue", type=int, default=32, help="uploads that may wait for a worker (default 32)")
+    serve.add_argument("--access-log", action="store_true", help="log each request (off: nothing is kept)")
+    serve.set_defaults(handler=cmd_serve)
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -1111,6 +1394,7 @@ COMMANDS = (
     _add_dub,
     _add_eval,
     _add_verify,
+    _add_serve,
     _add_doctor,
     _add_demo,
 )
@@ -1150,6 +1434,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("faceswap: interrupted", file=sys.stderr)
         return int(ExitCode.INTERRUPTED)
+    except BrokenPipeError:
+        return _reader_left()
+
+
+def _reader_left() -> int:
+    """stdout's reader went away (`faceswap ledger prove 7 | head`): what is left unprinted goes
+    nowhere, without a traceback, and the exit status is a shell's for SIGPIPE."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 128 + 13
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import numpy as np
 from faceswap.eval.independent import IndependentIdentity, IndependentReferences
 from faceswap.faces.identity import IdentityMatcher
 from faceswap.faces.masks import SCHEMES
+from faceswap.ledger.watermark_keys import WatermarkKeys
 from faceswap.media import iter_video_frames
 
 SEARCH_MARGIN = 0.75  # box sizes around the input's face where the output's face is looked for
@@ -265,9 +266,11 @@ def evaluate(
     watermark_samples: int = 12,
     inputs: InputFaces | None = None,
     independent: IndependentReferences | None = None,
+    marks: WatermarkKeys | None = None,
 ) -> EvalReport:
     """`independent`: dlib's own descriptor and each subject's reference descriptors, for a second
-    identity measure on the same output frames (`faceswap.eval.independent`)."""
+    identity measure on the same output frames (`faceswap.eval.independent`); `marks`: the workspace's
+    watermark secrets, which read the output's mark."""
     inputs = inputs or InputFaces(analyzer, IdentityMatcher(refs_b, analyzer.name), input_video)
     pairs = ((f.index, f.image) for f in iter_video_frames(output_video, every=every))
     truth_rows = truth_frames(truth)
@@ -281,7 +284,7 @@ def evaluate(
         report.independent = summarise([row for row in seen if row is not None])
     if measures:
         summarise_measures(report, measures, every, truth_rows)
-    report.marked_share = marked_share(output_video, watermark_samples)
+    report.marked_share = marked_share(output_video, watermark_samples, marks)
     return report
 
 
@@ -303,14 +306,15 @@ def summarise_measures(report: EvalReport, measures: list[FrameMeasure], every: 
     report.frames = [asdict(m) for m in measures]
 
 
-def marked_share(video: Path, samples: int) -> float:
-    """Each sampled frame checked on its own (stricter than the per-file decision of verify)."""
+def marked_share(video: Path, samples: int, marks: WatermarkKeys | None) -> float:
+    """Each sampled frame checked on its own (stricter than the per-file decision of verify), with
+    the workspace's secrets (then the public key of older outputs)."""
     from faceswap.media import probe_video
     from faceswap.provenance.watermark import Watermarker
 
     info = probe_video(video)
     every = max(1, (info.frames or samples) // samples)
-    watermarker = Watermarker()
+    watermarker = Watermarker.reading(marks)
     results = [watermarker.detect([f.image]).marked for f in iter_video_frames(video, every=every, limit=samples)]
     return float(np.mean(results)) if results else 0.0
 

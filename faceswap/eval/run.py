@@ -41,7 +41,10 @@ def run_eval(
     refs_a, refs_b = record_a.reference_embeddings, record_b.reference_embeddings
     inputs = InputFaces(analyzer, IdentityMatcher(refs_b, analyzer.name), input_video)
     independent = IndependentReferences.from_photos(*reference_photos) if reference_photos else None
-    report = evaluate(analyzer, input_video, output, refs_a, refs_b, truth, every, inputs=inputs, independent=independent)
+    report = evaluate(
+        analyzer, input_video, output, refs_a, refs_b, truth, every,
+        inputs=inputs, independent=independent, marks=model.marks,
+    )
     if compare_frames:
         from faceswap.media import probe_video
 

@@ -8,6 +8,7 @@ re-signs a head over rows someone removed. Many processes (DDP ranks, Ray worker
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from faceswap.errors import BadInput, CheckFailed
@@ -22,21 +23,26 @@ from faceswap.ledger.chain import (
     KeyHistory,
     LedgerTampered,
     Position,
+    RecordRevoked,
     check_chain,
     entries_of,
     entry_hash_of,
     genesis_data,
     head_message,
+    revoked_before,
     rotation_message,
     utc_now,
 )
 from faceswap.ledger.keys import PublicKey, RegistrarKey
+from faceswap.ledger.tlog import LogTree, leaf_hash_of, leaf_text
 from faceswap.ledger.witness import Sighting, Witness
 
 DataBuilder = Callable[[Position], dict[str, Any]]
 
 
 class Txn(Protocol):
+    """What a backend's writer yields: one exclusive transaction, committed when the block exits."""
+
     def rows(self) -> list[Entry]: ...
     def insert(self, entry: Entry) -> None: ...
     def write_head(self, head: dict[str, Any]) -> None: ...
@@ -52,7 +58,7 @@ class Backend(Protocol):
     def location(self) -> str: ...
     def exists(self) -> bool: ...
     def guard(self) -> Any: ...
-    def writer(self) -> Any: ...
+    def writer(self) -> AbstractContextManager[Txn]: ...
     def rows(self) -> list[Entry]: ...
     def head(self) -> dict[str, Any] | None: ...
     def snapshot(self) -> tuple[list[Entry], dict[str, Any] | None]: ...
@@ -75,6 +81,9 @@ class Ledger:
         self.legacy_key = legacy_key or (key.public if key else None)
         self._known_good: set[tuple[str, str, str]] = set()
         self.history: KeyHistory | None = None
+        self.tree = LogTree()  # the transparency log's tree (ledger/tlog.py), kept in step with appends
+        self._building: tuple[Position, list[Entry]] | None = None
+        self._promised: tuple[int, bytes] | None = None
 
     @property
     def location(self) -> str:
@@ -162,7 +171,8 @@ class Ledger:
 
         `data` may be a function of the entry's Position (seq, prev_hash), for content that must
         name where it lands (a signed manifest). `guard` sees the verified entries and may refuse
-        (e.g. a consent revoked meanwhile). `on_commit` runs inside the transaction (renaming the
+        (e.g. a consent revoked meanwhile); whatever it decides, an entry that names a consent record
+        after that record's `consent.revoked` entry is refused. `on_commit` runs inside the transaction (renaming the
         file the entry describes into place); if it or the commit fails, nothing is appended."""
         if kind not in KINDS or kind in (GENESIS_KIND, ROTATION_KIND):
             raise BadInput(f"cannot append a ledger entry of kind '{kind}'")
@@ -189,11 +199,13 @@ class Ledger:
             position = checked.last if checked is not None else Position(1, "0" * 64)
             if guard is not None:
                 guard(rows)
-            payload = data(position) if callable(data) else data
-            created_at = utc_now()
-            body = canonical_json({"kind": kind, "created_at": created_at, "data": payload})
-            entry_hash = entry_hash_of(position.prev_hash, body)
-            entry = Entry(position.seq, created_at, kind, body, position.prev_hash, entry_hash, signer.sign(entry_hash))
+            entry = self._build(kind, data, position, rows, signer)
+            revoked = revoked_before(rows, kind, entry.data)
+            if revoked is not None:  # whatever the caller's guard decided: revocation appended first wins
+                raise RecordRevoked(
+                    f"consent record {revoked.data['record_id']} was revoked (ledger seq {revoked.seq}); no {kind} "
+                    "entry may name it after that: nothing was appended"
+                )
             txn.insert(entry)
             if on_commit is not None:
                 on_commit(entry)
@@ -206,14 +218,46 @@ class Ledger:
                 }
             )
             self._known_good.add((entry.entry_hash, entry.signature, signer.key_id))
+        self.tree.add(entry)
         if self.witness is not None:
             first = self.history.first.key_id if self.history else signer.key_id
             self.witness.advance(Sighting(self.location, first, entry.seq, entry.entry_hash))
         return entry
 
-    def write_genesis(self, note: str) -> Entry:
+    def _build(
+        self, kind: str, data: dict[str, Any] | DataBuilder, position: Position, rows: list[Entry], signer: RegistrarKey
+    ) -> Entry:
+        """The signed entry at `position`; a data builder may ask for the rows it is built on
+        (`rows_for`) and promise the entry's transparency-log leaf (`promise_leaf`), which is kept."""
+        self._building, self._promised = (position, rows), None
+        try:
+            payload = data(position) if callable(data) else data
+            created_at = utc_now()
+            body = canonical_json({"kind": kind, "created_at": created_at, "data": payload})
+            entry_hash = entry_hash_of(position.prev_hash, body)
+            entry = Entry(position.seq, created_at, kind, body, position.prev_hash, entry_hash, signer.sign(entry_hash))
+            if self._promised is not None and self._promised != (entry.seq, leaf_hash_of(leaf_text(entry))):
+                raise LedgerTampered(
+                    f"the entry at seq {entry.seq} is not the leaf its proof was signed for; nothing was appended"
+                )
+            return entry
+        finally:
+            self._building, self._promised = None, None
+
+    def rows_for(self, position: Position) -> list[Entry]:
+        """The verified rows an append at `position` is being built on (only while building it)."""
+        if self._building is None or self._building[0] != position:
+            raise RuntimeError("rows_for is only answered while the entry at that position is being built")
+        return self._building[1]
+
+    def promise_leaf(self, seq: int, leaf: bytes) -> None:
+        """The entry being built at `seq` must have transparency-log leaf hash `leaf`."""
+        self._promised = (seq, leaf)
+
+    def write_genesis(self, note: str, extra: dict[str, Any] | None = None) -> Entry:
+        """Seq 1, naming the first registrar key (and, in `extra`, what else a new workspace pins)."""
         assert self.key is not None
-        return self._append(GENESIS_KIND, genesis_data(self.key.public, note), None, None)
+        return self._append(GENESIS_KIND, genesis_data(self.key.public, note, extra), None, None)
 
     def rotate(self, new_key: RegistrarKey, install: Callable[[], None]) -> Entry:
         """Hand signing to `new_key`: an entry signed by the old key, with the new key's proof;

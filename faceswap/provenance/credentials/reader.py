@@ -8,11 +8,13 @@ anchor, or no anchor was given), `invalid` (anything else: c2pa's failure codes 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from faceswap.errors import BadInput
+from faceswap.limits import VERIFY
 from faceswap.provenance.credentials import common
 
 ABSENT, VALID, TRUSTED, INVALID = "absent", "valid", "trusted", "invalid"
@@ -41,6 +43,7 @@ class CredentialReport:
     actions: tuple[str, ...] = ()
     soft_bindings: tuple[SoftBinding, ...] = ()
     provenance: dict[str, Any] | None = None  # our org.faceswap.provenance assertion, as signed
+    transparency: dict[str, Any] | None = None  # our org.faceswap.transparency assertion: leaf, checkpoint, path
     media_hash_matched: bool | None = None  # c2pa's hard binding check: None when it did not run
     signer: dict[str, Any] = field(default_factory=dict)  # issuer, common name, alg from the signature
     ingredients: tuple[dict[str, Any], ...] = ()
@@ -51,8 +54,9 @@ class CredentialReport:
 
     @property
     def ok(self) -> bool:
-        """Valid, and trusted when an anchor was given."""
-        return self.state == TRUSTED or (self.state == VALID and self.trust_anchor is None)
+        """Valid and signed under the trust anchor: a manifest is believed from no one else (a valid
+        one with no anchor to check it against is from an unknown signer)."""
+        return self.state == TRUSTED
 
     @property
     def token(self) -> str | None:
@@ -76,16 +80,21 @@ class CredentialReport:
         return data
 
 
-def read_credentials(path: str | Path, trust_anchor_pem: bytes | str | None = None) -> CredentialReport:
+def read_credentials(
+    path: str | Path, trust_anchor_pem: bytes | str | None = None, max_bytes: int = VERIFY.file_bytes
+) -> CredentialReport:
     """Check the manifest of `path` (embedded, or else its `.c2pa` sidecar) against `trust_anchor_pem`.
 
-    Raises BadInput when the file cannot be read; a manifest c2pa cannot parse is `invalid`.
+    c2pa holds the whole file (and the sidecar) in memory to check its hashes, so a file or sidecar
+    larger than `max_bytes` is LimitExceeded before c2pa sees it. Raises BadInput when the file cannot
+    be read; a manifest c2pa cannot parse is `invalid`.
     """
     import c2pa
 
     from faceswap.provenance.credentials.identity import root_fingerprint_of
 
     path = Path(path)
+    _check_sizes(path, max_bytes)
     anchor_id = root_fingerprint_of(trust_anchor_pem) if trust_anchor_pem is not None else None  # or BadInput
     anchor = trust_anchor_pem.decode("ascii") if isinstance(trust_anchor_pem, bytes) else trust_anchor_pem
     base = {"path": str(path), "trust_anchor": anchor_id}
@@ -114,6 +123,16 @@ def read_credentials(path: str | Path, trust_anchor_pem: bytes | str | None = No
     return _report(store, source, base)
 
 
+def _check_sizes(path: Path, max_bytes: int) -> None:
+    limits = dataclasses.replace(VERIFY, file_bytes=max_bytes)
+    for item in (path, common.sidecar_path(path)):
+        try:
+            size = item.stat().st_size
+        except OSError:
+            continue  # a missing file is reported by the read itself
+        limits.check_file_size(item, size)
+
+
 def _report(store_json: str, source: str | None, base: dict[str, Any]) -> CredentialReport:
     import json
 
@@ -131,6 +150,7 @@ def _report(store_json: str, source: str | None, base: dict[str, Any]) -> Creden
     actions = [a for item in assertions if item.get("label", "").startswith("c2pa.actions") for a in _actions(item)]
     created = next((a for a in actions if a.get("action") == "c2pa.created"), {})
     provenance = next((a.get("data") for a in assertions if a.get("label") == common.PROVENANCE_LABEL), None)
+    transparency = next((a.get("data") for a in assertions if a.get("label") == common.TRANSPARENCY_LABEL), None)
     signature = manifest.get("signature_info") or {}
     return CredentialReport(
         state=state,
@@ -142,6 +162,7 @@ def _report(store_json: str, source: str | None, base: dict[str, Any]) -> Creden
         actions=tuple(str(a.get("action")) for a in actions),
         soft_bindings=tuple(_soft_bindings(assertions)),
         provenance=provenance if isinstance(provenance, dict) else None,
+        transparency=transparency if isinstance(transparency, dict) else None,
         media_hash_matched=_hard_binding(successes, failures),
         signer={k: signature[k] for k in ("issuer", "common_name", "alg") if k in signature},
         ingredients=tuple(_ingredient(i) for i in manifest.get("ingredients") or []),
