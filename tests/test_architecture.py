@@ -33,6 +33,7 @@ ALLOWED = {
     "scripts/calibrate_identity.py": "JPEG-compresses package photos in memory to test identity matching",
     "scripts/bench_hostile_inputs.py": "makes the hostile and the largest honest files verify is measured on",
     "faceswap/serve/frames.py": "a small JPEG of the uploaded file's own frame, made in memory for the answer",
+    "scripts/bench_training_fidelity.py": "caches held-out crops it renders of the synthetic demo subjects: inputs",
 }
 # Who may write raw bytes (binary open, os.write, write_bytes) outside faceswap/provenance/, and what
 # bytes they are: image bytes written that way would bypass the sink as surely as cv2.imwrite.

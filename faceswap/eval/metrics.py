@@ -7,15 +7,17 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from faceswap.eval.independent import IndependentIdentity, IndependentReferences
 from faceswap.faces.identity import IdentityMatcher
 from faceswap.faces.masks import SCHEMES
 from faceswap.ledger.watermark_keys import WatermarkKeys
 from faceswap.media import iter_video_frames
+
+if TYPE_CHECKING:  # independent.py finds faces with search_box from here
+    from faceswap.eval.independent import IndependentIdentity, IndependentReferences
 
 SEARCH_MARGIN = 0.75  # box sizes around the input's face where the output's face is looked for
 
