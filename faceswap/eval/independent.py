@@ -52,7 +52,7 @@ class DlibRecognition:
 
     def near(self, image_bgr: np.ndarray, box: np.ndarray) -> RecognisedFace | None:
         """The face nearest `box`'s centre and within half a box of it, looked for only around it."""
-        from faceswap.eval.metrics import search_box
+        from faceswap.eval.boxes import search_box
 
         left, top, right, bottom = search_box(box, image_bgr.shape)
         offset = np.array([left, top], np.float64)

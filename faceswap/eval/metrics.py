@@ -7,19 +7,18 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from faceswap.eval.boxes import search_box
+from faceswap.eval.independent import IndependentIdentity, IndependentReferences
 from faceswap.faces.identity import IdentityMatcher
 from faceswap.faces.masks import SCHEMES
 from faceswap.ledger.watermark_keys import WatermarkKeys
 from faceswap.media import iter_video_frames
 
-if TYPE_CHECKING:  # independent.py finds faces with search_box from here
-    from faceswap.eval.independent import IndependentIdentity, IndependentReferences
 
-SEARCH_MARGIN = 0.75  # box sizes around the input's face where the output's face is looked for
 
 
 def mouth_ratio(landmarks: np.ndarray, scheme: str) -> float:
@@ -123,14 +122,6 @@ def _nearest(faces: list, bbox: np.ndarray):
 def truth_frames(truth: Path | None) -> list[dict] | None:
     """Per-frame rows of a demo clip's truth.json (None without one)."""
     return json.loads(Path(truth).read_text())["frames"] if truth is not None else None
-
-
-def search_box(bbox: np.ndarray, shape: tuple[int, ...], margin: float = SEARCH_MARGIN) -> tuple[int, int, int, int]:
-    """The part of a frame within `margin` box sizes of `bbox`: (left, top, right, bottom)."""
-    x1, y1, x2, y2 = (float(v) for v in bbox)
-    pad = margin * max(x2 - x1, y2 - y1)
-    h, w = shape[:2]
-    return int(max(0, x1 - pad)), int(max(0, y1 - pad)), int(min(w, x2 + pad)), int(min(h, y2 + pad))
 
 
 def faces_near(analyzer, image: np.ndarray, bbox: np.ndarray) -> list:
