@@ -493,6 +493,70 @@ def cmd_faceset_clean(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def cmd_faceset_label(args: argparse.Namespace) -> int:
+    from faceswap.data.faceset_labels import FACE_LABELS, label_faceset
+
+    report = label_faceset(_store(args), args.id, args.source, tuple(args.face_label or FACE_LABELS))
+    if args.json:
+        _print_json(report.to_json())
+        return ExitCode.OK
+    occluders = ", ".join(f"{k} {v}" for k, v in sorted(report.occluder_labels.items())) or "none"
+    print(
+        f"{args.id}: {report.images} labelled image(s) in {report.label_files} file(s), {report.images_matched} "
+        f"matched; {report.crops_labelled} crop(s) labelled ({report.crops_relabelled} again), "
+        f"{report.total_labelled} in all; occluders {occluders}; ledger seq {report.ledger_seq}"
+    )
+    if report.unmatched_images:
+        print(f"not a crop or a frame of this faceset: {', '.join(report.unmatched_images[:10])}")
+    if report.skipped_shapes:
+        print(f"{report.skipped_shapes} shape(s) that cover no area (lines, points) were skipped")
+    return ExitCode.OK
+
+
+def cmd_faceset_export(args: argparse.Namespace) -> int:
+    from faceswap.data.label_export import export_for_labelling
+
+    report = export_for_labelling(_store(args), args.id, args.out, args.all, args.count)
+    if args.json:
+        _print_json(report.to_json())
+        return ExitCode.OK
+    print(
+        f"{report.exported} crop(s) of {args.id} in {args.out} to label ({report.skipped_labelled} already labelled "
+        f"{'and included' if args.all else 'left out'}); then `faceswap faceset label {args.id} --from {args.out}`"
+    )
+    return ExitCode.OK
+
+
+def _add_faceset_labels(faceset, p: Parents) -> None:
+    label = faceset.add_parser(
+        "label", parents=p.both, help="attach occlusion labels (LabelMe or COCO polygons) to the faceset's crops"
+    )
+    label.add_argument("id")
+    label.add_argument(
+        "--from",
+        dest="source",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="a LabelMe JSON, a folder of them, or a COCO JSON; images are crops (by name) or frames named "
+        "SOURCE.FRAME (clip.000123.png, frames counted from 0)",
+    )
+    label.add_argument(
+        "--face-label",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="the label of the face itself (default: face); every other label occludes it",
+    )
+    label.set_defaults(handler=cmd_faceset_label)
+    export = faceset.add_parser("export", parents=p.both, help="copy crops that have no label yet, to label them")
+    export.add_argument("id")
+    export.add_argument("--out", type=Path, required=True, help="a folder outside the workspace's facesets")
+    export.add_argument("--all", action="store_true", help="labelled crops too")
+    export.add_argument("--count", type=int, default=None, help="only this many, spread evenly over the faceset")
+    export.set_defaults(handler=cmd_faceset_export)
+
+
 def _add_extract(commands, p: Parents) -> None:
     from faceswap.faces.align import ALIGN_POINTS, FACE_TYPES
 
@@ -531,6 +595,7 @@ def _add_extract(commands, p: Parents) -> None:
     clean.add_argument("--max-yaw", type=float, default=None)
     clean.add_argument("--dedupe", action="store_true")
     clean.set_defaults(handler=cmd_faceset_clean)
+    _add_faceset_labels(faceset, p)
 
 
 # train
@@ -584,6 +649,50 @@ def _add_train(commands, p: Parents) -> None:
     train.set_defaults(handler=cmd_train, passes_unknown=True)
 
 
+def cmd_train_mask(args: argparse.Namespace) -> int:
+    from faceswap.train_mask import MaskTrainRequest, run_mask_training
+
+    result = run_mask_training(
+        MaskTrainRequest(
+            _workspace(args), args.config, args.subject_a, args.subject_b, args.purpose, args.name, args.overrides
+        )
+    )
+    if args.json:
+        _print_json(vars(result))
+        return ExitCode.OK
+    if result.rank != 0:
+        return ExitCode.OK
+    metrics = result.metrics
+    if metrics:
+        print(
+            f"loss {metrics['loss_first50']:.4f} -> {metrics['loss_last50']:.4f}, training IoU "
+            f"{metrics['train_iou_first50']:.3f} -> {metrics['train_iou_last50']:.3f} (first/last 50 steps)"
+        )
+    crops = sum(v["labelled_crops"] for v in result.labelled.values())
+    print(
+        f"segmenter {result.model_dir}: {result.steps} steps on {crops} labelled crop(s), fingerprint "
+        f"{result.fingerprint[:16]}; ledger seq {result.ledger_seq}"
+    )
+    return ExitCode.OK
+
+
+def _add_train_mask(commands, p: Parents) -> None:
+    from faceswap.consent.records import PURPOSES
+
+    train = commands.add_parser(
+        "train-mask",
+        parents=p.both,
+        help="train an occlusion segmenter on labelled crops (consent-gated); --trainer.*/--model.*/--data.* "
+        "flags go to LightningCLI",
+    )
+    train.add_argument("--config", type=Path, required=True, help="a YAML in configs/mask/")
+    train.add_argument("--subject-a", required=True, help="the swap's source subject")
+    train.add_argument("--subject-b", required=True, help="the swap's target subject (whose footage has occluders)")
+    train.add_argument("--purpose", required=True, choices=PURPOSES)
+    train.add_argument("--name", required=True, help="model folder under WORKSPACE/models/")
+    train.set_defaults(handler=cmd_train_mask, passes_unknown=True)
+
+
 # convert and eval
 
 
@@ -612,6 +721,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         backend=args.backend,
         model_root=args.model_root,
         allow_empty=args.allow_empty,
+        mask_model=args.mask_model,
     )
     store = _store(args)
     report = _with_progress(
@@ -632,7 +742,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 def _add_convert(commands, p: Parents) -> None:
     from faceswap.convert import blend, colour
-    from faceswap.faces.masks import MASK_REGIONS
+    from faceswap.faces.masks import MASK_CHOICES
 
     conv = commands.add_parser(
         "convert", parents=[*p.both, p.backend], help="swap subject A onto subject B's footage (consent re-checked)"
@@ -648,8 +758,12 @@ def _add_convert(commands, p: Parents) -> None:
     conv.add_argument(
         "--mask",
         default="full",
-        choices=MASK_REGIONS,
-        help="full: whole face; mouth / lower-face: keep the target's own mouth / lower face (dubbing)",
+        choices=MASK_CHOICES,
+        help="full: whole face; mouth / lower-face: keep the target's own mouth / lower face (dubbing); occlusion "
+        "(or REGION+occlusion): also keep what is in front of the face (a hand, a microphone), found by --mask-model",
+    )
+    conv.add_argument(
+        "--mask-model", type=Path, default=None, metavar="DIR", help="the occlusion segmenter (`faceswap train-mask`)"
     )
     conv.add_argument("--color", default="rct", choices=sorted(colour.MODES))
     conv.add_argument("--blend", default="feather", choices=sorted(blend.MODES))
@@ -806,6 +920,8 @@ def cmd_dub(args: argparse.Namespace) -> int:
         sequence=args.sequence,
         backend=args.backend,
         model_root=args.model_root,
+        mask=args.mask,
+        mask_model=args.mask_model,
     )
     store = _store(args)
     report = _with_progress(
@@ -830,6 +946,7 @@ def cmd_dub(args: argparse.Namespace) -> int:
 def _add_dub(commands, p: Parents) -> None:
     from faceswap.convert import blend, colour
     from faceswap.convert.dub import REGIONS
+    from faceswap.faces.masks import OCCLUSION
 
     dub = commands.add_parser(
         "dub",
@@ -845,6 +962,16 @@ def _add_dub(commands, p: Parents) -> None:
     )
     dub.add_argument(
         "--region", default="mouth", choices=REGIONS, help="what is re-voiced: the mouth or the lower face"
+    )
+    dub.add_argument(
+        "--mask",
+        default=None,
+        choices=[OCCLUSION],
+        help="occlusion: keep what is in front of the actor's face (a hand, a microphone) inside the region, "
+        "found by --mask-model",
+    )
+    dub.add_argument(
+        "--mask-model", type=Path, default=None, metavar="DIR", help="the occlusion segmenter (`faceswap train-mask`)"
     )
     dub.add_argument(
         "--offset",
@@ -1106,6 +1233,7 @@ COMMANDS = (
     _add_keys,
     _add_extract,
     _add_train,
+    _add_train_mask,
     _add_convert,
     _add_convert_batch,
     _add_dub,
