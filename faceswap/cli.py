@@ -613,6 +613,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             purpose=args.purpose,
             name=args.name,
             overrides=args.overrides,
+            occlusion_model=args.occlusion_model,
         )
     )
     if args.json:
@@ -646,6 +647,14 @@ def _add_train(commands, p: Parents) -> None:
     train.add_argument("--subject-b", required=True, help="the footage's subject (target)")
     train.add_argument("--purpose", required=True, choices=PURPOSES)
     train.add_argument("--name", required=True, help="model folder under WORKSPACE/models/")
+    train.add_argument(
+        "--occlusion-model",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="an occlusion segmenter (`faceswap train-mask`, same subjects and purpose): what it finds in front "
+        "of the faces is left out of the loss",
+    )
     train.set_defaults(handler=cmd_train, passes_unknown=True)
 
 
@@ -1152,6 +1161,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     workspace = _workspace(args)
     if args.dub:
         return cmd_demo_dub(args, workspace)
+    if args.occlusion:
+        return cmd_demo_occlusion(args, workspace)
     if args.json and (workspace.demo_dir / "report.json").exists() and not args.rerun:
         report = json.loads((workspace.demo_dir / "report.json").read_text())
         _print_json(report)
@@ -1183,19 +1194,51 @@ def cmd_demo_dub(args: argparse.Namespace, workspace) -> int:
     return dub_exit_code(report)
 
 
+def cmd_demo_occlusion(args: argparse.Namespace, workspace) -> int:
+    from faceswap.demo.occlusion import REPORT_NAME, OcclusionDemoOptions, occlusion_exit_code, run_occlusion_demo
+    from faceswap.demo.occlusion_measures import summary
+
+    saved = workspace.demo_dir / REPORT_NAME
+    if args.json and saved.exists() and not args.rerun:
+        report = json.loads(saved.read_text())
+        _print_json(report)
+        return occlusion_exit_code(report)
+    say = (lambda _msg: None) if args.json else (lambda msg: print(msg, flush=True))
+    options = OcclusionDemoOptions(seconds=args.seconds, steps=args.steps or OcclusionDemoOptions.steps,
+                                   occluder=args.occluder or "hand")
+    report = run_occlusion_demo(workspace, options, say=say)
+    if args.json:
+        _print_json(report)
+    else:
+        print(summary(report))
+    return occlusion_exit_code(report)
+
+
 def cmd_demo_subjects(args: argparse.Namespace) -> int:
-    from faceswap.demo.subjects import dub_pair_paths, make_demo_subjects
+    from faceswap.demo.subjects import dub_pair_paths, make_demo_subjects, occluded_clip_paths
     from faceswap.faces.analyzer import FaceAnalyzer
 
-    files, report = make_demo_subjects(args.out, FaceAnalyzer("dlib"), seconds=args.seconds)
+    occluders = tuple(args.occluder or ())
+    files, report = make_demo_subjects(args.out, FaceAnalyzer("dlib"), seconds=args.seconds, occluders=occluders)
     pair = dub_pair_paths(args.out)
     if args.json:
         subjects = [{k: str(v) for k, v in vars(f).items()} for f in files]
-        _print_json({"subjects": subjects, "dub_pair": {k: str(v) for k, v in vars(pair).items()}, "identity": report})
+        occluded = {kind: {k: str(v) for k, v in vars(occluded_clip_paths(args.out, kind)).items()} for kind in occluders}
+        _print_json(
+            {
+                "subjects": subjects,
+                "dub_pair": {k: str(v) for k, v in vars(pair).items()},
+                "occluded": occluded,
+                "identity": report,
+            }
+        )
         return ExitCode.OK
     for f in files:
         print(f"{f.subject}: {f.clip} ({len(f.references)} reference photos, truth {f.truth.name})")
     print(f"dub pair: plate {pair.plate}, performance {pair.performance} (truths beside them)")
+    for kind in occluders:
+        occluded = occluded_clip_paths(args.out, kind)
+        print(f"occluded: {occluded.clip} (demo-b with a {kind} in front of the face; truth {occluded.truth.name})")
     pairs = ", ".join(f"{k} {v:.3f}" for k, v in report["between_subjects"].items())
     nearest = ", ".join(f"{k}~{v['source']} {v['similarity']:.3f}" for k, v in report["nearest_real_source"].items())
     print(f"identity ({report['backend']}, match >= {report['threshold']}): {pairs}; nearest real faces: {nearest}")
@@ -1203,6 +1246,8 @@ def cmd_demo_subjects(args: argparse.Namespace) -> int:
 
 
 def _add_demo(commands, p: Parents) -> None:
+    from faceswap.demo.occluders import OCCLUDERS
+
     demo = commands.add_parser(
         "demo", parents=[p.workspace], help="the end-to-end demo on synthetic subjects (< 10 min)"
     )
@@ -1217,11 +1262,25 @@ def _add_demo(commands, p: Parents) -> None:
         action="store_true",
         help="the dubbing workflow instead: re-voice demo-a's plate with demo-b's performance (dub-report.json)",
     )
+    demo.add_argument(
+        "--occlusion",
+        action="store_true",
+        help="the occlusion workflow instead: label, train a segmenter, convert with --mask occlusion "
+        "(occlusion-report.json)",
+    )
+    demo.add_argument("--occluder", choices=OCCLUDERS, default=None, help="with --occlusion: what passes in front (hand)")
     demo.set_defaults(handler=cmd_demo)
     actions = demo.add_subparsers(dest="demo_command", metavar="ACTION")
     subjects = actions.add_parser("subjects", parents=[p.json], help="make the two synthetic demo subjects")
     subjects.add_argument("--out", type=Path, required=True)
     subjects.add_argument("--seconds", type=float, default=10.0)
+    subjects.add_argument(
+        "--occluder",
+        action="append",
+        choices=OCCLUDERS,
+        default=None,
+        help="also make demo-b's clip with this in front of the face (its outline in the truth); repeatable",
+    )
     subjects.set_defaults(handler=cmd_demo_subjects)
 
 

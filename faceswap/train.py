@@ -42,6 +42,7 @@ class TrainRequest:
     purpose: str
     name: str
     overrides: list[str] = field(default_factory=list)  # LightningCLI flags, e.g. --trainer.max_steps 50
+    occlusion_model: Path | None = None  # a segmenter whose occluders are left out of the loss
 
 
 @dataclass
@@ -156,6 +157,8 @@ def run_training(request: TrainRequest) -> TrainResult:
     cli = _configure(request, model_dir, checkpoints, history)
     module, datamodule, trainer = cli.model, cli.datamodule, cli.trainer
     grant = datamodule.grant
+    if request.occlusion_model is not None:
+        exclude_occluders(request, datamodule)
     smoke = trainer.accelerator.__class__.__name__.lower().startswith("cpu")
     if smoke and trainer.is_global_zero:
         print(f"CPU smoke run of {request.name}: {trainer.max_steps} steps; real training needs a GPU", flush=True)
@@ -178,6 +181,21 @@ def run_training(request: TrainRequest) -> TrainResult:
     if not trainer.is_global_zero:  # one model, one entry: rank zero publishes
         return run.result(None, [])
     return run.result(publish_model(run, ledger), previews.paths)
+
+
+def exclude_occluders(request: TrainRequest, datamodule: Any) -> None:
+    """Leave what the segmenter finds in front of the faces out of the loss; the segmenter must be
+    logged, under this run's consent, and made for the facesets' crops. Recorded in the model's entry."""
+    from faceswap.consent.registry import ConsentStore
+    from faceswap.model.occlusion import load_segmenter
+
+    assert request.occlusion_model is not None
+    segmenter = load_segmenter(ConsentStore(request.workspace), request.occlusion_model, datamodule.grant)
+    made = {faceset.header.alignment for faceset in datamodule.facesets.values()}
+    if made != {segmenter.alignment}:
+        raise BadInput(f"{request.occlusion_model} segments {segmenter.alignment.name} crops; the facesets hold others")
+    datamodule.visible = segmenter.on_crop
+    datamodule.occlusion_model = {"name": segmenter.name, "fingerprint": segmenter.fingerprint, "seq": segmenter.entry.seq}
 
 
 def _check_request(request: TrainRequest) -> None:
@@ -342,6 +360,7 @@ def publish_model(run: FinishedRun, ledger: Any) -> tuple[str, int]:
         "faceset_hashes": run.datamodule.faceset_hashes,
         "steps": int(run.trainer.global_step),
         "resumed_from": run.resumed_from,
+        **({"occlusion_model": run.datamodule.occlusion_model} if getattr(run.datamodule, "occlusion_model", None) else {}),
     }
     entry = ledger.append(
         "model.trained",

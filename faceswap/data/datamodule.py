@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +26,7 @@ from faceswap.faces.align import (
 )
 from faceswap.faces.masks import eye_mask, landmark_mask, training_weight
 
+Visibility = Callable[[np.ndarray], np.ndarray]  # a faceset crop -> its visible face, float (S, S) in [0, 1]
 YAW_BINS = 16  # uniform-yaw sampling: faces are drawn from yaw bins of equal width, each bin alike
 
 
@@ -40,26 +42,31 @@ class FaceSamples:
     # masks are float in [0, 1] or, as `load` keeps them (a quarter of the memory), uint8 in [0, 255]
 
     @classmethod
-    def load(cls, faceset: Faceset, resolution: int, face_type: str | None = None) -> FaceSamples:
-        """`face_type`: another framing cut from the faceset's crops (default: theirs)."""
+    def load(
+        cls, faceset: Faceset, resolution: int, face_type: str | None = None, visible: Visibility | None = None
+    ) -> FaceSamples:
+        """`face_type`: another framing cut from the faceset's crops (default: theirs). `visible`: the
+        visible face of a faceset crop (an occlusion segmenter's); what it finds in front of the face
+        is left out of the loss (its weight and priority are 0 there)."""
         matrix = _reframe(faceset, resolution, face_type)
         shape = (resolution, resolution)
         images, full, weight, priority = [], [], [], []
         for entry in faceset.faces:
             crop = faceset.load_crop(entry)
             images.append(resize_crop(crop, resolution) if face_type is None else crop_face(crop, matrix, resolution))
+            shown = np.ones(shape, np.float32) if visible is None else np.clip(crop_face(visible(crop), matrix, resolution), 0, 1)
             if entry.landmarks is None or entry.landmark_scheme is None:
                 full.append(np.ones(shape, np.float32))
-                weight.append(np.ones(shape, np.float32))
+                weight.append(shown)
                 priority.append(np.zeros(shape, np.float32))
                 continue
             lms = transform_points(entry.landmarks, matrix).astype(np.float32)
             kps = transform_points(entry.kps, matrix).astype(np.float32)
             hull = landmark_mask(lms, entry.landmark_scheme, kps, "full", shape)
             full.append(landmark_mask(lms, entry.landmark_scheme, kps, "full", shape, feather=resolution / 64))
-            weight.append(training_weight(hull))
+            weight.append(training_weight(hull) * shown)
             mouth = landmark_mask(lms, entry.landmark_scheme, kps, "mouth", shape)
-            priority.append(np.maximum(mouth, eye_mask(lms, entry.landmark_scheme, kps, shape)))
+            priority.append(np.maximum(mouth, eye_mask(lms, entry.landmark_scheme, kps, shape)) * shown)
         return cls(
             np.stack(images),
             _to_u8(np.stack(full)),
@@ -222,6 +229,7 @@ class SwapDataModule(pl.LightningDataModule):
             "b": self._checked_faceset(subject_b),
         }
         self.samples: dict[str, FaceSamples] = {}
+        self.visible: Visibility | None = None  # set by the caller to leave occluders out of the loss
 
     def _checked_faceset(self, subject: str) -> Faceset:
         folder = self.workspace.facesets_dir / subject
@@ -262,7 +270,9 @@ class SwapDataModule(pl.LightningDataModule):
         if not self.samples:
             res = self.hparams.resolution
             face_type = self.hparams.face_type
-            self.samples = {key: FaceSamples.load(fs, res, face_type) for key, fs in self.facesets.items()}
+            self.samples = {
+                key: FaceSamples.load(fs, res, face_type, self.visible) for key, fs in self.facesets.items()
+            }
 
     def train_dataloader(self) -> DataLoader:
         hp = self.hparams

@@ -155,7 +155,7 @@ def label_faceset(
     if not face_labels or not all(name.strip() for name in face_labels):
         raise BadInput("--face-label must name at least one label")
     record, _ = ConsentGate(store).authorize_subject(subject_id)
-    faceset = _checked_faceset(store, subject_id, record.record_id)
+    faceset = checked_faceset(store, subject_id, record.record_id)
     built = store.ledger.entries("faceset.built")
     labels = FacesetLabels.load(faceset)
     if labels.crops:
@@ -202,7 +202,7 @@ def label_faceset(
     return report
 
 
-def _checked_faceset(store: ConsentStore, subject_id: str, record_id: str) -> Faceset:
+def checked_faceset(store: ConsentStore, subject_id: str, record_id: str) -> Faceset:
     faceset = Faceset.load(store.workspace.facesets_dir / subject_id)
     if faceset.header.record_id != record_id:
         raise BadInput(

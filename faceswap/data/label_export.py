@@ -19,7 +19,7 @@ from faceswap.atomic import write_atomic
 from faceswap.consent.gate import ConsentGate
 from faceswap.consent.registry import ConsentStore
 from faceswap.data.faceset import FaceEntry, Faceset
-from faceswap.data.faceset_labels import EXPORT_MANIFEST, FACE_LABELS, FacesetLabels, _checked_faceset
+from faceswap.data.faceset_labels import EXPORT_MANIFEST, FACE_LABELS, FacesetLabels, checked_faceset
 from faceswap.errors import BadInput
 from faceswap.hashing import sha256_hex
 
@@ -53,7 +53,7 @@ def export_for_labelling(
         raise BadInput(f"--count must be 1 or more, got {count}")
     _check_out(store, out)
     record, _ = ConsentGate(store).authorize_subject(subject_id)
-    faceset = _checked_faceset(store, subject_id, record.record_id)
+    faceset = checked_faceset(store, subject_id, record.record_id)
     labels = FacesetLabels.load(faceset)
     if labels.crops:
         labels.recorded_in(store.ledger.entries("faceset.built"))

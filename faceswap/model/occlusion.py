@@ -120,6 +120,16 @@ class Segmenter:
             logits = self.network(crops_to_tensor(crops).to(self.device))
         return torch.sigmoid(logits.float())[:, 0].cpu().numpy()
 
+    def on_crop(self, crop: np.ndarray) -> np.ndarray:
+        """The visible face of a crop made with the segmenter's alignment (at any size), at its size."""
+        import cv2
+
+        from faceswap.faces.align import resize_crop
+
+        size = crop.shape[0]
+        visible = self.visible([resize_crop(crop, self.resolution)])[0]
+        return cv2.resize(visible, (size, size), interpolation=cv2.INTER_LINEAR)
+
     def predict(self, faces: list[tuple[np.ndarray, Any, np.ndarray]]) -> list[Occlusion]:
         """The visible face of each (image, face, smoothed kps5), in one batch: each face cropped the
         segmenter's own way (its alignment, its resolution)."""
