@@ -1204,8 +1204,9 @@ def cmd_demo_occlusion(args: argparse.Namespace, workspace) -> int:
         _print_json(report)
         return occlusion_exit_code(report)
     say = (lambda _msg: None) if args.json else (lambda msg: print(msg, flush=True))
-    options = OcclusionDemoOptions(seconds=args.seconds, steps=args.steps or OcclusionDemoOptions.steps,
-                                   occluder=args.occluder or "hand")
+    options = OcclusionDemoOptions(
+        seconds=args.seconds, steps=args.steps or OcclusionDemoOptions.steps, occluder=args.occluder or "hand"
+    )
     report = run_occlusion_demo(workspace, options, say=say)
     if args.json:
         _print_json(report)
@@ -1223,7 +1224,9 @@ def cmd_demo_subjects(args: argparse.Namespace) -> int:
     pair = dub_pair_paths(args.out)
     if args.json:
         subjects = [{k: str(v) for k, v in vars(f).items()} for f in files]
-        occluded = {kind: {k: str(v) for k, v in vars(occluded_clip_paths(args.out, kind)).items()} for kind in occluders}
+        occluded = {
+            kind: {k: str(v) for k, v in vars(occluded_clip_paths(args.out, kind)).items()} for kind in occluders
+        }
         _print_json(
             {
                 "subjects": subjects,
@@ -1268,7 +1271,9 @@ def _add_demo(commands, p: Parents) -> None:
         help="the occlusion workflow instead: label, train a segmenter, convert with --mask occlusion "
         "(occlusion-report.json)",
     )
-    demo.add_argument("--occluder", choices=OCCLUDERS, default=None, help="with --occlusion: what passes in front (hand)")
+    demo.add_argument(
+        "--occluder", choices=OCCLUDERS, default=None, help="with --occlusion: what passes in front (hand)"
+    )
     demo.set_defaults(handler=cmd_demo)
     actions = demo.add_subparsers(dest="demo_command", metavar="ACTION")
     subjects = actions.add_parser("subjects", parents=[p.json], help="make the two synthetic demo subjects")

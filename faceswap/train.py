@@ -195,7 +195,11 @@ def exclude_occluders(request: TrainRequest, datamodule: Any) -> None:
     if made != {segmenter.alignment}:
         raise BadInput(f"{request.occlusion_model} segments {segmenter.alignment.name} crops; the facesets hold others")
     datamodule.visible = segmenter.on_crop
-    datamodule.occlusion_model = {"name": segmenter.name, "fingerprint": segmenter.fingerprint, "seq": segmenter.entry.seq}
+    datamodule.occlusion_model = {
+        "name": segmenter.name,
+        "fingerprint": segmenter.fingerprint,
+        "seq": segmenter.entry.seq,
+    }
 
 
 def _check_request(request: TrainRequest) -> None:
@@ -360,7 +364,11 @@ def publish_model(run: FinishedRun, ledger: Any) -> tuple[str, int]:
         "faceset_hashes": run.datamodule.faceset_hashes,
         "steps": int(run.trainer.global_step),
         "resumed_from": run.resumed_from,
-        **({"occlusion_model": run.datamodule.occlusion_model} if getattr(run.datamodule, "occlusion_model", None) else {}),
+        **(
+            {"occlusion_model": run.datamodule.occlusion_model}
+            if getattr(run.datamodule, "occlusion_model", None)
+            else {}
+        ),
     }
     entry = ledger.append(
         "model.trained",

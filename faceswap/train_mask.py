@@ -127,8 +127,15 @@ def run_mask_training(request: MaskTrainRequest, check_seconds: float = CHECK_EV
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.exists() else None, weights_only=True)
     run = {"model_dir": model_dir, "resumed_from": resumed_from, "metrics": history.summary(), "smoke": smoke}
     if not trainer.is_global_zero:
-        return MaskTrainResult(steps=int(trainer.global_step), fingerprint="", labelled={}, ledger_seq=-1,
-                               seconds=0.0, rank=int(trainer.global_rank), **run)
+        return MaskTrainResult(
+            steps=int(trainer.global_step),
+            fingerprint="",
+            labelled={},
+            ledger_seq=-1,
+            seconds=0.0,
+            rank=int(trainer.global_rank),
+            **run,
+        )
     weights_id, seq = publish_segmenter(request, store, grant, module, datamodule, trainer, run)
     return MaskTrainResult(
         steps=int(trainer.global_step),
@@ -154,9 +161,7 @@ def _refuse_other_model(model_dir: Path) -> None:
         raise BadInput(f"{model_dir} holds a {kind} model; train the segmenter under another --name")
 
 
-def _configure(
-    request: MaskTrainRequest, grant: ConsentGrant, model_dir: Path, checkpoints: Path, history: _History
-):
+def _configure(request: MaskTrainRequest, grant: ConsentGrant, model_dir: Path, checkpoints: Path, history: _History):
     """LightningCLI over the config and the overrides; the grant and workspace come last, so no
     override replaces them (not run)."""
     for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning.fabric"):
@@ -194,9 +199,14 @@ def _configure(
                 save_config_callback=None,
                 trainer_defaults={
                     "default_root_dir": str(model_dir),
-                    "logger": [TensorBoardLogger(str(model_dir), name="tensorboard"), CSVLogger(str(model_dir), name="csv")],
+                    "logger": [
+                        TensorBoardLogger(str(model_dir), name="tensorboard"),
+                        CSVLogger(str(model_dir), name="csv"),
+                    ],
                     "callbacks": [
-                        ModelCheckpoint(dirpath=str(checkpoints), every_n_train_steps=100, save_last=True, save_top_k=0),
+                        ModelCheckpoint(
+                            dirpath=str(checkpoints), every_n_train_steps=100, save_last=True, save_top_k=0
+                        ),
                         history.callback,
                     ],
                 },

@@ -36,8 +36,15 @@ def expected_visible(size: int = 128) -> np.ndarray:
 
 
 def labelme(image: str, shapes: list[dict], size: int = 128) -> dict:
-    return {"version": "5.4.1", "flags": {}, "shapes": shapes, "imagePath": image, "imageData": None,
-            "imageWidth": size, "imageHeight": size}
+    return {
+        "version": "5.4.1",
+        "flags": {},
+        "shapes": shapes,
+        "imagePath": image,
+        "imageData": None,
+        "imageWidth": size,
+        "imageHeight": size,
+    }
 
 
 def polygon(label: str, points: np.ndarray, group: int | None = None) -> dict:
@@ -116,7 +123,13 @@ def test_coco_polygons_drawn_on_the_frame_reach_the_crop_through_its_alignment(d
     coco = {
         "images": [{"id": 1, "file_name": f"frames/{frame}", "width": 640, "height": 480}],
         "annotations": [
-            {"id": 1, "image_id": 1, "category_id": 2, "segmentation": [frame_points(WHOLE, crop.matrix).reshape(-1).tolist()], "iscrowd": 0},
+            {
+                "id": 1,
+                "image_id": 1,
+                "category_id": 2,
+                "segmentation": [frame_points(WHOLE, crop.matrix).reshape(-1).tolist()],
+                "iscrowd": 0,
+            },
             {"id": 2, "image_id": 1, "category_id": 3, "segmentation": rings, "iscrowd": 0},
         ],
         "categories": [{"id": 2, "name": "face"}, {"id": 3, "name": "microphone"}],
@@ -143,8 +156,15 @@ def test_coco_rle_with_a_hole_on_the_frame_reaches_the_crop(demo_b, tmp_path):
         cv2.fillPoly(drawn, [np.rint(points * 16).astype(np.int32)], value, shift=4)
     coco = {
         "images": [{"id": 9, "file_name": frame, "width": 640, "height": 480}],
-        "annotations": [{"id": 1, "image_id": 9, "category_id": 1, "iscrowd": 1,
-                         "segmentation": {"size": [480, 640], "counts": rle_compress(rle_counts(drawn))}}],
+        "annotations": [
+            {
+                "id": 1,
+                "image_id": 9,
+                "category_id": 1,
+                "iscrowd": 1,
+                "segmentation": {"size": [480, 640], "counts": rle_compress(rle_counts(drawn))},
+            }
+        ],
         "categories": [{"id": 1, "name": "hand"}],
     }
     (tmp_path / "rle.json").write_text(json.dumps(coco))
@@ -167,8 +187,13 @@ def test_labelme_mask_shape_and_a_frame_with_two_crops(demo_b, tmp_path):
     store, faceset = demo_b
     crop = faceset.faces[1]
     ok, png = cv2.imencode(".png", (~expected_visible()[40:100, 30:90]).astype(np.uint8) * 255)
-    shape = {"label": "hair", "points": [[30, 40], [89, 99]], "group_id": None, "shape_type": "mask",
-             "mask": base64.b64encode(png.tobytes()).decode()}
+    shape = {
+        "label": "hair",
+        "points": [[30, 40], [89, 99]],
+        "group_id": None,
+        "shape_type": "mask",
+        "mask": base64.b64encode(png.tobytes()).decode(),
+    }
     (tmp_path / "m.json").write_text(json.dumps(labelme(crop.file, [polygon("face", WHOLE), shape])))
     label_faceset(store, "demo-b", tmp_path / "m.json")
     np.testing.assert_array_equal(FacesetLabels.load(faceset).crops[crop.file].mask() > 0.5, expected_visible())
@@ -186,16 +211,32 @@ def test_labels_that_match_no_crop_are_refused_and_nothing_changes(demo_b, tmp_p
 @pytest.mark.parametrize(
     "document, message",
     [
-        ({"shapes": [{"label": "hand", "points": [[1, 2], [3, 4]], "shape_type": "polygon"}], "imagePath": "a.png"},
-         "at least 3 points"),
+        (
+            {"shapes": [{"label": "hand", "points": [[1, 2], [3, 4]], "shape_type": "polygon"}], "imagePath": "a.png"},
+            "at least 3 points",
+        ),
         ({"shapes": [{"label": "hand", "points": [["x", 2]] * 3}], "imagePath": "a.png"}, "numbers"),
-        ({"images": [{"id": 1, "file_name": "a.png", "width": 10, "height": 10}],
-          "annotations": [{"image_id": 1, "category_id": 1, "segmentation": {"size": [10, 10], "counts": [5, 5]}}],
-          "categories": [{"id": 1, "name": "hand"}]}, "cover 10 pixels"),
-        ({"images": [{"id": 1, "file_name": "a.png", "width": 99999, "height": 10}], "annotations": []},
-         "each side must be"),
-        ({"shapes": [{"label": "m", "points": [[0, 0], [4, 4]], "shape_type": "mask", "mask": "!!"}],
-          "imagePath": "a.png"}, "not base64"),
+        (
+            {
+                "images": [{"id": 1, "file_name": "a.png", "width": 10, "height": 10}],
+                "annotations": [
+                    {"image_id": 1, "category_id": 1, "segmentation": {"size": [10, 10], "counts": [5, 5]}}
+                ],
+                "categories": [{"id": 1, "name": "hand"}],
+            },
+            "cover 10 pixels",
+        ),
+        (
+            {"images": [{"id": 1, "file_name": "a.png", "width": 99999, "height": 10}], "annotations": []},
+            "each side must be",
+        ),
+        (
+            {
+                "shapes": [{"label": "m", "points": [[0, 0], [4, 4]], "shape_type": "mask", "mask": "!!"}],
+                "imagePath": "a.png",
+            },
+            "not base64",
+        ),
         ({"something": 1}, "neither a LabelMe file"),
     ],
 )

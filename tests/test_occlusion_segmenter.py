@@ -56,7 +56,9 @@ def labelled_template(tmp_path_factory, trained_template, occluded) -> Path:
     store = store_at(root)
     extract(store, clip.clip, "demo-b", ExtractOptions(every=2, size=128))
     faceset = Faceset.load(root / "facesets" / "demo-b")
-    frames = sorted(e.frame for e in faceset.faces if e.source == clip.clip.name and e.frame < LABELLED_SHARE * len(rows))
+    frames = sorted(
+        e.frame for e in faceset.faces if e.source == clip.clip.name and e.frame < LABELLED_SHARE * len(rows)
+    )
     label_frames(clip.truth, frames, root.parent / "labels", clip.clip.name)
     label_faceset(store, "demo-b", root.parent / "labels")
     return root
@@ -101,8 +103,24 @@ def test_refused_without_consent_and_nothing_is_made(labelled_template, tmp_path
 def test_refused_for_a_purpose_not_consented(labelled_template, tmp_path, capsys):
     root = private_copy(labelled_template, tmp_path)
     store_at(root).revoke("demo-a", "narrowed")
-    code = main(["train-mask", "--workspace", str(root), "--config", str(CONFIG), "--subject-a", "demo-a",
-                 "--subject-b", "demo-b", "--purpose", "vfx-prototyping", "--name", "m", *FAST])
+    code = main(
+        [
+            "train-mask",
+            "--workspace",
+            str(root),
+            "--config",
+            str(CONFIG),
+            "--subject-a",
+            "demo-a",
+            "--subject-b",
+            "demo-b",
+            "--purpose",
+            "vfx-prototyping",
+            "--name",
+            "m",
+            *FAST,
+        ]
+    )
     assert code == 1 and "demo-a" in capsys.readouterr().err
     assert not (root / "models" / "m").exists()
 
@@ -197,9 +215,23 @@ def test_a_model_folder_with_a_pickle_does_not_run_code(masked, tmp_path, file_n
     with pytest.raises(BadInput, match="nothing in it was run|not a readable safetensors"):
         load_segmenter(store_at(masked), folder, _grant(masked))
     assert not marker.exists()
-    code = main(["convert", "--workspace", str(masked), "--model", str(masked / "models" / "tiny"), "--input",
-                 str(tmp_path / "none.png"), "--output", str(tmp_path / "o.png"), "--mask", "occlusion",
-                 "--mask-model", str(folder)])
+    code = main(
+        [
+            "convert",
+            "--workspace",
+            str(masked),
+            "--model",
+            str(masked / "models" / "tiny"),
+            "--input",
+            str(tmp_path / "none.png"),
+            "--output",
+            str(tmp_path / "o.png"),
+            "--mask",
+            "occlusion",
+            "--mask-model",
+            str(folder),
+        ]
+    )
     assert code == 2 and not marker.exists()
 
 
@@ -217,8 +249,17 @@ def test_labels_edited_by_hand_or_too_few_are_refused_by_training(labelled_templ
 
 def test_mask_options_are_checked_before_anything_is_read(masked, tmp_path, capsys):
     model = str(masked / "models" / "tiny")
-    base = ["convert", "--workspace", str(masked), "--model", model, "--input", str(tmp_path / "x.png"),
-            "--output", str(tmp_path / "o.png")]
+    base = [
+        "convert",
+        "--workspace",
+        str(masked),
+        "--model",
+        model,
+        "--input",
+        str(tmp_path / "x.png"),
+        "--output",
+        str(tmp_path / "o.png"),
+    ]
     assert main([*base, "--mask", "occlusion"]) == 2
     assert "needs --mask-model" in capsys.readouterr().err
     assert main([*base, "--mask-model", str(masked / "models" / "mask")]) == 2
@@ -258,8 +299,25 @@ def test_a_segmenter_trained_on_the_demo_labels_keeps_the_occluder_in_a_converte
     for mask in ("full", "occlusion"):
         extra = ["--mask-model", str(root / "models" / "mask")] if mask == "occlusion" else []
         output = tmp_path / f"{mask}.png"
-        assert main(["convert", "--workspace", str(root), "--model", str(root / "models" / "tiny"), "--input",
-                     str(source), "--output", str(output), "--mask", mask, *extra]) == 0
+        assert (
+            main(
+                [
+                    "convert",
+                    "--workspace",
+                    str(root),
+                    "--model",
+                    str(root / "models" / "tiny"),
+                    "--input",
+                    str(source),
+                    "--output",
+                    str(output),
+                    "--mask",
+                    mask,
+                    *extra,
+                ]
+            )
+            == 0
+        )
         outputs[mask] = read_image(output)
     kept = {mask: occluder_kept(frame, image, rows[held_out]) for mask, image in outputs.items()}
     assert kept["full"] < 0.6  # the swap paints over the hand
@@ -269,3 +327,71 @@ def test_a_segmenter_trained_on_the_demo_labels_keeps_the_occluder_in_a_converte
     face, occluder = truth_masks(rows[held_out], (480, 640))
     swapped = np.abs(outputs["occlusion"].astype(np.int16) - frame.astype(np.int16)).max(axis=2) > 12
     assert swapped[face & ~occluder].mean() > 0.3  # the visible face is still swapped
+
+
+@pytest.mark.slow
+def test_dub_keeps_a_microphone_in_front_of_the_actors_mouth(tmp_path, facesets_template, demo_subjects):
+    from faceswap.data.extract import ExtractOptions, extract
+    from faceswap.data.faceset import Faceset
+    from faceswap.data.faceset_labels import label_faceset
+    from faceswap.demo.faces import build_identities
+    from faceswap.demo.labelling import label_frames
+    from faceswap.demo.subjects import dub_pair_paths, make_occluded_clip
+    from faceswap.eval.occlusion import truth_masks
+    from faceswap.faces.analyzer import FaceAnalyzer
+    from faceswap.media import iter_video_frames
+    from faceswap.train import TrainRequest, run_training
+
+    root = private_copy(facesets_template, tmp_path)
+    identities, _ = build_identities(FaceAnalyzer("dlib"))
+    plate = make_occluded_clip(tmp_path / "subjects", {i.name: i for i in identities}["demo-a"], "microphone", 3.0, 1)
+    rows = json.loads(plate.truth.read_text())["frames"]
+    store = store_at(root)
+    extract(store, plate.clip, "demo-a", ExtractOptions(every=2, size=128))
+    faceset = Faceset.load(root / "facesets" / "demo-a")
+    frames = sorted(e.frame for e in faceset.faces if e.source == plate.clip.name and e.frame < 0.6 * len(rows))
+    label_frames(plate.truth, frames, tmp_path / "labels", plate.clip.name)
+    label_faceset(store, "demo-a", tmp_path / "labels")
+    _train(root, steps=250, purpose="dubbing-research", extra=["--model.resolution", "96", "--model.depth", "4"])
+    steps = ["--trainer.max_steps", "30", "--trainer.enable_progress_bar", "false", "--data.face_type", "lower"]
+    config = Path(__file__).parents[1] / "configs" / "train" / "smoke.yaml"
+    run_training(TrainRequest(Workspace(root), config, "demo-a", "demo-b", "dubbing-research", "dubber", steps))
+    performance = dub_pair_paths(demo_subjects[0]["demo-a"].folder.parent).performance
+    outputs = {}
+    for mask in ("region", "occlusion"):
+        extra = ["--mask", "occlusion", "--mask-model", str(root / "models" / "mask")] if mask == "occlusion" else []
+        outputs[mask] = tmp_path / f"dub-{mask}.mp4"
+        assert (
+            main(
+                [
+                    "dub",
+                    "--workspace",
+                    str(root),
+                    "--model",
+                    str(root / "models" / "dubber"),
+                    "--plate",
+                    str(plate.clip),
+                    "--performance",
+                    str(performance),
+                    "--output",
+                    str(outputs[mask]),
+                    *extra,
+                ]
+            )
+            == 0
+        )
+    held = range(int(0.7 * len(rows)), len(rows))
+    changed = {mask: [0, 0] for mask in outputs}  # occluder-on-face pixels changed, face pixels changed
+    source = {f.index: f.image for f in iter_video_frames(plate.clip) if f.index in held}
+    for mask, path in outputs.items():
+        for f in iter_video_frames(path):
+            if f.index in held:
+                face, occluder = truth_masks(rows[f.index], (480, 640))
+                diff = np.abs(f.image.astype(np.int16) - source[f.index].astype(np.int16)).max(axis=2) > 12
+                changed[mask][0] += int(diff[face & occluder].sum())
+                changed[mask][1] += int(diff[face & ~occluder].sum())
+    assert changed["region"][0] > 500  # without the mask the dubbed mouth covers part of the microphone
+    assert changed["occlusion"][0] <= 0.1 * changed["region"][0]
+    assert changed["occlusion"][1] > 0.5 * changed["region"][1]  # the mouth is still dubbed around it
+    entry = store_at(root).ledger.entries("output.written")[-1]
+    assert entry.data["producer"] == "dub" and entry.data["settings"]["mask"] == "occlusion"

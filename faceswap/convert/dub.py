@@ -88,8 +88,10 @@ class DubOptions:
         if self.region not in REGIONS:
             raise BadInput(f"--region must be one of {', '.join(REGIONS)}")
         if self.mask not in (None, OCCLUSION) or (self.mask is not None) != (self.mask_model is not None):
-            raise BadInput(f"--mask {OCCLUSION} needs --mask-model (a segmenter from `faceswap train-mask`), and "
-                           "--mask-model needs --mask occlusion")
+            raise BadInput(
+                f"--mask {OCCLUSION} needs --mask-model (a segmenter from `faceswap train-mask`), and "
+                "--mask-model needs --mask occlusion"
+            )
         if self.offset != "auto" and not (
             isinstance(self.offset, int | float) and np.isfinite(self.offset) and abs(self.offset) <= MAX_OFFSET
         ):

@@ -471,7 +471,6 @@ class Swapper:
         outputs = self.watermarker.embed(outputs, self.token)
         return [(f, out, matte) for (f, _), out, matte in zip(frames, outputs, mattes, strict=True)]
 
-
     def occluders(self, faces: list[tuple[np.ndarray, Any, np.ndarray]]) -> list[np.ndarray | None]:
         """For each (frame, face, smoothed kps5): where the input must be kept because something is in
         front of the face, in frame pixels (None each without a segmenter)."""
@@ -480,7 +479,10 @@ class Swapper:
         from faceswap.faces.masks import occluder_matte
 
         found = self.segmenter.predict(faces)
-        return [mask_to_frame(occluder_matte(o.visible), o.matrix, image.shape) for (image, _, _), o in zip(faces, found, strict=True)]
+        return [
+            mask_to_frame(occluder_matte(o.visible), o.matrix, image.shape)
+            for (image, _, _), o in zip(faces, found, strict=True)
+        ]
 
 
 def keep_occluders(source: np.ndarray, swapped: np.ndarray, kept: np.ndarray) -> np.ndarray:

@@ -54,7 +54,11 @@ class FaceSamples:
         for entry in faceset.faces:
             crop = faceset.load_crop(entry)
             images.append(resize_crop(crop, resolution) if face_type is None else crop_face(crop, matrix, resolution))
-            shown = np.ones(shape, np.float32) if visible is None else np.clip(crop_face(visible(crop), matrix, resolution), 0, 1)
+            shown = (
+                np.ones(shape, np.float32)
+                if visible is None
+                else np.clip(crop_face(visible(crop), matrix, resolution), 0, 1)
+            )
             if entry.landmarks is None or entry.landmark_scheme is None:
                 full.append(np.ones(shape, np.float32))
                 weight.append(shown)

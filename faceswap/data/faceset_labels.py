@@ -256,8 +256,10 @@ class CropMatcher:
         if image.width is None or image.height is None:
             return np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
         if image.width != image.height:
-            raise BadInput(f"{image.source}: labels a {image.width}x{image.height} image as crop {image.image}, "
-                           f"which is square ({self.size} px)")
+            raise BadInput(
+                f"{image.source}: labels a {image.width}x{image.height} image as crop {image.image}, "
+                f"which is square ({self.size} px)"
+            )
         s = self.size / image.width
         return np.array([[s, 0.0, 0.5 * s - 0.5], [0.0, s, 0.5 * s - 0.5]])
 
@@ -293,7 +295,9 @@ def hull_of(entry: FaceEntry, size: int) -> np.ndarray:
     """The crop's landmark hull (its landmarks are kept in crop pixels); the whole crop without them."""
     if entry.landmarks is None or entry.landmark_scheme is None:
         return np.ones((size, size), np.float32)
-    return landmark_mask(np.asarray(entry.landmarks), entry.landmark_scheme, np.asarray(entry.kps), "full", (size, size))
+    return landmark_mask(
+        np.asarray(entry.landmarks), entry.landmark_scheme, np.asarray(entry.kps), "full", (size, size)
+    )
 
 
 def encode_rle(mask: np.ndarray) -> dict[str, Any]:

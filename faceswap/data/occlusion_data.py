@@ -122,13 +122,16 @@ class OcclusionDataModule(pl.LightningDataModule):
         store = ConsentStore(self.workspace)
         built = store.ledger.entries("faceset.built")
         subjects = (self.grant.subject_a, self.grant.subject_b)
-        found = {s: self._checked(s, built) for s in subjects if (self.workspace.facesets_dir / s / "faceset.jsonl").exists()}
+        found = {
+            s: self._checked(s, built) for s in subjects if (self.workspace.facesets_dir / s / "faceset.jsonl").exists()
+        }
         self.sources = {s: pair for s, pair in found.items() if pair[1].crops}  # facesets with labels
         labelled = sum(len(labels.usable(fs)) for fs, labels in self.sources.values())
         if labelled < MIN_LABELLED:
             raise BadInput(
-                f"{labelled} labelled crop(s) in the facesets of '{self.grant.subject_a}' and '{self.grant.subject_b}'; "
-                f"a segmenter needs at least {MIN_LABELLED} (about 30 is a good start): `faceswap faceset label`"
+                f"{labelled} labelled crop(s) in the facesets of '{self.grant.subject_a}' and "
+                f"'{self.grant.subject_b}'; a segmenter needs at least {MIN_LABELLED} (about 30 is a good start): "
+                "`faceswap faceset label`"
             )
         self.crops: LabelledCrops | None = None
 

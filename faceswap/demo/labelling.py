@@ -29,13 +29,29 @@ def traced(polygon: np.ndarray) -> list[list[float]]:
 def labelme_document(row: dict[str, Any], image: str, size: tuple[int, int]) -> dict[str, Any]:
     """A LabelMe file for one truth row: the face polygon (label 'face') and each occluder polygon
     (labelled by its kind, all in one group: one object)."""
-    shapes = [{"label": "face", "points": traced(np.asarray(row["face_polygon"])), "group_id": None,
-               "shape_type": "polygon", "flags": {}, "description": ""}]
+    shapes = [
+        {
+            "label": "face",
+            "points": traced(np.asarray(row["face_polygon"])),
+            "group_id": None,
+            "shape_type": "polygon",
+            "flags": {},
+            "description": "",
+        }
+    ]
     occluder = row.get("occluder")
     if occluder:
         for polygon in occluder["polygons"]:
-            shapes.append({"label": occluder["kind"], "points": traced(np.asarray(polygon)), "group_id": 1,
-                           "shape_type": "polygon", "flags": {}, "description": ""})
+            shapes.append(
+                {
+                    "label": occluder["kind"],
+                    "points": traced(np.asarray(polygon)),
+                    "group_id": 1,
+                    "shape_type": "polygon",
+                    "flags": {},
+                    "description": "",
+                }
+            )
     return {
         "version": "5.4.1",
         "flags": {},

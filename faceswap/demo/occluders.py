@@ -10,7 +10,7 @@ that hull less the occluder.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -48,7 +48,7 @@ def placement(kind: str, landmarks: np.ndarray, t: float) -> Placement:
     raise ValueError(f"unknown occluder '{kind}' (choose from {', '.join(OCCLUDERS)})")
 
 
-@lru_cache(maxsize=None)
+@cache
 def outline(kind: str) -> np.ndarray:
     """The occluder's outline (K, 2) in local units, origin at its centre of action, y down."""
     import cv2

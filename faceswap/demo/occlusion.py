@@ -193,12 +193,20 @@ def convert_held_out(run: OcclusionRun) -> None:
         output.unlink(missing_ok=True)
         mask, model = masks[name]
         begun = time.process_time()
-        done = convert(run.store, run.model_dir, run.occluded.clip, output,
-                       ConvertOptions(mask=mask, mask_model=model, frames=frames))
+        done = convert(
+            run.store,
+            run.model_dir,
+            run.occluded.clip,
+            output,
+            ConvertOptions(mask=mask, mask_model=model, frames=frames),
+        )
         cpu = time.process_time() - begun
         run.report["convert"][name] = {
-            **{k: v for k, v in done.to_json().items() if k in ("output", "frames", "frames_swapped", "seconds",
-                                                                 "token", "ledger_seq")},
+            **{
+                k: v
+                for k, v in done.to_json().items()
+                if k in ("output", "frames", "frames_swapped", "seconds", "token", "ledger_seq")
+            },
             "seconds_per_frame": round(done.seconds / max(done.frames, 1), 4),
             "cpu_seconds_per_frame": round(cpu / max(done.frames, 1), 4),
         }

@@ -40,7 +40,10 @@ def measure_run(run) -> dict[str, Any]:
         "occluder_kept": _round(kept["shares"]["occlusion"]),
         "occluder_kept_without_mask": _round(kept["shares"]["full"]),
         "background_kept": _round(kept["shares"]["background"]),
-        "unoccluded_difference": _round(kept["unoccluded_difference"]),
+        "unoccluded_difference": _round(kept["difference"]),
+        "unoccluded_agree": _round(kept["agree"]),
+        "unoccluded_interior_agree": _round(kept["interior_agree"]),
+        "swap_change": _round(kept["swap_change"]),
         "identity": identity(analyzer, clip, run.outputs, refs, sorted(held)[::3], first),
     }
     metrics["met"] = {name: metrics[name] is not None and metrics[name] >= bar for name, bar in TARGETS.items()}
@@ -48,21 +51,25 @@ def measure_run(run) -> dict[str, Any]:
 
 
 def identity(analyzer, clip, outputs: dict, refs: dict, frames: list[int], first: int) -> dict[str, Any]:
-    """Per output: the share of frames whose face is nearer A than B, and the mean similarities."""
+    """Per output, on the frames where every output shows a face: the share nearer A than B, and
+    the mean similarities."""
     from faceswap.eval.metrics import measure_pairs
     from faceswap.eval.occlusion import frames_of
 
     inputs = dict(frames_of(clip, set(frames)))
-    out = {}
+    measured = {}
     for name, path in outputs.items():
         made = {index + first: image for index, image in frames_of(path, {f - first for f in frames})}
         pairs = [(f, inputs[f], made[f]) for f in frames if f in inputs and f in made]
-        measured = measure_pairs(analyzer, pairs, refs["demo-a"], refs["demo-b"])
+        measured[name] = {m.frame: m for m in measure_pairs(analyzer, pairs, refs["demo-a"], refs["demo-b"])}
+    common = sorted(set.intersection(*(set(found) for found in measured.values())))
+    out: dict[str, Any] = {"frames": len(common)}
+    for name, found in measured.items():
+        chosen = [found[f] for f in common]
         out[name] = {
-            "frames": len(measured),
-            "nearer_a_share": _round(np.mean([m.sim_a > m.sim_b for m in measured]) if measured else None),
-            "sim_a_mean": _mean(m.sim_a for m in measured),
-            "sim_b_mean": _mean(m.sim_b for m in measured),
+            "nearer_a_share": _round(np.mean([m.sim_a > m.sim_b for m in chosen]) if chosen else None),
+            "sim_a_mean": _mean(m.sim_a for m in chosen),
+            "sim_b_mean": _mean(m.sim_b for m in chosen),
         }
     return out
 
@@ -79,12 +86,13 @@ def _round(value) -> float | None:
 def summary(report: dict[str, Any]) -> str:
     m, verify, conv = report["metrics"], report["verify"], report["convert"]
     fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
-    ident = m["identity"]
+    ident, labels, cost = m["identity"], report["labels"], (conv["occlusion"], conv["full"])
     met = ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in m["met"].items())
     lines = [
-        f"faceswap demo --occlusion: a {report['occluded_clip']['kind']} in front of demo-b's face, kept in front of the swap",
-        f"  labels      {len(report['labels']['frames'])} frames labelled on the frames ({report['labels']['occluded_frames']} "
-        f"occluded), {report['labels']['crops_labelled']} crops",
+        f"faceswap demo --occlusion: a {report['occluded_clip']['kind']} in front of demo-b's face, kept in front "
+        "of the swap",
+        f"  labels      {len(labels['frames'])} frames labelled on the frames ({labels['occluded_frames']} "
+        f"occluded), {labels['crops_labelled']} crops",
         f"  segmenter   {report['segmenter']['dir']} ({report['segmenter']['steps']} steps, "
         f"{report['segmenter']['cpu_seconds']} CPU s)",
         f"  held out    frames {m['held_out_frames'][0]}-{m['held_out_frames'][1]} ({m['frames_occluded']} occluded)",
@@ -92,9 +100,13 @@ def summary(report: dict[str, Any]) -> str:
         f"{fmt(m['segmenter_iou_min'])} lowest",
         f"  occluder    {fmt(m['occluder_kept'])} of its pixels on the face kept (without the mask "
         f"{fmt(m['occluder_kept_without_mask'])}; background {fmt(m['background_kept'])})",
-        f"  unoccluded  {fmt(m['unoccluded_difference'])} levels mean difference with and without the mask; "
-        f"nearer A {fmt(ident['occlusion']['nearer_a_share'])} vs {fmt(ident['full']['nearer_a_share'])}",
-        f"  cost        {fmt(conv['occlusion']['cpu_seconds_per_frame'])} vs {fmt(conv['full']['cpu_seconds_per_frame'])} "
+        f"  unoccluded  with and without the mask {fmt(m['unoccluded_agree'])} of the visible face agrees "
+        f"({fmt(m['unoccluded_interior_agree'])} inside its rim; mean difference {fmt(m['unoccluded_difference'])} "
+        f"levels, the swap's own change {fmt(m['swap_change'])})",
+        f"  identity    similarity to A {fmt(ident['occlusion']['sim_a_mean'])} vs {fmt(ident['full']['sim_a_mean'])}, "
+        f"nearer A {fmt(ident['occlusion']['nearer_a_share'])} vs {fmt(ident['full']['nearer_a_share'])} "
+        f"({ident['frames']} frames with a face in both)",
+        f"  cost        {fmt(cost[0]['cpu_seconds_per_frame'])} vs {fmt(cost[1]['cpu_seconds_per_frame'])} "
         "CPU s per frame with and without the mask",
         f"  verify      {'MARKED' if verify['marked'] else 'NOT MARKED'}, ledger {verify['ledger']}",
         f"  bars        {met}",

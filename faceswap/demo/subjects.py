@@ -152,9 +152,7 @@ def render_clip(
     base = backdrop(*SIZE, seed=seed)  # the same every frame: made once
     for i, pose in enumerate(poses):
         t = i / FPS
-        image, drawn, extra = render_frame(
-            subject, bystander if i in visible else None, pose, t, base, side, occluder
-        )
+        image, drawn, extra = render_frame(subject, bystander if i in visible else None, pose, t, base, side, occluder)
         frames.append(image)
         extra_rows = occlusion_truth(drawn, occluder) if occluder is not None else {}
         rows.append(
@@ -268,25 +266,26 @@ def make_dub_pair(plate_subject: Identity, dub_subject: Identity, out: Path, sec
 
 @dataclass(frozen=True)
 class OccludedClip:
-    """demo-b's head motion with an occluder passing in front of the face, and its truth."""
+    """A subject's head motion with an occluder passing in front of the face, and its truth."""
 
     kind: str
     clip: Path
     truth: Path
 
 
-def occluded_clip_paths(out: Path, kind: str) -> OccludedClip:
-    return OccludedClip(kind, out / "demo-b" / f"occluded-{kind}.mp4", out / "demo-b" / f"occluded-{kind}.truth.json")
+def occluded_clip_paths(out: Path, kind: str, subject: str = "demo-b") -> OccludedClip:
+    folder = out / subject
+    return OccludedClip(kind, folder / f"occluded-{kind}.mp4", folder / f"occluded-{kind}.truth.json")
 
 
-def make_occluded_clip(out: Path, subject: Identity, kind: str, seconds: float) -> OccludedClip:
-    """demo-b (seed 2, as in its own clip) with `kind` in front of the face; the truth rows carry
-    the occluder's outline and the face's, per frame."""
-    paths = occluded_clip_paths(out, kind)
+def make_occluded_clip(out: Path, subject: Identity, kind: str, seconds: float, seed: int = 2) -> OccludedClip:
+    """The subject in the head motion of `seed` (demo-b's own is 2, demo-a's 1) with `kind` in
+    front of the face; the truth rows carry the occluder's outline and the face's, per frame."""
+    paths = occluded_clip_paths(out, kind, subject.name)
     paths.clip.parent.mkdir(parents=True, exist_ok=True)
     count = int(round(seconds * FPS))
-    poses = [pose_at(i / FPS, 2) for i in range(count)]
-    frames, rows = render_clip(subject, poses, 2, occluder=kind)
+    poses = [pose_at(i / FPS, seed) for i in range(count)]
+    frames, rows = render_clip(subject, poses, seed, occluder=kind)
     write_clip(paths.clip, frames, [p.mouth for p in poses])
     write_truth(paths.truth, subject.name, rows, occluder=kind)
     return paths

@@ -7,8 +7,9 @@ frame):
 - occluder kept: of the pixels where the occluder covers the face, the share the output left as the
   input had them (within TOLERANCE levels, which the watermark and the video codec stay within);
 - unoccluded face: how much the output with the occlusion mask differs from the one without over
-  the visible face away from the occluder (it should not: the swap is the same there), and each
-  output's identity there.
+  the visible face away from the occluder (the swap is the same there: only the watermark's tokens,
+  the codec and where the segmenter's face outline trims the swap's differ), and each output's
+  identity on the frames where both show a face.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from faceswap.media import iter_video_frames
 
 TOLERANCE = 12  # levels (of 255) an output pixel may differ from the input and still be the input's
 EDGE = 3  # pixels around the occluder's true outline left out of the "unoccluded face" comparison
+INTERIOR = 7  # pixels inside the face's outline where the "interior" of the visible face starts
 
 
 def truth_masks(row: dict[str, Any], shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -65,28 +67,45 @@ def kept_shares(
 ) -> dict[str, Any]:
     """Per output (whose frame 0 is input frame `first`): the share of occluder-on-face pixels left
     as the input had them; for the first output also the same share on background far from the face
-    (the tolerance's reference); and the mean difference between the first two outputs over the
-    visible face away from the occluder."""
-    import cv2
-
+    (the tolerance's reference); and how the first two outputs differ on the visible face away from
+    the occluder (all of it, and its interior: INTERIOR px inside the face's outline)."""
     names = list(outputs)
     readers = {name: frames_of(path, {f - first for f in frames}) for name, path in outputs.items()}
     totals: dict[str, list[float]] = {name: [0.0, 0.0] for name in [*names, "background"]}
-    differences: list[float] = []
+    unoccluded: dict[str, list[float]] = {"difference": [], "agree": [], "interior_agree": [], "swap_change": []}
     for index, image in frames_of(source, frames):
         decoded = {name: _next_at(readers[name], index - first) for name in names}
         face, occluder = truth_masks(rows[index], image.shape[:2])
         for name in names:
             _count(totals[name], image, decoded[name], face & occluder)
-        far = cv2.dilate(face.astype(np.uint8), np.ones((61, 61), np.uint8)) == 0
-        _count(totals["background"], image, decoded[names[0]], far & ~occluder)
-        near = cv2.dilate(occluder.astype(np.uint8), np.ones((2 * EDGE + 1,) * 2, np.uint8)).astype(bool)
-        clear = face & ~near
-        if len(names) > 1 and clear.any():
-            a, b = (decoded[n].astype(np.float32) for n in names[:2])
-            differences.append(float(np.abs(a - b).max(axis=2)[clear].mean()))
+        _count(totals["background"], image, decoded[names[0]], ~_grown(face, 30) & ~occluder)
+        if len(names) > 1:
+            _unoccluded(unoccluded, image, decoded[names[0]], decoded[names[1]], face, occluder)
     shares = {name: (kept / total if total else None) for name, (kept, total) in totals.items()}
-    return {"shares": shares, "unoccluded_difference": float(np.mean(differences)) if differences else None}
+    return {"shares": shares, **{k: float(np.mean(v)) if v else None for k, v in unoccluded.items()}}
+
+
+def _grown(mask: np.ndarray, pixels: int) -> np.ndarray:
+    import cv2
+
+    return cv2.dilate(mask.astype(np.uint8), np.ones((2 * pixels + 1,) * 2, np.uint8)).astype(bool)
+
+
+def _unoccluded(
+    out: dict[str, list[float]], source: np.ndarray, first: np.ndarray, second: np.ndarray, face, occluder
+) -> None:
+    """One frame's comparison of two outputs over the visible face away from the occluder."""
+    clear = face & ~_grown(occluder, EDGE)
+    interior = ~_grown(~face, INTERIOR) & ~_grown(occluder, 3 * EDGE)
+    if not clear.any():
+        return
+    diff = np.abs(first.astype(np.int16) - second.astype(np.int16)).max(axis=2)
+    out["difference"].append(float(diff[clear].mean()))
+    out["agree"].append(float((diff[clear] <= TOLERANCE).mean()))
+    if interior.any():
+        out["interior_agree"].append(float((diff[interior] <= TOLERANCE).mean()))
+    change = np.abs(second.astype(np.int16) - source.astype(np.int16)).max(axis=2)
+    out["swap_change"].append(float(change[clear].mean()))
 
 
 def _count(total: list[float], before: np.ndarray, after: np.ndarray, region: np.ndarray) -> None:

@@ -50,7 +50,9 @@ def mask_parts(choice: str) -> tuple[str, bool]:
     return region, bool(rest)
 
 
-def occluder_matte(visible: np.ndarray, margin: float = OCCLUSION_MARGIN, feather: float = OCCLUSION_FEATHER) -> np.ndarray:
+def occluder_matte(
+    visible: np.ndarray, margin: float = OCCLUSION_MARGIN, feather: float = OCCLUSION_FEATHER
+) -> np.ndarray:
     """What a segmenter's visible-face probability (in its own crop) says is in front of the face,
     grown by `margin` and softened by `feather` (shares of the crop): float32 in [0, 1], 1 where the
     input must be kept. Grown so that the swap's own feathered edge lies on the face, not on the

@@ -74,7 +74,9 @@ class OcclusionNet(nn.Module):
         y = skips.pop()
         for block in self.up:
             skip = skips.pop()
-            y = block(torch.cat([F.interpolate(y, size=skip.shape[-2:], mode="bilinear", align_corners=False), skip], 1))
+            y = block(
+                torch.cat([F.interpolate(y, size=skip.shape[-2:], mode="bilinear", align_corners=False), skip], 1)
+            )
         return self.head(y)
 
 
@@ -159,7 +161,9 @@ def load_segmenter(store: ConsentStore, folder: Path, grant: ConsentGrant, devic
     entries = store.ledger.entries()
     entry = find_trained(entries, weights_id, folder)
     if model_type(entry.data) != OCCLUSION:
-        raise BadInput(f"{folder}: a {model_type(entry.data)} model, not an occlusion segmenter (`faceswap train-mask`)")
+        raise BadInput(
+            f"{folder}: a {model_type(entry.data)} model, not an occlusion segmenter (`faceswap train-mask`)"
+        )
     own = ConsentGate(store).authorize_model(entry, entries)
     if (own.subject_a, own.subject_b, own.purpose) != (grant.subject_a, grant.subject_b, grant.purpose):
         raise ConsentRefused(
