@@ -276,6 +276,20 @@ def cmd_consent_verify(args: argparse.Namespace) -> int:
     return ExitCode.REFUSED if problems else ExitCode.OK
 
 
+def cmd_consent_link(args: argparse.Namespace) -> int:
+    from faceswap.consent.access import access_code, ensure_secret
+
+    store = _store(args)
+    record = store.resolve(store.load(), args.id)
+    code = access_code(ensure_secret(store.workspace.keys_dir), record.record_id)
+    link = f"{args.url.rstrip('/')}/consent/{record.record_id}?code={code}"
+    if args.json:
+        _print_json({"record_id": record.record_id, "code": code, "link": link})
+    else:
+        print(f"{record.record_id}: access code {code}\n{link}")
+    return ExitCode.OK
+
+
 def _add_consent(commands, p: Parents) -> None:
     from faceswap.consent.records import PURPOSES, ROLES
 
@@ -297,6 +311,12 @@ def _add_consent(commands, p: Parents) -> None:
     show = consent.add_parser("show", parents=p.both, help="one record (record id or subject id)")
     show.add_argument("id")
     show.set_defaults(handler=cmd_consent_show)
+    link = consent.add_parser(
+        "link", parents=p.both, help="the subject's own status link for `faceswap serve` (their outputs listed)"
+    )
+    link.add_argument("id")
+    link.add_argument("--url", default="http://127.0.0.1:8000", help="where the verification page is served")
+    link.set_defaults(handler=cmd_consent_link)
     revoke = consent.add_parser("revoke", parents=[p.workspace], help="revoke a record (a signed revocation)")
     revoke.add_argument("id")
     revoke.add_argument("--reason", required=True)
@@ -359,6 +379,73 @@ def cmd_ledger_head(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def cmd_ledger_checkpoint(args: argparse.Namespace) -> int:
+    from faceswap.atomic import write_atomic
+    from faceswap.ledger.tlog import LogState, b64
+
+    state = LogState.of(_ledger(args))
+    note = state.checkpoint()
+    if args.out:
+        write_atomic(args.out, note)
+    if args.json:
+        root = b64(state.tree.root())
+        _print_json(
+            {
+                "origin": state.origin,
+                "tree_size": state.tree.size,
+                "root_hash": root,
+                "checkpoint": note,
+                "log_key": state.log_key,
+                "written_to": str(args.out) if args.out else None,
+            }
+        )
+    elif args.out:
+        print(f"checkpoint of {state.origin} at tree size {state.tree.size} written to {args.out}")
+    else:
+        print(note, end="")
+    return ExitCode.OK
+
+
+def _write_proof(args: argparse.Namespace, proof: dict[str, Any], summary: str) -> None:
+    """A proof document: the JSON alone with --json; else a summary line, then the JSON or where
+    --out wrote it."""
+    from faceswap.atomic import write_atomic
+
+    if args.out:
+        write_atomic(args.out, json.dumps(proof, indent=2, sort_keys=True) + "\n")
+    if args.json:
+        _print_json(proof)
+    elif args.out:
+        print(f"{summary}; written to {args.out}")
+    else:
+        print(summary)
+        _print_json(proof)
+
+
+def cmd_ledger_prove(args: argparse.Namespace) -> int:
+    from faceswap.ledger.note import read_note
+    from faceswap.ledger.tlog import LogState, inclusion_proof
+
+    state = LogState.of(_ledger(args))
+    at = state.head_of(read_note(args.checkpoint)) if args.checkpoint else None
+    proof = inclusion_proof(state, args.seq, at)
+    summary = f"seq {args.seq} is leaf {proof['leaf_index']} of tree size {proof['tree_size']}"
+    _write_proof(args, proof, f"{summary} ({len(proof['inclusion_path'])} hashes)")
+    return ExitCode.OK
+
+
+def cmd_ledger_consistency(args: argparse.Namespace) -> int:
+    from faceswap.ledger.note import read_note
+    from faceswap.ledger.tlog import LogState, consistency_proof
+
+    state = LogState.of(_ledger(args))
+    old = state.head_of(read_note(args.old_checkpoint))
+    proof = consistency_proof(state, old)
+    summary = f"consistent: the log at tree size {proof['tree_size']} extends the checkpoint of tree size {old.size}"
+    _write_proof(args, proof, f"{summary} ({len(proof['consistency_path'])} hashes)")
+    return ExitCode.OK
+
+
 def cmd_ledger_migrate(args: argparse.Namespace) -> int:
     from faceswap.ledger.migrate import migrate_ledger
 
@@ -398,11 +485,32 @@ def _add_ledger(commands, p: Parents) -> None:
     head = ledger.add_parser("head", parents=p.both, help="the signed head; --export keeps it as a witness")
     head.add_argument("--export", type=Path, default=None, metavar="FILE")
     head.set_defaults(handler=cmd_ledger_head)
+    _add_transparency(ledger, p)
     migrate = ledger.add_parser(
         "migrate", parents=p.both, help="copy the workspace's SQLite ledger into an empty PostgreSQL one, verified"
     )
     migrate.add_argument("--to", required=True, metavar="URL", help="postgresql://USER@HOST/DB")
     migrate.set_defaults(handler=cmd_ledger_migrate)
+
+
+def _add_transparency(ledger, p: Parents) -> None:
+    """The ledger as a transparency log: signed checkpoints, inclusion and consistency proofs."""
+    checkpoint = ledger.add_parser("checkpoint", parents=p.both, help="the signed tree head (a C2SP checkpoint)")
+    checkpoint.add_argument("--out", type=Path, default=None, metavar="FILE", help="also write it to FILE")
+    checkpoint.set_defaults(handler=cmd_ledger_checkpoint)
+    prove = ledger.add_parser("prove", parents=p.both, help="an entry's inclusion proof (JSON)")
+    prove.add_argument("seq", type=int, metavar="SEQ")
+    prove.add_argument(
+        "--checkpoint", type=Path, default=None, metavar="FILE", help="prove against this older head of the log"
+    )
+    prove.add_argument("--out", type=Path, default=None, metavar="FILE", help="write the proof to FILE")
+    prove.set_defaults(handler=cmd_ledger_prove)
+    consistency = ledger.add_parser(
+        "consistency", parents=p.both, help="prove today's log extends an old checkpoint (exit 1 when it does not)"
+    )
+    consistency.add_argument("old_checkpoint", type=Path, metavar="OLD_CHECKPOINT")
+    consistency.add_argument("--out", type=Path, default=None, metavar="FILE", help="write the proof to FILE")
+    consistency.set_defaults(handler=cmd_ledger_consistency)
 
 
 def cmd_keys_trust_anchor(args: argparse.Namespace) -> int:
@@ -1087,12 +1195,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
     anchor = _read_anchor(args.trust_anchor) if args.trust_anchor else None
     verifier = Verifier(ledger_view, trust_anchor=anchor)
     verdicts = [verifier.verify(path) for path in paths]
+    heads = _trace_heads(args, verdicts)
     if args.json:
         _print_json(
             {
                 "ledger": ledger_view.source if ledger_view else None,
                 "ledger_problem": str(ledger_view.finding) if ledger_view and ledger_view.finding else None,
                 "files": [v.to_json() for v in verdicts],
+                "transparency": heads.to_json() if heads else None,
             }
         )
     else:
@@ -1100,7 +1210,28 @@ def cmd_verify(args: argparse.Namespace) -> int:
             print(describe_verdict(verdict))
         if ledger_view and ledger_view.finding:
             print(f"ledger {ledger_view.source}: TAMPERED at {ledger_view.finding}")
-    return worst({v.exit_code for v in verdicts})
+        for line in _describe_heads(heads):
+            print(line)
+    return worst({v.exit_code for v in verdicts} | ({heads.exit_code} if heads else set()))
+
+
+def _trace_heads(args: argparse.Namespace, verdicts: list) -> Any:
+    """The heads the files carry, checked against the checkpoints and proofs given (and each
+    other): None when there is nothing to relate."""
+    from faceswap.provenance.transparency import trace
+
+    proofs = [v.transparency for v in verdicts if v.transparency is not None]
+    if not (args.checkpoint or args.proof or sum(p.state == "proven" for p in proofs) > 1):
+        return None
+    return trace(proofs, args.checkpoint, args.proof)
+
+
+def _describe_heads(heads: Any) -> list[str]:
+    if heads is None:
+        return []
+    words = {"linked": "LINKED", "forked": "REWRITTEN", "unproven": "NOT LINKED"}
+    lines = [f"{link.a} / {link.b}: {words[link.status]}: {link.detail}" for link in heads.links]
+    return lines + [f"NOT TRACED: {problem}" for problem in heads.problems]
 
 
 def _read_anchor(path: Path) -> bytes:
@@ -1127,7 +1258,59 @@ def _add_verify(commands, p: Parents) -> None:
         metavar="PEM",
         help="the root Content Credentials must chain to (default: the one the ledger pins)",
     )
+    verify.add_argument(
+        "--checkpoint",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a log checkpoint (`faceswap ledger checkpoint`) the files must trace into; repeatable",
+    )
+    verify.add_argument(
+        "--proof",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a proof from the log (`faceswap ledger prove SEQ` or `ledger consistency`) linking heads; repeatable",
+    )
     verify.set_defaults(handler=cmd_verify)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from faceswap.serve.app import run
+    from faceswap.serve.config import MiB, ServeConfig
+
+    if args.max_upload_mb <= 0 or args.workers < 1 or args.queue < 0 or not 0 <= args.port <= 65535:
+        raise FaceswapError("--max-upload-mb and --workers must be positive, --queue not negative, --port 0-65535")
+    config = ServeConfig(
+        _workspace(args),
+        host=args.host,
+        port=args.port,
+        max_upload_bytes=int(args.max_upload_mb * MiB),
+        workers=args.workers,
+        queue=args.queue,
+        access_log=args.access_log,
+    )
+    run(config)
+    return ExitCode.OK
+
+
+def _add_serve(commands, p: Parents) -> None:
+    from faceswap.serve.config import default_workers
+
+    serve = commands.add_parser(
+        "serve", parents=[p.workspace], help="the verification page and its JSON API (POST /api/verify)"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--max-upload-mb", type=float, default=256, help="largest upload accepted (default 256)")
+    serve.add_argument(
+        "--workers", type=int, default=default_workers(), help="files checked at once (default: cores, at most 4)"
+    )
+    serve.add_argument("--queue", type=int, default=32, help="uploads that may wait for a worker (default 32)")
+    serve.add_argument("--access-log", action="store_true", help="log each request (off: nothing is kept)")
+    serve.set_defaults(handler=cmd_serve)
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -1303,6 +1486,7 @@ COMMANDS = (
     _add_dub,
     _add_eval,
     _add_verify,
+    _add_serve,
     _add_doctor,
     _add_demo,
 )

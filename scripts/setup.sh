@@ -7,6 +7,17 @@ TORCH_VERSION="${TORCH_VERSION:-2.13.0}"
 PYTHON="${PYTHON:-python3}"
 VENV="${VENV:-.venv}"
 
+# Debian's Chromium drives the verification page's browser tests (tests/test_serve_browser.py), which
+# skip where no browser can be installed. Installed only when missing, as root, where apt exists.
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [[ "$(id -u)" == 0 ]]; then
+  apt_install() {
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-liberation >/dev/null 2>&1
+  }
+  if ! { apt_install || { apt-get update -qq >/dev/null 2>&1 && apt_install; }; }; then
+    echo "setup: chromium could not be installed; the browser tests will skip" >&2
+  fi
+fi
+
 if [[ ! -x "$VENV/bin/python" ]]; then
   "$PYTHON" -m venv "$VENV"
 fi

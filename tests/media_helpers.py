@@ -35,15 +35,19 @@ def make_clip(
     return write_input_clip(path, panning_frames(count, size), fps, audio=tone)
 
 
-def reencode(source: Path, out: Path, codec: str = "libx264", crf: int = 23) -> Path:
-    """Re-encode a video's frames (yuv420p) as an attacker or a platform would."""
+def reencode(source: Path, out: Path, codec: str = "libx264", crf: int = 23, crop: float = 0.0) -> Path:
+    """Re-encode a video's frames (yuv420p) as an attacker or a platform would; `crop`: the share cut
+    from each side first (the size kept even)."""
     with av.open(str(source)) as src, av.open(str(out), mode="w") as dst:
         stream_in = src.streams.video[0]
+        top, left = int(stream_in.height * crop), int(stream_in.width * crop)
+        height, width = (stream_in.height - 2 * top) // 2 * 2, (stream_in.width - 2 * left) // 2 * 2
         stream = dst.add_stream(codec, rate=stream_in.average_rate)
-        stream.width, stream.height, stream.pix_fmt = stream_in.width, stream_in.height, "yuv420p"
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.options = {"crf": str(crf)}
         for frame in src.decode(stream_in):
-            new = av.VideoFrame.from_ndarray(frame.to_ndarray(format="bgr24"), format="bgr24")
+            pixels = frame.to_ndarray(format="bgr24")[top : top + height, left : left + width]
+            new = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format="bgr24")
             for packet in stream.encode(new):
                 dst.mux(packet)
         for packet in stream.encode():

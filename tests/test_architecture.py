@@ -19,7 +19,9 @@ ALLOWED = {
     "faceswap/data/faceset.py": "aligned crops cut from a consenting subject's own footage: inputs, not outputs",
     "scripts/bench_watermark.py": "measures the mark under re-encoding attacks; its files stay in bench-results/",
     "scripts/bench_credentials.py": "times C2PA signing on files it made itself, no model involved",
+    "scripts/bench_tlog.py": "weighs the transparency proof in the manifest of a noise PNG it made itself",
     "scripts/calibrate_identity.py": "JPEG-compresses package photos in memory to test identity matching",
+    "faceswap/serve/frames.py": "a small JPEG of the uploaded file's own frame, made in memory for the answer",
 }
 
 
@@ -66,8 +68,8 @@ def test_verify_and_conversion_imports_stay_light():
     imports Lightning."""
     code = (
         "import sys\n"
-        "import faceswap.cli, faceswap.provenance.verify\n"
-        "assert 'torch' not in sys.modules, 'verify imported torch'\n"
+        "import faceswap.cli, faceswap.provenance.verify, faceswap.serve.app, faceswap.serve.routes\n"
+        "assert 'torch' not in sys.modules, 'verify or serve imported torch'\n"
         "import faceswap.convert.model_io, faceswap.model.weights, faceswap.convert.pipeline\n"
         "import faceswap.convert.dub, faceswap.model.occlusion\n"
         "assert 'pytorch_lightning' not in sys.modules, 'conversion (or its occlusion segmenter) imported Lightning'\n"
@@ -82,3 +84,17 @@ def test_no_function_in_the_package_runs_past_sixty_lines():
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 60:
                 long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1})")
     assert long == []
+
+
+def test_the_verification_page_never_writes_to_the_workspace():
+    """`faceswap serve` reads the ledger: it opens it read-only and never reaches the writers."""
+    writers = re.compile(
+        r"open_ledger\((?![^)]*writable=False)|ConsentStore|\.append\(\s*\"|write_atomic|write_temp|ensure_secret"
+    )
+    offenders = [
+        f"{p.relative_to(ROOT)}:{n}: {line.strip()}"
+        for p in _python_files("faceswap/serve")
+        for n, line in enumerate(p.read_text().splitlines(), 1)
+        if writers.search(line)
+    ]
+    assert offenders == []

@@ -31,6 +31,7 @@ from faceswap.ledger.chain import (
     utc_now,
 )
 from faceswap.ledger.keys import PublicKey, RegistrarKey
+from faceswap.ledger.tlog import LogTree, leaf_hash_of, leaf_text
 from faceswap.ledger.witness import Sighting, Witness
 
 DataBuilder = Callable[[Position], dict[str, Any]]
@@ -75,6 +76,9 @@ class Ledger:
         self.legacy_key = legacy_key or (key.public if key else None)
         self._known_good: set[tuple[str, str, str]] = set()
         self.history: KeyHistory | None = None
+        self.tree = LogTree()  # the transparency log's tree (ledger/tlog.py), kept in step with appends
+        self._building: tuple[Position, list[Entry]] | None = None
+        self._promised: tuple[int, bytes] | None = None
 
     @property
     def location(self) -> str:
@@ -189,11 +193,7 @@ class Ledger:
             position = checked.last if checked is not None else Position(1, "0" * 64)
             if guard is not None:
                 guard(rows)
-            payload = data(position) if callable(data) else data
-            created_at = utc_now()
-            body = canonical_json({"kind": kind, "created_at": created_at, "data": payload})
-            entry_hash = entry_hash_of(position.prev_hash, body)
-            entry = Entry(position.seq, created_at, kind, body, position.prev_hash, entry_hash, signer.sign(entry_hash))
+            entry = self._build(kind, data, position, rows, signer)
             txn.insert(entry)
             if on_commit is not None:
                 on_commit(entry)
@@ -206,10 +206,41 @@ class Ledger:
                 }
             )
             self._known_good.add((entry.entry_hash, entry.signature, signer.key_id))
+        self.tree.add(entry)
         if self.witness is not None:
             first = self.history.first.key_id if self.history else signer.key_id
             self.witness.advance(Sighting(self.location, first, entry.seq, entry.entry_hash))
         return entry
+
+    def _build(
+        self, kind: str, data: dict[str, Any] | DataBuilder, position: Position, rows: list[Entry], signer: RegistrarKey
+    ) -> Entry:
+        """The signed entry at `position`; a data builder may ask for the rows it is built on
+        (`rows_for`) and promise the entry's transparency-log leaf (`promise_leaf`), which is kept."""
+        self._building, self._promised = (position, rows), None
+        try:
+            payload = data(position) if callable(data) else data
+            created_at = utc_now()
+            body = canonical_json({"kind": kind, "created_at": created_at, "data": payload})
+            entry_hash = entry_hash_of(position.prev_hash, body)
+            entry = Entry(position.seq, created_at, kind, body, position.prev_hash, entry_hash, signer.sign(entry_hash))
+            if self._promised is not None and self._promised != (entry.seq, leaf_hash_of(leaf_text(entry))):
+                raise LedgerTampered(
+                    f"the entry at seq {entry.seq} is not the leaf its proof was signed for; nothing was appended"
+                )
+            return entry
+        finally:
+            self._building, self._promised = None, None
+
+    def rows_for(self, position: Position) -> list[Entry]:
+        """The verified rows an append at `position` is being built on (only while building it)."""
+        if self._building is None or self._building[0] != position:
+            raise RuntimeError("rows_for is only answered while the entry at that position is being built")
+        return self._building[1]
+
+    def promise_leaf(self, seq: int, leaf: bytes) -> None:
+        """The entry being built at `seq` must have transparency-log leaf hash `leaf`."""
+        self._promised = (seq, leaf)
 
     def write_genesis(self, note: str) -> Entry:
         assert self.key is not None

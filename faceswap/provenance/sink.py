@@ -26,6 +26,7 @@ from faceswap.colorspace import DisplayTransform, quantise
 from faceswap.errors import BadInput
 from faceswap.hashing import canonical_json, file_sha256, safe_name, sha256_hex
 from faceswap.ledger import Entry, Ledger, Position
+from faceswap.ledger.tlog import OutputProof, output_claim, precommit_output
 from faceswap.provenance.credentials import CredentialFacts, IngredientRef, SigningIdentity, sign_file
 from faceswap.provenance.phash import phash
 from faceswap.provenance.watermark import Watermarker, format_token, new_token
@@ -329,7 +330,9 @@ class OutputSink:
         guard = context.guard.final if context.guard is not None else None
 
         def entry_data(position: Position) -> dict[str, Any]:
-            files = self._sign(final, partial, writer, self._facts(final, token, context, position, facts), signed)
+            claim, proof = self._precommit(position, token, context)
+            credentials = replace(self._facts(final, token, context, position, facts), transparency=proof.assertion())
+            files = self._sign(final, partial, writer, credentials, signed)
             digest = files[0][1] if writer.kind != "sequence" else sha256_hex(canonical_json(files))
             return {
                 "token": format_token(token),
@@ -348,6 +351,7 @@ class OutputSink:
                     "manifest_sha256": [item.manifest_sha256 for item in signed],
                     "sidecars": writer.kind != "sequence" and any(item.sidecar for item in signed),
                 },
+                "claim": claim,
             }
 
         def publish(_entry: Entry) -> None:
@@ -367,6 +371,19 @@ class OutputSink:
             for item in signed:
                 item.discard()
             raise
+
+    def _precommit(self, position: Position, token: int, context: OutputContext) -> tuple[dict[str, Any], OutputProof]:
+        """The output's transparency-log leaf (its claim) and the checkpoint that ends with it,
+        signed now, inside the transaction, so the file carries its own proof (ledger/tlog.py)."""
+        claim = output_claim(
+            format_token(token),
+            context.producer,
+            context.model_fingerprint,
+            context.consent_record_ids,
+            self.ledger.public.key_id,
+            self.credentials.root_fingerprint,
+        )
+        return claim, precommit_output(self.ledger, position, claim)
 
     def _sign(
         self, final: Path, partial: Path, writer: MediaWriter, credentials: CredentialFacts, signed: list[Any]

@@ -25,6 +25,7 @@ from faceswap.provenance.credentials.agreement import disagreement
 from faceswap.provenance.credentials.pinned import trust_anchor_in
 from faceswap.provenance.facemark import LazyFaceAnalyzer
 from faceswap.provenance.phash import MATCH_DISTANCE, best_distance, phash
+from faceswap.provenance.transparency import INVALID, PROVEN, FileProof, against_log, check_file_proof
 from faceswap.provenance.watermark import Detection, Watermarker
 
 VIDEO_SAMPLES = 48
@@ -39,6 +40,7 @@ class LedgerView:
     history: KeyHistory | None
     finding: Finding | None
     source: str
+    log: Any = field(default=None, repr=False, compare=False)  # its transparency-log tree, built on first need
 
     @classmethod
     def from_ledger(cls, ledger: Ledger) -> LedgerView:
@@ -53,6 +55,15 @@ class LedgerView:
 
     def outputs(self) -> list[Entry]:
         return [e for e in self.entries if e.kind == "output.written"]
+
+    def holds_head(self, proof: FileProof) -> FileProof:
+        """The file's transparency proof, failed if this ledger no longer has the head it carries."""
+        from faceswap.ledger.tlog import LogTree
+
+        if self.log is None:
+            self.log = LogTree()
+            self.log.sync(self.entries)
+        return against_log(proof, self.log.origin, self.log.tree)
 
     def entry_ok(self, entry: Entry) -> bool:
         """The entry's own hash and signature hold, and the chain is sound up to it."""
@@ -91,6 +102,7 @@ class Verdict:
     error: str | None = None
     credentials: CredentialReport | None = None
     credentials_problem: str | None = None
+    transparency: FileProof | None = None  # the transparency-log proof its credentials carry
 
     @property
     def marked(self) -> bool:
@@ -102,7 +114,7 @@ class Verdict:
     def exit_code(self) -> ExitCode:
         if self.error is not None:
             return ExitCode.BAD_INPUT
-        if self.credentials_problem is not None:
+        if self.credentials_problem is not None or (self.transparency and self.transparency.state == INVALID):
             return ExitCode.UNTRACED
         if not self.marked:
             return ExitCode.REFUSED
@@ -127,6 +139,7 @@ class Verdict:
             "similar_output": self.similar,
             "credentials": self.credentials.to_json() if self.credentials else None,
             "credentials_problem": self.credentials_problem,
+            "transparency": self.transparency.to_json() if self.transparency else None,
             "error": self.error,
             "exit_code": self.exit_code,
         }
@@ -221,9 +234,10 @@ class Verifier:
         self.faces = LazyFaceAnalyzer() if faces == "auto" else faces
         self.today = today
 
-    def verify(self, path: Path) -> Verdict:
+    def verify(self, path: Path, sample: Sample | None = None) -> Verdict:
+        """`sample`: the frames of `path` when the caller has read them already (to show one)."""
         try:
-            sample = read_sample(path)
+            sample = sample or read_sample(path)
             media, frames = sample.media, sample.frames
             if not frames:
                 raise FaceswapError(f"{path}: no frames could be decoded")
@@ -240,6 +254,9 @@ class Verifier:
             else:
                 self._note_similar(verdict, hashes)
         verdict.credentials_problem = disagreement(verdict.credentials, verdict.detection.token, verdict.entry)
+        verdict.transparency = check_file_proof(str(path), verdict.credentials)
+        if self.ledger is not None:
+            verdict.transparency = self.ledger.holds_head(verdict.transparency)
         return verdict
 
     def _attach_entry(self, verdict: Verdict, hashes: list[str]) -> None:
@@ -340,7 +357,16 @@ def _credentials_phrase(verdict: Verdict) -> str:
     report = verdict.credentials
     if report is None or not report.present:
         return "; no Content Credentials"
-    return f"; Content Credentials {report.state}"
+    return f"; Content Credentials {report.state}{_transparency_phrase(verdict.transparency)}"
+
+
+def _transparency_phrase(proof: FileProof | None) -> str:
+    if proof is None or proof.state not in (PROVEN, INVALID):
+        return ""
+    if proof.state == INVALID:
+        return f"; TRANSPARENCY PROOF FAILS: {proof.problem}"
+    assert proof.head is not None
+    return f", logged as leaf {proof.leaf_index} of its signed checkpoint (tree size {proof.head.size})"
 
 
 def evidence_summary(det: Detection) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 SOFT_BINDING_ALG = "org.faceswap.watermark.v1"  # our watermark (docs/watermark.md): 48-bit token, 12 hex digits
 PROVENANCE_LABEL = "org.faceswap.provenance"
 PROVENANCE_SCHEMA = 1
+TRANSPARENCY_LABEL = "org.faceswap.transparency"  # the output's transparency-log leaf, checkpoint and proof
 IPTC = "http://cv.iptc.org/newscodes/digitalsourcetype/"
 TRAINED = IPTC + "trainedAlgorithmicMedia"
 COMPOSITE = IPTC + "compositeWithTrainedAlgorithmicMedia"

@@ -61,6 +61,7 @@ class CredentialFacts:
     duration_ms: int | None = None  # video: the soft binding's timespan; None: the whole file
     ingredients: tuple[IngredientRef, ...] = ()
     title: str | None = None  # the name the file is published under; default: the final path's name
+    transparency: dict[str, Any] | None = None  # ledger/tlog.OutputProof.assertion(): leaf, checkpoint, path
 
     def __post_init__(self) -> None:
         _hex(self.token, 12, "token")
@@ -165,6 +166,7 @@ def manifest_definition(facts: CredentialFacts, title: str, media_type: str, lab
         "producer": facts.producer,
     }
     binding = {"alg": common.SOFT_BINDING_ALG, "blocks": [{"scope": scope, "value": facts.token}], "pad": []}
+    transparency = [{"label": common.TRANSPARENCY_LABEL, "data": facts.transparency}] if facts.transparency else []
     return {
         "label": label,
         "title": title,
@@ -175,6 +177,7 @@ def manifest_definition(facts: CredentialFacts, title: str, media_type: str, lab
             {"label": "c2pa.actions", "data": {"actions": _actions(facts, agent, [i["label"] for i in ingredients])}},
             {"label": "c2pa.soft-binding", "data": binding},
             {"label": common.PROVENANCE_LABEL, "data": provenance},
+            *transparency,
         ],
     }
 

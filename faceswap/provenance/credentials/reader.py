@@ -41,6 +41,7 @@ class CredentialReport:
     actions: tuple[str, ...] = ()
     soft_bindings: tuple[SoftBinding, ...] = ()
     provenance: dict[str, Any] | None = None  # our org.faceswap.provenance assertion, as signed
+    transparency: dict[str, Any] | None = None  # our org.faceswap.transparency assertion: leaf, checkpoint, path
     media_hash_matched: bool | None = None  # c2pa's hard binding check: None when it did not run
     signer: dict[str, Any] = field(default_factory=dict)  # issuer, common name, alg from the signature
     ingredients: tuple[dict[str, Any], ...] = ()
@@ -131,6 +132,7 @@ def _report(store_json: str, source: str | None, base: dict[str, Any]) -> Creden
     actions = [a for item in assertions if item.get("label", "").startswith("c2pa.actions") for a in _actions(item)]
     created = next((a for a in actions if a.get("action") == "c2pa.created"), {})
     provenance = next((a.get("data") for a in assertions if a.get("label") == common.PROVENANCE_LABEL), None)
+    transparency = next((a.get("data") for a in assertions if a.get("label") == common.TRANSPARENCY_LABEL), None)
     signature = manifest.get("signature_info") or {}
     return CredentialReport(
         state=state,
@@ -142,6 +144,7 @@ def _report(store_json: str, source: str | None, base: dict[str, Any]) -> Creden
         actions=tuple(str(a.get("action")) for a in actions),
         soft_bindings=tuple(_soft_bindings(assertions)),
         provenance=provenance if isinstance(provenance, dict) else None,
+        transparency=transparency if isinstance(transparency, dict) else None,
         media_hash_matched=_hard_binding(successes, failures),
         signer={k: signature[k] for k in ("issuer", "common_name", "alg") if k in signature},
         ingredients=tuple(_ingredient(i) for i in manifest.get("ingredients") or []),
