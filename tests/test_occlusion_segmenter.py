@@ -64,8 +64,9 @@ def labelled_template(tmp_path_factory, trained_template, occluded) -> Path:
     return root
 
 
-def _train(root: Path, name: str = "mask", steps: int = 4, purpose: str = "evaluation", extra=()) -> object:
-    overrides = [*FAST, "--trainer.max_steps", str(steps), *extra]
+def _train(root: Path, name: str = "mask", steps: int = 4, purpose: str = "evaluation", fast: bool = True) -> object:
+    """A few steps of a tiny segmenter (fast), or the CPU preset as `faceswap demo --occlusion` runs it."""
+    overrides = [*(FAST if fast else ["--trainer.enable_progress_bar", "false"]), "--trainer.max_steps", str(steps)]
     return run_mask_training(MaskTrainRequest(Workspace(root), CONFIG, "demo-a", "demo-b", purpose, name, overrides))
 
 
@@ -289,7 +290,7 @@ def test_a_segmenter_trained_on_the_demo_labels_keeps_the_occluder_in_a_converte
 
     clip, rows = occluded
     root = private_copy(labelled_template, tmp_path)
-    _train(root, steps=250, extra=["--model.resolution", "96", "--model.depth", "4"])
+    _train(root, steps=300, fast=False)
     held_out = max(
         range(int(0.75 * len(rows)), len(rows)), key=lambda i: np.logical_and(*truth_masks(rows[i], (480, 640))).sum()
     )  # never labelled: the frame where the hand covers most of the face
@@ -352,7 +353,7 @@ def test_dub_keeps_a_microphone_in_front_of_the_actors_mouth(tmp_path, facesets_
     frames = sorted(e.frame for e in faceset.faces if e.source == plate.clip.name and e.frame < 0.6 * len(rows))
     label_frames(plate.truth, frames, tmp_path / "labels", plate.clip.name)
     label_faceset(store, "demo-a", tmp_path / "labels")
-    _train(root, steps=250, purpose="dubbing-research", extra=["--model.resolution", "96", "--model.depth", "4"])
+    _train(root, steps=300, purpose="dubbing-research", fast=False)
     steps = ["--trainer.max_steps", "30", "--trainer.enable_progress_bar", "false", "--data.face_type", "lower"]
     config = Path(__file__).parents[1] / "configs" / "train" / "smoke.yaml"
     run_training(TrainRequest(Workspace(root), config, "demo-a", "demo-b", "dubbing-research", "dubber", steps))
