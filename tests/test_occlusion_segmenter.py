@@ -396,3 +396,38 @@ def test_dub_keeps_a_microphone_in_front_of_the_actors_mouth(tmp_path, facesets_
     assert changed["occlusion"][1] > 0.5 * changed["region"][1]  # the mouth is still dubbed around it
     entry = store_at(root).ledger.entries("output.written")[-1]
     assert entry.data["producer"] == "dub" and entry.data["settings"]["mask"] == "occlusion"
+
+
+def test_training_can_leave_the_occluders_out_of_the_loss(masked):
+    from faceswap.data.datamodule import FaceSamples
+    from faceswap.data.faceset import Faceset
+    from faceswap.train import TrainRequest, run_training
+
+    faceset = Faceset.load(masked / "facesets" / "demo-b")
+    faceset.faces = faceset.faces[:3]
+
+    def hidden_left_half(crop: np.ndarray) -> np.ndarray:
+        visible = np.ones(crop.shape[:2], np.float32)
+        visible[:, : crop.shape[1] // 2] = 0.0
+        return visible
+
+    plain, masked_out = FaceSamples.load(faceset, 64), FaceSamples.load(faceset, 64, visible=hidden_left_half)
+    assert plain.weight[:, :, :30].max() > 0 and masked_out.weight[:, :, :30].max() == 0
+    assert masked_out.priority[:, :, :30].max() == 0
+    np.testing.assert_array_equal(masked_out.weight[:, :, 34:], plain.weight[:, :, 34:])
+    config = Path(__file__).parents[1] / "configs" / "train" / "smoke.yaml"
+    request = TrainRequest(
+        Workspace(masked), config, "demo-a", "demo-b", "evaluation", "with-mask",
+        ["--trainer.max_steps", "2", "--trainer.enable_progress_bar", "false"], masked / "models" / "mask",
+    )  # fmt: skip
+    result = run_training(request)
+    entry = store_at(masked).ledger.entries("model.trained")[-1]
+    segmenter = load_segmenter(store_at(masked), masked / "models" / "mask", _grant(masked))
+    assert entry.seq == result.ledger_seq and entry.data["occlusion_model"]["fingerprint"] == segmenter.fingerprint
+    other = TrainRequest(
+        Workspace(masked), config, "demo-a", "demo-b", "dubbing-research", "other",
+        ["--trainer.max_steps", "2"], masked / "models" / "mask",
+    )  # fmt: skip
+    with pytest.raises(ConsentRefused, match="purpose"):
+        run_training(other)  # a segmenter made under another purpose is not this run's
+    assert not (masked / "models" / "other" / "model.safetensors").exists()

@@ -34,7 +34,8 @@ def eye_mouth_units(landmarks: np.ndarray) -> tuple[np.ndarray, float]:
 
 def placement(kind: str, landmarks: np.ndarray, t: float) -> Placement:
     """Where the occluder is at time `t`: the hand sweeps across the lower face and back every 3.6 s
-    (off the face at either end); the microphone bobs in front of the mouth and chin."""
+    (at either end only its fingertips reach the face's edge); the microphone bobs in front of the
+    mouth and chin."""
     mouth, unit = eye_mouth_units(landmarks)
     if kind == "hand":
         sweep = np.cos(2 * np.pi * t / 3.6)
