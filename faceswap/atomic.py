@@ -52,3 +52,32 @@ def write_atomic(final: Path, data: bytes | str, mode: int = 0o644) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return final
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process of this machine still runs (a leftover of a live writer is not removed)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temps(folder: Path, tag: str = "tmp") -> int:
+    """Temporary files of `temp_path` in `folder` whose writer was killed (links unlinked, never
+    followed); those of live writers stay. Returns how many were removed."""
+    import re
+
+    pattern = re.compile(rf"^\..+\.{re.escape(tag)}-(\d+)-[0-9a-f]+")
+    removed = 0
+    if not folder.is_dir():
+        return 0
+    for candidate in folder.iterdir():
+        match = pattern.match(candidate.name)
+        if match is None or process_alive(int(match.group(1))) or candidate.is_dir():
+            continue
+        candidate.unlink(missing_ok=True)
+        removed += 1
+    return removed

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -13,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from faceswap import __version__
-from faceswap.errors import ExitCode, FaceswapError, worst
+from faceswap.errors import BadInput, CheckFailed, ExitCode, FaceswapError, worst
 
 Handler = Callable[[argparse.Namespace], int]
+ANCHOR_BYTES = 1 << 20  # a PEM root certificate is a few KB
 LEDGER_URL_HELP = (
     "a shared PostgreSQL ledger, postgresql://USER@HOST/DB (default $FACESWAP_LEDGER_URL, else the workspace's "
     "ledger.sqlite); keys/ and consent/ stay in the workspace"
@@ -29,6 +31,8 @@ class Parents:
     workspace: argparse.ArgumentParser
     json: argparse.ArgumentParser
     backend: argparse.ArgumentParser
+    limits: argparse.ArgumentParser  # the operator's inputs (extract, convert, dub ...)
+    verify_limits: argparse.ArgumentParser  # files from strangers
 
     @property
     def both(self) -> list[argparse.ArgumentParser]:
@@ -49,7 +53,34 @@ def _parents() -> Parents:
         default=None,
         help="insightface root holding models/buffalo_l (default ~/.insightface)",
     )
-    return Parents(workspace, as_json, backend)
+    from faceswap.limits import OPERATOR, VERIFY
+
+    return Parents(workspace, as_json, backend, _limits_parser(OPERATOR), _limits_parser(VERIFY))
+
+
+def _limits_parser(base: Any) -> argparse.ArgumentParser:
+    """The input limits (faceswap/limits.py), one flag each, with `base`'s values as the defaults shown;
+    every command that reads media takes them."""
+    from faceswap.limits import FLAGS, describe
+
+    parser = argparse.ArgumentParser(add_help=False)
+    group = parser.add_argument_group("input limits (a file beyond one is refused, exit 2; see SECURITY.md)")
+    for limit in FLAGS:
+        group.add_argument(
+            limit.flag,
+            dest=f"limit_{limit.field}",
+            metavar=limit.metavar,
+            default=None,
+            help=f"{limit.help} (default {describe(base, limit.field)})",
+        )
+    return parser
+
+
+def _limits(args: argparse.Namespace, base: Any):
+    """`base` (limits.VERIFY or limits.OPERATOR) with the limits raised or lowered on the command line."""
+    from faceswap.limits import FLAGS, with_overrides
+
+    return with_overrides(base, {f.field: getattr(args, f"limit_{f.field}", None) for f in FLAGS})
 
 
 def _print_json(payload: object) -> None:
@@ -91,9 +122,10 @@ def _with_progress(label: str, enabled: bool, work: Callable[[Callable[[int, int
 
 def cmd_faces_detect(args: argparse.Namespace) -> int:
     from faceswap.faces.analyzer import FaceAnalyzer
+    from faceswap.limits import OPERATOR
     from faceswap.media import read_image
 
-    image = read_image(args.image)
+    image = read_image(args.image, _limits(args, OPERATOR))
     analyzer = FaceAnalyzer(args.backend, args.model_root)
     faces = analyzer.analyze(image)
     if args.json:
@@ -147,7 +179,7 @@ def _add_models(commands, p: Parents) -> None:
 
 def _add_faces(commands, p: Parents) -> None:
     faces = commands.add_parser("faces", help="face analysis").add_subparsers(dest="faces_command", metavar="ACTION")
-    detect = faces.add_parser("detect", parents=[p.json, p.backend], help="list the faces in an image")
+    detect = faces.add_parser("detect", parents=[p.json, p.backend, p.limits], help="list the faces in an image")
     detect.add_argument("image", type=Path)
     detect.set_defaults(handler=cmd_faces_detect)
 
@@ -359,10 +391,24 @@ def cmd_ledger_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_ledger_export(args: argparse.Namespace) -> int:
+    from faceswap.ledger import watermark_keys
     from faceswap.ledger.export import export_ledger
 
-    count = export_ledger(_ledger(args), args.out)
-    print(f"exported {count} entries and the public key to {args.out}")
+    ledger = _ledger(args)
+    marks = None
+    if args.with_watermark_keys:
+        marks = watermark_keys.load(ledger.entries(), _workspace(args).keys_dir)
+        if marks is None or not marks.keys:
+            raise CheckFailed("no watermark secret of this ledger is in keys/watermark/: nothing to put in a bundle")
+    count = export_ledger(ledger, args.out, marks)
+    if marks is None:
+        print(f"exported {count} entries and the public key to {args.out}")
+    else:
+        print(
+            f"exported {count} entries, the public key and {len(marks.keys)} watermark secret(s) to {args.out} (0600): "
+            "whoever holds this file can read, forge and remove this workspace's marks; content binding still ties "
+            "each mark to what its entry recorded"
+        )
     return ExitCode.OK
 
 
@@ -462,10 +508,31 @@ def cmd_ledger_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_rotate(args: argparse.Namespace) -> int:
-    from faceswap.ledger.rotate import rotate_registrar_key
+    from faceswap.ledger.rotate import rotate_registrar_key, rotate_watermark_secret
 
-    entry, old, new = rotate_registrar_key(_workspace(args))
-    print(f"registrar key rotated: {old} -> {new}; ledger seq {entry.seq}")
+    workspace = _workspace(args)
+    if args.only in (None, "registrar"):
+        entry, old, new = rotate_registrar_key(workspace)
+        print(f"registrar key rotated: {old} -> {new}; ledger seq {entry.seq}")
+    if args.only in (None, "watermark"):
+        entry, old_mark, new_mark = rotate_watermark_secret(workspace)
+        print(
+            f"watermark secret rotated: {old_mark or 'none'} -> {new_mark}; ledger seq {entry.seq} (older secrets stay "
+            "in keys/watermark/ so outputs marked with them still verify)"
+        )
+    return ExitCode.OK
+
+
+def cmd_keys_import_watermark(args: argparse.Namespace) -> int:
+    from faceswap.ledger import watermark_keys
+    from faceswap.ledger.export import ExportedLedger
+
+    bundle = ExportedLedger.load(args.bundle)
+    if not bundle.watermark_secrets:
+        raise BadInput(f"{args.bundle}: carries no watermark secret (export it with --with-watermark-keys)")
+    ledger = _ledger(args)
+    imported = watermark_keys.import_secrets(ledger.entries(), _workspace(args).keys_dir, list(bundle.watermark_secrets))
+    print(f"imported watermark secret(s) {', '.join(imported)}: pinned by this ledger, now in keys/watermark/")
     return ExitCode.OK
 
 
@@ -481,6 +548,11 @@ def _add_ledger(commands, p: Parents) -> None:
     verify.set_defaults(handler=cmd_ledger_verify)
     export = ledger.add_parser("export", parents=[p.workspace], help="write entries and the public key as JSONL")
     export.add_argument("out", type=Path)
+    export.add_argument(
+        "--with-watermark-keys",
+        action="store_true",
+        help="also the watermark secrets (a verifier bundle: its holder can read and forge this workspace's marks)",
+    )
     export.set_defaults(handler=cmd_ledger_export)
     head = ledger.add_parser("head", parents=p.both, help="the signed head; --export keeps it as a witness")
     head.add_argument("--export", type=Path, default=None, metavar="FILE")
@@ -528,8 +600,18 @@ def _add_keys(commands, p: Parents) -> None:
     keys = commands.add_parser("keys", help="the workspace's keys").add_subparsers(
         dest="keys_command", metavar="ACTION"
     )
-    rotate = keys.add_parser("rotate", parents=[p.workspace], help="replace the registrar key (signed by both, logged)")
+    rotate = keys.add_parser(
+        "rotate", parents=[p.workspace], help="replace the registrar key (signed by both) and the watermark secret, logged"
+    )
+    rotate.add_argument("--only", choices=["registrar", "watermark"], default=None, help="rotate just this one")
     rotate.set_defaults(handler=cmd_keys_rotate)
+    imports = keys.add_parser(
+        "import-watermark",
+        parents=[p.workspace],
+        help="install the watermark secrets a verifier bundle carries, where this workspace's ledger pins them",
+    )
+    imports.add_argument("bundle", type=Path, help="a `ledger export --with-watermark-keys` file")
+    imports.set_defaults(handler=cmd_keys_import_watermark)
     anchor = keys.add_parser(
         "trust-anchor", parents=[p.workspace], help="export the Content Credentials root for people who verify"
     )
@@ -542,6 +624,7 @@ def _add_keys(commands, p: Parents) -> None:
 
 def cmd_extract(args: argparse.Namespace) -> int:
     from faceswap.data.extract import ExtractOptions, extract
+    from faceswap.limits import OPERATOR
 
     options = ExtractOptions(
         every=args.every,
@@ -551,6 +634,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
         min_face=args.min_face,
         face_type=args.face_type,
         align_on=args.align_on,
+        limits=_limits(args, OPERATOR),
     )
     store = _store(args)
     report = _with_progress(
@@ -669,7 +753,7 @@ def _add_extract(commands, p: Parents) -> None:
     from faceswap.faces.align import ALIGN_POINTS, FACE_TYPES
 
     extract = commands.add_parser(
-        "extract", parents=[*p.both, p.backend], help="extract a consenting subject's faces into a faceset"
+        "extract", parents=[*p.both, p.backend, p.limits], help="extract a consenting subject's faces into a faceset"
     )
     extract.add_argument("input", type=Path, help="a video, an image, or a folder of them")
     extract.add_argument("--subject", required=True)
@@ -722,6 +806,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             name=args.name,
             overrides=args.overrides,
             occlusion_model=args.occlusion_model,
+            checkpoint_every=args.checkpoint_every,
         )
     )
     if args.json:
@@ -762,6 +847,9 @@ def _add_train(commands, p: Parents) -> None:
         metavar="DIR",
         help="an occlusion segmenter (`faceswap train-mask`, same subjects and purpose): what it finds in front "
         "of the faces is left out of the loss",
+    )
+    train.add_argument(
+        "--checkpoint-every", type=int, default=100, metavar="N", help="steps between checkpoints (resume points)"
     )
     train.set_defaults(handler=cmd_train, passes_unknown=True)
 
@@ -816,6 +904,7 @@ def _add_train_mask(commands, p: Parents) -> None:
 def cmd_convert(args: argparse.Namespace) -> int:
     from faceswap.convert.delivery import parse_frames
     from faceswap.convert.pipeline import ConvertOptions, convert
+    from faceswap.limits import OPERATOR
 
     options = ConvertOptions(
         mask=args.mask,
@@ -839,6 +928,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         model_root=args.model_root,
         allow_empty=args.allow_empty,
         mask_model=args.mask_model,
+        limits=_limits(args, OPERATOR),
     )
     store = _store(args)
     report = _with_progress(
@@ -862,7 +952,9 @@ def _add_convert(commands, p: Parents) -> None:
     from faceswap.faces.masks import MASK_CHOICES
 
     conv = commands.add_parser(
-        "convert", parents=[*p.both, p.backend], help="swap subject A onto subject B's footage (consent re-checked)"
+        "convert",
+        parents=[*p.both, p.backend, p.limits],
+        help="swap subject A onto subject B's footage (consent re-checked)",
     )
     conv.add_argument("--model", type=Path, required=True, help="a model folder (WORKSPACE/models/NAME)")
     conv.add_argument(
@@ -915,14 +1007,16 @@ def cmd_convert_batch(args: argparse.Namespace) -> int:
     import contextlib
 
     from faceswap.convert.batch import run_batch
+    from faceswap.limits import OPERATOR
 
     workspace = _workspace(args)
+    limits = _limits(args, OPERATOR)
     with contextlib.redirect_stdout(sys.stderr):  # Ray's own notices (a worker died, a retry): stdout is the result's
         if args.json:
-            report = run_batch(workspace, args.shots, args.ray, args.workers)
+            report = run_batch(workspace, args.shots, args.ray, args.workers, limits=limits)
         else:
             report = _with_batch_progress(
-                lambda update: run_batch(workspace, args.shots, args.ray, args.workers, update)
+                lambda update: run_batch(workspace, args.shots, args.ray, args.workers, update, limits)
             )
     if args.json:
         _print_json(report.to_json())
@@ -961,7 +1055,7 @@ def _with_batch_progress(work: Callable[[Callable[[int, int, int, float], None]]
 def _add_convert_batch(commands, p: Parents) -> None:
     batch = commands.add_parser(
         "convert-batch",
-        parents=p.both,
+        parents=[*p.both, p.limits],
         help="convert many shots from a CSV as Ray tasks (a re-run skips shots already in the ledger)",
     )
     batch.add_argument(
@@ -1023,6 +1117,7 @@ def _add_delivery_arguments(conv) -> None:
 
 def cmd_dub(args: argparse.Namespace) -> int:
     from faceswap.convert.dub import DubOptions, dub, parse_offset
+    from faceswap.limits import OPERATOR
 
     options = DubOptions(
         region=args.region,
@@ -1039,6 +1134,7 @@ def cmd_dub(args: argparse.Namespace) -> int:
         model_root=args.model_root,
         mask=args.mask,
         mask_model=args.mask_model,
+        limits=_limits(args, OPERATOR),
     )
     store = _store(args)
     report = _with_progress(
@@ -1067,7 +1163,7 @@ def _add_dub(commands, p: Parents) -> None:
 
     dub = commands.add_parser(
         "dub",
-        parents=[*p.both, p.backend],
+        parents=[*p.both, p.backend, p.limits],
         help="re-voice a shot of subject A with the mouth of subject B's performance (consent re-checked)",
     )
     dub.add_argument("--model", type=Path, required=True, help="a model trained for dubbing-research (A: the actor)")
@@ -1185,15 +1281,17 @@ def _add_eval(commands, p: Parents) -> None:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    from faceswap.limits import VERIFY
     from faceswap.provenance.verify import Verifier, collect_paths, describe_verdict, ledger_view_for
 
     paths = collect_paths(args.paths)
     if not paths:
         print("faceswap: error: no image or video files found", file=sys.stderr)
         return ExitCode.BAD_INPUT
-    ledger_view = ledger_view_for(_workspace(args), args.ledger)
+    limits = _limits(args, VERIFY)
+    ledger_view = ledger_view_for(_workspace(args), args.ledger, limits)
     anchor = _read_anchor(args.trust_anchor) if args.trust_anchor else None
-    verifier = Verifier(ledger_view, trust_anchor=anchor)
+    verifier = Verifier(ledger_view, trust_anchor=anchor, limits=limits)
     verdicts = [verifier.verify(path) for path in paths]
     heads = _trace_heads(args, verdicts)
     if args.json:
@@ -1238,6 +1336,8 @@ def _read_anchor(path: Path) -> bytes:
     from faceswap.provenance.credentials import root_fingerprint_of
 
     try:
+        if path.stat().st_size > ANCHOR_BYTES:
+            raise FaceswapError(f"{path}: a trust anchor is a certificate of a few KB, not {path.stat().st_size} bytes")
         pem = path.read_bytes()
     except OSError as error:
         raise FaceswapError(f"{path}: unreadable trust anchor ({error.strerror})") from None
@@ -1247,7 +1347,7 @@ def _read_anchor(path: Path) -> bytes:
 
 def _add_verify(commands, p: Parents) -> None:
     verify = commands.add_parser(
-        "verify", parents=p.both, help="is this file from faceswap? which consent, which model?"
+        "verify", parents=[*p.both, p.verify_limits], help="is this file from faceswap? which consent, which model?"
     )
     verify.add_argument("paths", type=Path, nargs="+", metavar="PATH", help="images, videos or folders (recursive)")
     verify.add_argument("--ledger", type=Path, default=None, help="a `ledger export` JSONL instead of the workspace")
@@ -1526,6 +1626,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("faceswap: interrupted", file=sys.stderr)
         return int(ExitCode.INTERRUPTED)
+    except BrokenPipeError:
+        return _reader_left()
+
+
+def _reader_left() -> int:
+    """stdout's reader went away (`faceswap ledger prove 7 | head`): what is left unprinted goes
+    nowhere, without a traceback, and the exit status is a shell's for SIGPIPE."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 128 + 13
 
 
 if __name__ == "__main__":

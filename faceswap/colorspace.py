@@ -24,6 +24,7 @@ LINEAR = "Linear Rec.709 (sRGB)"  # scene-linear with Rec.709 primaries: EXR out
 # the same sRGB-encoded space as other configs name it (older built-ins, ACES studio configs)
 SRGB_NAMES = (SRGB, "srgb_tx", "sRGB - Texture", "Utility - sRGB - Texture", "srgb_texture")
 LINEAR_NAMES = (LINEAR, "lin_rec709", "Utility - Linear - sRGB", "lin_srgb")
+BAND_PIXELS = 1 << 20  # pixels converted at a time by DisplayTransform.view8
 
 
 @dataclass
@@ -113,8 +114,13 @@ class DisplayTransform:
         return self.colour.convert(image, self.view_space, self.space)
 
     def view8(self, image: np.ndarray) -> np.ndarray:
-        """The 8-bit sRGB render a person would look at."""
-        return quantise(self.to_display(image), 8)
+        """The 8-bit sRGB render a person would look at. Made a band of rows at a time: the transform
+        is per pixel, and a large plate then never has float copies of the whole of it."""
+        out = np.empty((*image.shape[:2], 3), np.uint8)
+        rows = max(1, BAND_PIXELS // max(1, image.shape[1]))
+        for top in range(0, image.shape[0], rows):
+            out[top : top + rows] = quantise(self.to_display(image[top : top + rows]), 8)
+        return out
 
 
 def quantise(unit: np.ndarray, bits: int) -> np.ndarray:

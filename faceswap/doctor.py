@@ -146,7 +146,7 @@ def write_samples(workspace: Workspace, out: Path) -> dict[str, dict[str, Any]]:
     with tempfile.TemporaryDirectory() as tmp:
         audio = _tone(Path(tmp) / "tone.m4a", SAMPLE_SECONDS)
         video = sink.write_video(out / "doctor-sample.mp4", frames, Fraction(SAMPLE_FPS), context, audio_from=audio)
-    verifier = Verifier(LedgerView.from_ledger(ledger), sink.watermarker)
+    verifier = Verifier(LedgerView.from_ledger(ledger, workspace.keys_dir))
     results = {}
     for written in (image, video):
         verdict = verifier.verify(written.path)

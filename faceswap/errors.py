@@ -40,5 +40,10 @@ class CheckFailed(FaceswapError):
     exit_code = ExitCode.REFUSED
 
 
+class ConsentDenied(CheckFailed):
+    """Consent does not, or no longer, allow this work (the gate refused, or a record was revoked):
+    exit 1. A job that sees it discards its unfinished work."""
+
+
 class MissingModel(BadInput):
     """A model pack or weights file is not installed where we looked."""

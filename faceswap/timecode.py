@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 from faceswap.errors import BadInput
 
@@ -66,17 +67,11 @@ def _dropped(rate: int) -> int:
     return 2 * (rate // 30)
 
 
-def probe_timecode(path: str) -> str | None:
-    """A video's start timecode: its tmcd track, else the video stream's or the container's metadata."""
-    import av
-
-    try:
-        with av.open(str(path)) as container:
-            streams = [*container.streams.data, *container.streams.video]
-            for item in [*(s.metadata for s in streams), container.metadata]:
-                value = item.get("timecode")
-                if value and PATTERN.match(value.strip()):
-                    return value.strip()
-    except av.FFmpegError:
-        return None
+def container_timecode(container: Any) -> str | None:
+    """The start timecode an open container declares (tmcd track, stream or container metadata)."""
+    streams = [*container.streams.data, *container.streams.video]
+    for item in [*(s.metadata for s in streams), container.metadata]:
+        value = item.get("timecode")
+        if value and PATTERN.match(value.strip()):
+            return value.strip()
     return None

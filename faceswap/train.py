@@ -1,8 +1,14 @@
-"""`faceswap train`: LightningCLI over SwapModule + SwapDataModule, gated by consent.
+"""`faceswap train`: consent first, then LightningCLI over SwapModule + SwapDataModule, watched.
 
-The data module asks the consent gate in its constructor, so a refusal happens before the Trainer
-exists. Checkpoints and model.json record the grant (record ids and hashes) and the facesets'
-hashes; previews go through the output sink; the finished model gets a `model.trained` entry.
+The caller authorises once (data/authorised.py: one grant for both subjects, both facesets checked
+against it and the ledger) before any Lightning object exists, and hands that, with the workspace it
+was decided in, to the data module (which only loads it) and to the callbacks (train_hooks.py) that
+watch the grant: every step boundary, every preview (inside its ledger transaction) and every
+checkpoint re-check consent. The finished weights are written in the workspace's staging folder and
+renamed to `model.safetensors` only inside the `model.trained` entry's transaction, which re-checks
+consent too. A run that consent stops leaves no weights and removes its checkpoints; a killed run
+keeps its checkpoints (resume state, not a model: nothing converts from them) and resumes from the
+last one while its consent holds.
 """
 
 from __future__ import annotations
@@ -10,18 +16,20 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shutil
 import warnings
 from argparse import ArgumentError
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
-from faceswap.atomic import write_atomic
+from faceswap.atomic import remove_stale_temps, write_atomic
 from faceswap.consent.gate import ConsentGate, ConsentGrant, ConsentRefused
-from faceswap.errors import BadInput
+from faceswap.consent.registry import ConsentStore
+from faceswap.consent.watch import CHECK_EVERY_SECONDS, ConsentWatch
+from faceswap.errors import BadInput, ConsentDenied
 from faceswap.workspace import Workspace
 
 NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
@@ -43,6 +51,9 @@ class TrainRequest:
     name: str
     overrides: list[str] = field(default_factory=list)  # LightningCLI flags, e.g. --trainer.max_steps 50
     occlusion_model: Path | None = None  # a segmenter whose occluders are left out of the loss
+    checkpoint_every: int = 100  # steps between checkpoints (resume points)
+    consent_check_seconds: float = CHECK_EVERY_SECONDS
+    callbacks: list[Any] = field(default_factory=list)  # more Lightning Callbacks (library use), run after ours
 
 
 @dataclass
@@ -73,38 +84,6 @@ def _accelerator(config: Path, overrides: list[str]) -> str:
     return value
 
 
-class _LossHistory:
-    """Keeps per-step reconstruction losses for model.json (the loss curve of the run)."""
-
-    def __init__(self) -> None:
-        import pytorch_lightning as pl
-
-        outer = self
-
-        class Callback(pl.Callback):
-            def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-                metrics = trainer.callback_metrics
-                if "recon_a" in metrics and "recon_b" in metrics:
-                    outer.rows.append((trainer.global_step, float(metrics["recon_a"]), float(metrics["recon_b"])))
-
-        self.rows: list[tuple[int, float, float]] = []
-        self.callback = Callback()
-
-    def summary(self) -> dict[str, Any]:
-        if not self.rows:
-            return {}
-        steps, a, b = (np.array(c) for c in zip(*self.rows, strict=True))
-        head, tail = slice(0, min(50, len(a))), slice(max(0, len(a) - 50), len(a))
-        stride = max(1, len(a) // 60)
-        return {
-            "recon_a_first50": float(a[head].mean()),
-            "recon_b_first50": float(b[head].mean()),
-            "recon_a_last50": float(a[tail].mean()),
-            "recon_b_last50": float(b[tail].mean()),
-            "curve": [[int(s), round(float(x), 5), round(float(y), 5)] for s, x, y in self.rows[::stride]],
-        }
-
-
 def _resume_step(last: Path, grant: ConsentGrant) -> int:
     """The step a checkpoint resumes from, loaded weights-only; it must carry this run's consent."""
     import pickle
@@ -126,13 +105,15 @@ def _resume_step(last: Path, grant: ConsentGrant) -> int:
     return int(checkpoint.get("global_step", 0))
 
 
-def _build_cli(cli_class, module_class, data_class, args, model_dir: Path, checkpoints: Path, history):
+def _build_cli(cli_class, module_class, args, model_dir: Path, checkpoints: Path, every: int, callbacks: list):
     from pytorch_lightning.callbacks import ModelCheckpoint
     from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
+    from faceswap.train_hooks import atomic_checkpoints
+
     return cli_class(
         module_class,
-        data_class,
+        None,  # the data module is built from the grant (SwapCLI.instantiate_classes)
         args=args,
         run=False,
         parser_kwargs={"exit_on_error": False},  # one line from us instead of a page of usage
@@ -140,60 +121,129 @@ def _build_cli(cli_class, module_class, data_class, args, model_dir: Path, check
         trainer_defaults={
             "default_root_dir": str(model_dir),
             "logger": [TensorBoardLogger(str(model_dir), name="tensorboard"), CSVLogger(str(model_dir), name="csv")],
+            "plugins": [atomic_checkpoints()],
             "callbacks": [
-                ModelCheckpoint(dirpath=str(checkpoints), every_n_train_steps=100, save_last=True, save_top_k=0),
-                history.callback,
+                *callbacks,
+                ModelCheckpoint(dirpath=str(checkpoints), every_n_train_steps=every, save_last=True, save_top_k=0),
             ],
         },
     )
 
 
 def run_training(request: TrainRequest) -> TrainResult:
-    """consent (in the data module) -> Trainer -> fit (previews through the sink) -> publish."""
+    """consent (one grant) -> Trainer -> fit, watched (previews through the sink) -> publish."""
+    from faceswap.data.authorised import authorise_training
+    from faceswap.train_hooks import LossHistory, consent_callback
+
     _check_request(request)
+    store = ConsentStore(request.workspace)
     model_dir = request.workspace.models_dir / request.name
-    history = _LossHistory()
     checkpoints = model_dir / "checkpoints"
-    cli = _configure(request, model_dir, checkpoints, history)
+    try:
+        authorised = authorise_training(store, request.subject_a, request.subject_b, request.purpose)
+    except ConsentDenied:
+        discard_withdrawn_checkpoints(checkpoints, store)
+        raise
+    grant = authorised.grant
+    last = _resume_point(checkpoints, grant, store)
+    watch = ConsentWatch(ConsentGate(store), grant, request.consent_check_seconds)
+    history = LossHistory()
+    cli = _configure(request, authorised, model_dir, checkpoints, [consent_callback(watch), history.callback])
     module, datamodule, trainer = cli.model, cli.datamodule, cli.trainer
-    grant = datamodule.grant
+    watch.interrupt = trainer.world_size == 1  # DDP ranks stop together at step boundaries instead
     if request.occlusion_model is not None:
-        exclude_occluders(request, datamodule)
+        exclude_occluders(request.occlusion_model, store, datamodule)
     smoke = trainer.accelerator.__class__.__name__.lower().startswith("cpu")
     if smoke and trainer.is_global_zero:
         print(f"CPU smoke run of {request.name}: {trainer.max_steps} steps; real training needs a GPU", flush=True)
-    from faceswap.ledger import open_ledger
-
-    ledger = open_ledger(request.workspace)
-    previews = preview_callback(request, model_dir, grant, ledger)
-    trainer.callbacks.append(previews)
-    last = checkpoints / "last.ckpt"
-    resumed_from = _resume_step(last, grant) if last.exists() else None
+    previews = _previews(request, model_dir, store, watch)
+    trainer.callbacks.extend([previews, *request.callbacks])
+    resumed_from = _resume_step(last, grant) if last is not None else None
     if resumed_from is not None and trainer.is_global_zero:
         print(f"resuming {request.name} from step {resumed_from}", flush=True)
+    try:
+        with watch:
+            _fit(trainer, module, datamodule, last)
+            watch.poll()  # a refusal seen after the last step (the final preview's) stops the publish too
+            run = FinishedRun(
+                request, model_dir, module, datamodule, trainer, grant, resumed_from, history.summary(), smoke
+            )
+            if not trainer.is_global_zero:  # one model, one entry: rank zero publishes
+                return run.result(None, [])
+            return run.result(publish_model(run, store.ledger, watch), previews.paths)
+    except ConsentDenied:
+        if trainer.is_global_zero:
+            shutil.rmtree(checkpoints, ignore_errors=True)  # work under withdrawn consent is not resumed
+        raise
+
+
+def _fit(trainer: Any, module: Any, datamodule: Any, last: Path | None) -> None:
     with warnings.catch_warnings():  # checkpoints hold the state after the step, as intended
         warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
         warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")  # Lightning on new torch
         # every step draws its faces at random, so a resume mid-"epoch" skips nothing
         warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch")
-        trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.exists() else None, weights_only=True)
-    run = FinishedRun(request, model_dir, module, datamodule, trainer, grant, resumed_from, history.summary(), smoke)
-    if not trainer.is_global_zero:  # one model, one entry: rank zero publishes
-        return run.result(None, [])
-    return run.result(publish_model(run, ledger), previews.paths)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last is not None else None, weights_only=True)
 
 
-def exclude_occluders(request: TrainRequest, datamodule: Any) -> None:
+def _previews(request: TrainRequest, model_dir: Path, store: ConsentStore, watch: ConsentWatch) -> Any:
+    from faceswap.provenance.sink import OutputSink
+    from faceswap.train_hooks import preview_callback
+
+    return preview_callback(request.name, model_dir, OutputSink.for_workspace(request.workspace, store.ledger), watch)
+
+
+def _resume_point(checkpoints: Path, grant: ConsentGrant, store: ConsentStore) -> Path | None:
+    """The checkpoint to resume from, if any. Leftovers of a killed checkpoint write are removed, and
+    checkpoints made under consent that no longer holds are removed, not resumed."""
+    remove_stale_temps(checkpoints)
+    if discard_withdrawn_checkpoints(checkpoints, store):
+        print(f"{checkpoints}: made under consent that was withdrawn; removed, training starts anew", flush=True)
+    last = checkpoints / "last.ckpt"
+    return last if last.exists() else None
+
+
+def discard_withdrawn_checkpoints(checkpoints: Path, store: ConsentStore) -> bool:
+    """Remove a run's checkpoints when a consent record they were made under is no longer active
+    (revoked, expired, replaced); True when they went."""
+    last = checkpoints / "last.ckpt"
+    if not last.is_file():
+        return False
+    saved = _saved_grant(last)
+    if saved is None:
+        return False
+    snapshot = ConsentGate(store).snapshot()
+    for record_id in saved:
+        record = snapshot.by_id(record_id)
+        if record is not None and snapshot.status(record) != "active":
+            shutil.rmtree(checkpoints, ignore_errors=True)
+            return True
+    return False
+
+
+def _saved_grant(last: Path) -> list[str] | None:
+    """The record ids a checkpoint names (None when it cannot be read as weights-only)."""
+    import pickle
+
+    import torch
+
+    try:
+        checkpoint = torch.load(last, map_location="cpu", weights_only=True, mmap=True)
+    except (pickle.UnpicklingError, RuntimeError, OSError, EOFError, ValueError):
+        return None
+    saved = checkpoint.get("consent_grant") or {}
+    return [str(r.get("record_id")) for r in saved.get("records", []) if isinstance(r, dict)]
+
+
+def exclude_occluders(folder: Path, store: ConsentStore, datamodule: Any) -> None:
     """Leave what the segmenter finds in front of the faces out of the loss; the segmenter must be
     logged, under this run's consent, and made for the facesets' crops. Recorded in the model's entry."""
-    from faceswap.consent.registry import ConsentStore
     from faceswap.model.occlusion import load_segmenter
 
-    assert request.occlusion_model is not None
-    segmenter = load_segmenter(ConsentStore(request.workspace), request.occlusion_model, datamodule.grant)
+    segmenter = load_segmenter(store, folder, datamodule.grant)
     made = {faceset.header.alignment for faceset in datamodule.facesets.values()}
     if made != {segmenter.alignment}:
-        raise BadInput(f"{request.occlusion_model} segments {segmenter.alignment.name} crops; the facesets hold others")
+        raise BadInput(f"{folder} segments {segmenter.alignment.name} crops; the facesets hold others")
     datamodule.visible = segmenter.on_crop
     datamodule.occlusion_model = {
         "name": segmenter.name,
@@ -207,97 +257,75 @@ def _check_request(request: TrainRequest) -> None:
 
     if not NAME.match(request.name):
         raise BadInput(f"--name '{request.name}' must be a plain folder name (letters, digits, '.', '_', '-')")
+    if request.checkpoint_every < 1:
+        raise BadInput("--checkpoint-every must be at least 1 step")
     accelerator = _accelerator(request.config, request.overrides)
     if accelerator in ("gpu", "cuda", "auto") and not torch.cuda.is_available():
         raise BadInput(GPU_HINT.format(accelerator=accelerator))
 
 
-def _configure(request: TrainRequest, model_dir: Path, checkpoints: Path, history: _LossHistory):
-    """LightningCLI over the config and the request's subjects, purpose and overrides (not run)."""
-    logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    logging.getLogger("lightning_fabric").setLevel(logging.WARNING)  # "Seed set to 0"
-    logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
-    from pytorch_lightning.cli import LightningCLI
-
+def _configure(request: TrainRequest, authorised: Any, model_dir: Path, checkpoints: Path, callbacks: list):
+    """LightningCLI over the config and the request's overrides (not run); the data module is built
+    from the authorised grant, its options from the config and flags."""
     from faceswap.data.datamodule import SwapDataModule
     from faceswap.model.module import SwapModule
 
-    class SwapCLI(LightningCLI):
+    job = CliJob(request.config, request.overrides, request.checkpoint_every, "train")
+    return build_granted_cli(
+        (SwapModule, SwapDataModule), ("authorised", authorised), job, model_dir, checkpoints, callbacks
+    )
+
+
+@dataclass(frozen=True)
+class CliJob:
+    """What a training command's LightningCLI is built from: the preset, the flags, the checkpoint
+    interval and the command's name (for its error line)."""
+
+    config: Path
+    overrides: list[str]
+    checkpoint_every: int
+    command: str
+
+
+def build_granted_cli(
+    classes: tuple[type, type], given: tuple[str, Any], job: CliJob, model_dir: Path, checkpoints: Path, callbacks: list
+):
+    """LightningCLI over `job`'s config and flags (not run): the model from them; the data module
+    built from what the caller authorised (`given`: that argument's name and value, which no config
+    key or flag can set), its other options from the config and flags."""
+    for logger in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning.fabric"):
+        logging.getLogger(logger).setLevel(logging.WARNING)  # "Seed set to 0" and the like
+    from pytorch_lightning.cli import LightningCLI
+
+    module_class, data_class = classes
+    name, value = given
+
+    class GrantedCLI(LightningCLI):
+        def add_core_arguments_to_parser(self, parser) -> None:
+            """Lightning's trainer and model; the data module's options only (never who or which consent)."""
+            parser.add_lightning_class_args(self.trainer_class, "trainer")
+            parser.set_defaults({f"trainer.{k}": v for k, v in self.trainer_defaults.items() if k != "callbacks"})
+            parser.add_lightning_class_args(self._model_class, "model", subclass_mode=self.subclass_mode_model)
+            parser.add_class_arguments(data_class, "data", skip={name}, instantiate=False)
+
         def add_arguments_to_parser(self, parser) -> None:
             parser.link_arguments("model.resolution", "data.resolution")  # the data follows the model
 
-    args = [
-        "--config",
-        str(request.config),
-        "--data.subject_a",
-        request.subject_a,
-        "--data.subject_b",
-        request.subject_b,
-        "--data.purpose",
-        request.purpose,
-        "--data.workspace",
-        str(request.workspace.root),
-        *request.overrides,
-    ]
+        def instantiate_classes(self) -> None:
+            super().instantiate_classes()
+            self.datamodule = data_class(value, **vars(self.config_init["data"]))
+
+    args = ["--config", str(job.config), *job.overrides]
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*args parameter is intended.*")
         warnings.filterwarnings("ignore", message="(?s).*Unable to serialize instance")
         try:
-            return _build_cli(SwapCLI, SwapModule, SwapDataModule, args, model_dir, checkpoints, history)
+            return _build_cli(GrantedCLI, module_class, args, model_dir, checkpoints, job.checkpoint_every, callbacks)
         except ArgumentError as error:
             reason = " ".join(str(error).split())
-            raise BadInput(f"{request.config}: {reason} (see `faceswap train --help` and docs/training.md)") from None
-
-
-def preview_callback(request: TrainRequest, model_dir: Path, grant: ConsentGrant, ledger: Any):
-    """A Lightning Callback that writes preview grids every `model.preview_every` steps and at the
-    end, through the output sink (marked, logged under the run's consent), on rank zero only, and
-    shows the marked grid to the loggers."""
-    import pytorch_lightning as pl
-
-    from faceswap.media import read_image
-    from faceswap.model.module import weights_fingerprint
-    from faceswap.provenance.sink import OutputContext, OutputSink
-
-    sink = OutputSink.for_workspace(request.workspace, ledger)
-
-    class Previews(pl.Callback):
-        def __init__(self) -> None:
-            self.paths: list[str] = []
-            self.last_step: int | None = None
-
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-            every = pl_module.hparams.preview_every
-            if every and trainer.global_step > 0 and trainer.global_step % every == 0:
-                self.write(trainer, pl_module)
-
-        def on_train_end(self, trainer, pl_module) -> None:
-            self.write(trainer, pl_module)
-
-        def write(self, trainer, pl_module) -> None:
-            step = trainer.global_step
-            if not trainer.is_global_zero or self.last_step == step:  # one preview a step
-                return
-            self.last_step = step
-            written = sink.write_image(
-                model_dir / "previews" / f"step-{step:07d}.png",
-                pl_module.preview_grid(),
-                OutputContext(
-                    producer="train.preview",
-                    model_fingerprint=weights_fingerprint(pl_module.network),
-                    consent_record_ids=tuple(grant.record_ids),
-                    settings={"model": request.name, "step": step, "columns": "A, A->A, A->B, B, B->B, B->A"},
-                ),
-            )
-            self.paths.append(str(written.path))
-            marked = read_image(written.path)
-            for logger in trainer.loggers:
-                experiment = getattr(logger, "experiment", None)
-                if hasattr(experiment, "add_image"):
-                    experiment.add_image("preview", marked[:, :, ::-1].copy(), step, dataformats="HWC")
-
-    return Previews()
+            raise BadInput(
+                f"{job.config}: {reason} (see `faceswap {job.command} --help` and docs/training.md)"
+            ) from None
 
 
 def _plain_values(hparams: Any, skip: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
@@ -327,9 +355,7 @@ class FinishedRun:
     def data_settings(self) -> dict[str, Any]:
         """How faces were drawn and augmented (the ledger's record of the recipe; who and where are
         recorded apart)."""
-        return _plain_values(
-            self.datamodule.hparams, skip={"subject_a", "subject_b", "purpose", "workspace", "num_workers"}
-        )
+        return _plain_values(self.datamodule.hparams, skip={"num_workers"})
 
     def result(self, published: tuple[str, int] | None, previews: list[str]) -> TrainResult:
         from faceswap.model.weights import fingerprint
@@ -343,16 +369,16 @@ class FinishedRun:
         )
 
 
-def publish_model(run: FinishedRun, ledger: Any) -> tuple[str, int]:
-    """model.safetensors, its `model.trained` entry (consent re-checked in the transaction), and
+def publish_model(run: FinishedRun, ledger: Any, watch: ConsentWatch) -> tuple[str, int]:
+    """The weights, staged, renamed to model.safetensors inside their `model.trained` entry's
+    transaction (consent re-checked there; a refusal or a failed append leaves no weights); then
     model.json (a copy for people); (fingerprint, ledger seq)."""
-    from faceswap.consent.registry import ConsentStore
-    from faceswap.model.weights import fingerprint, save_weights
+    from faceswap.model.weights import WEIGHTS_FILE, fingerprint, save_weights
+    from faceswap.staging import Staging
 
     request, module, grant = run.request, run.module, run.grant
     state = module.network.state_dict()
     weights_id, hparams = fingerprint(state), run.hparams
-    weights_path = save_weights(run.model_dir, state, hparams)
     described = {
         "architecture": module.config.architecture,
         "resolution": module.config.resolution,
@@ -370,19 +396,19 @@ def publish_model(run: FinishedRun, ledger: Any) -> tuple[str, int]:
             else {}
         ),
     }
-    entry = ledger.append(
-        "model.trained",
-        {
-            "name": request.name,
-            "fingerprint": weights_id,
-            "weights_file": weights_path.name,
-            **described,
-            "consent_record_ids": grant.record_ids,
-            "consent_record_sha256": [r.record_sha256 for r in grant.records],
-            "registrar_key_id": grant.registrar_key_id,
-        },
-        guard=lambda entries: ConsentGate(ConsentStore(request.workspace, ledger)).recheck(grant, entries),
-    )
+    data = {
+        "name": request.name,
+        "fingerprint": weights_id,
+        "weights_file": WEIGHTS_FILE,
+        **described,
+        "consent_record_ids": grant.record_ids,
+        "consent_record_sha256": [r.record_sha256 for r in grant.records],
+        "registrar_key_id": grant.registrar_key_id,
+    }
+    with Staging.open(request.workspace, "train") as staging:
+        staged = save_weights(staging.folder, state, hparams)
+        moves = [(staged, run.model_dir / WEIGHTS_FILE)]
+        entry = staging.commit(ledger, "model.trained", data, moves, guard=watch.final)
     info = {
         "note": "informational copy; what this model is and under which consent is its model.trained ledger entry",
         "name": request.name,
@@ -392,7 +418,7 @@ def publish_model(run: FinishedRun, ledger: Any) -> tuple[str, int]:
         "losses": run.losses,
         "nan_recoveries": module.recoveries,
         "fingerprint": weights_id,
-        "weights": weights_path.name,
+        "weights": WEIGHTS_FILE,
         "checkpoint": "checkpoints/last.ckpt",
         "smoke_run": run.smoke,
         "precision": str(run.trainer.precision),

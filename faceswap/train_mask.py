@@ -1,10 +1,12 @@
 """`faceswap train-mask`: LightningCLI over OcclusionModule + OcclusionDataModule, gated by consent.
 
-consent (the gate decides once, for both subjects and the purpose, before anything is built) ->
-the data module, handed the grant, loads the labelled crops it allows -> Trainer (checkpoints,
-loggers; a Callback re-checks consent every 2 s while it trains) -> publish: the weights are
-written beside the model folder and renamed into it inside the `model.trained` entry's transaction,
-which re-checks consent, so a refused or killed run leaves no segmenter without its entry.
+consent (authorised once, before any Lightning object exists: the grant for both subjects and the
+purpose, both facesets and their labels checked against the ledger) -> the data module, handed that,
+loads the labelled crops -> Trainer (checkpoints, loggers; the run's ConsentWatch re-checks consent
+while it trains, at every step boundary and every checkpoint) -> publish: the weights are staged in
+the workspace's staging folder and renamed into the model folder inside the `model.trained` entry's
+transaction, which re-checks consent, so a refused or killed run leaves no segmenter without its
+entry; a run that consent stops removes its checkpoints.
 
 The segmenter serves the swap models of the same two subjects and purpose: they share one grant.
 """
@@ -12,11 +14,9 @@ The segmenter serves the swap models of the same two subjects and purpose: they 
 from __future__ import annotations
 
 import json
-import logging
-import os
 import shutil
+import time
 import warnings
-from argparse import ArgumentError
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 
 from faceswap.atomic import write_atomic
-from faceswap.consent.gate import ConsentGate, ConsentGrant
+from faceswap.consent.gate import ConsentGate
 from faceswap.consent.registry import ConsentStore
 from faceswap.consent.watch import CHECK_EVERY_SECONDS, ConsentWatch
-from faceswap.errors import BadInput
+from faceswap.errors import BadInput, ConsentDenied
 from faceswap.model.weights import OCCLUSION, WEIGHTS_FILE
 from faceswap.workspace import Workspace
 
@@ -41,6 +41,9 @@ class MaskTrainRequest:
     purpose: str
     name: str
     overrides: list[str] = field(default_factory=list)  # LightningCLI flags, e.g. --trainer.max_steps 50
+    checkpoint_every: int = 100  # steps between checkpoints (resume points)
+    consent_check_seconds: float = CHECK_EVERY_SECONDS
+    callbacks: list[Any] = field(default_factory=list)  # more Lightning Callbacks (library use), run after ours
 
 
 @dataclass
@@ -87,62 +90,73 @@ class _History:
         }
 
 
-def consent_watch_callback(watch: ConsentWatch):
-    """A Lightning Callback that re-checks the grant between steps (every `watch.interval` s): a
-    revocation stops the run, before anything is published."""
-    import pytorch_lightning as pl
-
-    class WatchConsent(pl.Callback):
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-            watch.poll()
-
-    return WatchConsent()
-
-
-def run_mask_training(request: MaskTrainRequest, check_seconds: float = CHECK_EVERY_SECONDS) -> MaskTrainResult:
-    """consent -> data (the grant's labelled crops) -> Trainer -> fit -> publish."""
-    import time
-
-    from faceswap.train import _check_request, _resume_step
+def run_mask_training(request: MaskTrainRequest) -> MaskTrainResult:
+    """consent (one grant, the facesets and labels it covers) -> Trainer -> fit, watched -> publish."""
+    from faceswap.train import _check_request, _resume_point, _resume_step, discard_withdrawn_checkpoints
+    from faceswap.train_hooks import consent_callback
 
     started = time.perf_counter()
-    _check_request(request)  # the name, and a GPU for a GPU config
+    _check_request(request)  # the name, the checkpoint interval, and a GPU for a GPU config
     store = ConsentStore(request.workspace)
-    gate = ConsentGate(store)
-    grant = gate.authorize(request.subject_a, request.subject_b, request.purpose)
     model_dir = request.workspace.models_dir / request.name
-    _refuse_other_model(model_dir)
-    history = _History()
     checkpoints = model_dir / "checkpoints"
-    cli = _configure(request, grant, model_dir, checkpoints, history)
+    try:
+        labelled = _authorise(store, request)
+    except ConsentDenied:
+        discard_withdrawn_checkpoints(checkpoints, store)
+        raise
+    _refuse_other_model(model_dir)
+    last = _resume_point(checkpoints, labelled.grant, store)
+    watch = ConsentWatch(ConsentGate(store), labelled.grant, request.consent_check_seconds)
+    history = _History()
+    cli = _configure(request, labelled, model_dir, checkpoints, [consent_callback(watch), history.callback])
     module, datamodule, trainer = cli.model, cli.datamodule, cli.trainer
-    trainer.callbacks.append(consent_watch_callback(ConsentWatch(gate, grant, check_seconds)))
+    watch.interrupt = trainer.world_size == 1  # DDP ranks stop together at step boundaries instead
+    trainer.callbacks.extend(request.callbacks)
     smoke = trainer.accelerator.__class__.__name__.lower().startswith("cpu")
-    last = checkpoints / "last.ckpt"
-    resumed_from = _resume_step(last, grant) if last.exists() else None
+    resumed_from = _resume_step(last, labelled.grant) if last is not None else None
+    try:
+        with watch:
+            _fit(trainer, module, datamodule, last)
+            watch.poll()  # a refusal seen after the last step stops the publish too
+            run = {"model_dir": model_dir, "resumed_from": resumed_from, "metrics": history.summary(), "smoke": smoke}
+            if not trainer.is_global_zero:
+                return _result(trainer, run, ("", -1), {}, 0.0)
+            published = publish_segmenter(request, store, watch, (module, datamodule, trainer), run)
+    except ConsentDenied:
+        if trainer.is_global_zero:
+            shutil.rmtree(checkpoints, ignore_errors=True)  # work under withdrawn consent is not resumed
+        raise
+    return _result(trainer, run, published, datamodule.labels_summary, time.perf_counter() - started)
+
+
+def _authorise(store: ConsentStore, request: MaskTrainRequest) -> Any:
+    from faceswap.data.authorised import authorise_training
+    from faceswap.data.occlusion_data import authorise_labels
+
+    authorised = authorise_training(store, request.subject_a, request.subject_b, request.purpose)
+    return authorise_labels(store, authorised)
+
+
+def _fit(trainer: Any, module: Any, datamodule: Any, last: Path | None) -> None:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
         warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch")
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.exists() else None, weights_only=True)
-    run = {"model_dir": model_dir, "resumed_from": resumed_from, "metrics": history.summary(), "smoke": smoke}
-    if not trainer.is_global_zero:
-        return MaskTrainResult(
-            steps=int(trainer.global_step),
-            fingerprint="",
-            labelled={},
-            ledger_seq=-1,
-            seconds=0.0,
-            rank=int(trainer.global_rank),
-            **run,
-        )
-    weights_id, seq = publish_segmenter(request, store, grant, module, datamodule, trainer, run)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last is not None else None, weights_only=True)
+
+
+def _result(
+    trainer: Any, run: dict[str, Any], published: tuple[str, int], labelled: dict[str, Any], seconds: float
+) -> MaskTrainResult:
+    weights_id, seq = published
     return MaskTrainResult(
         steps=int(trainer.global_step),
         fingerprint=weights_id,
-        labelled=datamodule.labels_summary,
+        labelled=labelled,
         ledger_seq=seq,
-        seconds=round(time.perf_counter() - started, 1),
+        seconds=round(seconds, 1),
+        rank=int(trainer.global_rank),
         **run,
     )
 
@@ -161,107 +175,62 @@ def _refuse_other_model(model_dir: Path) -> None:
         raise BadInput(f"{model_dir} holds a {kind} model; train the segmenter under another --name")
 
 
-def _configure(request: MaskTrainRequest, grant: ConsentGrant, model_dir: Path, checkpoints: Path, history: _History):
-    """LightningCLI over the config and the overrides; the grant and workspace come last, so no
-    override replaces them (not run)."""
-    for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    from pytorch_lightning.callbacks import ModelCheckpoint
-    from pytorch_lightning.cli import LightningCLI
-    from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
-
+def _configure(request: MaskTrainRequest, labelled: Any, model_dir: Path, checkpoints: Path, callbacks: list):
+    """LightningCLI over the config and the overrides (not run); the data module is built from the
+    authorised labels, its options from the config and flags."""
     from faceswap.data.occlusion_data import OcclusionDataModule
     from faceswap.model.occlusion_module import OcclusionModule
+    from faceswap.train import CliJob, build_granted_cli
 
-    class MaskCLI(LightningCLI):
-        def add_arguments_to_parser(self, parser) -> None:
-            parser.link_arguments("model.resolution", "data.resolution")
-
-    args = [
-        "--config",
-        str(request.config),
-        *request.overrides,
-        "--data.grant",
-        json.dumps(grant.to_json()),
-        "--data.workspace",
-        str(request.workspace.root),
-    ]
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*args parameter is intended.*")
-        warnings.filterwarnings("ignore", message="(?s).*Unable to serialize instance")
-        try:
-            return MaskCLI(
-                OcclusionModule,
-                OcclusionDataModule,
-                args=args,
-                run=False,
-                parser_kwargs={"exit_on_error": False},
-                save_config_callback=None,
-                trainer_defaults={
-                    "default_root_dir": str(model_dir),
-                    "logger": [
-                        TensorBoardLogger(str(model_dir), name="tensorboard"),
-                        CSVLogger(str(model_dir), name="csv"),
-                    ],
-                    "callbacks": [
-                        ModelCheckpoint(
-                            dirpath=str(checkpoints), every_n_train_steps=100, save_last=True, save_top_k=0
-                        ),
-                        history.callback,
-                    ],
-                },
-            )
-        except ArgumentError as error:
-            reason = " ".join(str(error).split())
-            raise BadInput(f"{request.config}: {reason} (see `faceswap train-mask --help`)") from None
+    job = CliJob(request.config, request.overrides, request.checkpoint_every, "train-mask")
+    classes = (OcclusionModule, OcclusionDataModule)
+    return build_granted_cli(classes, ("labelled", labelled), job, model_dir, checkpoints, callbacks)
 
 
 def publish_segmenter(
-    request: MaskTrainRequest, store: ConsentStore, grant: ConsentGrant, module, datamodule, trainer, run: dict
+    request: MaskTrainRequest, store: ConsentStore, watch: ConsentWatch, fitted: tuple[Any, Any, Any], run: dict
 ) -> tuple[str, int]:
-    """model.safetensors (staged beside the folder, renamed in inside the `model.trained` entry's
-    transaction, which re-checks consent), then model.json (a copy for people)."""
+    """model.safetensors (staged in the workspace's staging folder, renamed in inside the
+    `model.trained` entry's transaction, which re-checks consent through the watch), then model.json
+    (a copy for people); (fingerprint, ledger seq)."""
     from faceswap.model.weights import fingerprint, save_weights
+    from faceswap.staging import Staging
 
+    module, datamodule, trainer = fitted
+    grant = datamodule.grant
     state = module.network.state_dict()
     weights_id = fingerprint(state)
     hparams = {k: v for k, v in dict(module.hparams).items() if isinstance(v, (str, int, float, bool, type(None)))}
     model_dir: Path = run["model_dir"]
-    staging = model_dir / f".staging-{os.getpid()}"
-    staging.mkdir(parents=True, exist_ok=True)
-    try:
-        staged = save_weights(staging, state, hparams)
-        described = {
-            "model_type": OCCLUSION,
-            "architecture": module.architecture,
-            "resolution": module.config.resolution,
-            "alignment": module.hparams.alignment,
-            "hparams": hparams,
-            "data": {k: v for k, v in dict(datamodule.hparams).items() if k in ("batch_size", "seed", "random_warp")},
-            "precision": str(trainer.precision),
-            "subjects": {"a": request.subject_a, "b": request.subject_b},
-            "purpose": request.purpose,
-            "labels": datamodule.labels_summary,
-            "steps": int(trainer.global_step),
-            "resumed_from": run["resumed_from"],
-            "metrics": run["metrics"],
-        }
-        entry = store.ledger.append(
-            "model.trained",
-            {
-                "name": request.name,
-                "fingerprint": weights_id,
-                "weights_file": WEIGHTS_FILE,
-                **described,
-                "consent_record_ids": grant.record_ids,
-                "consent_record_sha256": [r.record_sha256 for r in grant.records],
-                "registrar_key_id": grant.registrar_key_id,
-            },
-            guard=lambda entries: ConsentGate(store).recheck(grant, entries),
-            on_commit=lambda _entry: os.replace(staged, model_dir / WEIGHTS_FILE),
+    described = {
+        "model_type": OCCLUSION,
+        "architecture": module.architecture,
+        "resolution": module.config.resolution,
+        "alignment": module.hparams.alignment,
+        "hparams": hparams,
+        "data": {k: v for k, v in dict(datamodule.hparams).items() if k in ("batch_size", "seed", "random_warp")},
+        "precision": str(trainer.precision),
+        "subjects": {"a": request.subject_a, "b": request.subject_b},
+        "purpose": request.purpose,
+        "labels": datamodule.labels_summary,
+        "steps": int(trainer.global_step),
+        "resumed_from": run["resumed_from"],
+        "metrics": run["metrics"],
+    }
+    data = {
+        "name": request.name,
+        "fingerprint": weights_id,
+        "weights_file": WEIGHTS_FILE,
+        **described,
+        "consent_record_ids": grant.record_ids,
+        "consent_record_sha256": [r.record_sha256 for r in grant.records],
+        "registrar_key_id": grant.registrar_key_id,
+    }
+    with Staging.open(request.workspace, "train-mask") as staging:
+        staged = save_weights(staging.folder, state, hparams)
+        entry = staging.commit(
+            store.ledger, "model.trained", data, [(staged, model_dir / WEIGHTS_FILE)], guard=watch.final
         )
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     info = {
         "note": "informational copy; what this segmenter is and under which consent is its model.trained ledger entry",
         "name": request.name,

@@ -213,7 +213,7 @@ def conversion(workspace: Path, model: Path, clip: Path, work: Path, colour: Col
         errors.append(np.abs(colour.convert(plate.pixels, colour.linear, colour.srgb) - srgb[..., :3]) * 255)
         alpha.append(float(np.abs(plate.alpha - srgb[..., 3]).max()))
     render = quantise(colour.convert(read_exr(exr).pixels, colour.linear, colour.srgb), 8)
-    found = Watermarker().detect([render])
+    found = workspace_reader(workspace).detect([render])
     verified = found.marked and found.token == str(read_exr(exr).attributes["faceswap.token"])
     stack = np.stack(errors)
     return {
@@ -226,6 +226,14 @@ def conversion(workspace: Path, model: Path, clip: Path, work: Path, colour: Col
     }
 
 
+def workspace_reader(workspace: Path) -> Watermarker:
+    """Reads the marks of `workspace` with its own watermark secrets."""
+    from faceswap.ledger import open_ledger, watermark_keys
+
+    ws = Workspace(workspace)
+    return Watermarker.reading(watermark_keys.load(open_ledger(ws, writable=False).entries(), ws.keys_dir))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=12)
@@ -236,12 +244,13 @@ def main() -> None:
     parser.add_argument("--input", type=Path, default=None)
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
-    colour, watermarker = Colour(), Watermarker()
+    colour = Colour()
     photos = sources()
     frames = [frame_of(photos[i % len(photos)][1], (width, height)) for i in range(args.frames)]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        sink = OutputSink.for_workspace(Workspace(work / "ws"), watermarker=watermarker)
+        sink = OutputSink.for_workspace(Workspace(work / "ws"))
+        watermarker = sink.watermarker
         rows = exr_paths(sink, colour, watermarker, frames, work)
         rows += prores_paths(sink, watermarker, frames, work)
         rows += png16_path(sink, watermarker, frames, work)

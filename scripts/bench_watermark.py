@@ -22,6 +22,7 @@ import itertools
 import json
 import os
 import platform
+import secrets
 import tempfile
 import time
 from collections.abc import Callable
@@ -33,6 +34,7 @@ from pathlib import Path
 import av
 import cv2
 import numpy as np
+import watermark_attacks as attacks_lib
 
 from faceswap.provenance import facemark, tiles
 from faceswap.provenance.phash import MATCH_DISTANCE, best_distance, phash
@@ -109,8 +111,9 @@ def pan_clip(name: str, count: int, size=(1280, 720)) -> Clip:
 
 def demo_clips(count: int, frames: int) -> list[Clip]:
     """Synthetic demo subjects (with a bystander part of the time) and the landmarks they were drawn with."""
+    from faceswap.demo.clip import backdrop
     from faceswap.demo.faces import build_identities
-    from faceswap.demo.subjects import render_frame
+    from faceswap.demo.subjects import SIZE, pose_at, render_frame
     from faceswap.faces.analyzer import FaceAnalyzer
     from faceswap.faces.dlib_backend import kps5_from_68
 
@@ -121,10 +124,11 @@ def demo_clips(count: int, frames: int) -> list[Clip]:
         subject, seed, side = (("demo-a", 1, 0.82), ("demo-b", 2, 0.14))[k % 2]
         start = 2.0 * (k // 2)
         clip = Clip(f"demo:{subject}@{start:.0f}s", [])
+        base = backdrop(*SIZE, seed=seed)
         for i in range(frames):
             t = start + i / FPS
             bystander = by_name["bystander"] if (i // 25) % 2 == 1 else None
-            image, _pose, drawn, _ = render_frame(by_name[subject], bystander, t, seed, side)
+            image, drawn, _ = render_frame(by_name[subject], bystander, pose_at(t, seed), t, base, side)
             clip.frames.append(image)
             clip.faces.append([(kps5_from_68(drawn["landmarks"]), drawn["landmarks"])])
         clips.append(clip)
@@ -215,6 +219,7 @@ class Attack:
     codec: tuple[str, int] | None = ("libx264", 23)  # re-encode; None: screenshot (JPEG file)
     fps: Callable[[float], float] = lambda fps: fps
     quick: bool = False  # part of --quick
+    applies: Callable[[tuple[int, ...]], bool] = lambda shape: True  # to a clip of this frame shape
 
 
 def per_frame(fn: Callable[[np.ndarray], np.ndarray]) -> Callable[[Frames], Frames]:
@@ -268,6 +273,37 @@ def pillarbox(f: np.ndarray) -> np.ndarray:
 def canvas(f: np.ndarray) -> np.ndarray:
     h, w = f.shape[:2]
     return cv2.copyMakeBorder(f, h // 10, h // 6, w // 5, w // 12, cv2.BORDER_CONSTANT, value=(235, 235, 235))
+
+
+def rotate(degrees: float) -> Callable[[np.ndarray], np.ndarray]:
+    """Turned about the centre and zoomed just enough to fill the frame (what straightening tools do)."""
+
+    def turn(f: np.ndarray) -> np.ndarray:
+        h, w = f.shape[:2]
+        t = np.radians(abs(degrees))
+        zoom = max((w * np.cos(t) + h * np.sin(t)) / w, (w * np.sin(t) + h * np.cos(t)) / h)
+        matrix = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, zoom)
+        return cv2.warpAffine(f, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+    return turn
+
+
+ASPECTS = {"16:9": 16 / 9, "4:3": 4 / 3, "1:1": 1.0}
+
+
+def shown_as(aspect: str) -> Callable[[np.ndarray], np.ndarray]:
+    """Stretched or squashed to another aspect ratio, height kept (a player or an upload set to 16:9)."""
+
+    def reshape(f: np.ndarray) -> np.ndarray:
+        h, w = f.shape[:2]
+        width = int(round(h * ASPECTS[aspect] / 2)) * 2
+        return cv2.resize(f, (width, h), interpolation=cv2.INTER_AREA if width < w else cv2.INTER_CUBIC)
+
+    return reshape
+
+
+def other_aspect(aspect: str) -> Callable[[tuple[int, ...]], bool]:
+    return lambda shape: abs(shape[1] / shape[0] - ASPECTS[aspect]) > 0.02
 
 
 def tone(fn: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
@@ -331,6 +367,14 @@ def attacks() -> list[Attack]:
         Attack("borders", "pillarbox", per_frame(pillarbox)),
         Attack("borders", "on a larger canvas", per_frame(canvas)),
         Attack("mirror", "horizontal flip", per_frame(lambda f: np.ascontiguousarray(f[:, ::-1])), quick=True),
+        Attack("geometry", "rotate +2 deg", per_frame(rotate(2.0))),
+        Attack("geometry", "rotate -2 deg", per_frame(rotate(-2.0))),
+        Attack("geometry", "rotate +5 deg", per_frame(rotate(5.0)), quick=True),
+        Attack("geometry", "rotate -5 deg", per_frame(rotate(-5.0))),
+        *(
+            Attack("geometry", f"shown as {a}", per_frame(shown_as(a)), quick=a == "16:9", applies=other_aspect(a))
+            for a in ASPECTS
+        ),
         Attack("time", "25 -> 30 fps", retime(25, 30), fps=lambda _: 30.0),
         Attack("time", "30 -> 24 fps", retime(30, 24), fps=lambda _: 24.0, quick=True),
         Attack("time", "2 s excerpt (middle)", excerpt(2.0)),
@@ -414,7 +458,7 @@ def bench_robustness(
             )
             output = write_video(workdir / f"output-{scheme}.mp4", marked, FPS)
             hashes = [phash(f) for f in marked[:: max(1, len(marked) // 16)]]
-            for attack in chosen:
+            for attack in (a for a in chosen if a.applies(clip.frames[0].shape)):
                 path = attacked_file(attack, output, workdir)
                 started = time.perf_counter()
                 sample = read_sample(path)
@@ -446,6 +490,8 @@ STILL_ATTACKS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "keep 50% area, JPEG 75": lambda f: jpeg(crop(0.5, (0.3, 0.7))(f), 75),
     "mirror, JPEG 75": lambda f: jpeg(np.ascontiguousarray(f[:, ::-1]), 75),
     "letterbox 9:16, JPEG 75": lambda f: jpeg(letterbox_vertical(f), 75),
+    "rotate -5 deg, JPEG 75": lambda f: jpeg(rotate(-5.0)(f), 75),
+    **{f"shown as {a}, JPEG 75": partial(lambda f, to: jpeg(shown_as(to)(f), 75), to=a) for a in ASPECTS},
     "gamma 1.25 + contrast 0.8, JPEG 75": lambda f: jpeg(
         tone(lambda x: ((255 * (x / 255) ** 1.25) - 128) * 0.8 + 128)(f), 75
     ),
@@ -479,6 +525,8 @@ def bench_stills(wm: Watermarker, count: int) -> dict:
         psnrs.append(cv2.PSNR(image, marked))
         group = "scenes" if name.split("@")[0] in SCENES else "other"
         for attack, fn in STILL_ATTACKS.items():
+            if attack.startswith("shown as") and not other_aspect(attack.split()[2].rstrip(","))(image.shape):
+                continue
             started = time.perf_counter()
             found = wm.detect([fn(marked)])
             ok = found.token == format_token(token)
@@ -583,6 +631,204 @@ def bench_false_positives(wm: Watermarker, images: list[tuple[str, np.ndarray]],
     }
 
 
+# ---------------------------------------------------------------- adversary: forgery, copy, removal (issue 22)
+
+
+COLLUDERS = 20  # other outputs of the same workspace that a collusion attack averages
+FOLD_STRENGTHS = (0.7, 1.0, 1.5)
+
+
+@dataclass
+class Target:
+    """One output an attacker holds: its frames as decoded from the file and the token it carries."""
+
+    name: str
+    frames: list[np.ndarray]
+    token: int
+    video: bool
+    others: list[list[np.ndarray]] = field(default_factory=list)  # COLLUDERS other outputs, same size
+
+
+@dataclass
+class Outcome:
+    n: int = 0
+    traced: int = 0  # the target's token still read
+    detected: int = 0
+    psnr: list[float | None] = field(default_factory=list)
+
+    def add(self, found, token: int, psnr: float) -> None:
+        self.n += 1
+        self.traced += int(found.token == format_token(token))
+        self.detected += int(found.marked)
+        self.psnr.append(round(psnr, 2) if np.isfinite(psnr) else None)  # None: the attack changed nothing
+
+
+def removals() -> list[tuple[str, str, Callable[[list[np.ndarray], Target], list[np.ndarray]]]]:
+    """(category, attack, fn(frames, target) -> attacked frames), weakest to strongest per family; an
+    attack on "frames" runs on video targets only."""
+    out = [
+        ("blind", f"own residual averaged over frames, subtracted x{a}", partial(_averaged, alpha=a))
+        for a in (1.0, 1.5, 2.0, 3.0)
+    ]
+    out += [("blind", f"denoise: {m}", partial(_denoised, method=m)) for m in attacks_lib.DENOISERS]
+    out += [
+        ("blind", f"own tiles folded on the public grid, subtracted x{a}", partial(_folded, alpha=a))
+        for a in FOLD_STRENGTHS
+    ]
+    out += [("blind", f"random tile on the public grid added x{a}", partial(_jammed, alpha=a)) for a in (1.0, 1.5)]
+    out += [
+        ("collusion", f"{COLLUDERS} outputs' residuals averaged, subtracted x{a}", partial(_colluded, alpha=a))
+        for a in (1.0, 2.0, 3.0)
+    ]
+    out += [
+        ("collusion", f"{COLLUDERS} outputs folded on the public grid, subtracted x{a}", partial(_fold_20, alpha=a))
+        for a in FOLD_STRENGTHS
+    ]
+    out.append(("exact", "public key's pattern for the token it reads, subtracted", _exact_public))
+    return out
+
+
+def _averaged(frames, target, alpha):
+    return attacks_lib.average_and_subtract(frames, alpha)
+
+
+def _denoised(frames, target, method):
+    return attacks_lib.denoise(frames, method)
+
+
+def _folded(frames, target, alpha):
+    return attacks_lib.fold_subtract(frames, alpha)
+
+
+def _jammed(frames, target, alpha):
+    return attacks_lib.jam(frames, alpha)
+
+
+def _colluded(frames, target, alpha):
+    return attacks_lib.collusion(frames, target.others, alpha)
+
+
+def _fold_20(frames, target, alpha):
+    return attacks_lib.fold_subtract(frames, alpha, target.others)
+
+
+def _exact_public(frames, target):
+    """With the public key: read the token with it, compute its pattern, subtract. A file marked with a
+    secret gives the public reader no token, so there is nothing to subtract."""
+    token = Watermarker(key=tiles.KEY).detect(tiles.spread(frames, 16)).token
+    return frames if token is None else attacks_lib.exact_removal(frames, tiles.KEY, int(token, 16))
+
+
+def adversary_targets(wm: Watermarker, clips: list[Clip], stills: int, workdir: Path) -> list[Target]:
+    """Outputs of one workspace (marked by `wm`) as an attacker downloads them: the given clips written
+    as the sink writes them, and `stills` photos at 1280x720 (PNG), each with COLLUDERS other outputs of
+    its size, marked by the same workspace."""
+    targets = []
+    for clip in clips:
+        token = new_token()
+        frames = decode_all(write_video(workdir / "target.mp4", mark_clip(clip, token, wm), FPS))
+        targets.append(Target(clip.name, frames, token, True, colluding_videos(wm, frames[0].shape, workdir)))
+    photos = still_set(stills + COLLUDERS)
+    tokens = [new_token() for _ in photos]
+    marked = [wm.embed([fill(im, (1280, 720))], t)[0] for (_, im), t in zip(photos, tokens, strict=True)]
+    others = [[m] for m in marked[stills:]]
+    for (name, _), m, token in list(zip(photos, marked, tokens, strict=True))[:stills]:
+        targets.append(Target(f"still:{name.split('@')[0]}", [m], token, False, others))
+    return targets
+
+
+def colluding_videos(wm: Watermarker, shape: tuple[int, ...], workdir: Path, frames: int = 8) -> list[list[np.ndarray]]:
+    """COLLUDERS short outputs of this frame size (pans over other photos), written and decoded."""
+    names = [n for n in ["t1", *STILLS] if _exists(n)]
+    size = (shape[1], shape[0])
+    out = []
+    for i in range(COLLUDERS):
+        clip = pan_clip(names[i % len(names)], frames, size)
+        path = write_video(workdir / "colluder.mp4", mark_clip(clip, new_token(), wm), FPS)
+        out.append(decode_all(path))
+    return out
+
+
+def read_attacked(wm: Watermarker, frames: list[np.ndarray], video: bool, workdir: Path):
+    """Written as the attacker would publish it (H.264 CRF 18, or a PNG) and read as `verify` reads."""
+    if not video:
+        return wm.detect(frames)
+    sample = read_sample(write_video(workdir / "attacked.mp4", frames, FPS))
+    return wm.detect(sample.frames, intra=sample.intra)
+
+
+def bench_removal(schemes: dict[str, Watermarker], targets: dict[str, list[Target]], workdir: Path) -> list[dict]:
+    rows = []
+    for category, name, fn in removals():
+        row: dict = {"category": category, "attack": name}
+        for label, wm in schemes.items():
+            outcome = {"video": Outcome(), "still": Outcome()}
+            for target in targets[label]:
+                if "frames" in name and not target.video:
+                    continue
+                attacked = fn(target.frames, target)
+                psnr = attacks_lib.psnr(attacked, target.frames)
+                outcome["video" if target.video else "still"].add(
+                    read_attacked(wm, attacked, target.video, workdir), target.token, psnr
+                )
+            row[label] = {k: v.__dict__ for k, v in outcome.items()}
+        print(f"  {name}: " + ", ".join(f"{k} {_traced_text(row[k])}" for k in schemes), flush=True)
+        rows.append(row)
+    return rows
+
+
+def _traced_text(cell: dict) -> str:
+    parts = []
+    for kind in ("video", "still"):
+        c = cell[kind]
+        if c["n"]:
+            psnr = [p for p in c["psnr"] if p is not None]
+            where = f"{min(psnr):.1f}-{max(psnr):.1f} dB" if psnr else "unchanged"
+            parts.append(f"{kind} {c['traced']}/{c['n']} traced at {where}")
+    return "; ".join(parts)
+
+
+def bench_forgery_and_copy(schemes: dict[str, Watermarker], targets: dict[str, list[Target]]) -> list[dict]:
+    """Stamping a token with the public code on photos the workspace never made, and copying an output's
+    mark (its averaged residual, or its tile folded on the public grid) onto them: is the token read?"""
+    foreign = [fill(photo(n), (1280, 720)) for n in ("coffee.png", "rocket.jpg", "motorcycle_right.png", "camera.png")]
+    rows = []
+    for name, make in (
+        ("forgery: the token stamped with the public code and key", lambda t, p: attacks_lib.forge(p, t.token)),
+        ("copy: an output's averaged residual added", lambda t, p: attacks_lib.copy_residual(t.frames, p)),
+        ("copy: an output's tile, folded on the public grid, stamped", lambda t, p: attacks_lib.copy_tile(t.frames, p)),
+    ):
+        row: dict = {"attack": name}
+        for label, wm in schemes.items():
+            read, n, psnrs = 0, 0, []
+            for target, picture in zip(targets[label], foreign, strict=False):
+                size = (target.frames[0].shape[1], target.frames[0].shape[0])
+                p = fill(picture, size)
+                forged = make(target, p)
+                psnrs.append(round(cv2.PSNR(forged, p), 2))
+                read += int(wm.detect([forged]).token == format_token(target.token))
+                n += 1
+            row[label] = {"n": n, "token_read": read, "psnr": psnrs}
+        rows.append(row)
+        print(f"  {name}: " + ", ".join(f"{k} {row[k]['token_read']}/{row[k]['n']} read" for k in schemes), flush=True)
+    return rows
+
+
+def adversary_report(args: argparse.Namespace, clips: list[Clip], workdir: Path) -> dict:
+    """Old scheme (the first release's public key, marks as they were written) and new (a workspace
+    secret, secrets.token_bytes(32)) in the same run, on the same content."""
+    schemes = {"old": Watermarker(key=tiles.KEY), "new": Watermarker(key=secrets.token_bytes(32))}
+    stills = args.adversary_stills if args.adversary_stills is not None else (2 if args.quick else 6)
+    chosen = clips[: args.adversary_clips if args.adversary_clips is not None else (2 if args.quick else 3)]
+    print(f"adversary: {len(chosen)} clips and {stills} stills per scheme, {COLLUDERS} colluders each", flush=True)
+    targets = {label: adversary_targets(wm, chosen, stills, workdir) for label, wm in schemes.items()}
+    return {
+        "adversary_targets": [t.name for t in targets["new"]],
+        "removal": bench_removal(schemes, targets, workdir),
+        "forgery_copy": bench_forgery_and_copy(schemes, targets),
+    }
+
+
 # ---------------------------------------------------------------- speed
 
 
@@ -632,7 +878,7 @@ def speed_row(label: str, frame: np.ndarray, new: Watermarker, old: Watermarker)
         "size": label,
         "new_embed_ms": round(new_wall / 8, 1),
         "new_embed_cpu_ms": round(new_cpu / 8, 1),
-        "new_first_frame_ms": round(timed(lambda: Watermarker().embed(batch[:1], new_token()), 1), 1),
+        "new_first_frame_ms": round(timed(lambda: Watermarker(key=new.key).embed(batch[:1], new_token()), 1), 1),
         "old_embed_ms": round(old_wall / 8, 1),
         "old_embed_cpu_ms": round(old_cpu / 8, 1),
         "new_detect_ms": round(timed(partial(new.detect, batch[:1]), 2), 1),
@@ -672,6 +918,8 @@ def markdown(report: dict) -> str:
     lines = [f"Machine: {report['machine']}, load average {report['load_average'][0]:.1f} at the end."]
     if "robustness" in report:
         lines += robustness_markdown(report)
+    if "removal" in report:
+        lines += adversary_markdown(report)
     lines += speed_markdown(report.get("speed"), report)
     return "\n".join(lines) + "\n"
 
@@ -742,6 +990,43 @@ def robustness_markdown(report: dict) -> list[str]:
     return lines
 
 
+def adversary_markdown(report: dict) -> list[str]:
+    """Removal (PSNR of the attacked file against the marked one; files whose token was still read),
+    then forgery and copy (files on which the stamped or copied token was read), old beside new."""
+    lines = [
+        "",
+        f"Attacks: old = the first release's public key, new = a workspace secret; targets "
+        f"{', '.join(report['adversary_targets'])}; {COLLUDERS} other outputs of each size for collusion.",
+        "",
+        "Per cell: mean PSNR of the attacked files against the marked ones (dB), then token still read / "
+        "mark still detected (verify then finds the entry by perceptual hash), of the files attacked.",
+        "",
+        "| removal | attack | old: video | old: still | new: video | new: still |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in report["removal"]:
+        cells = []
+        for label in ("old", "new"):
+            for kind in ("video", "still"):
+                c = row[label][kind]
+                finite = [p for p in c["psnr"] if p is not None]
+                psnr = f"{np.mean(finite):.1f} dB" if finite else "unchanged"
+                cells.append(
+                    f"{psnr}: {c['traced']}/{c['n']} token, {c['detected']}/{c['n']} detected" if c["n"] else "-"
+                )
+        lines.append(f"| {row['category']} | {row['attack']} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "| forgery / copy onto photos the workspace never made | old: token read | new: token read "
+        "| verify (content binding) |",
+        "|---|---|---|---|",
+    ]
+    for row in report["forgery_copy"]:
+        reads = [ratio(row[label]["token_read"], row[label]["n"]) for label in ("old", "new")]
+        lines.append(f"| {row['attack']} | {reads[0]} | {reads[1]} | - |")
+    return lines
+
+
 def speed_markdown(sp: dict | None, report: dict) -> list[str]:
     if not sp:
         return []
@@ -777,6 +1062,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--old-clips", type=int, default=None, help="clips also marked with scheme 1 (default 6)")
     parser.add_argument("--no-faces", action="store_true", help="do not read the face layer")
     parser.add_argument("--stills", type=int, default=None, help="marked stills for image attacks (default 120)")
+    parser.add_argument("--adversary-clips", type=int, default=None, help="clips the attacks run on (default 3)")
+    parser.add_argument("--adversary-stills", type=int, default=None, help="stills the attacks run on (default 6)")
+    parser.add_argument("--no-adversary", action="store_true", help="skip forgery, copy and removal attacks")
     parser.add_argument("--no-speed", action="store_true")
     parser.add_argument("--speed-only", action="store_true")
     parser.add_argument("--verify-seconds", type=float, default=None, help="1080p clip for verify (default 10 s)")
@@ -814,6 +1102,8 @@ def robustness_report(args: argparse.Namespace, new: Watermarker, old: Watermark
             if cell:
                 row[label] = cell.__dict__ | {"seconds": round(cell.seconds / max(cell.n, 1), 2)}
         report["robustness"].append(row)
+    if not args.no_adversary:
+        report |= adversary_report(args, clips, workdir)
     stills = args.stills if args.stills is not None else (20 if args.quick else 120)
     if stills:
         print(f"stills: {stills} marked photos x {len(STILL_ATTACKS)} image attacks", flush=True)
@@ -829,12 +1119,12 @@ def robustness_report(args: argparse.Namespace, new: Watermarker, old: Watermark
 def main() -> int:
     args = parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    new, old = Watermarker(), Watermarker(scheme=1)
+    new, old = Watermarker(key=secrets.token_bytes(32)), Watermarker(scheme=1)  # new: a workspace's secret
     faces = None if args.no_faces else facemark.LazyFaceAnalyzer("dlib")
     report: dict = {
         "machine": f"{platform.machine()} {platform.processor() or ''} cores={os.cpu_count()}",
         "false_positive_bound": FALSE_POSITIVE_BOUND,
-        "tiles_threshold": tiles.z_threshold(len(tiles.REFINE) * tiles.SCALE_CANDIDATES * 2 * 4 * 1024),
+        "tiles_threshold": tiles.z_threshold(tiles.most_tries(new.key)),
         "face_threshold": tiles.z_threshold(facemark.SLOTS * len(facemark.SCALES) * len(facemark.SHIFTS) ** 2 * 2),
     }
     with tempfile.TemporaryDirectory() as tmp:

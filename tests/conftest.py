@@ -18,7 +18,7 @@ def isolated_state_dir(tmp_path_factory):
     (subprocesses inherit it through the environment)."""
     import os
 
-    from faceswap.ledger.witness import STATE_ENV
+    from faceswap.workspace import STATE_ENV
 
     previous = os.environ.get(STATE_ENV)
     os.environ[STATE_ENV] = str(tmp_path_factory.mktemp("state"))

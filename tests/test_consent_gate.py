@@ -8,6 +8,7 @@ import pytest
 from consent_helpers import in_days, registration, store_at
 
 from faceswap.consent.gate import ConsentGate, ConsentGrant, ConsentRefused
+from faceswap.consent.registry import utc_today
 
 
 def test_grant_names_both_records_and_their_hashes(workspace_root):
@@ -30,6 +31,24 @@ def test_expired_record_is_refused(workspace_root):
     later = date.today() + timedelta(days=400)
     with pytest.raises(ConsentRefused, match=r"subject 'astro': consent record astro-\S+ expired on"):
         ConsentGate(store_at(workspace_root)).authorize("astro", "hanks", "evaluation", today=later)
+
+
+def test_a_record_valid_only_from_tomorrow_is_refused_today(workspace_root, reference_photos, monkeypatch):
+    store = store_at(workspace_root)
+    today = utc_today()
+    tomorrow = today + timedelta(days=1)
+    store.revoke("hanks", "re-registered to start tomorrow")
+    monkeypatch.setattr("faceswap.consent.registry.utc_today", lambda: tomorrow)  # registered as of tomorrow
+    record = store.register(registration("hanks", reference_photos["hanks"], reference_photos["evidence"]))
+    monkeypatch.undo()
+    assert record.valid_from == tomorrow
+    reason = rf"subject 'hanks': consent record {record.record_id} is valid only from {tomorrow.isoformat()}$"
+    with pytest.raises(ConsentRefused, match=reason):
+        ConsentGate(store).authorize("astro", "hanks", "evaluation", today=today)
+    with pytest.raises(ConsentRefused, match=reason):
+        ConsentGate(store).authorize("astro", "hanks", "evaluation")  # the gate's own clock: today
+    granted = ConsentGate(store).authorize("astro", "hanks", "evaluation", today=tomorrow)
+    assert granted.record_ids[1] == record.record_id
 
 
 def test_wrong_purpose_is_refused(workspace_root):

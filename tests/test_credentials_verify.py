@@ -150,7 +150,7 @@ def test_a_signing_failure_leaves_no_file_and_no_entry(outputs, tmp_path):
     from dataclasses import replace
 
     sink = outputs["sink"]
-    broken = OutputSink(sink.ledger, replace(sink.credentials, key_pem=b"not a key"), sink.watermarker)
+    broken = OutputSink(sink.ledger, replace(sink.credentials, key_pem=b"not a key"), sink.marks)
     before = len(sink.ledger.entries("output.written"))
     with pytest.raises(BadInput, match="Content Credentials signing failed"):
         broken.write_image(tmp_path / "never.png", panning_frames(1)[0], CONTEXT)

@@ -31,3 +31,21 @@ def test_demo_runs_end_to_end_and_writes_its_report(tmp_path, capsys):
     assert main(["demo", "--workspace", str(workspace), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["output"] == report["output"]
     assert main(["ledger", "verify", "--workspace", str(workspace / "demo")]) == 0
+    _traced_with_nothing_but_files(tmp_path, capsys, workspace / "demo", report)
+
+
+def _traced_with_nothing_but_files(tmp_path, capsys, demo, report) -> None:
+    """The demo's output, its log's later checkpoint, its inclusion proof and the public trust anchor:
+    no ledger, no workspace, no watermark secret (its trusted credentials and proof trace it)."""
+    seq = str(report["verify"]["ledger_seq"])
+    head, proof, anchor = tmp_path / "head.txt", tmp_path / "proof.json", tmp_path / "root.pem"
+    assert main(["ledger", "checkpoint", "--out", str(head), "--workspace", str(demo)]) == 0
+    assert main(["ledger", "prove", seq, "--checkpoint", str(head), "--out", str(proof), "--workspace", str(demo)]) == 0
+    assert main(["keys", "trust-anchor", str(anchor), "--workspace", str(demo)]) == 0
+    capsys.readouterr()
+    elsewhere = ["--workspace", str(tmp_path / "elsewhere"), "--trust-anchor", str(anchor)]
+    args = [report["output"], "--checkpoint", str(head), "--proof", str(proof), *elsewhere, "--json"]
+    assert main(["verify", *args]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["ledger"] is None and result["files"][0]["transparency"]["state"] == "proven"
+    assert [link["status"] for link in result["transparency"]["links"]] == ["linked"]

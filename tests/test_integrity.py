@@ -238,7 +238,9 @@ def test_output_that_is_the_input_is_refused(trained_workspace, model_dir, demo_
     assert clip.read_bytes() == original
 
 
-@pytest.mark.parametrize("target", ["consent/zz.json", "consent/zz", "keys/out.png", "ledger.head.json"])
+@pytest.mark.parametrize(
+    "target", ["consent/zz.json", "consent/zz", "keys/out.png", "ledger.head.json", "staging/out.png"]
+)
 def test_outputs_never_land_in_the_workspace_state(
     trained_workspace, model_dir, demo_subjects, tmp_path, capsys, target
 ):
@@ -339,6 +341,7 @@ def test_library_api_refuses_a_model_after_revocation(trained_workspace, model_d
 def test_deleted_ledger_is_not_recreated(trained_workspace, model_dir, demo_subjects, tmp_path, capsys, damage):
     files, _ = demo_subjects
     ledger_path = trained_workspace / "ledger.sqlite"
+    head = (trained_workspace / "ledger.head.json").read_bytes()
     if damage == "deleted":
         for suffix in ("", "-wal", "-shm"):
             Path(str(ledger_path) + suffix).unlink(missing_ok=True)
@@ -347,6 +350,14 @@ def test_deleted_ledger_is_not_recreated(trained_workspace, model_dir, demo_subj
         conn.execute("DELETE FROM ledger")
         conn.commit()
         conn.close()
-    assert _convert(trained_workspace, model_dir, files["demo-b"].clip, tmp_path / "x.mp4") == 1
-    assert "never recreated" in _error(capsys)
-    assert damage == "emptied" or not ledger_path.exists()
+    output = tmp_path / "out"
+    assert _convert(trained_workspace, model_dir, files["demo-b"].clip, output / "x.mp4") == 1
+    assert "is missing or empty; a ledger is never recreated where its key exists" in _error(capsys)
+    assert not output.exists() or not any(output.iterdir())  # no output, no temporary left
+    assert (trained_workspace / "ledger.head.json").read_bytes() == head  # the old signed head, not a new one
+    if damage == "deleted":
+        assert not ledger_path.exists()
+    else:  # no genesis written into the emptied file
+        conn = sqlite3.connect(ledger_path)
+        assert conn.execute("SELECT COUNT(*) FROM ledger").fetchone() == (0,)
+        conn.close()

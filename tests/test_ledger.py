@@ -6,7 +6,7 @@ file and a PostgreSQL server (tests/pg_helpers.py), tampered with by SQL as an i
 from __future__ import annotations
 
 import json
-import os
+import random
 import shutil
 import sqlite3
 import subprocess
@@ -184,7 +184,7 @@ def test_reads_while_others_append_never_look_like_tampering(ledger, workspace, 
     from faceswap.provenance.verify import LedgerView
 
     other = open_ledger(workspace)
-    reader = Ledger(AppendsAfterSnapshot(ledger_backend(workspace), other), ledger.key, Witness())
+    reader = Ledger(AppendsAfterSnapshot(ledger_backend(workspace), other), ledger.key, Witness(workspace.state_dir))
     before = len(ledger.rows())
     assert len(reader.entries()) == before
     assert reader.verify() is None
@@ -331,7 +331,9 @@ def test_key_rotation_is_signed_by_both_keys_and_old_rows_stay_valid(ledger, wor
     assert rotated.key.key_id != old and rotated.verify() is None
     rotated.append("ledger.note", {"after": "rotation"})
     rows = rotated.entries()
-    assert rows[-2].kind == "key.rotated" and rotated.history.key_at(rows[-1].seq).key_id == rotated.key.key_id
+    rotation = [r.kind for r in rows].index("key.rotated")
+    assert [r.kind for r in rows[rotation:]] == ["key.rotated", "watermark.key", "ledger.note"]  # both keys
+    assert rotated.history.key_at(rows[-1].seq).key_id == rotated.key.key_id
     assert rotated.history.key_at(2).key_id == old
     assert (workspace.keys_dir / f"registrar.key.{old}.retired").exists()
 
@@ -364,29 +366,77 @@ def test_data_may_name_its_own_position(ledger):
     assert entry.data == {"seq": entry.seq, "prev": entry.prev_hash} and ledger.verify() is None
 
 
-@pytest.mark.parametrize("damage", ["truncate", "garbage", "scribble"])
-def test_damaged_database_is_one_clear_error(sqlite_only, ledger, workspace, damage, capsys):
+def _root_page(path: Path, name: str) -> int:
+    conn = sqlite3.connect(path)
+    (page,) = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (name,)).fetchone()
+    conn.close()
+    return page
+
+
+def _damage(path: Path, damage: str) -> None:
+    """Damage the checkpointed database file in place, the same way every run."""
+    data = bytearray(path.read_bytes())
+    noise = random.Random(damage).randbytes
+    page_size = int.from_bytes(data[16:18], "big")
+    if damage == "truncated":
+        del data[len(data) // 3 :]
+    elif damage == "garbage":
+        data[:] = noise(len(data))
+    elif damage == "row":  # a note's body edited on disk, the file still a valid database
+        at = data.find(b'{"i":3}')
+        data[at : at + 7] = b'{"i":9}'
+    else:  # noise over the first 600 bytes of a b-tree page: its header and cell pointers
+        page = _root_page(path, "ledger" if damage == "table page" else "ledger_kind")
+        data[(page - 1) * page_size : (page - 1) * page_size + 600] = noise(600)
+    path.write_bytes(bytes(data))
+
+
+UNREADABLE = "faceswap: error: the ledger {path} is damaged or not a ledger ({why}); restore it from a backup"
+MALFORMED = "database disk image is malformed"
+
+
+@pytest.mark.parametrize(
+    ("damage", "code", "stream", "said", "append_error"),
+    [
+        ("truncated", 2, "err", UNREADABLE.replace("{why}", MALFORMED), LedgerUnreadable),
+        ("garbage", 2, "err", UNREADABLE.replace("{why}", "file is not a database"), LedgerUnreadable),
+        ("table page", 2, "err", UNREADABLE.replace("{why}", MALFORMED), LedgerUnreadable),
+        (
+            "index page",
+            2,
+            "out",
+            f"DAMAGED: the ledger's storage fails its integrity check ({MALFORMED}",
+            LedgerUnreadable,
+        ),
+        ("row", 1, "out", "TAMPERED: seq 5: body does not match entry_hash: the entry was edited", LedgerTampered),
+    ],
+)
+def test_damaged_database_is_one_clear_error(
+    sqlite_only, ledger, workspace, damage, code, stream, said, append_error, capsys
+):
+    """Storage SQLite cannot read is exit 2 with one line (the error's, or DAMAGED when the rows still
+    read but SQLite's integrity check fails); a row edited on disk is TAMPERED at that row, exit 1.
+    Either way nothing is appended and the file is left as it was found."""
     path = ledger.backend.path
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
-    data = bytearray(path.read_bytes())
-    if damage == "truncate":
-        path.write_bytes(bytes(data[: len(data) // 3]))
-    elif damage == "garbage":
-        path.write_bytes(os.urandom(len(data)))
-    else:  # random bytes inside the pages after the header
-        data[len(data) // 2 : len(data) // 2 + 600] = os.urandom(600)
-        path.write_bytes(bytes(data))
-    code = main(_cli(workspace, "ledger", "verify"))
+    _damage(path, damage)
+    damaged = path.read_bytes()
+    assert main(_cli(workspace, "ledger", "verify")) == code
+    printed = dict(zip(("out", "err"), capsys.readouterr(), strict=True))
+    assert printed[stream].startswith(said.format(path=path)), printed
+    assert len(printed[stream].splitlines()) == 1 and "Traceback" not in printed["out"] + printed["err"]
+    shown = main(_cli(workspace, "ledger", "show"))
     out, err = capsys.readouterr()
-    assert code in (1, 2) and "Traceback" not in out + err
-    assert ("DAMAGED" in out) or ("TAMPERED" in out) or ("damaged" in err)
-    code = main(_cli(workspace, "ledger", "show"))
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err  # rows that still read and verify may be shown
-    with pytest.raises((LedgerUnreadable, LedgerTampered)):
+    assert "Traceback" not in out + err
+    if damage == "index page":  # the rows themselves still read and verify: shown as stored
+        assert shown == 0 and len(out.splitlines()) == NOTES + 1
+    else:
+        assert shown == code
+    with pytest.raises(append_error):
         open_ledger(workspace).append("ledger.note", {"after": damage})
+    assert path.read_bytes() == damaged
 
 
 def test_malformed_head_is_reported_not_a_traceback(storage, ledger, workspace, capsys):

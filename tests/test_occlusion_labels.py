@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -208,6 +209,12 @@ def test_labels_that_match_no_crop_are_refused_and_nothing_changes(demo_b, tmp_p
     assert store.ledger.entries()[-1].seq == seq and not (faceset.folder / "labels").exists()
 
 
+# a mask PNG whose header declares 12000x12000 pixels: the start of a decompression bomb
+BOMB = base64.b64encode(
+    b"\x89PNG\r\n\x1a\n" + struct.pack(">I4sIIBBBBB", 13, b"IHDR", 12000, 12000, 8, 0, 0, 0, 0) + bytes(64)
+).decode()
+
+
 @pytest.mark.parametrize(
     "document, message",
     [
@@ -236,6 +243,13 @@ def test_labels_that_match_no_crop_are_refused_and_nothing_changes(demo_b, tmp_p
                 "imagePath": "a.png",
             },
             "not base64",
+        ),
+        (
+            {
+                "shapes": [{"label": "m", "points": [[0, 0], [4, 4]], "shape_type": "mask", "mask": BOMB}],
+                "imagePath": "a.png",
+            },
+            "12000x12000 pixels, more than",  # refused from its header, before a decoder allocates 137 MiB
         ),
         ({"something": 1}, "neither a LabelMe file"),
     ],

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import pytorch_lightning as pl
 from conftest import private_copy
 from consent_helpers import store_at
 
@@ -126,23 +127,35 @@ def test_refused_for_a_purpose_not_consented(labelled_template, tmp_path, capsys
     assert not (root / "models" / "m").exists()
 
 
-def test_a_revocation_while_it_trains_stops_it_with_nothing_published(labelled_template, tmp_path, monkeypatch):
-    import faceswap.train_mask as train_mask
+class RevokeAfter(pl.Callback):
+    """Revokes subject B's consent after step `step`, from this process."""
 
+    def __init__(self, root: Path, step: int) -> None:
+        self.root, self.step, self.steps_after = root, step, 0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.steps_after += trainer.global_step > self.step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            store_at(self.root).revoke("demo-b", "withdrawn during training")
+
+
+def test_a_revocation_while_it_trains_stops_it_with_nothing_published(labelled_template, tmp_path):
     root = private_copy(labelled_template, tmp_path)
-    store = store_at(root)
-    watched = train_mask.consent_watch_callback
-
-    def revoking(watch):
-        store.revoke("demo-b", "withdrawn during training")
-        watch.interval = 0.0
-        return watched(watch)
-
-    monkeypatch.setattr(train_mask, "consent_watch_callback", revoking)
-    with pytest.raises(ConsentRefused, match="no longer|revoked"):
-        _train(root, steps=20)
+    revoker = RevokeAfter(root, 3)
+    overrides = [*FAST, "--trainer.max_steps", "400"]
+    request = MaskTrainRequest(
+        Workspace(root), CONFIG, "demo-a", "demo-b", "evaluation", "mask", overrides,
+        checkpoint_every=2, consent_check_seconds=0.2, callbacks=[revoker],
+    )  # fmt: skip
+    with pytest.raises(ConsentRefused, match="revoked"):
+        run_mask_training(request)
+    assert revoker.steps_after == 0  # step 4's checkpoint re-checked consent at the latest; step 5 never ran
     assert not (root / "models" / "mask" / "model.safetensors").exists()
-    assert not [e for e in store.ledger.entries("model.trained") if e.data.get("model_type") == "occlusion"]
+    assert not (root / "models" / "mask" / "checkpoints").exists()  # step 2's, made before the revocation, went too
+    assert not (root / "staging").exists() or list((root / "staging").iterdir()) == []
+    assert not [e for e in store_at(root).ledger.entries("model.trained") if e.data.get("model_type") == "occlusion"]
 
 
 def test_its_own_signed_entry_names_its_weights_labels_and_consent(masked):

@@ -286,17 +286,19 @@ def test_revocation_shows_in_the_next_answer(served, tmp_path):
         assert consent[served["ids"]["hanks"]].startswith("revoked")
 
 
-def test_a_mark_this_ledger_does_not_hold_is_untraced_and_without_a_ledger_only_marked(served, tmp_path):
+def test_a_server_without_the_workspaces_secret_reads_no_mark(served, tmp_path):
+    """Marks are keyed by the workspace's watermark secret: another ledger's server, or one with no
+    ledger, cannot read them (nor forge them), and says no mark found rather than guess."""
     open_ledger(Workspace(tmp_path / "other"))
     data = served["marked"].path.read_bytes()
     with _client(tmp_path / "other", tmp_path / "uploads") as client:
         answer = _post(client, "photo.png", data).json()
-    assert answer["outcome"] == "untraced" and answer["report"]["ledger"] == "missing"
-    assert answer["headline"] == "Marked as synthetic, but not traced to a valid record"
+    assert answer["outcome"] == "not-found" and not answer["report"]["marked"]
+    assert answer["report"]["credentials"]["state"] != "trusted"
     with _client(tmp_path / "nothing-here", tmp_path / "uploads") as client:
         assert "This server has no ledger" in client.get("/").text
         answer = _post(client, "photo.png", data).json()
-    assert answer["outcome"] == "marked" and answer["report"]["ledger"] == "unavailable"
+    assert answer["outcome"] == "not-found" and answer["report"]["ledger"] == "unavailable"
     assert not (tmp_path / "nothing-here" / "ledger.sqlite").exists()
 
 

@@ -18,20 +18,14 @@ from faceswap.hashing import file_sha256
 from faceswap.ledger import open_ledger
 from faceswap.media import iter_video_frames, probe_video, read_image
 from faceswap.provenance.sink import OutputContext, OutputSink, SinkFrame
-from faceswap.provenance.watermark import Watermarker
 from faceswap.workspace import Workspace
 
 CONTEXT = OutputContext(producer="test", model_fingerprint="ab" * 32, consent_record_ids=("astro-1",))
 
 
-@pytest.fixture(scope="module")
-def shared_watermarker() -> Watermarker:
-    return Watermarker()
-
-
 @pytest.fixture
-def sink(tmp_path, shared_watermarker) -> OutputSink:
-    return OutputSink.for_workspace(Workspace(tmp_path / "ws"), watermarker=shared_watermarker)
+def sink(tmp_path) -> OutputSink:
+    return OutputSink.for_workspace(Workspace(tmp_path / "ws"))
 
 
 def _outputs(sink: OutputSink):

@@ -19,6 +19,7 @@ from faceswap.ledger.merkle import ProofError, leaf_hash, verify_consistency, ve
 from faceswap.ledger.note import Checkpoint, NoteVerifier, open_checkpoint, sign_note
 from faceswap.ledger.tlog import leaf_text, origin_of
 from faceswap.ledger.witness import Witness
+from faceswap.workspace import default_state_dir
 
 NOTES = 9
 
@@ -128,7 +129,7 @@ def rewrite_without(storage, led, seq: int, key: RegistrarKey) -> None:  # noqa:
     last = seq + len(later) - 1
     head = {"seq": last, "entry_hash": prev, "key_id": key.key_id, "signature": key.sign(head_message(last, prev))}
     storage.write_head(canonical_json(head))
-    Witness()._path(led.location).unlink(missing_ok=True)
+    Witness(default_state_dir())._path(led.location).unlink(missing_ok=True)
 
 
 def test_a_log_rewritten_with_its_own_key_does_not_extend_its_old_checkpoint(
@@ -166,7 +167,7 @@ def test_a_truncated_log_names_what_is_missing(capsys, storage, workspace, ledge
         "signature": key.sign(head_message(last.seq, last.entry_hash)),
     }
     storage.write_head(canonical_json(head))
-    Witness()._path(ledger.location).unlink(missing_ok=True)
+    Witness(default_state_dir())._path(ledger.location).unlink(missing_ok=True)
     code, _, err = _run(capsys, workspace, "ledger", "consistency", str(old_path))
     assert code == 1 and "entries were removed since it was signed" in err
 

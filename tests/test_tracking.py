@@ -30,15 +30,23 @@ def _run(analyzer, frames, subject, every):
 
 
 def _error(seen, truth) -> float:
+    """Mean keypoint error of the subject's face against the drawn keypoints, in eye distances, over
+    the frames where the subject was found (most of them: asserted, so an empty mean cannot pass)."""
     errors = []
     for faces, row in zip(seen, truth, strict=True):
         subject = [s for s in faces if s.is_subject]
-        if subject and row.get("subject_kps5") is not None:
+        if subject:
             true = np.asarray(row["subject_kps5"])
             errors.append(
                 np.linalg.norm(subject[0].face.kps5 - true, axis=1).mean() / np.linalg.norm(true[1] - true[0])
             )
+    assert len(errors) >= 0.9 * len(seen)
     return float(np.mean(errors))
+
+
+def _centre_in(bbox, box) -> bool:
+    centre = (bbox[:2] + bbox[2:]) / 2
+    return bool(box[0] <= centre[0] <= box[2] and box[1] <= centre[1] <= box[3])
 
 
 def test_tracking_is_as_accurate_as_detecting_every_frame(clip, dlib_analyzer):
@@ -56,12 +64,14 @@ def test_tracking_is_as_accurate_as_detecting_every_frame(clip, dlib_analyzer):
 def test_bystanders_are_tracked_but_never_the_subject(clip, dlib_analyzer):
     frames, truth, subject, _ = clip
     _, seen = _run(dlib_analyzer, frames, subject, 8)
-    for faces, row in zip(seen, truth, strict=True):
-        box = row.get("bystander_box")
-        for s in faces:
-            if box is not None and s.is_subject:
-                centre = (s.face.bbox[:2] + s.face.bbox[2:]) / 2
-                assert not (box[0] <= centre[0] <= box[2] and box[1] <= centre[1] <= box[3])
+    with_bystander = [
+        (faces, row["bystander_box"]) for faces, row in zip(seen, truth, strict=True) if row["bystander_box"]
+    ]
+    assert len(with_bystander) >= 0.4 * len(frames)  # demo-b's bystander walks through 45 % of the clip
+    at_bystander = [[s for s in faces if _centre_in(s.face.bbox, box)] for faces, box in with_bystander]
+    assert not any(s.is_subject for faces in at_bystander for s in faces)
+    assert sum(bool(faces) for faces in at_bystander) >= 0.7 * len(with_bystander)  # followed (28 of 34 measured)
+    assert all(any(s.is_subject for s in faces) for faces, _ in with_bystander)  # the subject beside it
 
 
 def test_a_scene_cut_detects_again_and_starts_new_tracks(clip, dlib_analyzer):

@@ -24,7 +24,7 @@ from faceswap.provenance.transparency import INVALID, PROVEN, check_file_proof
 from faceswap.workspace import Workspace
 
 CONTEXT = OutputContext(producer="test", model_fingerprint="cd" * 32, consent_record_ids=("rec-a", "rec-b"))
-SIZE = (320, 256)
+SIZE = (640, 360)
 
 
 def _frame(i: int = 0):
@@ -214,8 +214,8 @@ def test_a_file_whose_entry_was_removed_from_a_rewritten_log_is_exit_3(tmp_path,
 
 
 def test_two_outputs_alone_prove_a_rewrite_between_them(tmp_path, capsys):
-    """No ledger, no checkpoint, no proof: two outputs whose heads share complete subtrees, or
-    have one size, must agree on them."""
+    """No ledger, no checkpoint, no proof, no watermark secret (only the public trust anchor): two
+    outputs whose heads share complete subtrees, or have one size, must agree on them."""
     workspace = Workspace(tmp_path / "ws")
     sink = OutputSink.for_workspace(workspace)
     _pad(sink.ledger, 4)
@@ -228,8 +228,11 @@ def test_two_outputs_alone_prove_a_rewrite_between_them(tmp_path, capsys):
     _pad(again.ledger, 6)
     later = again.write_image(tmp_path / "later.png", _frame(2), CONTEXT)  # leaf 6: knows [0, 4) too
     assert (same_size.entry.seq, later.entry.seq) == (5, 7)
+    anchor = tmp_path / "root.pem"  # public: whose outputs these are, not a secret
+    anchor.write_bytes(again.credentials.root_pem)
     for other, why in ((same_size, "two signed heads of tree size 5"), (later, "disagree on entries 1..4")):
-        code, out, _ = _cli(capsys, "verify", str(before.path), str(other.path), "--workspace", str(tmp_path / "x"))
+        args = ["--workspace", str(tmp_path / "x"), "--trust-anchor", str(anchor)]
+        code, out, _ = _cli(capsys, "verify", str(before.path), str(other.path), *args)
         assert code == 3 and why in out, out
 
 
@@ -255,3 +258,18 @@ def test_a_copy_without_credentials_cannot_be_traced_into_a_checkpoint(made, tmp
     report = json.loads(out)
     assert code == 3 and report["files"][0]["transparency"]["state"] == "absent"
     assert "no file carries a transparency proof" in report["transparency"]["problems"][0]
+
+
+def test_a_reader_that_stops_reading_gets_no_traceback(made, capsys, monkeypatch):
+    """`faceswap ledger prove 4 | head -c 10`: the pipe closes before the proof is printed."""
+    import os
+    import sys
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    closed = open(write_end, "w")  # noqa: SIM115 - the CLI's stdout for this call
+    monkeypatch.setattr(sys, "stdout", closed)
+    seq = str(made["outputs"]["png"].entry.seq)
+    assert main(["ledger", "prove", seq, "--workspace", str(made["workspace"].root)]) == 141
+    monkeypatch.undo()
+    assert "Traceback" not in capsys.readouterr().err

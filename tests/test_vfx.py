@@ -21,7 +21,6 @@ from faceswap.convert.delivery import composite_float, composite_integer, parse_
 from faceswap.errors import BadInput
 from faceswap.media import find_sequence, iter_video_frames, probe_video, read_exr, read_plate
 from faceswap.provenance.sink import OutputContext, OutputSink, SinkFrame
-from faceswap.provenance.watermark import Watermarker
 from faceswap.timecode import Timecode
 from faceswap.workspace import Workspace
 
@@ -31,11 +30,6 @@ CONTEXT = OutputContext(producer="test", model_fingerprint="ab" * 32, consent_re
 @pytest.fixture(scope="module")
 def colour() -> Colour:
     return Colour()
-
-
-@pytest.fixture(scope="module")
-def watermarker() -> Watermarker:
-    return Watermarker()
 
 
 def _json(capsys) -> dict:
@@ -185,9 +179,10 @@ def test_composite_keeps_the_plate_exactly_outside_the_matte(colour):
 # the sink's new formats, on their own
 
 
-def test_exr_sequence_is_half_rgba_marked_in_the_display_view(tmp_path, colour, watermarker, capsys):
+def test_exr_sequence_is_half_rgba_marked_in_the_display_view(tmp_path, colour, capsys):
     root = tmp_path / "ws"
-    sink = OutputSink.for_workspace(Workspace(root), watermarker=watermarker)
+    sink = OutputSink.for_workspace(Workspace(root))
+    watermarker = sink.watermarker
     frames = panning_frames(3, (512, 288))
     linear = [colour.convert(f.astype(np.float32) / 255, colour.srgb, colour.linear) for f in frames]
     linear[1][:40] *= 6.0  # highlights above display white stay above it
@@ -219,9 +214,9 @@ def test_exr_sequence_is_half_rgba_marked_in_the_display_view(tmp_path, colour, 
     assert verdicts[0]["credentials"]["state"] == "trusted"
 
 
-def test_prores_4444_keeps_alpha_audio_timecode_and_survives_h264(tmp_path, watermarker, capsys):
+def test_prores_4444_keeps_alpha_audio_timecode_and_survives_h264(tmp_path, capsys):
     root = tmp_path / "ws"
-    sink = OutputSink.for_workspace(Workspace(root), watermarker=watermarker)
+    sink = OutputSink.for_workspace(Workspace(root))
     source = make_clip(tmp_path / "plate.mp4", count=8)
     matte = np.zeros((360, 640), np.uint16)
     matte[80:280, 200:440] = 65535

@@ -14,7 +14,6 @@ from faceswap import doctor as doctor_module
 from faceswap.cli import main
 from faceswap.provenance.sink import OutputContext, OutputSink
 from faceswap.provenance.verify import LedgerView, Verifier, describe_verdict
-from faceswap.provenance.watermark import Watermarker
 from faceswap.workspace import Workspace
 
 CONTEXT = OutputContext(producer="doctor", settings={"sample": "test card"})
@@ -103,11 +102,15 @@ def test_verify_json_says_what_was_undone_and_how_the_entry_was_found(doctor, tm
 
 def test_scheme_1_outputs_keep_verifying(tmp_path, t1_image, capsys):
     """A file the previous scheme wrote (rivaGan + dwtDctSvd) is still found, read and traced."""
+    from legacy_outputs import write_legacy_output
+
+    from faceswap.ledger import open_ledger
+
     root = tmp_path / "ws"
-    sink = OutputSink.for_workspace(Workspace(root), watermarker=Watermarker(scheme=1))
-    written = sink.write_image(tmp_path / "old.png", t1_image, OutputContext("test"))
-    code = main(["verify", str(written.path), "--workspace", str(root), "--json"])
+    entry, token = write_legacy_output(open_ledger(Workspace(root)), tmp_path / "old.png", t1_image, scheme=1)
+    code = main(["verify", str(tmp_path / "old.png"), "--workspace", str(root), "--json"])
     report = json.loads(capsys.readouterr().out)["files"][0]
-    assert code == 0 and report["matched_by"] == "token" and report["detection"]["token"] == written.token
+    assert code == 0 and report["matched_by"] == "token" and report["detection"]["token"] == token
     det = report["detection"]
     assert det["scheme"] == 1 and det["token_from"] == "v1-grid" and det["sync_agreement"] >= 30
+    assert det["key_id"] is None and report["ledger_seq"] == entry.seq

@@ -9,13 +9,13 @@ from typing import Any
 
 from faceswap.consent.records import PURPOSES, ConsentRecord
 from faceswap.consent.registry import ConsentStore, StoreSnapshot, utc_timestamp, utc_today
-from faceswap.errors import CheckFailed
+from faceswap.errors import ConsentDenied
 from faceswap.ledger import Entry
 
 DUBBING = "dubbing-research"
 
 
-class ConsentRefused(CheckFailed):
+class ConsentRefused(ConsentDenied):
     """No grant: the message names the subject, the record and the reason."""
 
 
@@ -149,16 +149,22 @@ class ConsentGate:
             )
         return grant
 
-    def recheck(self, grant: ConsentGrant, entries: list[Entry] | None = None) -> ConsentGrant:
-        """Re-authorise while working: revoked, expired or replaced records stop the run."""
-        fresh = self.authorize(grant.subject_a, grant.subject_b, grant.purpose, entries=entries)
-        for old in grant.records:
-            if old.record_id not in fresh.record_ids:
+    def recheck(self, grant: ConsentGrant | GrantedRecord, entries: list[Entry] | None = None) -> None:
+        """Re-authorise while working: revoked, expired or replaced records stop the run. A grant
+        of two subjects (training, conversion, dubbing) or one subject's record (extraction)."""
+        if isinstance(grant, GrantedRecord):
+            snapshot = self.snapshot(entries)
+            current = [decide(snapshot, grant.subject_id, None, None, utc_today())]
+            held: tuple[GrantedRecord, ...] = (grant,)
+        else:
+            current = list(self.authorize(grant.subject_a, grant.subject_b, grant.purpose, entries=entries).records)
+            held = grant.records
+        for old in held:
+            if old.record_id not in {r.record_id for r in current}:
                 raise ConsentRefused(
                     f"consent record {old.record_id} of subject '{old.subject_id}' is no longer the subject's "
                     "active record"
                 )
-        return fresh
 
 
 def decide(snapshot: StoreSnapshot, subject: str, role: str | None, purpose: str | None, today: date) -> GrantedRecord:

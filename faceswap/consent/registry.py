@@ -35,6 +35,7 @@ from faceswap.errors import BadInput
 from faceswap.hashing import file_sha256
 from faceswap.ledger import Entry, Ledger, open_ledger
 from faceswap.ledger.chain import KeyHistory
+from faceswap.staging import sweep
 from faceswap.workspace import Workspace
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
@@ -114,8 +115,14 @@ class ConsentStore:
         return self.workspace.consent_dir
 
     def load(self, entries: list[Entry] | None = None) -> StoreSnapshot:
-        """Read everything; `entries` are already verified ledger rows (inside a writer transaction)."""
-        entries = self.ledger.entries() if entries is None else entries
+        """Read everything; `entries` are already verified ledger rows (inside a writer transaction).
+
+        Otherwise the files and the rows are read under the ledger's writer lock: a record or a
+        revocation is renamed into place inside its entry's transaction, so a reader that did not
+        wait for it could see the file before its entry and take the store for damaged."""
+        if entries is None:
+            with self.ledger.backend.guard():
+                return self.load(self.ledger.entries())
         history = self.ledger.history
         assert history is not None
         snapshot = StoreSnapshot(
@@ -123,6 +130,8 @@ class ConsentStore:
             revoked={e.data["record_id"]: e for e in entries if e.kind == "consent.revoked"},
         )
         for path in sorted(self.folder.glob("*.json")):
+            if path.name.startswith("."):  # a record or revocation being written right now (write_temp)
+                continue
             item = self._read(path, history, snapshot)
             if isinstance(item, Revocation):
                 snapshot.revocations[item.record_id] = item
@@ -288,6 +297,7 @@ class ConsentStore:
         }
         document["signature"] = key.sign(signed_message(document))
         revocation = Revocation(document, self.folder / f"{record.record_id}{REVOCATION_SUFFIX}")
+        sweep(self.workspace)  # work staged by killed jobs goes now, not at the next job
         self._publish(
             revocation.path,
             document,

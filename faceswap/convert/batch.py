@@ -33,9 +33,10 @@ from faceswap.convert.pipeline import ConvertOptions
 from faceswap.errors import BadInput, ExitCode, FaceswapError, worst
 from faceswap.hashing import canonical_json, file_sha256, safe_name, sha256_hex
 from faceswap.ledger import Entry
+from faceswap.limits import OPERATOR, InputLimits
 
 REQUIRED = ("model", "input", "output")
-NOT_OPTIONS = ("consent_check_seconds",)  # ConvertOptions fields that are no convert flag
+NOT_OPTIONS = ("consent_check_seconds", "limits")  # ConvertOptions fields that are no CSV column (limits: flags)
 NOT_IDENTITY = ("model_root", "mask_model")  # paths: a shot is its files' contents (the segmenter's fingerprint)
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 RETRIES = 3  # Ray re-runs a task whose worker died; a failure the shot itself raises is not retried
@@ -304,14 +305,17 @@ def run_batch(
     ray_address: str | None = None,
     workers: int | None = None,
     progress: Progress | None = None,
+    limits: InputLimits = OPERATOR,
 ) -> BatchReport:
     """Every shot of the CSV as a Ray task on a local cluster (no address) or the one at
-    `ray_address` ("auto": the one running on this machine)."""
+    `ray_address` ("auto": the one running on this machine); `limits` hold for every shot's input."""
     from faceswap.ledger import open_ledger
 
     if workers is not None and workers < 1:
         raise BadInput("--workers must be at least 1")
-    shots = read_shots(csv_path)
+    shots = [
+        dataclasses.replace(s, options=dataclasses.replace(s.options, limits=limits)) for s in read_shots(csv_path)
+    ]
     ledger = open_ledger(workspace)
     ledger.entries()  # refuse to start over a ledger that fails verification
     started = time.perf_counter()

@@ -89,18 +89,19 @@ class Delivery:
             "frame_offset": self.offset,
         }
 
-    def frame(self, frame: FrameIn, swapped: np.ndarray, matte: np.ndarray, token: int) -> SinkFrame:
-        """The sink's frame for one swapped frame (marked with `token` by the Swapper): pixels, matte,
-        number, timecode and timestamp. Where the output is the swap's own 8-bit frame (scaled to 16
-        bits at most) its mark stands; a plate of other depth or colour is marked again by the sink."""
+    def frame(self, frame: FrameIn, swapped: np.ndarray, matte: np.ndarray) -> SinkFrame:
+        """The sink's frame for one swapped frame (marked by the Swapper): pixels, matte,
+        number, timecode, timestamp, and the unconverted 8-bit view it was made from (the content
+        binding records what changed). The sink checks the mark: where the output is the swap's own
+        8-bit frame (scaled to 16 bits at most) it is found and stands; a plate of other depth or colour
+        does not carry it whole and is marked by the sink."""
         alpha = None
         if self.alpha:
             unit = np.clip(matte, 0, 1).astype(np.float32)
             alpha = unit if self.kind == "exr" else quantise(unit, 16 if self.bits == 16 else 8)
         number = (frame.number if frame.number is not None else frame.index) + self.offset
         pixels = self.pixels(frame, swapped, matte)
-        marked = token if self.passes_swap_through(frame) else None
-        return SinkFrame(pixels, frame.pts, frame.time_base, alpha, number, frame.timecode, marked_token=marked)
+        return SinkFrame(pixels, frame.pts, frame.time_base, alpha, number, frame.timecode, original=frame.image)
 
     @property
     def unchanged_colour(self) -> bool:

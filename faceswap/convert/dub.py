@@ -40,7 +40,7 @@ from faceswap.faces.masks import OCCLUSION, landmark_mask, region_polygon
 from faceswap.faces.tracking import DETECT_EVERY, FaceTracker
 from faceswap.faces.types import Face
 from faceswap.hashing import file_sha256, safe_name
-from faceswap.ledger import Entry
+from faceswap.limits import OPERATOR, InputLimits
 from faceswap.media import VIDEO_SUFFIXES, VideoInfo, iter_video_frames, probe_video
 from faceswap.provenance.sink import OutputContext, OutputSink, SinkFrame, Written, batched
 
@@ -67,6 +67,7 @@ class DubOptions:
     consent_check_seconds: float = CHECK_EVERY_SECONDS
     mask: str | None = None  # "occlusion": keep what is in front of the actor's face, inside the region
     mask_model: Path | None = None  # the occlusion segmenter (`faceswap train-mask`)
+    limits: InputLimits = OPERATOR  # what the plate, performance and audio may declare (faceswap/limits.py)
 
     def convert_options(self) -> ConvertOptions:
         """The conversion settings the composed Swapper runs with (its mask is not used here)."""
@@ -81,6 +82,7 @@ class DubOptions:
             model_root=self.model_root,
             detect_every=self.detect_every,
             consent_check_seconds=self.consent_check_seconds,
+            limits=self.limits,
         )
 
     def validate(self) -> None:
@@ -334,23 +336,17 @@ class Dubber:
         return self.swapper.blend(plate, matched, matrix, np.clip(soft, 0, 1))
 
 
-class DubGuard:
-    """What must hold when a dub's output is committed: consent (re-checked while it runs and inside
-    the ledger transaction) and at least one frame dubbed."""
+def dubbed_something(report: DubReport) -> Callable[[], None]:
+    """What else must hold when a dub's output is committed: at least one frame dubbed."""
 
-    def __init__(self, watch: ConsentWatch, report: DubReport) -> None:
-        self.watch, self.report = watch, report
-
-    def poll(self) -> None:
-        self.watch.poll()
-
-    def final(self, entries: list[Entry]) -> None:
-        if self.report.frames_dubbed == 0:
+    def check() -> None:
+        if report.frames_dubbed == 0:
             raise CheckFailed(
                 f"no plate frame showed subject A with a face of subject B in the performance at its time "
-                f"({self.report.frames} frame(s), offset {self.report.offset_s:+.3f} s); nothing written"
+                f"({report.frames} frame(s), offset {report.offset_s:+.3f} s); nothing written"
             )
-        self.watch.final(entries)
+
+    return check
 
 
 def authorize(store: ConsentStore, model_dir: Path) -> AuthorizedModel:
@@ -360,16 +356,16 @@ def authorize(store: ConsentStore, model_dir: Path) -> AuthorizedModel:
     return model
 
 
-def probe_inputs(plate: Path, performance: Path) -> tuple[VideoInfo, VideoInfo]:
+def probe_inputs(plate: Path, performance: Path, limits: InputLimits = OPERATOR) -> tuple[VideoInfo, VideoInfo]:
     for role, path in (("plate", plate), ("performance", performance)):
         if path.suffix.lower() not in VIDEO_SUFFIXES:
             raise BadInput(f"{path}: the {role} must be a video ({', '.join(sorted(VIDEO_SUFFIXES))})")
-    return probe_video(plate), probe_video(performance)
+    return probe_video(plate, limits), probe_video(performance, limits)
 
 
 def resolve_offset(options: DubOptions, plate: Path, performance: Path, report: DubReport) -> float:
     if options.offset == "auto":
-        found = auto_offset(plate, performance, options.audio)
+        found = auto_offset(plate, performance, options.audio, options.limits)
         report.offset_s, report.offset_mode, report.offset_confidence = (
             found.seconds,
             f"auto ({found.reference})",
@@ -388,12 +384,12 @@ def dub_line(
     if options.sequence:
         return None
     if options.audio is not None:
-        line = output_audio(options.audio, 0.0, duration, folder)
+        line = output_audio(options.audio, 0.0, duration, folder, options.limits)
         if line is None:
             raise BadInput(f"{options.audio}: has no audio stream (--audio)")
         report.audio_source = "audio"
         return line
-    line = output_audio(performance, offset, duration, folder)
+    line = output_audio(performance, offset, duration, folder, options.limits)
     report.audio_source = "performance" if line is not None else "none"
     return line
 
@@ -476,7 +472,7 @@ def dub(
     sink = OutputSink.for_workspace(store.workspace, store.ledger)
     weights = (model.weights_path, *((segmenter.weights_path,) if segmenter is not None else ()))
     sink.check_destination(output, (plate, performance, *([options.audio] if options.audio else []), *weights))
-    plate_info, perf_info = probe_inputs(plate, performance)
+    plate_info, perf_info = probe_inputs(plate, performance, options.limits)
     report = DubReport(str(plate), str(performance), str(output), str(model_dir), options.region)
     report.consent_record_ids = model.grant.record_ids
     offset = resolve_offset(options, plate, performance, report)
@@ -490,21 +486,25 @@ def dub(
     with tempfile.TemporaryDirectory(prefix="faceswap-dub-") as scratch:
         duration = plate_info.frames / fps if plate_info.frames else None
         line = dub_line(options, performance, offset, duration, Path(scratch), report)
-        guard = DubGuard(ConsentWatch(ConsentGate(store), model.grant, options.consent_check_seconds), report)
+        watch = ConsentWatch(ConsentGate(store), model.grant, options.consent_check_seconds, dubbed_something(report))
         paths = {"plate": plate, "performance": performance, "audio": options.audio}
-        context = dub_context(model, paths, options, report, guard, segmenter)
+        context = dub_context(model, paths, options, report, watch, segmenter)
         clock = PerformanceClock(
-            _decoded(performance), float(perf_info.fps), offset, lambda f: dubber.analyse_performance(f, report)
+            _decoded(performance, options.limits),
+            float(perf_info.fps),
+            offset,
+            lambda f: dubber.analyse_performance(f, report),
         )
 
         def frames() -> Iterator[SinkFrame]:
-            for frame, image in dubber.run(_decoded(plate), clock, report):
+            for frame, image in dubber.run(_decoded(plate, options.limits), clock, report):
                 report.frames += 1
                 if progress:
                     progress(report.frames, plate_info.frames)
-                yield SinkFrame(image, frame.pts, frame.time_base, marked_token=token)
+                yield SinkFrame(image, frame.pts, frame.time_base, original=frame.image)
 
-        written = _write(sink, output, frames(), plate_info, context, line, options, token)
+        with watch:
+            written = _write(sink, output, frames(), plate_info, context, line, options, token)
     report.seconds = round(time.perf_counter() - started, 2)
     report.fps = round(report.frames / max(report.seconds, 1e-9), 2)
     report.token, report.ledger_seq = written.token, written.entry.seq
@@ -520,8 +520,9 @@ def _segmenter(store: ConsentStore, options: DubOptions, model: AuthorizedModel)
     return load_segmenter(store, options.mask_model, model.grant)
 
 
-def _decoded(path: Path) -> Iterator[FrameIn]:
-    return in_background(FrameIn(f.index, f.image, f.pts, f.time_base) for f in iter_video_frames(path))
+def _decoded(path: Path, limits: InputLimits) -> Iterator[FrameIn]:
+    frames = iter_video_frames(path, limits=limits)
+    return in_background(FrameIn(f.index, f.image, f.pts, f.time_base) for f in frames)
 
 
 def _write(

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from faceswap.errors import BadInput
+from faceswap.limits import OPERATOR, InputLimits
+from faceswap.media import decoder_options
 
 ENVELOPE_RATE = 100  # envelope values per second (10 ms hops)
 READ_RATE = 16000  # enough for loudness
@@ -49,20 +51,25 @@ class FoundOffset:
     reference: str  # what the performance audio was matched against: "plate" | "audio"
 
 
-def read_track(path: Path, rate: int = READ_RATE) -> Track | None:
-    """The first audio stream mixed to mono at `rate`, or None when the file has none."""
+def read_track(path: Path, rate: int = READ_RATE, limits: InputLimits = OPERATOR) -> Track | None:
+    """The first audio stream mixed to mono at `rate`, or None when the file has none. The track is
+    held whole, so its duration is checked against `limits` as declared and as decoded."""
     import av
 
     try:
-        with av.open(str(path)) as container:
+        with av.open(str(path), options=decoder_options(limits)) as container:
             if not container.streams.audio:
                 return None
             stream = container.streams.audio[0]
+            if container.duration and container.duration > 0:
+                limits.check_seconds(path, container.duration / 1_000_000)
             resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
             chunks, start = [], None
             for frame in container.decode(stream):
                 if start is None and frame.time is not None:
                     start = float(frame.time)
+                if frame.time is not None and start is not None:
+                    limits.check_time(path, float(frame.time) - start)
                 chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
             chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
     except av.FFmpegError as error:
@@ -163,12 +170,12 @@ def _rival_peak(scores: dict[int, float], best: int, reach: int) -> int | None:
     return max(peaks, key=scores.__getitem__) if peaks else None
 
 
-def auto_offset(plate: Path, performance: Path, audio: Path | None) -> FoundOffset:
+def auto_offset(plate: Path, performance: Path, audio: Path | None, limits: InputLimits = OPERATOR) -> FoundOffset:
     """--offset auto: the performance's audio against the dub line (--audio) or else the plate's."""
-    perf_track = read_track(performance)
+    perf_track = read_track(performance, limits=limits)
     if perf_track is None:
         raise BadInput(f"{performance}: has no audio track, so --offset auto cannot work; give --offset SECONDS")
-    reference = read_track(audio) if audio is not None else read_track(plate)
+    reference = read_track(audio if audio is not None else plate, limits=limits)
     if reference is None:
         raise BadInput(f"{audio or plate}: has no audio track to find the offset with; give --offset SECONDS")
     found = find_offset(reference, perf_track, "audio" if audio is not None else "plate")
@@ -193,12 +200,14 @@ def conform(track: Track, shift: float, duration: float | None) -> np.ndarray:
     return out
 
 
-def output_audio(source: Path, shift: float, duration: float | None, folder: Path) -> Path | None:
+def output_audio(
+    source: Path, shift: float, duration: float | None, folder: Path, limits: InputLimits = OPERATOR
+) -> Path | None:
     """The dub line for the output as an AAC file in `folder`, or None when `source` has no audio.
     The sink copies it into the video as it copies any source's audio."""
     from faceswap.synthetic import write_input_audio
 
-    track = read_track(source, OUTPUT_RATE)
+    track = read_track(source, OUTPUT_RATE, limits)
     if track is None:
         return None
     samples = conform(track, shift, duration)

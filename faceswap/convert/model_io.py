@@ -16,7 +16,8 @@ from faceswap.consent.gate import ConsentGate, ConsentGrant
 from faceswap.consent.registry import ConsentStore
 from faceswap.errors import BadInput
 from faceswap.faces.align import LEGACY_TEMPLATE, Alignment
-from faceswap.ledger import Entry
+from faceswap.ledger import Entry, watermark_keys
+from faceswap.ledger.watermark_keys import WatermarkKeys
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class AuthorizedModel:
     _network: Any  # SwapNetwork in eval mode on `device`; used through Swapper, which marks its faces
     device: str
     dtype: Any
+    marks: WatermarkKeys  # the workspace's watermark secrets: what the Swapper marks this model's frames with
 
     @property
     def name(self) -> str:
@@ -69,7 +71,10 @@ def load_model(store: ConsentStore, folder: Path, device: str | None = None) -> 
     network = _build(hparams, state, folder)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    return AuthorizedModel(folder, weights_path, entry, grant, weights_id, network.to(device).eval(), device, dtype)
+    marks = watermark_keys.for_writing(store.ledger, store.workspace.keys_dir)
+    return AuthorizedModel(
+        folder, weights_path, entry, grant, weights_id, network.to(device).eval(), device, dtype, marks
+    )
 
 
 def _build(hparams: dict[str, Any], state: dict[str, Any], folder: Path) -> Any:

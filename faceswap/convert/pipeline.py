@@ -30,7 +30,7 @@ from faceswap.faces.identity import IdentityMatcher
 from faceswap.faces.masks import BLEND_BLUR, BLEND_ERODE, MASK_CHOICES, blend_mask, landmark_mask, mask_parts
 from faceswap.faces.tracking import DETECT_EVERY, FaceTracker
 from faceswap.hashing import safe_name
-from faceswap.ledger import Entry
+from faceswap.limits import OPERATOR, InputLimits
 from faceswap.media import (
     IMAGE_SUFFIXES,
     VIDEO_SUFFIXES,
@@ -48,6 +48,7 @@ MASK_MODES = MASK_CHOICES  # regions, and occlusion alone or with a region (face
 MOUTH_SMOOTHING = 0.08  # seconds either side for the mouth corners, which move with speech
 SEQUENCES = ("png", "exr")
 CODECS = ("h264", "prores4444", "prores422hq")
+DECODE_AHEAD_BYTES = 1 << 30  # decoded frames held ahead of the swap
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class ConvertOptions:
     allow_empty: bool = False  # write a marked, unchanged copy when no face of subject B is found
     mask_model: Path | None = None  # the occlusion segmenter `--mask occlusion` uses (`faceswap train-mask`)
     consent_check_seconds: float = CHECK_EVERY_SECONDS
+    limits: InputLimits = OPERATOR  # what an input may declare (faceswap/limits.py)
 
     def colour(self) -> Colour:
         """The OCIO config; BadInput when it or a named colour space is unusable."""
@@ -182,7 +184,7 @@ def decode(path: Path, options: ConvertOptions | None = None) -> Source:
     (`plate.%04d.exr`, or a folder of one) or a single image; within `--frames` when given."""
     options = options or ConvertOptions()
     colour = options.colour()
-    sequence = find_sequence(path) if "%" in path.name or "#" in path.name or path.is_dir() else None
+    sequence = find_sequence(path, options.limits) if "%" in path.name or "#" in path.name or path.is_dir() else None
     if sequence is not None:
         return _decode_sequence(sequence, options, colour)
     if path.suffix.lower() in VIDEO_SUFFIXES:
@@ -197,7 +199,7 @@ def decode(path: Path, options: ConvertOptions | None = None) -> Source:
 def _decode_video(path: Path, options: ConvertOptions, colour: Colour) -> Source:
     from faceswap.timecode import Timecode
 
-    info = probe_video(path)
+    info = probe_video(path, options.limits)
     space = colour.space(options.input_colorspace) if options.input_colorspace else colour.srgb
     deep = info.bits > 8
     first, last = options.frames or (0, None)
@@ -207,7 +209,7 @@ def _decode_video(path: Path, options: ConvertOptions, colour: Colour) -> Source
     view = _viewer(colour, space)
 
     def frames() -> Iterator[FrameIn]:
-        for f in iter_video_frames(path, deep=deep):
+        for f in iter_video_frames(path, deep=deep, limits=options.limits):
             if f.index < first:
                 continue
             if last is not None and f.index > last:
@@ -219,8 +221,9 @@ def _decode_video(path: Path, options: ConvertOptions, colour: Colour) -> Source
     count = info.frames - first if info.frames else 0
     if last is not None:
         count = min(count, last - first + 1) if count else last - first + 1
+    frame_bytes = info.width * info.height * (3 + (6 if deep else 0))  # the view, and the deep plate
     return Source(
-        in_background(frames()),
+        in_background(frames(), ahead(frame_bytes)),
         "video",
         info.fps,
         info.time_base,
@@ -247,7 +250,7 @@ def _decode_sequence(
     else:
         assert single is not None
         paths = [(0, single)]
-    head = read_plate(paths[0][1])
+    head = read_plate(paths[0][1], options.limits)
     default = colour.linear if head.is_float else colour.srgb
     space = colour.space(options.input_colorspace, "--input-colorspace") if options.input_colorspace else default
     view = _viewer(colour, space)
@@ -255,15 +258,16 @@ def _decode_sequence(
 
     def frames() -> Iterator[FrameIn]:
         for position, (number, file) in enumerate(paths):
-            plate: Plate = head if position == 0 else read_plate(file)
+            plate: Plate = head if position == 0 else read_plate(file, options.limits)
             if plate.pixels.shape != shape:
                 raise BadInput(f"{file}: {plate.pixels.shape[1]}x{plate.pixels.shape[0]} differs from the first frame")
             image, deep = view(plate.pixels)
             yield FrameIn(position, image, None, None, number, deep, plate.timecode)
 
     kind = "sequence" if sequence is not None else "image"
+    frame_bytes = head.pixels.nbytes + (head.alpha.nbytes if head.alpha is not None else 0) + head.pixels.size
     return Source(
-        in_background(frames()),
+        in_background(frames(), ahead(frame_bytes)),
         kind,
         default_fps(head.fps),
         None,
@@ -290,6 +294,12 @@ def _viewer(colour: Colour, space: str) -> Callable[[np.ndarray], tuple[np.ndarr
         return display.view8(pixels.astype(np.float32) / scale), pixels
 
     return view
+
+
+def ahead(frame_bytes: int) -> int:
+    """How many decoded frames the reader thread may hold: up to 16, within DECODE_AHEAD_BYTES (an 8K
+    float plate is half a GiB), never fewer than 2."""
+    return max(2, min(16, DECODE_AHEAD_BYTES // max(1, frame_bytes)))
 
 
 def in_background(items: Iterator, depth: int = 16) -> Iterator:
@@ -349,12 +359,12 @@ class Swapper:
         segmenter: Any = None,
     ):
         """Every frame this returns is already watermarked with `token` (a random one when none is
-        given, which no ledger entry names): generated pixels never leave it unmarked, whoever calls.
-        `segmenter` (model.occlusion.Segmenter): what it finds in front of a face keeps the input's
-        pixels."""
+        given, which no ledger entry names) under the workspace's watermark secret, which the model
+        carries: generated pixels never leave it unmarked, whoever calls. `segmenter`
+        (model.occlusion.Segmenter): what it finds in front of a face keeps the input's pixels."""
         self.model, self.options, self.segmenter = model, options, segmenter
         self.token = new_token() if token is None else token
-        self.watermarker = Watermarker()
+        self.watermarker = Watermarker.marking(model.marks)
         self.analyzer = FaceAnalyzer(backend, options.model_root)
         self.subject_b = IdentityMatcher(references, backend)
         self.tracker = FaceTracker(self.analyzer, self.subject_b, options.detect_every)
@@ -493,23 +503,18 @@ def keep_occluders(source: np.ndarray, swapped: np.ndarray, kept: np.ndarray) ->
     return np.clip(np.rint(mixed), 0, 255).astype(swapped.dtype)
 
 
-class ConvertGuard:
-    """What must still hold when a conversion's output is committed: consent (re-checked while it
-    runs) and at least one face of subject B swapped, unless an unchanged copy was asked for."""
+def swapped_something(report: ConvertReport, allow_empty: bool, subject_b: str) -> Callable[[], None]:
+    """What else must hold when a conversion's output is committed: at least one face of subject B
+    swapped, unless an unchanged copy was asked for."""
 
-    def __init__(self, watch: ConsentWatch, report: ConvertReport, allow_empty: bool, subject_b: str) -> None:
-        self.watch, self.report, self.allow_empty, self.subject_b = watch, report, allow_empty, subject_b
-
-    def poll(self) -> None:
-        self.watch.poll()
-
-    def final(self, entries: list[Entry]) -> None:
-        if self.report.frames_swapped == 0 and not self.allow_empty:
+    def check() -> None:
+        if report.frames_swapped == 0 and not allow_empty:
             raise CheckFailed(
-                f"no face of subject '{self.subject_b}' was found in {self.report.frames} frame(s); nothing written "
+                f"no face of subject '{subject_b}' was found in {report.frames} frame(s); nothing written "
                 "(--allow-empty writes an unchanged, marked copy)"
             )
-        self.watch.final(entries)
+
+    return check
 
 
 def convert(
@@ -550,17 +555,13 @@ def convert(
             report.frames += 1
             if progress:
                 progress(report.frames, total)
-            yield delivery.frame(frame, image, matte, token)
+            yield delivery.frame(frame, image, matte)
 
-    guard = ConvertGuard(
-        ConsentWatch(ConsentGate(store), grant, options.consent_check_seconds),
-        report,
-        options.allow_empty,
-        grant.subject_b,
-    )
-    context = _context(model, input_path, options, delivery, guard, shot, segmenter)
-    audio = input_path if source.kind == "video" else None
-    written = delivery.write(sink, output, swapped_frames(), context, source, audio, token)
+    required = swapped_something(report, options.allow_empty, grant.subject_b)
+    with ConsentWatch(ConsentGate(store), grant, options.consent_check_seconds, required) as watch:
+        context = _context(model, input_path, options, delivery, watch, shot, segmenter)
+        audio = input_path if source.kind == "video" else None
+        written = delivery.write(sink, output, swapped_frames(), context, source, audio, token)
     report.seconds = round(time.perf_counter() - started, 2)
     report.fps = round(report.frames / max(report.seconds, 1e-9), 2)
     report.token, report.ledger_seq = written.token, written.entry.seq
@@ -596,7 +597,7 @@ def _context(
     input_path: Path,
     options: ConvertOptions,
     delivery: Delivery,
-    guard: ConvertGuard,
+    guard: ConsentWatch,
     shot: Mapping[str, Any] | None,
     segmenter: Any = None,
 ) -> OutputContext:

@@ -1,4 +1,5 @@
-"""The training data: two facesets, gated by consent. No grant, no dataset."""
+"""The training data: two facesets, handed in already authorised (data/authorised.py). No grant, no
+data module: it is built from the grant, and only loads what the grant covers."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from faceswap.consent.gate import ConsentGate, ConsentGrant, ConsentRefused
+from faceswap.consent.gate import ConsentGrant
 from faceswap.data.augment import WARP_STRENGTH, input_pipeline, random_warp, reinhard, shared_pipeline
+from faceswap.data.authorised import AuthorisedData
 from faceswap.data.faceset import Faceset
 from faceswap.errors import BadInput
 from faceswap.faces.align import (
@@ -194,14 +196,11 @@ def _tensor(image: np.ndarray) -> torch.Tensor:
 
 
 class SwapDataModule(pl.LightningDataModule):
-    """Built from a consent grant: the gate runs in __init__, before anything else happens."""
+    """Built from an authorised grant (its facesets already checked against it and the ledger)."""
 
     def __init__(
         self,
-        subject_a: str,
-        subject_b: str,
-        purpose: str,
-        workspace: str | None = None,
+        authorised: AuthorisedData,
         resolution: int = 128,
         batch_size: int = 16,
         num_workers: int = 0,
@@ -213,45 +212,24 @@ class SwapDataModule(pl.LightningDataModule):
         warp_strength: float = WARP_STRENGTH,
         face_type: str | None = None,
     ) -> None:
-        """random_warp: warp the inputs (off for SAEHD's last, sharpening stage); warp_strength: its
-        control-point jitter in cell widths; uniform_yaw: draw faces uniformly over head yaw;
-        colour_transfer: share of A samples coloured like a B face; face_type: train on another
-        framing cut from the facesets' crops (`lower` for a dubbing model; default: theirs)."""
+        """authorised: what the caller's consent check granted (the data options below come from
+        the config and flags; who and under which consent never do). random_warp: warp the inputs
+        (off for SAEHD's last, sharpening stage); warp_strength: its control-point jitter in cell
+        widths; uniform_yaw: draw faces uniformly over head yaw; colour_transfer: share of A samples
+        coloured like a B face; face_type: train on another framing cut from the facesets' crops
+        (`lower` for a dubbing model; default: theirs)."""
         super().__init__()
-        from faceswap.consent.registry import ConsentStore
-        from faceswap.workspace import Workspace
-
         if face_type is not None and face_type not in FACE_TYPES:
             raise BadInput(f"--data.face_type must be one of {', '.join(FACE_TYPES)} (got {face_type})")
-        self.save_hyperparameters()
-        self.workspace = Workspace.resolve(workspace)
-        store = ConsentStore(self.workspace)
-        self.grant: ConsentGrant = ConsentGate(store).authorize(subject_a, subject_b, purpose)
-        self._built = store.ledger.entries("faceset.built")
-        self.facesets = {
-            "a": self._checked_faceset(subject_a),
-            "b": self._checked_faceset(subject_b),
-        }
+        self.save_hyperparameters(ignore=["authorised"])
+        self.authorised = authorised
+        self.facesets: dict[str, Faceset] = dict(authorised.facesets)
         self.samples: dict[str, FaceSamples] = {}
         self.visible: Visibility | None = None  # set by the caller to leave occluders out of the loss
 
-    def _checked_faceset(self, subject: str) -> Faceset:
-        folder = self.workspace.facesets_dir / subject
-        if not (folder / "faceset.jsonl").exists():
-            raise ConsentRefused(f"no faceset for subject '{subject}': run `faceswap extract ... --subject {subject}`")
-        faceset = Faceset.load(folder)
-        granted = self.grant.record_for(subject)
-        if faceset.header.subject_id != subject:
-            raise ConsentRefused(f"faceset {folder} belongs to subject '{faceset.header.subject_id}', not '{subject}'")
-        if faceset.header.record_id != granted.record_id:
-            raise ConsentRefused(
-                f"faceset {folder} was extracted under consent record {faceset.header.record_id}, "
-                f"but the grant for '{subject}' is record {granted.record_id}"
-            )
-        if not faceset.faces:
-            raise ConsentRefused(f"faceset {folder} is empty")
-        faceset.recorded_in(self._built)
-        return faceset
+    @property
+    def grant(self) -> ConsentGrant:
+        return self.authorised.grant
 
     @property
     def alignment(self) -> str:
@@ -259,8 +237,8 @@ class SwapDataModule(pl.LightningDataModule):
         made = {key: fs.header.alignment for key, fs in self.facesets.items()}
         if made["a"] != made["b"]:
             raise BadInput(
-                f"faceset of '{self.hparams.subject_a}' holds {made['a'].name} crops and that of "
-                f"'{self.hparams.subject_b}' {made['b'].name} crops: extract both with the same "
+                f"faceset of '{self.grant.subject_a}' holds {made['a'].name} crops and that of "
+                f"'{self.grant.subject_b}' {made['b'].name} crops: extract both with the same "
                 "--face-type and --align-on"
             )
         face_type = self.hparams.face_type or made["a"].face_type

@@ -1,13 +1,15 @@
 """`faceswap extract`: consent-bound extraction of one subject's faces into a faceset.
 
 Only faces that match the subject's consented reference embeddings are kept; everyone else in the
-footage is dropped and counted (Invariant 2). New crops are staged and moved into place only when
-the whole input has been read, so a corrupt video or an interrupt leaves no partial faceset.
+footage is dropped and counted (Invariant 2). Consent is watched while the footage is read (a
+revocation stops the extraction within seconds), and new crops are written in the workspace's
+staging folder and moved into the faceset only inside the `faceset.built` entry's transaction, which
+re-checks consent: a revocation, a corrupt video, a failed append or a kill leaves no faceset (and no
+crops in one) without its entry.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -15,9 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
+from faceswap.atomic import process_alive, write_atomic
 from faceswap.consent.gate import ConsentGate
 from faceswap.consent.registry import ConsentStore
-from faceswap.data.faceset import FaceEntry, Faceset, FacesetHeader, write_crop
+from faceswap.consent.watch import CHECK_EVERY_SECONDS, ConsentWatch
+from faceswap.data.faceset import INDEX, FaceEntry, Faceset, FacesetHeader, write_crop
 from faceswap.errors import BadInput, CheckFailed
 from faceswap.faces.align import (
     ALIGN_POINTS,
@@ -32,7 +36,9 @@ from faceswap.faces.align import (
 from faceswap.faces.analyzer import FaceAnalyzer
 from faceswap.faces.identity import IdentityMatcher
 from faceswap.hashing import file_sha256, safe_name
+from faceswap.limits import OPERATOR, InputLimits
 from faceswap.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, iter_video_frames, probe_video, read_image
+from faceswap.staging import Staging
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,8 @@ class ExtractOptions:
     # crops were made, or "whole" and DEFAULT_POINTS for a new faceset
     face_type: str | None = None
     align_on: str | None = None
+    consent_check_seconds: float = CHECK_EVERY_SECONDS  # how often consent is re-checked while it runs
+    limits: InputLimits = OPERATOR  # what an input may declare (faceswap/limits.py)
 
     def validate(self) -> None:
         """Every option checked before anything is read or written."""
@@ -58,6 +66,8 @@ class ExtractOptions:
             raise BadInput(f"--min-face must be at least 1 pixel, got {self.min_face}")
         if self.min_blur < 0:
             raise BadInput(f"the minimum blur score must not be negative, got {self.min_blur}")
+        if self.consent_check_seconds <= 0:
+            raise BadInput("the consent check interval must be positive")
 
 
 @dataclass
@@ -121,15 +131,17 @@ def list_inputs(path: Path) -> tuple[list[Path], list[str]]:
     return media, [safe_name(p) for p in skipped]
 
 
-def iter_frames(files: list[Path], every: int) -> Iterator[InputFrame]:
+def iter_frames(files: list[Path], every: int, limits: InputLimits = OPERATOR) -> Iterator[InputFrame]:
+    """Each input's frames; what a file declares is checked against `limits` before it is decoded."""
     for path in files:
-        digest = file_sha256(path)
         if path.suffix.lower() in VIDEO_SUFFIXES:
-            probe_video(path)
-            for decoded in iter_video_frames(path, every=every):
+            probe_video(path, limits)
+            digest = file_sha256(path)
+            for decoded in iter_video_frames(path, every=every, limits=limits):
                 yield InputFrame(path, digest, decoded.index, decoded.image)
         else:
-            yield InputFrame(path, digest, 0, read_image(path))
+            image = read_image(path, limits)
+            yield InputFrame(path, file_sha256(path), 0, image)
 
 
 def extract(
@@ -139,36 +151,44 @@ def extract(
     options: ExtractOptions,
     progress: Callable[[int, int], None] | None = None,
 ) -> ExtractReport:
-    """consent -> inputs -> the subject's faceset -> scan (staged crops) -> index and ledger entry."""
+    """consent -> inputs -> the subject's faceset -> scan (watched, staged crops) -> index and ledger entry."""
     import time
 
     started = time.perf_counter()
     options.validate()
-    record, _ = ConsentGate(store).authorize_subject(subject_id)
+    gate = ConsentGate(store)
+    record, granted = gate.authorize_subject(subject_id)
     backend = _backend(record, options, subject_id)
     files, skipped = list_inputs(input_path)
     analyzer = FaceAnalyzer(backend, options.model_root, min_face=options.min_face)
     subject = IdentityMatcher(record.reference_embeddings, backend)
     faceset, is_new = _open_faceset(store, record, options, backend, analyzer.model_name, subject.threshold)
     report = ExtractReport(subject_id, record.record_id, inputs=len(files), skipped_files=skipped)
-    staging = faceset.folder / f".staging-{os.getpid()}"
-    faceset.folder.mkdir(parents=True, exist_ok=True)
-    staging.mkdir()
-    try:
-        new_entries = _scan(files, options, analyzer, subject, faceset, staging, report, progress)
+    watch = ConsentWatch(gate, granted, options.consent_check_seconds)
+    with watch, Staging.open(store.workspace, "extract") as staging:
+        crops = staging.folder / "faceset"
+        crops.mkdir()
+        new_entries = _scan(files, options, analyzer, subject, faceset, crops, report, _watched(progress, watch))
         if report.kept == 0 and report.already_present == 0:
             raise CheckFailed(_nothing_kept(report, subject_id, subject.threshold))
         if report.kept:
-            _commit(store, faceset, new_entries, staging, files, report)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        if is_new and not (faceset.folder / "faceset.jsonl").exists():
-            shutil.rmtree(faceset.folder, ignore_errors=True)
+            _commit(store, faceset, is_new, new_entries, staging, crops, files, report, watch)
     report.faceset = str(faceset.folder)
     report.faceset_sha256 = faceset.digest()
     report.total_faces = len(faceset.faces)
     report.seconds = round(time.perf_counter() - started, 2)
     return report
+
+
+def _watched(progress: Callable[[int, int], None] | None, watch: ConsentWatch) -> Callable[[int, int], None]:
+    """Called after every frame: the consent watch's boundary, then the caller's progress."""
+
+    def after_frame(done: int, total: int) -> None:
+        watch.poll()
+        if progress is not None:
+            progress(done, total)
+
+    return after_frame
 
 
 def _backend(record, options: ExtractOptions, subject_id: str) -> str:
@@ -187,7 +207,9 @@ def _open_faceset(
     """The subject's faceset (new, or the existing one if it was built under this record, at this
     size and alignment, and matches its ledger entry); and whether it is new."""
     folder = store.workspace.facesets_dir / record.subject_id
-    existing = Faceset.load(folder) if (folder / "faceset.jsonl").exists() else None
+    existing = Faceset.load(folder) if (folder / INDEX).exists() else None
+    if existing is None:
+        _clear_leftovers(folder)
     if existing is not None and existing.header.record_id != record.record_id:
         raise BadInput(
             f"faceset {folder} was built under consent record {existing.header.record_id}, not the active "
@@ -208,6 +230,20 @@ def _open_faceset(
     return Faceset(folder, header, []), True
 
 
+def _clear_leftovers(folder: Path) -> None:
+    """A faceset folder without an index: empty, or holding only staging folders of killed
+    extractions (older versions staged inside it), it goes; anything else is not ours to remove."""
+    if not folder.is_dir() or folder.is_symlink():
+        if folder.is_symlink() or folder.exists():
+            raise BadInput(f"{folder} is not a faceset folder; move it aside to extract")
+        return
+    for item in folder.iterdir():
+        pid = item.name.removeprefix(".staging-")
+        if not (item.is_dir() and pid.isdigit() and not process_alive(int(pid))):
+            raise BadInput(f"{folder} holds files but no faceset index ({INDEX}); move it aside to extract")
+    shutil.rmtree(folder)
+
+
 def _scan(
     files: list[Path],
     options: ExtractOptions,
@@ -216,17 +252,14 @@ def _scan(
     faceset: Faceset,
     staging: Path,
     report: ExtractReport,
-    progress: Callable[[int, int], None] | None,
+    after_frame: Callable[[int, int], None],
 ) -> list[FaceEntry]:
     """Every frame's faces: the subject's, new, large and sharp enough, are cropped into `staging`."""
     alignment = faceset.header.alignment
     known = faceset.keys()
-    total = sum(_frame_estimate(p, options.every) for p in files)
+    total = sum(_frame_estimate(p, options.every, options.limits) for p in files)
     entries: list[FaceEntry] = []
-    for item in iter_frames(files, options.every):
-        report.frames_read += 1
-        if progress:
-            progress(report.frames_read, total)
+    for item in iter_frames(files, options.every, options.limits):
         for index, face in enumerate(analyzer.analyze(item.image)):
             report.faces_found += 1
             similarity = subject.similarity(face.embedding)
@@ -245,6 +278,8 @@ def _scan(
                 else:
                     entries.append(entry)
                     report.kept += 1
+        report.frames_read += 1
+        after_frame(report.frames_read, total)
     return entries
 
 
@@ -280,36 +315,40 @@ def _crop(item: InputFrame, index: int, face, similarity: float, alignment: Alig
 def _commit(
     store: ConsentStore,
     faceset: Faceset,
+    is_new: bool,
     new_entries: list[FaceEntry],
-    staging: Path,
+    staging: Staging,
+    crops: Path,
     files: list[Path],
     report: ExtractReport,
+    watch: ConsentWatch,
 ) -> None:
-    """The crops move into place and the index is saved inside the `faceset.built` entry's
-    transaction: a faceset on disk always matches its latest entry."""
+    """The crops and the index move into place inside the `faceset.built` entry's transaction, which
+    re-checks consent: a faceset on disk always matches its latest entry. A new faceset is one folder
+    renamed; an existing one gets its new crops and then its new index."""
     faceset.faces.extend(new_entries)
     digest = faceset.digest()  # everything the index holds must serialise before any crop moves
-
-    def move_into_place(_entry) -> None:
-        for entry in new_entries:
-            (staging / entry.file).replace(faceset.folder / entry.file)
-        faceset.save()  # the JSONL index (text); the crops moved above are inputs: the subject's own footage
-
+    write_atomic(crops / INDEX, faceset.index_text())  # text; the crops are inputs: the subject's own footage
+    if is_new:
+        moves = [(crops, faceset.folder)]
+    else:
+        moves = [(crops / e.file, faceset.folder / e.file) for e in new_entries] + [(crops / INDEX, faceset.index_path)]
     header = faceset.header
-    entry = store.ledger.append(
-        "faceset.built",
-        {
-            "subject_id": header.subject_id,
-            "record_id": header.record_id,
-            "faceset_sha256": digest,
-            "faces": len(faceset.faces),
-            "added": report.kept,
-            "backend": header.backend,
-            "size": header.size,
-            "inputs": sorted({file_sha256(p) for p in files}),
-        },
-        on_commit=move_into_place,
-    )
+    data = {
+        "subject_id": header.subject_id,
+        "record_id": header.record_id,
+        "faceset_sha256": digest,
+        "faces": len(faceset.faces),
+        "added": report.kept,
+        "backend": header.backend,
+        "size": header.size,
+        "inputs": sorted({file_sha256(p) for p in files}),
+    }
+    try:
+        entry = staging.commit(store.ledger, "faceset.built", data, moves, guard=watch.final)
+    except BaseException:
+        del faceset.faces[len(faceset.faces) - len(new_entries) :]
+        raise
     report.ledger_seq = entry.seq
 
 
@@ -331,9 +370,9 @@ def _alignment(options: ExtractOptions, existing: Faceset | None, folder: Path) 
     return wanted
 
 
-def _frame_estimate(path: Path, every: int) -> int:
+def _frame_estimate(path: Path, every: int, limits: InputLimits) -> int:
     if path.suffix.lower() in VIDEO_SUFFIXES:
-        frames = probe_video(path).frames
+        frames = probe_video(path, limits).frames
         return max(1, (frames + every - 1) // every) if frames else 0
     return 1
 

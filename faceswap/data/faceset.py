@@ -17,6 +17,7 @@ import numpy as np
 from faceswap.atomic import write_atomic
 from faceswap.errors import BadInput
 from faceswap.hashing import canonical_json, sha256_hex
+from faceswap.image_header import header_of
 
 INDEX = "faceset.jsonl"
 FORMAT_VERSION = 1
@@ -95,6 +96,11 @@ class Faceset:
             raise BadInput(f"{path}: unreadable crop ({error.strerror})") from None
         if sha256_hex(data) != entry.sha256:
             raise BadInput(f"{path}: the crop differs from the one its faceset index names (edited by hand?)")
+        from faceswap.faces.align import MAX_SIZE
+
+        header = header_of(data, path)  # no crop is larger than extraction makes them: checked before decoding
+        if max(header.width, header.height) > MAX_SIZE:
+            raise BadInput(f"{path}: a {header.width}x{header.height} crop; crops are at most {MAX_SIZE} pixels")
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         if image is None:
             raise BadInput(f"{path}: not a readable image")
@@ -113,12 +119,16 @@ class Faceset:
             "outside `faceswap extract`/`faceset clean`; extract it again"
         )
 
-    def save(self) -> None:
+    def index_text(self) -> str:
+        """faceset.jsonl as it is written: the header line, then one line per face."""
         lines = [
             json.dumps(asdict(self.header), sort_keys=True),
             *(json.dumps(asdict(f), sort_keys=True) for f in self.faces),
         ]
-        write_atomic(self.index_path, "".join(line + "\n" for line in lines))
+        return "".join(line + "\n" for line in lines)
+
+    def save(self) -> None:
+        write_atomic(self.index_path, self.index_text())
 
     @classmethod
     def load(cls, folder: Path) -> Faceset:

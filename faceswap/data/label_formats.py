@@ -207,7 +207,7 @@ def _labelme_shape(shape: dict[str, Any], label: str, where: str) -> Region:
 
 def _png_bitmap(data: Any, where: str) -> np.ndarray:
     """A LabelMe mask: a base64 PNG over the shape's box, checked for size before it is decoded."""
-    import cv2
+    from faceswap.media import decode_grey_bytes
 
     if not isinstance(data, str):
         raise BadInput(f"{where}: a mask shape needs its 'mask' (a base64 PNG)")
@@ -219,10 +219,7 @@ def _png_bitmap(data: Any, where: str) -> np.ndarray:
         raise BadInput(f"{where}: its mask is not a PNG")
     width, height = int.from_bytes(raw[16:20], "big"), int.from_bytes(raw[20:24], "big")
     _check_side(width, height, where)
-    decoded = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_GRAYSCALE)
-    if decoded is None:
-        raise BadInput(f"{where}: its mask PNG does not decode")
-    return decoded > 0
+    return decode_grey_bytes(raw, Path(f"{where} (its mask)")) > 0
 
 
 # COCO

@@ -1,8 +1,9 @@
 """The occlusion segmenter's training data: the labelled crops of both subjects' facesets.
 
-The consent decision is the caller's (`train_mask`): the data module is handed the grant (plain
-data) and only loads what it allows: the facesets of the grant's two subjects, extracted under its
-records and matching their ledger entries, and their labels, matching theirs. Every sample is a
+The consent decision is the caller's (`train_mask`): it authorises once (data/authorised.py: the
+grant, and both facesets extracted under its records and matching their ledger entries), then
+`authorise_labels` adds their labels, each matching its own entry; the data module is handed the
+result and only loads it. Every sample is a
 labelled crop, augmented in geometry (flip, affine, a random grid warp, the same for the mask) and
 in colour and quality (the image only).
 """
@@ -18,8 +19,10 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from faceswap.consent.gate import ConsentGrant, ConsentRefused
+from faceswap.consent.gate import ConsentGrant
+from faceswap.consent.registry import ConsentStore
 from faceswap.data.augment import warp_maps
+from faceswap.data.authorised import AuthorisedData
 from faceswap.data.faceset import Faceset
 from faceswap.data.faceset_labels import FacesetLabels
 from faceswap.errors import BadInput
@@ -93,14 +96,45 @@ class OcclusionDataset(Dataset):
         }
 
 
+@dataclass(frozen=True)
+class AuthorisedLabels:
+    """What a segmenter may learn from: the authorised facesets that hold labels, each with its
+    labels (checked against their ledger entries)."""
+
+    authorised: AuthorisedData
+    sources: dict[str, tuple[Faceset, FacesetLabels]]  # subject -> (faceset, labels)
+
+    @property
+    def grant(self) -> ConsentGrant:
+        return self.authorised.grant
+
+
+def authorise_labels(store: ConsentStore, authorised: AuthorisedData) -> AuthorisedLabels:
+    """The labels of the authorised facesets, each matching its `faceset.built` entry; BadInput when
+    fewer than MIN_LABELLED crops are labelled in all."""
+    built = store.ledger.entries("faceset.built")
+    sources = {}
+    for faceset in authorised.facesets.values():
+        labels = FacesetLabels.load(faceset)
+        if labels.crops:
+            labels.recorded_in(built)
+            sources[faceset.header.subject_id] = (faceset, labels)
+    labelled = sum(len(labels.usable(fs)) for fs, labels in sources.values())
+    if labelled < MIN_LABELLED:
+        grant = authorised.grant
+        raise BadInput(
+            f"{labelled} labelled crop(s) in the facesets of '{grant.subject_a}' and '{grant.subject_b}'; a "
+            f"segmenter needs at least {MIN_LABELLED} (about 30 is a good start): `faceswap faceset label`"
+        )
+    return AuthorisedLabels(authorised, sources)
+
+
 class OcclusionDataModule(pl.LightningDataModule):
-    """The labelled crops a consent grant allows (the grant is decided by the caller): those of
-    either subject's faceset (a faceset without labels adds nothing)."""
+    """The labelled crops the caller authorised (`authorise_labels`), of either subject's faceset."""
 
     def __init__(
         self,
-        grant: dict[str, Any],
-        workspace: str | None = None,
+        labelled: AuthorisedLabels,
         resolution: int = 128,
         batch_size: int = 8,
         num_workers: int = 0,
@@ -108,47 +142,17 @@ class OcclusionDataModule(pl.LightningDataModule):
         seed: int = 0,
         random_warp: bool = True,
     ) -> None:
-        """grant: a ConsentGrant as JSON (from ConsentGate.authorize, by the caller)."""
+        """labelled: what the caller's consent check granted (the options below come from the config
+        and flags; who and under which consent never do)."""
         super().__init__()
-        from faceswap.consent.registry import ConsentStore
-        from faceswap.workspace import Workspace
-
-        self.save_hyperparameters()
-        try:
-            self.grant = ConsentGrant.from_json(grant)
-        except (KeyError, TypeError):
-            raise BadInput("the segmenter's data needs a consent grant (from the consent gate)") from None
-        self.workspace = Workspace.resolve(workspace)
-        store = ConsentStore(self.workspace)
-        built = store.ledger.entries("faceset.built")
-        subjects = (self.grant.subject_a, self.grant.subject_b)
-        found = {
-            s: self._checked(s, built) for s in subjects if (self.workspace.facesets_dir / s / "faceset.jsonl").exists()
-        }
-        self.sources = {s: pair for s, pair in found.items() if pair[1].crops}  # facesets with labels
-        labelled = sum(len(labels.usable(fs)) for fs, labels in self.sources.values())
-        if labelled < MIN_LABELLED:
-            raise BadInput(
-                f"{labelled} labelled crop(s) in the facesets of '{self.grant.subject_a}' and "
-                f"'{self.grant.subject_b}'; a segmenter needs at least {MIN_LABELLED} (about 30 is a good start): "
-                "`faceswap faceset label`"
-            )
+        self.save_hyperparameters(ignore=["labelled"])
+        self.labelled = labelled
+        self.sources = dict(labelled.sources)
         self.crops: LabelledCrops | None = None
 
-    def _checked(self, subject: str, built: list[Any]) -> tuple[Faceset, FacesetLabels]:
-        folder = self.workspace.facesets_dir / subject
-        faceset = Faceset.load(folder)
-        granted = self.grant.record_for(subject)
-        if faceset.header.subject_id != subject or faceset.header.record_id != granted.record_id:
-            raise ConsentRefused(
-                f"faceset {folder} was extracted under consent record {faceset.header.record_id}, "
-                f"but the grant for '{subject}' is record {granted.record_id}"
-            )
-        faceset.recorded_in(built)
-        labels = FacesetLabels.load(faceset)
-        if labels.crops:
-            labels.recorded_in(built)
-        return faceset, labels
+    @property
+    def grant(self) -> ConsentGrant:
+        return self.labelled.grant
 
     @property
     def alignment(self) -> str:

@@ -95,7 +95,8 @@ def verify_dub(run: DubRun) -> None:
     from faceswap.provenance.verify import LedgerView, Verifier
 
     assert run.output is not None
-    run.report["verify"] = Verifier(LedgerView.from_ledger(run.store.ledger)).verify(run.output).to_json()
+    view = LedgerView.from_ledger(run.store.ledger, run.store.workspace.keys_dir)
+    run.report["verify"] = Verifier(view).verify(run.output).to_json()
 
 
 def evaluate_dub(run: DubRun) -> None:

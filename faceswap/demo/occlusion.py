@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from faceswap.demo.occlusion_measures import HELD_OUT_GAP, covers_face, cut
 from faceswap.demo.run import (
     CONFIGS,
     MODEL_NAME,
@@ -37,9 +38,6 @@ from faceswap.workspace import Workspace
 
 REPORT_NAME = "occlusion-report.json"
 SEGMENTER_NAME = "demo-occlusion-mask"
-LABELLED_SHARE = 0.6  # frames are labelled from the first 60% of the clip ...
-HELD_OUT_GAP = 10  # ... and measured from 10 frames after that on: frames the segmenter never saw
-TARGETS = {"occluder_kept": 0.95, "segmenter_iou_occluded": 0.9}
 
 
 @dataclass(frozen=True)
@@ -93,18 +91,6 @@ def extract(run: OcclusionRun) -> None:
     }
 
 
-def cut(run: OcclusionRun) -> int:
-    assert run.rows is not None
-    return int(len(run.rows) * LABELLED_SHARE)
-
-
-def covers_face(row: dict[str, Any], shape: tuple[int, int] = (480, 640), share: float = 0.02) -> bool:
-    from faceswap.eval.occlusion import truth_masks
-
-    face, occluder = truth_masks(row, shape)
-    return bool((face & occluder).sum() > share * face.sum())
-
-
 def label(run: OcclusionRun) -> None:
     """A person's handful: frames from the first part of the clip that are in the faceset, most with
     the occluder on the face, some without; labelled on the frames, imported onto the crops."""
@@ -115,7 +101,7 @@ def label(run: OcclusionRun) -> None:
     assert run.occluded is not None and run.rows is not None
     faceset = Faceset.load(run.workspace.facesets_dir / "demo-b")
     cropped = {e.frame for e in faceset.faces if e.source == run.occluded.clip.name}
-    candidates = [r["frame"] for r in run.rows if r["frame"] < cut(run) and r["frame"] in cropped]
+    candidates = [r["frame"] for r in run.rows if r["frame"] < cut(run.rows) and r["frame"] in cropped]
     covered = [f for f in candidates if covers_face(run.rows[f])]
     clear = [f for f in candidates if f not in covered]
     wanted = run.options.labelled
@@ -181,7 +167,7 @@ def convert_held_out(run: OcclusionRun) -> None:
     from faceswap.convert.pipeline import ConvertOptions, convert
 
     assert run.occluded is not None and run.rows is not None and run.model_dir is not None
-    frames = (cut(run) + HELD_OUT_GAP, len(run.rows) - 1)
+    frames = (cut(run.rows) + HELD_OUT_GAP, len(run.rows) - 1)
     kind = run.occluded.kind
     run.outputs = {
         "occlusion": run.workspace.root / "output" / f"demo-b-{kind}-occlusion.mp4",
@@ -217,7 +203,8 @@ def verify_output(run: OcclusionRun) -> None:
     from faceswap.provenance.verify import LedgerView, Verifier
 
     assert run.output is not None
-    run.report["verify"] = Verifier(LedgerView.from_ledger(run.store.ledger)).verify(run.output).to_json()
+    view = LedgerView.from_ledger(run.store.ledger, run.store.workspace.keys_dir)
+    run.report["verify"] = Verifier(view).verify(run.output).to_json()
 
 
 def measure(run: OcclusionRun) -> None:

@@ -9,18 +9,33 @@ import numpy as np
 
 from faceswap.eval.occlusion import kept_shares, segmenter_iou
 
+LABELLED_SHARE = 0.6  # frames are labelled from the first 60% of the clip ...
+HELD_OUT_GAP = 10  # ... and measured from 10 frames after that on: frames the segmenter never saw
+TARGETS = {"occluder_kept": 0.95, "segmenter_iou_occluded": 0.9}
+
+
+def cut(rows: list[dict[str, Any]]) -> int:
+    """The first frame after the part of the clip that may be labelled."""
+    return int(len(rows) * LABELLED_SHARE)
+
+
+def covers_face(row: dict[str, Any], shape: tuple[int, int] = (480, 640), share: float = 0.02) -> bool:
+    from faceswap.eval.occlusion import truth_masks
+
+    face, occluder = truth_masks(row, shape)
+    return bool((face & occluder).sum() > share * face.sum())
+
 
 def measure_run(run) -> dict[str, Any]:
     """IoU of the segmenter, occluder kept with and without the mask, the unoccluded face's change
     between the two outputs and each output's identity."""
     from faceswap.convert.model_io import load_model
-    from faceswap.demo.occlusion import HELD_OUT_GAP, TARGETS, covers_face, cut
     from faceswap.faces.analyzer import FaceAnalyzer
     from faceswap.faces.identity import IdentityMatcher
     from faceswap.model.occlusion import load_segmenter
 
     rows, clip = run.rows, run.occluded.clip
-    first = cut(run) + HELD_OUT_GAP
+    first = cut(rows) + HELD_OUT_GAP
     held = set(range(first, len(rows)))
     model = load_model(run.store, run.model_dir)
     snapshot = run.store.load()

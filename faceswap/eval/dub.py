@@ -24,6 +24,7 @@ from faceswap.eval.metrics import marked_share, mouth_ratio, truth_frames
 from faceswap.faces.identity import IdentityMatcher
 from faceswap.faces.tracking import FaceTracker
 from faceswap.faces.types import Face
+from faceswap.ledger.watermark_keys import WatermarkKeys
 from faceswap.media import iter_video_frames, probe_video
 
 LIP_SYNC_MIN = 0.85
@@ -265,6 +266,7 @@ def evaluate_dub(
     performance_truth: Path | None = None,
     performance: Path | None = None,
     watermark_samples: int = 12,
+    marks: WatermarkKeys | None = None,
 ) -> DubEval:
     subject_a, subject_b = IdentityMatcher(refs_a, analyzer.name), IdentityMatcher(refs_b, analyzer.name)
     fps = float(probe_video(plate).fps)
@@ -292,7 +294,7 @@ def evaluate_dub(
         ratios = np.asarray(sums.seam_out) / np.maximum(np.asarray(sums.seam_plate), 1e-9)
         report.seam_ratio_worst_decile = round(float(np.percentile(ratios, 90)), 4)
     report.psnr_outside_db, report.psnr_inside_db = _psnr(sums.outside), _psnr(sums.inside)
-    report.marked_share = marked_share(output, watermark_samples)
+    report.marked_share = marked_share(output, watermark_samples, marks)
     report.series = {
         "frame": sums.frame_index,
         "mouth_out": sums.mouth_out,
@@ -351,4 +353,5 @@ def run_dub_eval(
         plate_truth,
         performance_truth,
         performance,
+        marks=model.marks,
     )

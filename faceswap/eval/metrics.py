@@ -12,6 +12,7 @@ import numpy as np
 
 from faceswap.faces.identity import IdentityMatcher
 from faceswap.faces.masks import SCHEMES
+from faceswap.ledger.watermark_keys import WatermarkKeys
 from faceswap.media import iter_video_frames
 
 
@@ -189,7 +190,9 @@ def evaluate(
     truth: Path | None = None,
     every: int = 2,
     watermark_samples: int = 12,
+    marks: WatermarkKeys | None = None,
 ) -> EvalReport:
+    """`marks`: the workspace's watermark secrets, which read the output's mark."""
     pairs = (
         (a.index, a.image, b.image)
         for a, b in zip(
@@ -215,18 +218,19 @@ def evaluate(
                 [truth_rows[m.frame]["mouth_ratio"] for m in measures], [m.mouth_out for m in measures]
             )
         report.frames = [asdict(m) for m in measures]
-    report.marked_share = marked_share(output_video, watermark_samples)
+    report.marked_share = marked_share(output_video, watermark_samples, marks)
     return report
 
 
-def marked_share(video: Path, samples: int) -> float:
-    """Each sampled frame checked on its own (stricter than the per-file decision of verify)."""
+def marked_share(video: Path, samples: int, marks: WatermarkKeys | None) -> float:
+    """Each sampled frame checked on its own (stricter than the per-file decision of verify), with
+    the workspace's secrets (then the public key of older outputs)."""
     from faceswap.media import probe_video
     from faceswap.provenance.watermark import Watermarker
 
     info = probe_video(video)
     every = max(1, (info.frames or samples) // samples)
-    watermarker = Watermarker()
+    watermarker = Watermarker.reading(marks)
     results = [watermarker.detect([f.image]).marked for f in iter_video_frames(video, every=every, limit=samples)]
     return float(np.mean(results)) if results else 0.0
 

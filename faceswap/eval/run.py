@@ -35,7 +35,7 @@ def run_eval(
         convert(store, model_dir, input_video, output, options)
     analyzer = FaceAnalyzer(record_b.backend)
     refs_a, refs_b = record_a.reference_embeddings, record_b.reference_embeddings
-    report = evaluate(analyzer, input_video, output, refs_a, refs_b, truth, every)
+    report = evaluate(analyzer, input_video, output, refs_a, refs_b, truth, every, marks=model.marks)
     if compare_frames:
         from faceswap.media import probe_video
 

@@ -4,6 +4,7 @@ conversion and verification all record into and decide from."""
 from __future__ import annotations
 
 from faceswap.errors import BadInput
+from faceswap.ledger import watermark_keys
 from faceswap.ledger.chain import KINDS, Entry, Finding, LedgerTampered, Position, entry_hash_of
 from faceswap.ledger.core import Backend, Ledger
 from faceswap.ledger.keys import PublicKey, RegistrarKey, key_file
@@ -50,11 +51,12 @@ def ledger_exists(workspace) -> bool:
 def open_ledger(workspace, writable: bool = True) -> Ledger:
     """The workspace's ledger with its registrar key, checked for the pairs that must go together.
 
-    A fresh workspace gets a key and a ledger with a genesis entry, together. A key is never created
+    A fresh workspace gets a key, a watermark secret and a ledger with a genesis entry pinning both,
+    together. A key is never created
     where a ledger exists, and a ledger is never recreated where a key (or a witnessed ledger) existed:
     those are deletions, refused with what to restore. Read-only use works without the private key."""
     backend = ledger_backend(workspace)
-    witness = Witness()
+    witness = Witness(workspace.state_dir)
     keys = workspace.keys_dir
     workspace.ensure()
     with backend.guard():
@@ -71,8 +73,10 @@ def open_ledger(workspace, writable: bool = True) -> Ledger:
                 raise LedgerMissing(f"no ledger in {workspace.root}")
             key = RegistrarKey.generate()
             key.install(keys)
+            mark_key = watermark_keys.WatermarkKey.generate()
+            watermark_keys.install(keys, mark_key)
             ledger = Ledger(backend, key, witness)
-            ledger.write_genesis("faceswap workspace created")
+            ledger.write_genesis("faceswap workspace created", {watermark_keys.GENESIS_FIELD: mark_key.pin()})
             return ledger
         if has_key and not has_ledger:
             key_id = _key_id_or_unreadable(keys)

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from functools import cached_property
 from typing import Any
 
-from faceswap.errors import CheckFailed
+from faceswap.errors import CheckFailed, ConsentDenied
 from faceswap.hashing import canonical_json, sha256_hex
 from faceswap.ledger.keys import PublicKey
 
@@ -34,12 +34,32 @@ KINDS = frozenset(
         "output.written",
         "credentials.created",
         "ledger.note",
+        "watermark.key",
     }
 )
 
 
 class LedgerTampered(CheckFailed):
     """The chain, the head, the key or the witness says the ledger was changed: exit 1."""
+
+
+class RecordRevoked(ConsentDenied):
+    """An append would name a consent record after its `consent.revoked` entry: exit 1."""
+
+
+def named_records(kind: str, data: dict[str, Any]) -> set[str]:
+    """The consent records an entry's work was done under (a faceset's record, the pair a model or
+    an output names); a `consent.*` entry is about its record, not work done under it."""
+    if kind.startswith("consent."):
+        return set()
+    named = {str(rid) for rid in data.get("consent_record_ids") or []}
+    return named | ({str(data["record_id"])} if data.get("record_id") else set())
+
+
+def revoked_before(entries: Iterable[Entry], kind: str, data: dict[str, Any]) -> Entry | None:
+    """The `consent.revoked` entry of a record this new entry would name, if there is one."""
+    named = named_records(kind, data)
+    return next((e for e in entries if e.kind == "consent.revoked" and e.data.get("record_id") in named), None)
 
 
 def utc_now() -> str:
@@ -138,8 +158,8 @@ class ChainCheck:
     genesis_hash: str | None = None
 
 
-def genesis_data(key: PublicKey, note: str) -> dict[str, Any]:
-    return {"key_id": key.key_id, "public_key": key.b64, "note": note}
+def genesis_data(key: PublicKey, note: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"key_id": key.key_id, "public_key": key.b64, "note": note, **(extra or {})}
 
 
 def check_chain(

@@ -8,6 +8,7 @@ re-signs a head over rows someone removed. Many processes (DDP ranks, Ray worker
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from faceswap.errors import BadInput, CheckFailed
@@ -22,11 +23,13 @@ from faceswap.ledger.chain import (
     KeyHistory,
     LedgerTampered,
     Position,
+    RecordRevoked,
     check_chain,
     entries_of,
     entry_hash_of,
     genesis_data,
     head_message,
+    revoked_before,
     rotation_message,
     utc_now,
 )
@@ -38,6 +41,8 @@ DataBuilder = Callable[[Position], dict[str, Any]]
 
 
 class Txn(Protocol):
+    """What a backend's writer yields: one exclusive transaction, committed when the block exits."""
+
     def rows(self) -> list[Entry]: ...
     def insert(self, entry: Entry) -> None: ...
     def write_head(self, head: dict[str, Any]) -> None: ...
@@ -53,7 +58,7 @@ class Backend(Protocol):
     def location(self) -> str: ...
     def exists(self) -> bool: ...
     def guard(self) -> Any: ...
-    def writer(self) -> Any: ...
+    def writer(self) -> AbstractContextManager[Txn]: ...
     def rows(self) -> list[Entry]: ...
     def head(self) -> dict[str, Any] | None: ...
     def snapshot(self) -> tuple[list[Entry], dict[str, Any] | None]: ...
@@ -166,7 +171,8 @@ class Ledger:
 
         `data` may be a function of the entry's Position (seq, prev_hash), for content that must
         name where it lands (a signed manifest). `guard` sees the verified entries and may refuse
-        (e.g. a consent revoked meanwhile). `on_commit` runs inside the transaction (renaming the
+        (e.g. a consent revoked meanwhile); whatever it decides, an entry that names a consent record
+        after that record's `consent.revoked` entry is refused. `on_commit` runs inside the transaction (renaming the
         file the entry describes into place); if it or the commit fails, nothing is appended."""
         if kind not in KINDS or kind in (GENESIS_KIND, ROTATION_KIND):
             raise BadInput(f"cannot append a ledger entry of kind '{kind}'")
@@ -194,6 +200,12 @@ class Ledger:
             if guard is not None:
                 guard(rows)
             entry = self._build(kind, data, position, rows, signer)
+            revoked = revoked_before(rows, kind, entry.data)
+            if revoked is not None:  # whatever the caller's guard decided: revocation appended first wins
+                raise RecordRevoked(
+                    f"consent record {revoked.data['record_id']} was revoked (ledger seq {revoked.seq}); no {kind} "
+                    "entry may name it after that: nothing was appended"
+                )
             txn.insert(entry)
             if on_commit is not None:
                 on_commit(entry)
@@ -242,9 +254,10 @@ class Ledger:
         """The entry being built at `seq` must have transparency-log leaf hash `leaf`."""
         self._promised = (seq, leaf)
 
-    def write_genesis(self, note: str) -> Entry:
+    def write_genesis(self, note: str, extra: dict[str, Any] | None = None) -> Entry:
+        """Seq 1, naming the first registrar key (and, in `extra`, what else a new workspace pins)."""
         assert self.key is not None
-        return self._append(GENESIS_KIND, genesis_data(self.key.public, note), None, None)
+        return self._append(GENESIS_KIND, genesis_data(self.key.public, note, extra), None, None)
 
     def rotate(self, new_key: RegistrarKey, install: Callable[[], None]) -> Entry:
         """Hand signing to `new_key`: an entry signed by the old key, with the new key's proof;

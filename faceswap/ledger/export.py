@@ -1,5 +1,10 @@
 """`ledger export`: JSONL (a header with the public key and the signed head, then every entry) that
-anyone can check with no workspace; and a signed head statement people can keep as a witness."""
+anyone can check with no workspace; and a signed head statement people can keep as a witness.
+
+An export becomes a verifier bundle when its header also carries the watermark secrets (only when
+the operator asks, `--with-watermark-keys`; the file is then 0600): its holder can read the keyed
+marks, and forge or remove them, but content binding still ties every token to what its entry
+recorded (SECURITY.md)."""
 
 from __future__ import annotations
 
@@ -14,17 +19,19 @@ from faceswap.hashing import canonical_json
 from faceswap.ledger.chain import ChainCheck, Entry, Finding, check_chain, entries_of, utc_now
 from faceswap.ledger.core import Ledger
 from faceswap.ledger.keys import PublicKey
+from faceswap.ledger.watermark_keys import WatermarkKey, WatermarkKeys, bundle_items, from_bundle
 
 EXPORT_TYPE = "faceswap.ledger.export"
 HEAD_TYPE = "faceswap.ledger.head"
 
 
-def _write_atomically(out: Path, lines: list[str]) -> None:
-    write_atomic(out, "".join(line + "\n" for line in lines))
+def _write_atomically(out: Path, lines: list[str], mode: int = 0o644) -> None:
+    write_atomic(out, "".join(line + "\n" for line in lines), mode)
 
 
-def export_ledger(ledger: Ledger, out: Path) -> int:
-    """Write a verified ledger as JSONL; a ledger that fails verification is not exported."""
+def export_ledger(ledger: Ledger, out: Path, watermark: WatermarkKeys | None = None) -> int:
+    """Write a verified ledger as JSONL; a ledger that fails verification is not exported. With
+    `watermark`, the secrets go into the header (a verifier bundle, written 0600)."""
     head = ledger.head()  # before the rows, which only grow: they hold the row it names
     entries = ledger.entries()
     header = {
@@ -33,8 +40,10 @@ def export_ledger(ledger: Ledger, out: Path) -> int:
         "key_id": ledger.public.key_id,
         "exported_at": utc_now(),
         "head": head,
+        **({"watermark_keys": bundle_items(watermark)} if watermark is not None else {}),
     }
-    _write_atomically(out, [canonical_json(header)] + [canonical_json(e.to_json()) for e in entries])
+    lines = [canonical_json(header)] + [canonical_json(e.to_json()) for e in entries]
+    _write_atomically(out, lines, 0o600 if watermark is not None else 0o644)
     return len(entries)
 
 
@@ -127,6 +136,7 @@ class ExportedLedger:
     public: PublicKey
     head: dict[str, Any] | None
     entries: list[Entry]
+    watermark_secrets: tuple[WatermarkKey, ...] = ()  # a verifier bundle's (checked against the pins on use)
 
     @classmethod
     def load(cls, path: Path) -> ExportedLedger:
@@ -137,11 +147,12 @@ class ExportedLedger:
                 raise ValueError("not a faceswap ledger export")
             entries = [Entry.from_json(json.loads(line)) for line in lines[1:] if line.strip()]
             public = PublicKey.from_b64(header["public_key"])
+            secrets = tuple(from_bundle(header.get("watermark_keys")))
         except (OSError, IndexError, ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
             raise BadInput(f"{path}: not a readable ledger export ({error})") from None
         except Exception as error:  # noqa: BLE001 - a bad key in the header is bad input too
             raise BadInput(f"{path}: not a readable ledger export ({error})") from None
-        return cls(public, header.get("head"), entries)
+        return cls(public, header.get("head"), entries, secrets)
 
     def check(self) -> ChainCheck:
         result = check_chain(self.entries, self.head, legacy_key=self.public)

@@ -59,11 +59,12 @@ def migrate_ledger(workspace, target_url: str) -> Migration:
             txn.write_head(head)
             if txn.rows() != rows or check_chain(txn.rows(), target_backend.head(), source.legacy_key).finding:
                 raise CheckFailed(f"the copy in {target_backend.location} does not read back as written; not committed")
-    copy = Ledger(target_backend, None, Witness(), legacy_key=source.legacy_key)
+    witness = Witness(workspace.state_dir)
+    copy = Ledger(target_backend, None, witness, legacy_key=source.legacy_key)
     copied, result = copy.inspect()
     if result.finding is not None or copied != rows or copy.head() != head:
         raise CheckFailed(f"the copy in {target_backend.location} does not verify: {result.finding or 'rows differ'}")
     last = rows[-1]
-    Witness().advance(Sighting(target_backend.location, checked.history.first.key_id, last.seq, last.entry_hash))
+    witness.advance(Sighting(target_backend.location, checked.history.first.key_id, last.seq, last.entry_hash))
     key_id = checked.history.current.key_id
     return Migration(source.location, target_backend.location, len(rows), int(head["seq"]), key_id)

@@ -1,4 +1,5 @@
-"""`faceswap keys rotate`: the one way the registrar key changes, signed by both keys and logged."""
+"""`faceswap keys rotate`: the one way the registrar key and the watermark secret change, logged in
+the ledger (the registrar key's rotation signed by both keys)."""
 
 from __future__ import annotations
 
@@ -31,3 +32,14 @@ def rotate_registrar_key(workspace) -> tuple[Entry, str, str]:
             os.replace(retired, keys_dir / PRIVATE_KEY_FILE)
         raise
     return entry, old.key_id, new.key_id
+
+
+def rotate_watermark_secret(workspace) -> tuple[Entry, str | None, str]:
+    """A new active watermark secret, pinned by a `watermark.key` entry signed with the registrar
+    key; older secrets stay in keys/watermark/ so outputs marked with them still read. Returns
+    (entry, old key id or None, new key id)."""
+    from faceswap.ledger import watermark_keys
+
+    ledger = open_ledger(workspace)
+    ledger.entries()  # refuse to rotate over a ledger that fails verification
+    return watermark_keys.rotate(ledger, workspace.keys_dir)

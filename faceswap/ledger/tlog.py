@@ -18,17 +18,14 @@ from __future__ import annotations
 import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from faceswap.errors import BadInput
 from faceswap.hashing import canonical_json
-from faceswap.ledger.chain import Entry, LedgerTampered, Position
+from faceswap.ledger.chain import Entry, KeyHistory, LedgerTampered, Position
 from faceswap.ledger.keys import PublicKey, RegistrarKey
 from faceswap.ledger.merkle import MerkleTree, ProofError, leaf_hash, root_from_inclusion, verify_consistency
 from faceswap.ledger.note import Checkpoint, NoteUnverified, NoteVerifier, open_checkpoint, sign_note
-
-if TYPE_CHECKING:
-    from faceswap.ledger.core import Ledger
 
 ORIGIN_PREFIX = "faceswap.ledger/"
 OUTPUT_KIND = "output.written"
@@ -157,7 +154,22 @@ class OutputProof:
         }
 
 
-def precommit_output(ledger: Ledger, position: Position, claim: dict[str, Any]) -> OutputProof:
+class LoggedLedger(Protocol):
+    """What the log needs of a ledger (faceswap.ledger.core.Ledger is one), named here so that the
+    log does not import the ledger that imports it."""
+
+    key: RegistrarKey | None
+    history: KeyHistory | None
+    tree: LogTree
+
+    @property
+    def location(self) -> str: ...
+    def entries(self, kind: str | None = None) -> list[Entry]: ...
+    def rows_for(self, position: Position) -> list[Entry]: ...
+    def promise_leaf(self, seq: int, leaf: bytes) -> None: ...
+
+
+def precommit_output(ledger: LoggedLedger, position: Position, claim: dict[str, Any]) -> OutputProof:
     """Inside the append that will record an output at `position`: its leaf, the path a leaf
     appended now gets, and the checkpoint of the tree that ends with it, signed. The ledger refuses
     the append if the entry it records has another leaf."""
@@ -185,7 +197,7 @@ class LogState:
     signer: LogKey | None
 
     @classmethod
-    def of(cls, ledger: Ledger) -> LogState:
+    def of(cls, ledger: LoggedLedger) -> LogState:
         rows = ledger.entries()
         if not rows:
             raise BadInput(f"the ledger {ledger.location} is empty")

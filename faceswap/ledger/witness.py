@@ -2,7 +2,8 @@
 
 Someone who can write to the workspace can also read its private key, so they could re-sign a
 truncated or rewritten ledger that then verifies on its own. The witness lives in the user's state
-folder ($FACESWAP_STATE_DIR, else $XDG_STATE_HOME/faceswap, else ~/.local/state/faceswap) and only
+folder (`Workspace.state_dir`: $FACESWAP_STATE_DIR, else $XDG_STATE_HOME/faceswap, else
+~/.local/state/faceswap) and only
 ever moves forward: a ledger that no longer holds the witnessed row, or is signed by another key,
 is refused. `faceswap ledger head --export` writes the same statement for people to keep elsewhere.
 """
@@ -10,22 +11,12 @@ is refused. `faceswap ledger head --export` writes the same statement for people
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from faceswap.atomic import write_atomic
 from faceswap.hashing import canonical_json, sha256_hex
 from faceswap.ledger.chain import Entry, Finding
-
-STATE_ENV = "FACESWAP_STATE_DIR"
-
-
-def state_dir() -> Path:
-    if os.environ.get(STATE_ENV):
-        return Path(os.environ[STATE_ENV]).expanduser()
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base).expanduser() / "faceswap"
 
 
 @dataclass(frozen=True)
@@ -56,8 +47,9 @@ class Sighting:
 
 
 class Witness:
-    def __init__(self, folder: Path | None = None) -> None:
-        self.folder = (folder or state_dir()) / "witness"
+    def __init__(self, state_dir: Path) -> None:
+        """`state_dir`: the workspace's state folder (Workspace.state_dir), outside the workspace."""
+        self.folder = Path(state_dir) / "witness"
 
     def _path(self, location: str) -> Path:
         return self.folder / f"{sha256_hex(location)[:32]}.json"

@@ -22,6 +22,8 @@ from faceswap.model.losses import LossWeights, SwapLoss
 from faceswap.model.networks import SUBJECTS, ModelConfig, build_network
 from faceswap.model.weights import fingerprint
 
+PREVIEW_HEIGHT = 768  # preview grids are scaled to at least this height (preview_grid says why)
+
 
 def weights_fingerprint(network: torch.nn.Module) -> str:
     return fingerprint(network.state_dict())
@@ -248,7 +250,11 @@ class SwapModule(pl.LightningModule):
 
     @torch.no_grad()
     def preview_grid(self) -> np.ndarray:
-        """Rows of samples; columns A, A->A, A->B, B, B->B, B->A. uint8 BGR, at least 256 px tall."""
+        """Rows of samples; columns A, A->A, A->B, B, B->B, B->A. uint8 BGR, at least PREVIEW_HEIGHT
+        px tall and scaled smoothly: the sink reads its mark back, and grids of 64 px crops held it too
+        weakly when smaller or scaled by repeating pixels, whose blocks the reader's lattice search
+        mistakes for the tile's (keyed marks on such grids read 0-2 of 4 at 512 and 768 px by nearest
+        scaling, 4 of 4 at 768 px by cubic)."""
         import cv2
 
         datamodule = self.trainer.datamodule
@@ -266,8 +272,8 @@ class SwapModule(pl.LightningModule):
         self.network.train(was_training)
         rows = torch.cat([torch.cat(list(col), dim=1) for col in columns], dim=2)  # (3, H*n, W*6)
         grid = (rows.clamp(0, 1).permute(1, 2, 0).float().cpu().numpy() * 255).round().astype(np.uint8)[:, :, ::-1]
-        scale = max(1, int(np.ceil(256 / grid.shape[0])))
-        return cv2.resize(grid, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+        scale = max(1, int(np.ceil(PREVIEW_HEIGHT / grid.shape[0])))
+        return cv2.resize(grid, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["consent_grant"] = self.grant_json

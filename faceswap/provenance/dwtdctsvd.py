@@ -55,11 +55,6 @@ def _top_singular(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return s0, u, v
 
 
-def capacity(shape: tuple[int, ...]) -> int:
-    """Number of blocks (bit slots) in a frame of this shape."""
-    return (shape[0] // 4 * 4 // 2 // BLOCK) * (shape[1] // 4 * 4 // 2 // BLOCK)
-
-
 def embed(bgr: np.ndarray, bits: np.ndarray, scale: float = DEFAULT_SCALE) -> np.ndarray:
     """Return a float32 BGR frame carrying `bits` (0/1 array), unclipped and unrounded."""
     bits = np.asarray(bits, dtype=np.float64).ravel()

@@ -1,21 +1,23 @@
-"""The face-anchored layer: the token marked on the swapped face in its aligned (canonical) coordinates.
+"""The face-anchored layer: research, measured and kept, not used by conversion.
 
-Convert marks the aligned swapped crop (`mark_face_crop`) before pasting it back, so the mark moves,
-turns and scales with the face. To read it, faces are detected and aligned to the same template;
-alignment undoes crops, rescales, small rotations and (with the mirrored pattern) mirrors, and a file
-matters only while the face is in it. The aligned residuals of the sampled frames are averaged per
-face slot (largest face, second largest) before one small search over the detector's disagreement
-with convert's keypoints (shifts of up to one chip, scale +-3 %, mirror).
+The idea: mark the aligned swapped crop (`mark_face_crop`) before it is pasted back, so the mark
+moves, turns and scales with the face; read it by detecting faces and aligning them to the same
+template, which undoes crops, rescales, small rotations and (with the mirrored pattern) mirrors.
+Conversion does not call `mark_face_crop`: outputs carry only the tiles (tiles.py). Its callers are
+scripts/bench_watermark.py, which measures the layer, and the tests; `Watermarker.detect` reads the
+layer only when its caller passes a face analyzer, which `faceswap verify` does not.
 
-Pattern: FACE_GRID x FACE_GRID chips over the crop; only chips inside the inner-face ellipse are used
-(the paste-back mask keeps little else). A quarter of them carry a fixed sign pattern (sync), the rest
-the 160 code bits. Statistics as for the tiles (Hoeffding over the key's signs): `read_faces` counts
-its (slot, shift, scale, mirror) tries and sets the threshold for FACE_BUDGET.
+Measured on the demo's faces it reads z 0.3-2.9 against a threshold of 6.5 (the swap mask keeps
+about half of its 464 chips, the same face in every frame does not average its own residual away,
+and the verifier's keypoints differ from convert's by half a chip): too weak to carry a token.
+docs/watermark.md has the measurements and the command that makes them.
 
-Experimental: measured on the demo's faces it reads z 0.3-2.9 against a threshold of 6.5 (the swap
-mask keeps about half of its 464 chips, the same face in every frame does not average its own
-residual away, and the verifier's keypoints differ from convert's by half a chip); see
-docs/watermark.md before relying on it.
+Pattern: FACE_GRID x FACE_GRID chips over the crop; only chips inside the inner-face ellipse are used.
+A quarter of them carry a fixed sign pattern (sync), the rest the 160 code bits. The aligned
+residuals of the sampled frames are averaged per face slot (largest face, second largest) before one
+small search over the detector's disagreement with the marking keypoints (shifts of up to one chip,
+scale +-3 %, mirror). Statistics as for the tiles (Hoeffding over the key's signs): `read_faces`
+counts its (slot, shift, scale, mirror) tries and sets the threshold for FACE_BUDGET.
 """
 
 from __future__ import annotations

@@ -1,8 +1,17 @@
-"""The watermark payload: a 48-bit output token + CRC-16, under Reed-Solomon RS(16, 8) over GF(256).
+"""The watermark payload: the 48-bit output token as the code bits a mark carries, in two codes.
 
-128 code bits, XORed with a fixed whitening sequence so that the all-zero bits decoders read on flat
-or unmarked images never decode. A read is accepted only when RS decoding succeeds and the CRC
-matches; `FALSE_ACCEPT_BOUND` is the chance that random bits pass, from the code's maths.
+Scheme 2 (what outputs carry now, read by the tiles and the face layer): the token + a CRC-32 under a
+rate-1/2, constraint-length-7 tail-biting convolutional code, 160 whitened code bits, decoded by soft
+Viterbi over per-bit log-likelihood ratios (`encode_token_v2`, `decode_v2`). Soft decoding is why:
+the tiles give a confidence per bit, and a wrong word still passes the CRC only with chance 2^-32.
+
+Scheme 1 (files of the first release; still read, written now only by `Watermarker(scheme=1)` for tests
+and benches that need such files): the token +
+a CRC-16 under Reed-Solomon RS(16, 8) over GF(256), 128 code bits (`encode_token`, `decode_soft`).
+`FALSE_ACCEPT_BOUND` is the chance that random bits pass, from the code's maths.
+
+Both codes XOR a fixed whitening sequence onto the code bits, so the all-zero bits that readers see
+on flat or unmarked images never decode.
 """
 
 from __future__ import annotations

@@ -1,11 +1,15 @@
 """The output sink: the only code that writes generated pixels to disk.
 
 For every output: refuse a destination that is an input or lies in the workspace's consent, keys or
-ledger files; mark every frame before it is encoded (provenance/writers.py encodes); write under a
-hidden partial name created exclusively (never through a link); then, inside the ledger transaction
-that records it (`output.written`), sign Content Credentials that name the entry's position, hash
-the signed files and rename them into place. A failure, a refusal by the guard (consent revoked
-meanwhile) or a kill leaves neither a file nor an entry.
+ledger files; mark every frame with the workspace's watermark secret before it is encoded
+(provenance/writers.py encodes), unless the frame measurably carries this output's mark already (a
+frame marked where it was made is checked, never trusted: no caller flag skips marking); record the
+content fingerprints of key frames (provenance/binding.py); write under a hidden partial name created
+exclusively (never through a link); read the mark back from a sample of the written file; then,
+inside the ledger transaction that records it (`output.written`), sign Content Credentials that name
+the entry's position, hash the signed files and rename them into place. A failure (a mark that does
+not read back included), a refusal by the guard (consent revoked meanwhile) or a kill leaves neither
+a file nor an entry.
 """
 
 from __future__ import annotations
@@ -23,13 +27,16 @@ import numpy as np
 
 from faceswap.atomic import temp_path
 from faceswap.colorspace import DisplayTransform, quantise
-from faceswap.errors import BadInput
+from faceswap.errors import BadInput, CheckFailed
 from faceswap.hashing import canonical_json, file_sha256, safe_name, sha256_hex
 from faceswap.ledger import Entry, Ledger, Position
 from faceswap.ledger.tlog import OutputProof, output_claim, precommit_output
+from faceswap.ledger.watermark_keys import WatermarkKeys
+from faceswap.provenance import binding
 from faceswap.provenance.credentials import CredentialFacts, IngredientRef, SigningIdentity, sign_file
 from faceswap.provenance.phash import phash
-from faceswap.provenance.watermark import Watermarker, format_token, new_token
+from faceswap.provenance.readback import sample_written
+from faceswap.provenance.watermark import SCHEME, Watermarker, format_token, new_token
 from faceswap.provenance.writers import (
     VIDEO_CONTAINERS,
     ExrSequenceWriter,
@@ -128,31 +135,33 @@ class OutputSink:
         self,
         ledger: Ledger,
         credentials: SigningIdentity,
-        watermarker: Watermarker | None = None,
+        marks: WatermarkKeys,
         batch: int = 8,
         protected: Sequence[Path] = (),
     ) -> None:
-        """`protected`: folders and files no output may land in or on (the workspace's consent,
-        keys and ledger files). Most callers want `OutputSink.for_workspace`."""
+        """`marks`: the ledger's watermark secrets (the active one marks). `protected`: folders and files
+        no output may land in or on (the workspace's consent, keys and ledger files). Most callers
+        want `OutputSink.for_workspace`."""
         if batch < 1:
             raise BadInput("the sink's batch size must be at least 1")
         self.ledger = ledger
         self.credentials = credentials
-        self.watermarker = watermarker or Watermarker()
+        self.marks = marks
+        self.watermarker = Watermarker.marking(marks)
         self.batch = batch
         self.protected = tuple(Path(os.path.realpath(p)) for p in protected)
 
     @classmethod
-    def for_workspace(
-        cls, workspace: Any, ledger: Ledger | None = None, watermarker: Watermarker | None = None, batch: int = 8
-    ) -> OutputSink:
-        """The workspace's sink: its ledger, its pinned Content Credentials identity, its protected paths."""
-        from faceswap.ledger import open_ledger
+    def for_workspace(cls, workspace: Any, ledger: Ledger | None = None, batch: int = 8) -> OutputSink:
+        """The workspace's sink: its ledger, its pinned Content Credentials identity and watermark
+        secret, its protected paths."""
+        from faceswap.ledger import open_ledger, watermark_keys
         from faceswap.provenance.credentials.pinned import identity_for
 
         ledger = ledger or open_ledger(workspace)
         identity = identity_for(ledger, workspace.keys_dir)
-        return cls(ledger, identity, watermarker, batch, workspace.protected_paths())
+        marks = watermark_keys.for_writing(ledger, workspace.keys_dir)
+        return cls(ledger, identity, marks, batch, workspace.protected_paths())
 
     def check_destination(self, final: Path, sources: Sequence[Path] = ()) -> None:
         """Refuse an output that would overwrite an input or land in the workspace's own state."""
@@ -252,7 +261,8 @@ class OutputSink:
         token: int | None,
         expected_frames: int | None = None,
     ) -> Written:
-        """Check, mark, encode, then sign, hash, record and rename in one ledger transaction."""
+        """Check, mark, fingerprint, encode, read the mark back, then sign, hash, record and rename
+        in one ledger transaction."""
         if final.is_dir() and writer.kind != "sequence":
             raise BadInput(f"{final} is a folder; give a file name")
         self.check_destination(final, context.sources)
@@ -260,19 +270,16 @@ class OutputSink:
         leftovers = remove_leftovers(final)
         partial = temp_path(final, PARTIAL_TAG)
         token = self.reserve_token() if token is None else token
-        sample_every = max(1, (expected_frames or PHASH_SAMPLES) // PHASH_SAMPLES)
-        hashes: list[str] = []
+        content = _Content(writer.kind, expected_frames)
         try:
             writer.begin(partial)
-            count = 0
             for batch in self._batches(frames, context):
                 marked = self._mark(batch, token, writer.display)
                 for item, image in zip(batch, marked, strict=True):
                     writer.add(item, image)
-                    if count % sample_every == 0 and len(hashes) < PHASH_SAMPLES:
-                        hashes.append(phash(view8(image, writer.display)))
-                    count += 1
-            facts = {**writer.finish(), "phashes": hashes}
+                    content.add(item, image, writer.display)
+            facts = {**writer.finish(), **content.facts(), "watermark": self.mark_facts}
+            self._read_back(final, partial, writer, token, int(facts["frames"]))
             entry = self._record(final, partial, writer, token, context, facts)
         except BaseException:
             writer.abort()
@@ -280,6 +287,30 @@ class OutputSink:
         finally:
             _discard(partial)
         return Written(final, format_token(token), entry, int(facts["frames"]), leftovers)
+
+    @property
+    def mark_facts(self) -> dict[str, Any]:
+        """What the entry records about the mark: its scheme and the watermark key id (never the secret)."""
+        return {"scheme": SCHEME, "key_id": self.watermarker.key_id}
+
+    def _read_back(self, final: Path, partial: Path, writer: MediaWriter, token: int, count: int) -> None:
+        """Read the token back from a sample of the encoded file; CheckFailed (nothing written) if not."""
+        frames = sample_written(partial, writer, count)
+        if not frames:
+            raise CheckFailed(f"{final}: no frame decodes from the written file; nothing was written")
+        found = self.watermarker.detect(frames, legacy=False)
+        if found.token is not None and found.token != format_token(token):
+            raise BadInput(
+                f"{final}: the written file reads token {found.token}, not {format_token(token)}: its frames carried "
+                "the watermark of another output of this workspace (under a secret key each output's mark is its "
+                "own, so the per-frame check cannot see it), and two marks garble each other; write the unmarked "
+                "frames. Nothing was written"
+            )
+        if found.token != format_token(token):
+            raise CheckFailed(
+                f"{final}: the watermark did not read back from the written file (token {format_token(token)}, "
+                f"read {found.token or 'none'}); nothing was written"
+            )
 
     def _batches(self, frames: Iterable[SinkFrame | np.ndarray], context: OutputContext) -> Iterator[list[SinkFrame]]:
         """Batches of frames, the guard polled before each."""
@@ -289,19 +320,21 @@ class OutputSink:
             yield batch
 
     def _mark(self, batch: list[SinkFrame], token: int, display: DisplayTransform | None) -> list[np.ndarray]:
-        """Frames already marked with this output's token where they were made pass as they are; the
-        rest are marked here: uint8 directly; uint16 through their 8-bit view, the mark scaled by 257;
-        float frames (EXR) in their display-referred view, the mark carried back through the inverse
-        transform, so an 8-bit render of the file holds it. Pixels the mark leaves alone keep their values."""
+        """Every frame marked with this output's token: a frame whose 8-bit view measurably carries the
+        mark already (made and marked by the Swapper) passes as it is, the rest are marked here: uint8
+        directly; uint16 through their 8-bit view, the mark scaled by 257; float frames (EXR) in their
+        display-referred view, the mark carried back through the inverse transform, so an 8-bit render
+        of the file holds it. Pixels the mark leaves alone keep their values."""
         out = [f.image for f in batch]
-        todo = [i for i, f in enumerate(batch) if f.marked_token != token]
-        if not todo:
-            return out
-        frames = [batch[i].image for i in todo]
+        frames = [f.image for f in batch]
         shown = [display.to_display(f) if f.dtype.kind == "f" and display else None for f in frames]
         views = [view8(f, display) if v is None else quantise(v, 8) for f, v in zip(frames, shown, strict=True)]
-        marked = self.watermarker.embed(views, token)
-        for i, frame, view, mark, display_view in zip(todo, frames, views, marked, shown, strict=True):
+        todo = [i for i, view in enumerate(views) if not self.watermarker.carries(view, token)]
+        if not todo:
+            return out
+        marked = self.watermarker.embed([views[i] for i in todo], token)
+        for i, mark in zip(todo, marked, strict=True):
+            frame, view, display_view = frames[i], views[i], shown[i]
             delta = mark.astype(np.int32) - view.astype(np.int32)
             if frame.dtype == np.uint8:
                 out[i] = mark
@@ -421,6 +454,32 @@ class OutputSink:
             ingredients=ingredients,
             title=safe_name(final),
         )
+
+
+class _Content:
+    """What the entry records of the pictures: perceptual hashes of a spread of frames (the lookup
+    when a token is lost) and the content binding's key frames."""
+
+    def __init__(self, kind: str, expected_frames: int | None) -> None:
+        self.hashes: list[str] = []
+        self.every = max(1, (expected_frames or PHASH_SAMPLES) // PHASH_SAMPLES)
+        self.kind = kind
+        self.keys = binding.KeyFrames(1 if kind == "image" else binding.KEY_FRAMES)
+        self.count = 0
+
+    def add(self, item: SinkFrame, image: np.ndarray, display: DisplayTransform | None) -> None:
+        take_hash = self.count % self.every == 0 and len(self.hashes) < PHASH_SAMPLES
+        if take_hash or self.keys.wants(self.count):
+            view = view8(image, display)
+            if take_hash:
+                self.hashes.append(phash(view))
+            if self.keys.wants(self.count):
+                points = binding.STILL_POINTS if self.kind == "image" else binding.FRAME_POINTS
+                self.keys.add(binding.key_frame(self.count, view, item.original, points))
+        self.count += 1
+
+    def facts(self) -> dict[str, Any]:
+        return {"phashes": self.hashes, "binding": self.keys.record(self.kind)}
 
 
 def _media_type(path: Path) -> str:

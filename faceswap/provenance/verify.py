@@ -1,10 +1,15 @@
 """`faceswap verify`: is a file from this framework, and under which consent and model?
 
 A file is marked when its watermark passes (watermark.py states the false-positive bound for the
-tries made). A video's decision reads up to VIDEO_SAMPLES frames spread over the whole clip and up
-to INTRA_SAMPLES of its intra frames, which a re-encode leaves best marked. The token names its
+tries made); Content Credentials alone never make it so. The watermark is read with the ledger's
+secrets (from the workspace's keys/, or a verifier bundle), then with the public key older outputs
+used. A video's decision reads up to VIDEO_SAMPLES frames spread over the whole clip and up to
+INTRA_SAMPLES of its intra frames, which a re-encode leaves best marked. The token names its
 `output.written` ledger entry; when the token did not survive but a layer did, the entry is looked
-up by perceptual hash. The entry's own hash and signature, and the chain up to it, must verify.
+up by perceptual hash. The entry's own hash and signature, and the chain up to it, must verify; and
+the mark credits it only when it was made with the key the entry records and the file shows the
+content the entry recorded (provenance/binding.py; an older entry without fingerprints: its file
+hash or perceptual hashes). Anything else is exit 3, naming the entry.
 """
 
 from __future__ import annotations
@@ -16,42 +21,57 @@ from typing import Any
 
 from faceswap.consent.records import status_of
 from faceswap.errors import ExitCode, FaceswapError
-from faceswap.ledger import Entry, Finding, Ledger, PublicKey, entry_hash_of
+from faceswap.ledger import Entry, Finding, Ledger, PublicKey, entry_hash_of, watermark_keys
 from faceswap.ledger.chain import KeyHistory
 from faceswap.ledger.export import ExportedLedger
+from faceswap.ledger.watermark_keys import WatermarkKeys
+from faceswap.limits import VERIFY, InputLimits
 from faceswap.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+from faceswap.provenance.binding import BindingCheck
 from faceswap.provenance.credentials import CredentialReport, read_credentials
 from faceswap.provenance.credentials.agreement import disagreement
 from faceswap.provenance.credentials.pinned import trust_anchor_in
+from faceswap.provenance.credentials.reader import TRUSTED
 from faceswap.provenance.facemark import LazyFaceAnalyzer
 from faceswap.provenance.phash import MATCH_DISTANCE, best_distance, phash
 from faceswap.provenance.transparency import INVALID, PROVEN, FileProof, against_log, check_file_proof
-from faceswap.provenance.watermark import Detection, Watermarker
+from faceswap.provenance.watermark import PUBLIC_KEY_ID, Detection, Watermarker
 
 VIDEO_SAMPLES = 48
 INTRA_SAMPLES = 8
+ANALYSIS_PIXELS = 3840 * 2160  # a still larger than 4K UHD is read scaled down to this
 
 
 @dataclass
 class LedgerView:
-    """Entries and their keys, from a workspace ledger or from an export, checked once."""
+    """Entries and their keys, from a workspace ledger or from an export, checked once; and the
+    watermark secrets it pins that are available here (keys/, or a verifier bundle's)."""
 
     entries: list[Entry]
     history: KeyHistory | None
     finding: Finding | None
     source: str
+    marks: WatermarkKeys | None = None
     log: Any = field(default=None, repr=False, compare=False)  # its transparency-log tree, built on first need
 
     @classmethod
-    def from_ledger(cls, ledger: Ledger) -> LedgerView:
+    def from_ledger(cls, ledger: Ledger, keys_dir: Path | None = None) -> LedgerView:
         rows, checked = ledger.inspect()
-        return cls(rows, checked.history, checked.finding, ledger.location)
+        return cls(rows, checked.history, checked.finding, ledger.location, watermark_keys.load(rows, keys_dir))
 
     @classmethod
     def from_export(cls, path: Path) -> LedgerView:
         exported = ExportedLedger.load(path)
         checked = exported.check()
-        return cls(exported.entries, checked.history, checked.finding, str(path))
+        marks = watermark_keys.load(exported.entries, None, exported.watermark_secrets)
+        return cls(exported.entries, checked.history, checked.finding, str(path), marks)
+
+    @property
+    def unreadable_keys(self) -> list[str]:
+        """Pinned watermark secrets not available here: marks made with them cannot be read."""
+        if self.marks is None:
+            return [p.key_id for p in watermark_keys.pins(self.entries)]
+        return list(self.marks.missing)
 
     def outputs(self) -> list[Entry]:
         return [e for e in self.entries if e.kind == "output.written"]
@@ -95,30 +115,58 @@ class Verdict:
     media: str
     detection: Detection | None = None
     entry: Entry | None = None
-    matched_by: str | None = None  # "token" or "perceptual-hash"
+    matched_by: str | None = None  # "token", "credentials" or "perceptual-hash"
     ledger: str = "unavailable"  # valid | tampered | missing | unavailable
     similar: dict[str, Any] | None = None
     consent: list[dict[str, str]] = field(default_factory=list)
     error: str | None = None
     credentials: CredentialReport | None = None
     credentials_problem: str | None = None
+    binding: BindingCheck | None = None
+    binding_problem: str | None = None  # the mark does not credit its entry: another key, or other content
+    unreadable_keys: tuple[str, ...] = ()  # pinned watermark secrets not available to this verifier
     transparency: FileProof | None = None  # the transparency-log proof its credentials carry
 
     @property
     def marked(self) -> bool:
-        """The watermark says so, or Content Credentials from the trusted signer carry a token."""
-        by_credentials = self.credentials is not None and self.credentials.ok and self.credentials.token is not None
-        return bool(self.detection and self.detection.marked) or by_credentials
+        """The watermark says so; Content Credentials alone never do."""
+        return bool(self.detection and self.detection.marked)
+
+    @property
+    def forgeable(self) -> bool:
+        """Marked only with a layer anyone can compute (the public key, scheme 1)."""
+        return self.marked and self.detection is not None and self.detection.key_id in (PUBLIC_KEY_ID, None)
+
+    @property
+    def unchanged_output(self) -> bool:
+        """Not marked as far as this verifier can read (no secret here), but an output's unchanged
+        bytes by its own trusted Content Credentials: traced to their entry in the ledger at hand, or,
+        with none, proven into the log by the transparency proof they carry."""
+        if self.marked:
+            return False
+        if self.entry is not None:
+            return self.matched_by == "credentials"
+        credentials, proof = self.credentials, self.transparency
+        return (
+            self.ledger == "unavailable"
+            and credentials is not None
+            and credentials.state == TRUSTED
+            and credentials.ok
+            and proof is not None
+            and proof.state == PROVEN
+        )
 
     @property
     def exit_code(self) -> ExitCode:
         if self.error is not None:
             return ExitCode.BAD_INPUT
-        if self.credentials_problem is not None or (self.transparency and self.transparency.state == INVALID):
-            return ExitCode.UNTRACED
-        if not self.marked:
+        if not self.marked and not self.unchanged_output:
             return ExitCode.REFUSED
-        if self.ledger in ("tampered", "missing"):
+        if self.credentials_problem is not None or self.binding_problem is not None:
+            return ExitCode.UNTRACED
+        if self.transparency and self.transparency.state == INVALID:
+            return ExitCode.UNTRACED
+        if self.ledger in ("tampered", "missing") or (self.ledger == "unavailable" and self.forgeable):
             return ExitCode.UNTRACED
         return ExitCode.OK
 
@@ -139,6 +187,9 @@ class Verdict:
             "similar_output": self.similar,
             "credentials": self.credentials.to_json() if self.credentials else None,
             "credentials_problem": self.credentials_problem,
+            "binding": self.binding.to_json() if self.binding else None,
+            "binding_problem": self.binding_problem,
+            "unreadable_keys": list(self.unreadable_keys),
             "transparency": self.transparency.to_json() if self.transparency else None,
             "error": self.error,
             "exit_code": self.exit_code,
@@ -167,46 +218,17 @@ class Sample:
     intra: list[bool]
 
 
-def read_sample(path: Path) -> Sample:
-    from faceswap.media import probe_video, read_image
+def read_sample(path: Path, limits: InputLimits = VERIFY) -> Sample:
+    """The file's frames, bounded by `limits` (what a file may declare) and by what the sample may hold
+    (sampling.py): an image at most ANALYSIS_PIXELS large, a video's frames spread over it."""
+    from faceswap.media import checked_size, read_view
+    from faceswap.sampling import sample_video
 
+    checked_size(path, limits)
     if path.suffix.lower() not in VIDEO_SUFFIXES:
-        return Sample("image", [read_image(path)], [True])
-    info = probe_video(path)
-    every = max(1, info.frames // VIDEO_SAMPLES) if info.frames else 1
-    frames, intra = _decode_sample(path, every)
+        return Sample("image", [read_view(path, limits, ANALYSIS_PIXELS)], [True])
+    frames, intra = sample_video(path, limits, VIDEO_SAMPLES, INTRA_SAMPLES)
     return Sample("video", frames, intra)
-
-
-def _decode_sample(path: Path, every: int) -> tuple[list, list[bool]]:
-    """Every `every`-th frame (up to VIDEO_SAMPLES) and up to INTRA_SAMPLES intra frames besides."""
-    import av
-
-    frames: list = []
-    intra: list[bool] = []
-    extra = 0
-    try:
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            for index, frame in enumerate(container.decode(stream)):
-                spread = index % every == 0 and len(frames) - extra < VIDEO_SAMPLES
-                key = bool(frame.key_frame) and extra < INTRA_SAMPLES
-                if spread or key:
-                    frames.append(frame.to_ndarray(format="bgr24"))
-                    intra.append(bool(frame.key_frame))
-                    extra += int(key and not spread)
-                if len(frames) - extra >= VIDEO_SAMPLES and index >= every * VIDEO_SAMPLES:
-                    break  # the spread is complete (a container that did not say its length)
-    except av.FFmpegError as error:
-        from faceswap.errors import BadInput
-
-        raise BadInput(f"{path}: video is corrupt or unreadable ({error.strerror or error})") from None
-    except IndexError:
-        from faceswap.errors import BadInput
-
-        raise BadInput(f"{path}: has no video stream") from None
-    return frames, intra
 
 
 def read_frames(path: Path) -> tuple[str, list]:
@@ -222,42 +244,62 @@ class Verifier:
         trust_anchor: bytes | None = None,
         faces: Any = None,
         today: date | None = None,
+        limits: InputLimits = VERIFY,
     ) -> None:
-        """`trust_anchor`: the root that Content Credentials must chain to; default: the one the
-        ledger pins (its `credentials.created` entry). `faces`: a face analyzer for the face layer,
-        "auto" (one made on first need), or None: skipped, since conversion does not write that
-        layer (docs/watermark.md has the measurements). `today`: the date consent status is judged
-        on (default: the UTC date at each lookup)."""
+        """`watermarker`: default, one that reads the ledger's secrets available here and then the
+        public key of older files. `trust_anchor`: the root that Content Credentials must chain to;
+        default: the one the ledger pins (its `credentials.created` entry). `faces`: a face analyzer
+        for the face layer, "auto" (one made on first need), or None: skipped, since conversion does
+        not write that layer (docs/watermark.md has the measurements). `today`: the date consent
+        status is judged on (default: the UTC date at each lookup). `limits`: what a file may declare
+        (limits.py)."""
         self.ledger = ledger
-        self.watermarker = watermarker or Watermarker()
+        self.watermarker = watermarker or Watermarker.reading(ledger.marks if ledger else None)
         self.trust_anchor = trust_anchor or (trust_anchor_in(ledger.entries) if ledger else None)
         self.faces = LazyFaceAnalyzer() if faces == "auto" else faces
         self.today = today
+        self.limits = limits
 
     def verify(self, path: Path, sample: Sample | None = None) -> Verdict:
         """`sample`: the frames of `path` when the caller has read them already (to show one)."""
         try:
-            sample = sample or read_sample(path)
-            media, frames = sample.media, sample.frames
-            if not frames:
-                raise FaceswapError(f"{path}: no frames could be decoded")
+            credentials, sample = self.read(path, sample)
         except FaceswapError as error:
             return Verdict(path, "unknown", error=str(error))
+        media, frames = sample.media, sample.frames
         if min(f.shape[0] * f.shape[1] for f in frames) < 64 * 64:
             return Verdict(path, media, error=f"{path}: too small to carry a watermark")
         verdict = Verdict(path, media, detection=self.watermarker.detect(frames, self.faces, intra=sample.intra))
-        verdict.credentials = read_credentials(path, self.trust_anchor)
+        verdict.credentials = credentials
         if self.ledger is not None:
+            verdict.unreadable_keys = tuple(self.ledger.unreadable_keys)
             hashes = [phash(f) for f in frames[:: max(1, len(frames) // 8)]]
             if verdict.marked:
                 self._attach_entry(verdict, hashes)
+                if verdict.entry is not None:
+                    verdict.binding_problem = self._binding_problem(verdict, frames, hashes)
             else:
-                self._note_similar(verdict, hashes)
+                self._by_credentials(verdict)
+                if verdict.entry is None:
+                    self._note_similar(verdict, hashes)
         verdict.credentials_problem = disagreement(verdict.credentials, verdict.detection.token, verdict.entry)
         verdict.transparency = check_file_proof(str(path), verdict.credentials)
         if self.ledger is not None:
             verdict.transparency = self.ledger.holds_head(verdict.transparency)
         return verdict
+
+    def read(self, path: Path, sample: Sample | None = None) -> tuple[CredentialReport, Sample]:
+        """A file's two readings, each within `self.limits`: its Content Credentials first (c2pa holds
+        the whole file in memory, and frees it before any frame is decoded), then its frames (unless
+        the caller has read them)."""
+        from faceswap.media import checked_size
+
+        checked_size(path, self.limits)
+        credentials = read_credentials(path, self.trust_anchor, self.limits.file_bytes)
+        sample = sample or read_sample(path, self.limits)
+        if not sample.frames:
+            raise FaceswapError(f"{path}: no frames could be decoded")
+        return credentials, sample
 
     def _attach_entry(self, verdict: Verdict, hashes: list[str]) -> None:
         assert self.ledger is not None and verdict.detection is not None
@@ -273,7 +315,8 @@ class Verifier:
             entry = next((e for e in outputs if e.data.get("token") == token), None)
             matched_by = source if entry else None
         else:
-            scored = [(best_distance(hashes, e.data.get("phashes", [])), e) for e in outputs]
+            same_key = [e for e in outputs if _key_fits(e, verdict.detection.key_id)]
+            scored = [(best_distance(hashes, e.data.get("phashes", [])), e) for e in same_key]
             scored = [(d, e) for d, e in scored if d <= MATCH_DISTANCE]
             if scored:
                 entry = min(scored, key=lambda pair: pair[0])[1]
@@ -288,6 +331,44 @@ class Verifier:
             for rid in entry.data.get("consent_record_ids", [])
         ]
 
+    def _by_credentials(self, verdict: Verdict) -> None:
+        """No mark read (a keyed mark whose secret is not here, say): the file's own Content
+        Credentials still trace it when they are trusted, name an entry, and c2pa found its bytes
+        unchanged. The verdict then is "unchanged output", never "marked"."""
+        assert self.ledger is not None
+        credentials = verdict.credentials
+        if credentials is None or not credentials.ok or not credentials.token:
+            return
+        entry = next((e for e in self.ledger.outputs() if e.data.get("token") == credentials.token), None)
+        if entry is not None and _exact_copy(credentials, entry):
+            verdict.entry, verdict.matched_by = entry, "credentials"
+            verdict.ledger = "valid" if self.ledger.entry_ok(entry) else "tampered"
+            verdict.consent = [
+                {"record_id": rid, "status": self.ledger.consent_status(rid, self.today)}
+                for rid in entry.data.get("consent_record_ids", [])
+            ]
+
+    def _binding_problem(self, verdict: Verdict, frames: list, hashes: list[str]) -> str | None:
+        """Why the mark does not credit its entry (another key; content the entry did not record), or None."""
+        from faceswap.provenance import binding
+
+        entry, det = verdict.entry, verdict.detection
+        assert entry is not None and det is not None
+        if _exact_copy(verdict.credentials, entry):
+            return None
+        recorded = _recorded_key(entry)
+        if not _key_fits(entry, det.key_id):
+            made = "the public key" if det.key_id == PUBLIC_KEY_ID else f"key {det.key_id or '(scheme 1)'}"
+            wanted = f"key {recorded}" if recorded else "the public key or scheme 1"
+            return f"a mark of entry {entry.seq} made with {made}, not with {wanted} as the entry records"
+        if "binding" in entry.data:
+            mirrored = bool(det.undone.get("mirror"))
+            verdict.binding = binding.check(entry.data["binding"], frames, mirrored)
+            reason = None if verdict.binding.agrees else verdict.binding.reason
+        else:
+            reason = _legacy_disagreement(verdict.path, entry, hashes)
+        return f"a mark of entry {entry.seq} on content that entry did not record ({reason})" if reason else None
+
     def _note_similar(self, verdict: Verdict, hashes: list[str]) -> None:
         assert self.ledger is not None
         best = min(
@@ -299,14 +380,52 @@ class Verifier:
             verdict.similar = {"ledger_seq": best[1].seq, "phash_distance": best[0], "token": best[1].data.get("token")}
 
 
-def ledger_view_for(workspace: Any, export: Path | None) -> LedgerView | None:
-    """The ledger to look files up in: an export when given, else the workspace's, else none."""
+def _recorded_key(entry: Entry) -> str | None:
+    """The watermark key id an entry's mark was made with (None: an entry from before keyed marks)."""
+    return (entry.data.get("watermark") or {}).get("key_id")
+
+
+def _key_fits(entry: Entry, read_with: str | None) -> bool:
+    """Was the mark read with the key its entry records? An entry from before keyed marks was marked
+    with the public key (or scheme 1, read with no key)."""
+    recorded = _recorded_key(entry)
+    return read_with == recorded if recorded else read_with in (PUBLIC_KEY_ID, None)
+
+
+def _exact_copy(credentials: CredentialReport | None, entry: Entry) -> bool:
+    """The file's own trusted Content Credentials name this entry and c2pa found its bytes unchanged."""
+    return bool(
+        credentials is not None
+        and credentials.ok
+        and credentials.media_hash_matched
+        and credentials.token == entry.data.get("token")
+        and credentials.label in ((entry.data.get("credentials") or {}).get("labels") or [])
+    )
+
+
+def _legacy_disagreement(path: Path, entry: Entry, hashes: list[str]) -> str | None:
+    """An entry from before content binding: the file must be the one written (its sha256, or a
+    sequence frame's) or look like it (perceptual hash); the public mark alone proves nothing."""
+    from faceswap.hashing import file_sha256
+
+    digest = file_sha256(path)
+    written = {entry.data.get("sha256")} | {sha for _, sha in entry.data.get("manifest") or []}
+    if digest in written or best_distance(hashes, entry.data.get("phashes", [])) <= MATCH_DISTANCE:
+        return None
+    return "an older entry: neither its file hash nor its perceptual hashes match"
+
+
+def ledger_view_for(workspace: Any, export: Path | None, limits: InputLimits = VERIFY) -> LedgerView | None:
+    """The ledger to look files up in: an export when given (someone else's file: read whole, so its
+    size is checked first), else the workspace's, else none."""
     from faceswap.ledger import ledger_exists, open_ledger
+    from faceswap.media import checked_size
 
     if export is not None:
+        checked_size(export, limits)
         return LedgerView.from_export(export)
     if ledger_exists(workspace):
-        return LedgerView.from_ledger(open_ledger(workspace, writable=False))
+        return LedgerView.from_ledger(open_ledger(workspace, writable=False), workspace.keys_dir)
     return None
 
 
@@ -317,13 +436,21 @@ def describe_verdict(verdict: Verdict) -> str:
     det = verdict.detection
     assert det is not None
     credentials = _credentials_phrase(verdict)
+    if verdict.unchanged_output:
+        return _unchanged_line(verdict, credentials)
     if not verdict.marked:
         line = f"{verdict.path}: NOT MARKED ({evidence_summary(det)}){credentials}"
         if verdict.similar:
             s = verdict.similar
             line += f"; looks like ledger output seq {s['ledger_seq']} (perceptual hash distance {s['phash_distance']})"
+        if verdict.unreadable_keys:
+            line += (
+                f"; marks made with watermark key {', '.join(verdict.unreadable_keys)} cannot be read here (the secret "
+                "stays with the workspace: ask its operator, or verify with a bundle they export)"
+            )
         return line
-    proof = f"scheme {det.scheme}: {evidence_summary(det)}"
+    key = "public key, anyone can make it" if verdict.forgeable else f"key {det.key_id}"
+    proof = f"scheme {det.scheme}, {key}: {evidence_summary(det)}"
     if det.token:
         fixed = (
             f"{det.token_corrected_bits} of 160 code bits corrected"
@@ -337,9 +464,12 @@ def describe_verdict(verdict: Verdict) -> str:
     proof += f"; undone: {undone}" if undone else ""
     line = f"{verdict.path}: MARKED ({proof}; false-positive bound {det.false_positive_bound:.1e}){credentials}"
     if verdict.ledger == "unavailable":
-        return line + "; no ledger available to look it up"
+        public = "; a public mark anyone can make" if verdict.forgeable else ""
+        return line + public + "; no ledger available to look it up"
     if verdict.entry is None:
         return line + "; NO LEDGER ENTRY found for it"
+    if verdict.binding_problem:
+        return f"{line}; NOT CREDITED: {verdict.binding_problem}"
     data = verdict.entry.data
     consent = ", ".join(f"{c['record_id']} ({c['status']})" for c in verdict.consent) or "none recorded"
     how = {"token": "", "credentials": " matched by Content Credentials;"}.get(
@@ -348,6 +478,27 @@ def describe_verdict(verdict: Verdict) -> str:
     return (
         f"{line};{how} ledger seq {verdict.entry.seq} ({verdict.ledger}): {data.get('producer')} at "
         f"{verdict.entry.created_at}, model {data.get('model_fingerprint') or '-'}, consent {consent}"
+    )
+
+
+def _unchanged_line(verdict: Verdict, credentials: str) -> str:
+    assert verdict.detection is not None
+    if verdict.entry is None:
+        proof = verdict.transparency
+        assert proof is not None and proof.head is not None and proof.leaf_index is not None
+        return (
+            f"{verdict.path}: UNCHANGED OUTPUT (no mark read: {evidence_summary(verdict.detection)}; its trusted Content "
+            f"Credentials name it, c2pa found its bytes as signed, and their proof puts it at entry "
+            f"{proof.leaf_index + 1} of {proof.head.origin}'s log of {proof.head.size}){credentials}; no ledger "
+            "available to look up its consent records"
+        )
+    data = verdict.entry.data
+    consent = ", ".join(f"{c['record_id']} ({c['status']})" for c in verdict.consent) or "none recorded"
+    return (
+        f"{verdict.path}: UNCHANGED OUTPUT (no mark read: {evidence_summary(verdict.detection)}; its trusted Content "
+        f"Credentials name it and c2pa found its bytes as signed){credentials}; ledger seq {verdict.entry.seq} "
+        f"({verdict.ledger}): {data.get('producer')} at {verdict.entry.created_at}, model "
+        f"{data.get('model_fingerprint') or '-'}, consent {consent}"
     )
 
 
@@ -374,7 +525,8 @@ def evidence_summary(det: Detection) -> str:
     parts = []
     for e in det.layers:
         if e.layer in ("tiles", "face") and e.tries:
-            name = "tiles (intra frames)" if e.details.get("frames") == "intra frames" else e.layer
+            name = "public tiles" if e.details.get("key_id") == PUBLIC_KEY_ID else e.layer
+            name += " (intra frames)" if e.details.get("frames") == "intra frames" else ""
             parts.append(f"{name} z {e.score:.1f}/{e.threshold:.1f}")
         elif e.layer == "face":
             parts.append("faces: none found")
@@ -390,4 +542,8 @@ def undone_summary(det: Detection) -> str:
         parts.append("borders")
     if u.get("scale") and abs(u["scale"] - 1.0) > 0.01:
         parts.append(f"scale x{u['scale']:.2f}")
+    if abs(u.get("rotation") or 0.0) >= 0.3:
+        parts.append(f"rotation {u['rotation']:+.1f} deg")
+    if abs((u.get("aspect") or 1.0) - 1.0) > 0.01:
+        parts.append(f"aspect x{u['aspect']:.2f}")
     return ", ".join(parts)

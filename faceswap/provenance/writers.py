@@ -29,7 +29,11 @@ class SinkFrame:
     """A frame to write, with the source timestamp it must keep (video), its matte, its number
     (sequences name files by it) and its timecode (EXR headers).
 
-    `image` is uint8 or uint16 BGR, or float32 BGR in the writer's colour space (EXR)."""
+    `image` is uint8 or uint16 BGR, or float32 BGR in the writer's colour space (EXR). `original`:
+    the picture it was made from (uint8 BGR, the swap's 8-bit view of the input frame), when there is
+    one: what changed from it is recorded as the synthesized region of the output's content binding.
+    Nothing a caller sets decides whether the sink marks a frame: it marks whatever does not measurably
+    carry the output's mark already."""
 
     image: np.ndarray
     pts: int | None = None
@@ -37,7 +41,7 @@ class SinkFrame:
     alpha: np.ndarray | None = None  # matte, same height/width: uint8, uint16, or float 0..1
     number: int | None = None
     timecode: str | None = None
-    marked_token: int | None = None  # already watermarked with this token where it was made (the swap)
+    original: np.ndarray | None = None
 
 
 def to8(image: np.ndarray) -> np.ndarray:

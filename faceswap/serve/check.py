@@ -11,7 +11,6 @@ from typing import Any
 from faceswap.errors import FaceswapError
 from faceswap.provenance.changes import FileFacts
 from faceswap.provenance.verify import LedgerView, Sample, Verdict, Verifier, read_sample
-from faceswap.provenance.watermark import Watermarker
 from faceswap.serve.config import ServeConfig
 from faceswap.serve.explain import Explanation, explain
 from faceswap.serve.frames import FramePreview, preview
@@ -27,6 +26,7 @@ class LedgerSource:
         from faceswap.ledger.tlog import LogTree
 
         self._ledger = open_ledger(workspace, writable=False) if ledger_exists(workspace) else None
+        self._keys_dir = workspace.keys_dir  # the watermark secrets its marks are read with
         self._lock = threading.Lock()
         self._log = LogTree()  # the transparency log's tree, kept in step: a new row costs a few hashes
 
@@ -38,7 +38,7 @@ class LedgerSource:
         if self._ledger is None:
             return None
         with self._lock:
-            view = LedgerView.from_ledger(self._ledger)
+            view = LedgerView.from_ledger(self._ledger, self._keys_dir)
             self._log.sync(view.entries)
             view.log = self._log
             return view
@@ -76,11 +76,10 @@ class Checker:
     def __init__(self, config: ServeConfig, ledger: LedgerSource) -> None:
         self.config = config
         self.ledger = ledger
-        self.watermarker = Watermarker()
 
     def check(self, upload: Upload) -> Answer:
         sample, facts = self.read(upload)
-        verdict = Verifier(self.ledger.view(), self.watermarker).verify(upload.path, sample)
+        verdict = Verifier(self.ledger.view()).verify(upload.path, sample)
         if verdict.error is not None:
             raise Refusal(422, _plain(verdict.error, upload))
         frame = preview(sample.frames, sample.intra, verdict.detection)
@@ -101,11 +100,12 @@ class Checker:
         return sample, facts
 
     def _bounded(self, upload: Upload) -> tuple[int, str | None]:
+        from faceswap.limits import VERIFY
         from faceswap.media import probe_video
 
         limits = self.config
         if upload.media.kind == "video":
-            info = probe_video(upload.path)
+            info = probe_video(upload.path, VERIFY)
             _within(info.width, info.height, limits.max_video_pixels, "video frames")
             if info.frames > limits.max_video_frames:
                 raise Refusal(

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from faceswap.ledger import Entry
-from faceswap.provenance.credentials.reader import CredentialReport
+from faceswap.provenance.credentials.reader import VALID, CredentialReport
 
 
 def disagreement(report: CredentialReport | None, watermark_token: str | None, entry: Entry | None) -> str | None:
     """Why the manifest cannot be believed for this file, or None. A missing manifest is no
-    disagreement (sharing strips them); an invalid one, one from another signer, or one whose
-    token or ledger position differs from the watermark's and the entry's, is."""
+    disagreement (sharing strips them); an invalid one, a valid one from a signer not under the trust
+    anchor (or with no anchor to check: "signer unknown"), or one whose token or ledger position
+    differs from the watermark's and the entry's, is."""
     if report is None or not report.present:
         return None
     if not report.ok:
+        if report.state == VALID:
+            who = "signer unknown" if report.trust_anchor is None else "signer not under the trust anchor"
+            return f"Content Credentials valid, {who}"
         why = "; ".join(report.reasons[:2]) or report.state
         return f"Content Credentials {report.state}: {why}"
     if watermark_token and report.token and report.token != watermark_token:

@@ -44,10 +44,6 @@ class SigningIdentity:
     folder: Path
     alg: str = ALG
 
-    @property
-    def root_short_id(self) -> str:
-        return self.root_fingerprint[:16]
-
 
 def identity_dir(keys_dir: Path) -> Path:
     return Path(keys_dir) / IDENTITY_DIR

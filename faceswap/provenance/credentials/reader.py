@@ -8,11 +8,13 @@ anchor, or no anchor was given), `invalid` (anything else: c2pa's failure codes 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from faceswap.errors import BadInput
+from faceswap.limits import VERIFY
 from faceswap.provenance.credentials import common
 
 ABSENT, VALID, TRUSTED, INVALID = "absent", "valid", "trusted", "invalid"
@@ -52,8 +54,9 @@ class CredentialReport:
 
     @property
     def ok(self) -> bool:
-        """Valid, and trusted when an anchor was given."""
-        return self.state == TRUSTED or (self.state == VALID and self.trust_anchor is None)
+        """Valid and signed under the trust anchor: a manifest is believed from no one else (a valid
+        one with no anchor to check it against is from an unknown signer)."""
+        return self.state == TRUSTED
 
     @property
     def token(self) -> str | None:
@@ -77,16 +80,21 @@ class CredentialReport:
         return data
 
 
-def read_credentials(path: str | Path, trust_anchor_pem: bytes | str | None = None) -> CredentialReport:
+def read_credentials(
+    path: str | Path, trust_anchor_pem: bytes | str | None = None, max_bytes: int = VERIFY.file_bytes
+) -> CredentialReport:
     """Check the manifest of `path` (embedded, or else its `.c2pa` sidecar) against `trust_anchor_pem`.
 
-    Raises BadInput when the file cannot be read; a manifest c2pa cannot parse is `invalid`.
+    c2pa holds the whole file (and the sidecar) in memory to check its hashes, so a file or sidecar
+    larger than `max_bytes` is LimitExceeded before c2pa sees it. Raises BadInput when the file cannot
+    be read; a manifest c2pa cannot parse is `invalid`.
     """
     import c2pa
 
     from faceswap.provenance.credentials.identity import root_fingerprint_of
 
     path = Path(path)
+    _check_sizes(path, max_bytes)
     anchor_id = root_fingerprint_of(trust_anchor_pem) if trust_anchor_pem is not None else None  # or BadInput
     anchor = trust_anchor_pem.decode("ascii") if isinstance(trust_anchor_pem, bytes) else trust_anchor_pem
     base = {"path": str(path), "trust_anchor": anchor_id}
@@ -113,6 +121,16 @@ def read_credentials(path: str | Path, trust_anchor_pem: bytes | str | None = No
         reason = " ".join(str(error).split()) or type(error).__name__
         return CredentialReport(state=INVALID, source=source, reasons=(reason,), **base)
     return _report(store, source, base)
+
+
+def _check_sizes(path: Path, max_bytes: int) -> None:
+    limits = dataclasses.replace(VERIFY, file_bytes=max_bytes)
+    for item in (path, common.sidecar_path(path)):
+        try:
+            size = item.stat().st_size
+        except OSError:
+            continue  # a missing file is reported by the read itself
+        limits.check_file_size(item, size)
 
 
 def _report(store_json: str, source: str | None, base: dict[str, Any]) -> CredentialReport:

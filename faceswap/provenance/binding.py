@@ -1,0 +1,427 @@
+"""Content binding: what an `output.written` entry records of its pictures, and the check that a
+file shows that picture, so that a token credits its entry only on the content it was made for,
+even where the watermark secret has leaked.
+
+A key frame's fingerprint is local: ORB keypoints (positions and 256-bit descriptors), spread over a
+4 x 4 grid of the picture at WORK_SIDE pixels on its short side. A file agrees with a key frame when
+enough of its own keypoints match and one affine map, found by RANSAC, carries them onto the
+recorded ones (a crop to half the area, a rescale, a stretch, a small rotation, borders once
+stripped; tone changes leave ORB's binary tests alone); a mirror is read by flipping the file. A
+global perceptual hash does not survive a crop to half the area; local features with geometric
+verification do (docs/watermark.md has the measurements).
+
+Where the sink knows the picture the output was made from (`SinkFrame.original`: the unconverted
+frame), the key frame also records the regions that changed (the swapped face) as two 32 x 32
+high-passed luma patches, after and before. Once the file is aligned to the key frame, the region
+must look like the output, not like its source: a stolen token stamped on the unconverted frame of
+the same clip, or on another swap of the same footage whose face differs at that scale, does not
+agree.
+
+A video agrees when at least half of the frames checked (up to CHECK_FRAMES, each against every key
+frame) agree; frames with too few features to judge (flat or black) are not counted.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+VERSION = 1
+WORK_SIDE = 480  # short side of the picture fingerprints are made and checked at
+GRID = 4  # recorded keypoints are spread over GRID x GRID cells
+STILL_POINTS = 256  # keypoints recorded for an image
+FRAME_POINTS = 192  # ...and for each key frame of a video or sequence
+KEY_FRAMES = 6  # key frames recorded per video or sequence, spread over it
+FILE_POINTS = 3000  # keypoints taken from the file being checked
+CHECK_FRAMES = 8  # frames of a video checked
+RATIO = 0.85  # Lowe's ratio test
+MAX_HAMMING = 64  # of 256 bits
+RANSAC_SHARE = 0.01  # reprojection threshold, as a share of the key frame's short side
+MIN_INLIERS = 15  # matches one affine map must explain (unrelated pictures: <= 10 measured)
+MIN_FEATURES = 24  # a key frame or file frame with fewer keypoints cannot be judged
+SCALE_RANGE = (0.3, 3.5)  # singular values of the affine map's linear part
+MAX_STRETCH = 1.6  # their ratio (a 4:3 picture stretched to 16:9 is 1.33)
+PATCH = 32  # region patches: PATCH x PATCH luma means, high-passed (facial detail, not head shading)
+DETAIL_SIGMA = 3.0  # the high-pass, in patch cells
+CHANGE_LEVELS = 10.0  # luma change (after a blur) that marks a pixel as synthesized, above the watermark's
+MIN_REGION = 0.002  # a region's share of the frame
+MAX_REGIONS = 2
+MAX_CHANGED = 0.5  # more of the frame changed than this: the original is another rendering, no regions
+DISTINCT = 0.9  # regions whose after and before patches correlate above this cannot tell them apart
+REGION_MARGIN = 0.1  # the file's region must correlate this much better with after than with before
+REGION_FLOOR = 0.7  # ...and at least this well with after (another face in the same pose: <= 0.6 measured)
+
+
+def _b64(array: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(array).tobytes()).decode("ascii")
+
+
+def _unb64(text: str, dtype: Any, shape: tuple[int, ...]) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(text), dtype=dtype).reshape(shape)
+
+
+def _normalised(patch: np.ndarray) -> np.ndarray:
+    p = patch.astype(np.float32).ravel()
+    p -= p.mean()
+    return p / max(float(np.sqrt(np.mean(p * p))), 1e-3)
+
+
+def _detail(patch: np.ndarray) -> np.ndarray:
+    """A PATCH x PATCH luma patch, high-passed and normalised."""
+    import cv2
+
+    p = patch.astype(np.float32).reshape(PATCH, PATCH)
+    return _normalised(p - cv2.GaussianBlur(p, (0, 0), DETAIL_SIGMA))
+
+
+def _quantised(patch: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(_detail(patch) * 32), -127, 127).astype(np.int8)
+
+
+@dataclass(frozen=True)
+class Region:
+    """Where the output was synthesized (x0, y0, x1, y1, shares of the key frame) and how it looked
+    after and before, as high-passed, normalised PATCH x PATCH luma (int8, x32)."""
+
+    box: tuple[float, float, float, float]
+    after: np.ndarray = field(repr=False)
+    before: np.ndarray = field(repr=False)
+
+    @property
+    def distinct(self) -> bool:
+        """Can the region tell the output from its source?"""
+        return float(np.mean(_normalised(self.after) * _normalised(self.before))) < DISTINCT
+
+    def to_json(self) -> dict[str, Any]:
+        return {"box": [round(v, 4) for v in self.box], "after": _b64(self.after), "before": _b64(self.before)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Region:
+        shape = (PATCH * PATCH,)
+        box = tuple(float(v) for v in data["box"])
+        return cls(box, _unb64(data["after"], np.int8, shape), _unb64(data["before"], np.int8, shape))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class KeyFrame:
+    """One recorded picture: its keypoints (work pixels), descriptors and synthesized regions."""
+
+    index: int
+    size: tuple[int, int]  # (width, height) at the work scale
+    points: np.ndarray = field(repr=False)  # (n, 2) float32
+    descriptors: np.ndarray = field(repr=False)  # (n, 32) uint8
+    regions: tuple[Region, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        coords = np.clip(np.rint(self.points * 16), 0, 65535).astype("<u2")  # 1/16 pixel
+        return {
+            "index": self.index,
+            "size": list(self.size),
+            "points": _b64(coords),
+            "descriptors": _b64(self.descriptors),
+            "regions": [r.to_json() for r in self.regions],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> KeyFrame:
+        descriptors = np.frombuffer(base64.b64decode(data["descriptors"]), np.uint8)
+        n = descriptors.size // 32
+        points = _unb64(data["points"], "<u2", (n, 2)).astype(np.float32) / 16
+        size = (int(data["size"][0]), int(data["size"][1]))
+        regions = tuple(Region.from_json(r) for r in data.get("regions") or [])
+        return cls(int(data["index"]), size, points, descriptors.reshape(n, 32), regions)
+
+
+# ---------------------------------------------------------------- recording
+
+
+def _grey_at_work(image: np.ndarray) -> tuple[np.ndarray, float]:
+    """Luma at WORK_SIDE on the short side (scaled either way), and the scale used."""
+    import cv2
+
+    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+    h, w = grey.shape
+    scale = WORK_SIDE / min(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(grey, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR), scale
+
+
+def _orb(grey: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(points, descriptors, responses) of up to `count` ORB keypoints."""
+    import cv2
+
+    orb = cv2.ORB_create(nfeatures=count, fastThreshold=10, edgeThreshold=15, patchSize=15)
+    keypoints, descriptors = orb.detectAndCompute(grey, None)
+    if descriptors is None or not keypoints:
+        return np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8), np.zeros(0)
+    points = np.array([k.pt for k in keypoints], np.float32)
+    return points, descriptors, np.array([k.response for k in keypoints])
+
+
+def _spread(points: np.ndarray, responses: np.ndarray, shape: tuple[int, int], count: int) -> np.ndarray:
+    """Indices of `count` keypoints, the strongest of each grid cell first, so that a crop keeps some."""
+    h, w = shape
+    cell = np.minimum(points[:, 1] * GRID // h, GRID - 1) * GRID + np.minimum(points[:, 0] * GRID // w, GRID - 1)
+    order = np.argsort(-responses, kind="stable")
+    rank = np.empty(len(order), np.int64)
+    seen: dict[int, int] = {}
+    for position, index in enumerate(order):  # each keypoint's rank within its own cell
+        c = int(cell[index])
+        rank[position] = seen.get(c, 0)
+        seen[c] = rank[position] + 1
+    by_round = order[np.lexsort((np.arange(len(order)), rank))]
+    return by_round[:count]
+
+
+def changed_regions(image: np.ndarray, original: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """Pixel boxes (x0, y0, x1, y1) of the largest areas where `image` differs from `original` by more
+    than the watermark could (the swapped face), at most MAX_REGIONS; none when most of it changed."""
+    import cv2
+
+    if original.shape[:2] != image.shape[:2]:
+        return []
+    diff = cv2.absdiff(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), cv2.cvtColor(original, cv2.COLOR_BGR2GRAY))
+    changed = (cv2.GaussianBlur(diff.astype(np.float32), (0, 0), 2.0) > CHANGE_LEVELS).astype(np.uint8)
+    if changed.mean() > MAX_CHANGED:
+        return []
+    count, _, stats, _ = cv2.connectedComponentsWithStats(changed, connectivity=8)
+    area = image.shape[0] * image.shape[1]
+    parts = sorted((stats[i] for i in range(1, count) if stats[i][4] >= MIN_REGION * area), key=lambda s: -s[4])
+    return [(int(x), int(y), int(x + w), int(y + h)) for x, y, w, h, _ in parts[:MAX_REGIONS]]
+
+
+def _patch(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    import cv2
+
+    x0, y0, x1, y1 = box
+    grey = cv2.cvtColor(image[y0:y1, x0:x1], cv2.COLOR_BGR2GRAY)
+    return _quantised(cv2.resize(grey, (PATCH, PATCH), interpolation=cv2.INTER_AREA))
+
+
+def key_frame(index: int, image: np.ndarray, original: np.ndarray | None = None, points: int = FRAME_POINTS) -> KeyFrame:
+    """The fingerprint of one uint8 BGR picture as written (and of what changed from `original`)."""
+    grey, _ = _grey_at_work(image)
+    found, descriptors, responses = _orb(grey, FILE_POINTS)
+    keep = _spread(found, responses, grey.shape, points)
+    regions: list[Region] = []
+    if original is not None:
+        h, w = image.shape[:2]
+        for box in changed_regions(image, original):
+            share = (box[0] / w, box[1] / h, box[2] / w, box[3] / h)
+            regions.append(Region(share, _patch(image, box), _patch(original, box)))
+    size = (int(grey.shape[1]), int(grey.shape[0]))
+    return KeyFrame(index, size, found[keep], descriptors[keep], tuple(regions))
+
+
+class KeyFrames:
+    """Key frames spread evenly over a stream of unknown length: every `stride`-th frame is kept;
+    when 2 x KEY_FRAMES are held, every other one is dropped and the stride doubles."""
+
+    def __init__(self, limit: int = KEY_FRAMES) -> None:
+        self.limit = limit
+        self.stride = 1
+        self.kept: list[KeyFrame] = []
+        self.seen = 0
+
+    def wants(self, index: int) -> bool:
+        return index % self.stride == 0
+
+    def add(self, frame: KeyFrame) -> None:
+        self.kept.append(frame)
+        if len(self.kept) >= 2 * self.limit:
+            self.kept = self.kept[::2]
+            self.stride *= 2
+
+    def record(self, kind: str) -> dict[str, Any]:
+        """The entry's `binding`: the key frames, at most `limit`, spread over the stream."""
+        from faceswap.provenance.tiles import spread
+
+        frames = spread(self.kept, self.limit)
+        return {"version": VERSION, "media": kind, "work_side": WORK_SIDE, "frames": [f.to_json() for f in frames]}
+
+
+# ---------------------------------------------------------------- checking
+
+
+@dataclass(frozen=True)
+class FrameCheck:
+    """One file frame against the key frames: its best match and what its region showed."""
+
+    verdict: str  # output | other | source | blank
+    key_frame: int | None = None
+    inliers: int = 0
+    region: str | None = None  # output | source | different | not visible | alike | None (none recorded)
+    mirrored: bool = False
+
+
+@dataclass(frozen=True)
+class BindingCheck:
+    """Does the file show what the entry recorded?"""
+
+    agrees: bool
+    frames: tuple[FrameCheck, ...]
+    reason: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "agrees": self.agrees,
+            "reason": self.reason,
+            "frames_checked": len(self.frames),
+            "frames_agreeing": sum(f.verdict == "output" for f in self.frames),
+            "frames": [f.__dict__ for f in self.frames],
+        }
+
+
+def recorded(binding: Any) -> list[KeyFrame]:
+    """The key frames an entry's `binding` holds (an unreadable one holds none)."""
+    if not isinstance(binding, dict) or binding.get("version") != VERSION:
+        return []
+    try:
+        return [KeyFrame.from_json(f) for f in binding.get("frames") or []]
+    except (KeyError, TypeError, ValueError):
+        return []
+
+
+def check(binding: Any, frames: list[np.ndarray], mirrored: bool = False) -> BindingCheck:
+    """Check up to CHECK_FRAMES of `frames` (uint8 BGR, spread over the file) against the entry's key
+    frames; `mirrored`: try the file flipped first (the watermark reader found it mirrored)."""
+    from faceswap.provenance.tiles import spread
+
+    keys = [k for k in recorded(binding) if len(k.points) >= MIN_FEATURES]
+    if not keys:
+        return BindingCheck(False, (), "the entry recorded no content to compare with")
+    checks = tuple(_check_frame(keys, f, mirrored) for f in spread(frames, CHECK_FRAMES))
+    judged = [c for c in checks if c.verdict != "blank"]
+    agreeing = sum(c.verdict == "output" for c in judged)
+    if judged and 2 * agreeing >= len(judged):
+        return BindingCheck(True, checks)
+    return BindingCheck(False, checks, _reason(checks, judged))
+
+
+def _reason(checks: tuple[FrameCheck, ...], judged: list[FrameCheck]) -> str:
+    if not judged:
+        return "the file has too little detail to compare with what the entry recorded"
+    if any(c.verdict == "source" for c in judged):
+        return "the synthesized region shows the unconverted source, not the output"
+    if any(c.region == "different" for c in judged):
+        return "the synthesized region shows another picture than the output"
+    agreeing = sum(c.verdict == "output" for c in judged)
+    return f"{agreeing} of {len(judged)} frames show what the entry recorded"
+
+
+def _check_frame(keys: list[KeyFrame], image: np.ndarray, mirrored: bool) -> FrameCheck:
+    best = FrameCheck("blank")
+    for flip in (mirrored, not mirrored):
+        view = np.ascontiguousarray(image[:, ::-1]) if flip else image
+        found = _against(keys, view, flip)
+        if found.verdict == "output":
+            return found
+        if found.verdict != "blank" and (best.verdict == "blank" or found.inliers > best.inliers):
+            best = found
+    return best
+
+
+def _against(keys: list[KeyFrame], image: np.ndarray, flip: bool) -> FrameCheck:
+    """The file frame, its uniform bars stripped, against every key frame."""
+    from faceswap.provenance.tiles import content_box, grey
+
+    top, bottom, left, right = content_box(grey(image))
+    grey, _ = _grey_at_work(image[top:bottom, left:right])
+    points, descriptors, _ = _orb(grey, FILE_POINTS)
+    if len(points) < MIN_FEATURES:
+        return FrameCheck("blank", mirrored=flip)
+    return _best_key(keys, grey, points, descriptors, flip)
+
+
+def _best_key(keys: list[KeyFrame], grey: np.ndarray, points: np.ndarray, descriptors: np.ndarray, flip: bool) -> FrameCheck:
+    best: tuple[int, KeyFrame | None, np.ndarray | None] = (0, None, None)
+    for key in keys:
+        inliers, matrix = _align(key, points, descriptors)
+        if inliers > best[0]:
+            best = (inliers, key, matrix)
+    inliers, key, matrix = best
+    if key is None or matrix is None or inliers < MIN_INLIERS:
+        return FrameCheck("other", key.index if key else None, inliers, mirrored=flip)
+    region = _region_verdict(key, matrix, grey)
+    verdict = {"source": "source", "different": "other"}.get(region or "", "output")
+    return FrameCheck(verdict, key.index, inliers, region, flip)
+
+
+def _align(key: KeyFrame, points: np.ndarray, descriptors: np.ndarray) -> tuple[int, np.ndarray | None]:
+    """Inliers of the best plausible affine map from the file's work pixels to the key frame's."""
+    import cv2
+
+    matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
+    pairs = matcher.knnMatch(key.descriptors, descriptors, k=2)
+    good = [
+        p[0] for p in pairs if len(p) == 2 and p[0].distance < RATIO * p[1].distance and p[0].distance < MAX_HAMMING
+    ]
+    if len(good) < max(MIN_INLIERS, 3):
+        return 0, None
+    src = np.float32([points[m.trainIdx] for m in good])
+    dst = np.float32([key.points[m.queryIdx] for m in good])
+    threshold = RANSAC_SHARE * min(key.size)
+    cv2.setRNGSeed(len(good))  # RANSAC's samples: the same file gives the same verdict every time
+    matrix, mask = cv2.estimateAffine2D(
+        src, dst, method=cv2.RANSAC, ransacReprojThreshold=threshold, maxIters=2000, confidence=0.995
+    )
+    if matrix is None or not np.isfinite(matrix).all() or not _plausible(matrix):
+        return 0, None
+    return int(mask.sum()), matrix
+
+
+def _plausible(matrix: np.ndarray) -> bool:
+    """A rescale, crop, stretch or small rotation; not a reflection, a collapse or a wild shear."""
+    linear = matrix[:, :2]
+    singular = np.linalg.svd(linear, compute_uv=False)
+    low, high = SCALE_RANGE
+    return bool(
+        np.linalg.det(linear) > 0
+        and low <= singular.min()
+        and singular.max() <= high
+        and singular.max() / singular.min() <= MAX_STRETCH
+    )
+
+
+def _region_verdict(key: KeyFrame, matrix: np.ndarray, grey: np.ndarray) -> str | None:
+    """What the file shows where the key frame recorded a synthesized region: the output, its
+    source, something different, or nothing we can judge; None when no region was recorded."""
+    verdicts = [_one_region(r, key, matrix, grey) for r in key.regions]
+    if not verdicts:
+        return None
+    for wanted in ("source", "different", "output", "alike"):
+        if wanted in verdicts:
+            return wanted
+    return "not visible"
+
+
+def _one_region(region: Region, key: KeyFrame, matrix: np.ndarray, grey: np.ndarray) -> str:
+    import cv2
+
+    if not region.distinct:
+        return "alike"
+    x0, y0, x1, y1 = region.box
+    kw, kh = key.size
+    cells = (np.arange(PATCH) + 0.5) / PATCH
+    xs, ys = np.meshgrid(x0 + (x1 - x0) * cells, y0 + (y1 - y0) * cells)
+    target = np.stack([xs.ravel() * kw, ys.ravel() * kh, np.ones(xs.size)], axis=0)
+    inverse = cv2.invertAffineTransform(matrix)
+    file_xy = (inverse @ target).T.astype(np.float32)
+    h, w = grey.shape
+    inside = (file_xy[:, 0] >= 0) & (file_xy[:, 0] < w) & (file_xy[:, 1] >= 0) & (file_xy[:, 1] < h)
+    if inside.mean() < 0.9:
+        return "not visible"
+    cell_px = max(1.0, (x1 - x0) * kw / PATCH / max(float(np.linalg.svd(matrix[:, :2], compute_uv=False).mean()), 1e-3))
+    blurred = cv2.GaussianBlur(grey.astype(np.float32), (0, 0), 0.5 * cell_px)
+    sampled = cv2.remap(
+        blurred, file_xy[:, 0].reshape(1, -1), file_xy[:, 1].reshape(1, -1), cv2.INTER_LINEAR, cv2.BORDER_REPLICATE
+    )
+    seen = _detail(sampled)
+    after = float(np.mean(seen * _normalised(region.after)))
+    before = float(np.mean(seen * _normalised(region.before)))
+    if after >= REGION_FLOOR and after >= before + REGION_MARGIN:
+        return "output"
+    return "source" if before >= after else "different"
