@@ -685,6 +685,70 @@ def cmd_faceset_clean(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def cmd_faceset_label(args: argparse.Namespace) -> int:
+    from faceswap.data.faceset_labels import FACE_LABELS, label_faceset
+
+    report = label_faceset(_store(args), args.id, args.source, tuple(args.face_label or FACE_LABELS))
+    if args.json:
+        _print_json(report.to_json())
+        return ExitCode.OK
+    occluders = ", ".join(f"{k} {v}" for k, v in sorted(report.occluder_labels.items())) or "none"
+    print(
+        f"{args.id}: {report.images} labelled image(s) in {report.label_files} file(s), {report.images_matched} "
+        f"matched; {report.crops_labelled} crop(s) labelled ({report.crops_relabelled} again), "
+        f"{report.total_labelled} in all; occluders {occluders}; ledger seq {report.ledger_seq}"
+    )
+    if report.unmatched_images:
+        print(f"not a crop or a frame of this faceset: {', '.join(report.unmatched_images[:10])}")
+    if report.skipped_shapes:
+        print(f"{report.skipped_shapes} shape(s) that cover no area (lines, points) were skipped")
+    return ExitCode.OK
+
+
+def cmd_faceset_export(args: argparse.Namespace) -> int:
+    from faceswap.data.label_export import export_for_labelling
+
+    report = export_for_labelling(_store(args), args.id, args.out, args.all, args.count)
+    if args.json:
+        _print_json(report.to_json())
+        return ExitCode.OK
+    print(
+        f"{report.exported} crop(s) of {args.id} in {args.out} to label ({report.skipped_labelled} already labelled "
+        f"{'and included' if args.all else 'left out'}); then `faceswap faceset label {args.id} --from {args.out}`"
+    )
+    return ExitCode.OK
+
+
+def _add_faceset_labels(faceset, p: Parents) -> None:
+    label = faceset.add_parser(
+        "label", parents=p.both, help="attach occlusion labels (LabelMe or COCO polygons) to the faceset's crops"
+    )
+    label.add_argument("id")
+    label.add_argument(
+        "--from",
+        dest="source",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="a LabelMe JSON, a folder of them, or a COCO JSON; images are crops (by name) or frames named "
+        "SOURCE.FRAME (clip.000123.png, frames counted from 0)",
+    )
+    label.add_argument(
+        "--face-label",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="the label of the face itself (default: face); every other label occludes it",
+    )
+    label.set_defaults(handler=cmd_faceset_label)
+    export = faceset.add_parser("export", parents=p.both, help="copy crops that have no label yet, to label them")
+    export.add_argument("id")
+    export.add_argument("--out", type=Path, required=True, help="a folder outside the workspace's facesets")
+    export.add_argument("--all", action="store_true", help="labelled crops too")
+    export.add_argument("--count", type=int, default=None, help="only this many, spread evenly over the faceset")
+    export.set_defaults(handler=cmd_faceset_export)
+
+
 def _add_extract(commands, p: Parents) -> None:
     from faceswap.faces.align import ALIGN_POINTS, FACE_TYPES
 
@@ -723,6 +787,7 @@ def _add_extract(commands, p: Parents) -> None:
     clean.add_argument("--max-yaw", type=float, default=None)
     clean.add_argument("--dedupe", action="store_true")
     clean.set_defaults(handler=cmd_faceset_clean)
+    _add_faceset_labels(faceset, p)
 
 
 # train
@@ -740,6 +805,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             purpose=args.purpose,
             name=args.name,
             overrides=args.overrides,
+            occlusion_model=args.occlusion_model,
             checkpoint_every=args.checkpoint_every,
         )
     )
@@ -775,9 +841,61 @@ def _add_train(commands, p: Parents) -> None:
     train.add_argument("--purpose", required=True, choices=PURPOSES)
     train.add_argument("--name", required=True, help="model folder under WORKSPACE/models/")
     train.add_argument(
+        "--occlusion-model",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="an occlusion segmenter (`faceswap train-mask`, same subjects and purpose): what it finds in front "
+        "of the faces is left out of the loss",
+    )
+    train.add_argument(
         "--checkpoint-every", type=int, default=100, metavar="N", help="steps between checkpoints (resume points)"
     )
     train.set_defaults(handler=cmd_train, passes_unknown=True)
+
+
+def cmd_train_mask(args: argparse.Namespace) -> int:
+    from faceswap.train_mask import MaskTrainRequest, run_mask_training
+
+    result = run_mask_training(
+        MaskTrainRequest(
+            _workspace(args), args.config, args.subject_a, args.subject_b, args.purpose, args.name, args.overrides
+        )
+    )
+    if args.json:
+        _print_json(vars(result))
+        return ExitCode.OK
+    if result.rank != 0:
+        return ExitCode.OK
+    metrics = result.metrics
+    if metrics:
+        print(
+            f"loss {metrics['loss_first50']:.4f} -> {metrics['loss_last50']:.4f}, training IoU "
+            f"{metrics['train_iou_first50']:.3f} -> {metrics['train_iou_last50']:.3f} (first/last 50 steps)"
+        )
+    crops = sum(v["labelled_crops"] for v in result.labelled.values())
+    print(
+        f"segmenter {result.model_dir}: {result.steps} steps on {crops} labelled crop(s), fingerprint "
+        f"{result.fingerprint[:16]}; ledger seq {result.ledger_seq}"
+    )
+    return ExitCode.OK
+
+
+def _add_train_mask(commands, p: Parents) -> None:
+    from faceswap.consent.records import PURPOSES
+
+    train = commands.add_parser(
+        "train-mask",
+        parents=p.both,
+        help="train an occlusion segmenter on labelled crops (consent-gated); --trainer.*/--model.*/--data.* "
+        "flags go to LightningCLI",
+    )
+    train.add_argument("--config", type=Path, required=True, help="a YAML in configs/mask/")
+    train.add_argument("--subject-a", required=True, help="the swap's source subject")
+    train.add_argument("--subject-b", required=True, help="the swap's target subject (whose footage has occluders)")
+    train.add_argument("--purpose", required=True, choices=PURPOSES)
+    train.add_argument("--name", required=True, help="model folder under WORKSPACE/models/")
+    train.set_defaults(handler=cmd_train_mask, passes_unknown=True)
 
 
 # convert and eval
@@ -809,6 +927,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         backend=args.backend,
         model_root=args.model_root,
         allow_empty=args.allow_empty,
+        mask_model=args.mask_model,
         limits=_limits(args, OPERATOR),
     )
     store = _store(args)
@@ -830,7 +949,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 def _add_convert(commands, p: Parents) -> None:
     from faceswap.convert import blend, colour
-    from faceswap.faces.masks import MASK_REGIONS
+    from faceswap.faces.masks import MASK_CHOICES
 
     conv = commands.add_parser(
         "convert",
@@ -848,8 +967,12 @@ def _add_convert(commands, p: Parents) -> None:
     conv.add_argument(
         "--mask",
         default="full",
-        choices=MASK_REGIONS,
-        help="full: whole face; mouth / lower-face: keep the target's own mouth / lower face (dubbing)",
+        choices=MASK_CHOICES,
+        help="full: whole face; mouth / lower-face: keep the target's own mouth / lower face (dubbing); occlusion "
+        "(or REGION+occlusion): also keep what is in front of the face (a hand, a microphone), found by --mask-model",
+    )
+    conv.add_argument(
+        "--mask-model", type=Path, default=None, metavar="DIR", help="the occlusion segmenter (`faceswap train-mask`)"
     )
     conv.add_argument("--color", default="rct", choices=sorted(colour.MODES))
     conv.add_argument("--blend", default="feather", choices=sorted(blend.MODES))
@@ -1009,6 +1132,8 @@ def cmd_dub(args: argparse.Namespace) -> int:
         sequence=args.sequence,
         backend=args.backend,
         model_root=args.model_root,
+        mask=args.mask,
+        mask_model=args.mask_model,
         limits=_limits(args, OPERATOR),
     )
     store = _store(args)
@@ -1034,6 +1159,7 @@ def cmd_dub(args: argparse.Namespace) -> int:
 def _add_dub(commands, p: Parents) -> None:
     from faceswap.convert import blend, colour
     from faceswap.convert.dub import REGIONS
+    from faceswap.faces.masks import OCCLUSION
 
     dub = commands.add_parser(
         "dub",
@@ -1049,6 +1175,16 @@ def _add_dub(commands, p: Parents) -> None:
     )
     dub.add_argument(
         "--region", default="mouth", choices=REGIONS, help="what is re-voiced: the mouth or the lower face"
+    )
+    dub.add_argument(
+        "--mask",
+        default=None,
+        choices=[OCCLUSION],
+        help="occlusion: keep what is in front of the actor's face (a hand, a microphone) inside the region, "
+        "found by --mask-model",
+    )
+    dub.add_argument(
+        "--mask-model", type=Path, default=None, metavar="DIR", help="the occlusion segmenter (`faceswap train-mask`)"
     )
     dub.add_argument(
         "--offset",
@@ -1308,6 +1444,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     workspace = _workspace(args)
     if args.dub:
         return cmd_demo_dub(args, workspace)
+    if args.occlusion:
+        return cmd_demo_occlusion(args, workspace)
     if args.json and (workspace.demo_dir / "report.json").exists() and not args.rerun:
         report = json.loads((workspace.demo_dir / "report.json").read_text())
         _print_json(report)
@@ -1339,19 +1477,54 @@ def cmd_demo_dub(args: argparse.Namespace, workspace) -> int:
     return dub_exit_code(report)
 
 
+def cmd_demo_occlusion(args: argparse.Namespace, workspace) -> int:
+    from faceswap.demo.occlusion import REPORT_NAME, OcclusionDemoOptions, occlusion_exit_code, run_occlusion_demo
+    from faceswap.demo.occlusion_measures import summary
+
+    saved = workspace.demo_dir / REPORT_NAME
+    if args.json and saved.exists() and not args.rerun:
+        report = json.loads(saved.read_text())
+        _print_json(report)
+        return occlusion_exit_code(report)
+    say = (lambda _msg: None) if args.json else (lambda msg: print(msg, flush=True))
+    options = OcclusionDemoOptions(
+        seconds=args.seconds, steps=args.steps or OcclusionDemoOptions.steps, occluder=args.occluder or "hand"
+    )
+    report = run_occlusion_demo(workspace, options, say=say)
+    if args.json:
+        _print_json(report)
+    else:
+        print(summary(report))
+    return occlusion_exit_code(report)
+
+
 def cmd_demo_subjects(args: argparse.Namespace) -> int:
-    from faceswap.demo.subjects import dub_pair_paths, make_demo_subjects
+    from faceswap.demo.subjects import dub_pair_paths, make_demo_subjects, occluded_clip_paths
     from faceswap.faces.analyzer import FaceAnalyzer
 
-    files, report = make_demo_subjects(args.out, FaceAnalyzer("dlib"), seconds=args.seconds)
+    occluders = tuple(args.occluder or ())
+    files, report = make_demo_subjects(args.out, FaceAnalyzer("dlib"), seconds=args.seconds, occluders=occluders)
     pair = dub_pair_paths(args.out)
     if args.json:
         subjects = [{k: str(v) for k, v in vars(f).items()} for f in files]
-        _print_json({"subjects": subjects, "dub_pair": {k: str(v) for k, v in vars(pair).items()}, "identity": report})
+        occluded = {
+            kind: {k: str(v) for k, v in vars(occluded_clip_paths(args.out, kind)).items()} for kind in occluders
+        }
+        _print_json(
+            {
+                "subjects": subjects,
+                "dub_pair": {k: str(v) for k, v in vars(pair).items()},
+                "occluded": occluded,
+                "identity": report,
+            }
+        )
         return ExitCode.OK
     for f in files:
         print(f"{f.subject}: {f.clip} ({len(f.references)} reference photos, truth {f.truth.name})")
     print(f"dub pair: plate {pair.plate}, performance {pair.performance} (truths beside them)")
+    for kind in occluders:
+        occluded = occluded_clip_paths(args.out, kind)
+        print(f"occluded: {occluded.clip} (demo-b with a {kind} in front of the face; truth {occluded.truth.name})")
     pairs = ", ".join(f"{k} {v:.3f}" for k, v in report["between_subjects"].items())
     nearest = ", ".join(f"{k}~{v['source']} {v['similarity']:.3f}" for k, v in report["nearest_real_source"].items())
     print(f"identity ({report['backend']}, match >= {report['threshold']}): {pairs}; nearest real faces: {nearest}")
@@ -1359,6 +1532,8 @@ def cmd_demo_subjects(args: argparse.Namespace) -> int:
 
 
 def _add_demo(commands, p: Parents) -> None:
+    from faceswap.demo.occluders import OCCLUDERS
+
     demo = commands.add_parser(
         "demo", parents=[p.workspace], help="the end-to-end demo on synthetic subjects (< 10 min)"
     )
@@ -1373,11 +1548,27 @@ def _add_demo(commands, p: Parents) -> None:
         action="store_true",
         help="the dubbing workflow instead: re-voice demo-a's plate with demo-b's performance (dub-report.json)",
     )
+    demo.add_argument(
+        "--occlusion",
+        action="store_true",
+        help="the occlusion workflow instead: label, train a segmenter, convert with --mask occlusion "
+        "(occlusion-report.json)",
+    )
+    demo.add_argument(
+        "--occluder", choices=OCCLUDERS, default=None, help="with --occlusion: what passes in front (hand)"
+    )
     demo.set_defaults(handler=cmd_demo)
     actions = demo.add_subparsers(dest="demo_command", metavar="ACTION")
     subjects = actions.add_parser("subjects", parents=[p.json], help="make the two synthetic demo subjects")
     subjects.add_argument("--out", type=Path, required=True)
     subjects.add_argument("--seconds", type=float, default=10.0)
+    subjects.add_argument(
+        "--occluder",
+        action="append",
+        choices=OCCLUDERS,
+        default=None,
+        help="also make demo-b's clip with this in front of the face (its outline in the truth); repeatable",
+    )
     subjects.set_defaults(handler=cmd_demo_subjects)
 
 
@@ -1389,6 +1580,7 @@ COMMANDS = (
     _add_keys,
     _add_extract,
     _add_train,
+    _add_train_mask,
     _add_convert,
     _add_convert_batch,
     _add_dub,

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from faceswap.errors import BadInput
-from faceswap.image_header import ImageHeader, read_header
+from faceswap.image_header import ImageHeader, header_of, read_header
 from faceswap.limits import OPERATOR, InputLimits
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".exr"})
@@ -76,6 +76,25 @@ def checked_header(path: Path, limits: InputLimits, cost: Callable[[ImageHeader]
     header = read_header(path)
     limits.check_image(path, header.width, header.height, cost(header))
     return header
+
+
+def decode_grey_bytes(data: bytes, name: Path, limits: InputLimits = OPERATOR) -> np.ndarray:
+    """A single-channel image held in memory (a LabelMe mask's PNG): its header read and checked
+    against `limits` before it is decoded, the decode no larger than the header said."""
+    import cv2
+
+    limits.check_file_size(name, len(data))
+    header = header_of(data, name)
+    limits.check_image(name, header.width, header.height, header.width * header.height)
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+    except cv2.error:
+        image = None
+    if image is None:
+        raise BadInput(f"{name}: not a readable image")
+    if image.shape[:2] != (header.height, header.width):
+        raise BadInput(f"{name}: decoded to {image.shape[1]}x{image.shape[0]}, not the size its header says")
+    return image
 
 
 def checked_size(path: Path, limits: InputLimits) -> int:

@@ -50,6 +50,7 @@ class TrainRequest:
     purpose: str
     name: str
     overrides: list[str] = field(default_factory=list)  # LightningCLI flags, e.g. --trainer.max_steps 50
+    occlusion_model: Path | None = None  # a segmenter whose occluders are left out of the loss
     checkpoint_every: int = 100  # steps between checkpoints (resume points)
     consent_check_seconds: float = CHECK_EVERY_SECONDS
     callbacks: list[Any] = field(default_factory=list)  # more Lightning Callbacks (library use), run after ours
@@ -150,6 +151,8 @@ def run_training(request: TrainRequest) -> TrainResult:
     cli = _configure(request, authorised, model_dir, checkpoints, [consent_callback(watch), history.callback])
     module, datamodule, trainer = cli.model, cli.datamodule, cli.trainer
     watch.interrupt = trainer.world_size == 1  # DDP ranks stop together at step boundaries instead
+    if request.occlusion_model is not None:
+        exclude_occluders(request.occlusion_model, store, datamodule)
     smoke = trainer.accelerator.__class__.__name__.lower().startswith("cpu")
     if smoke and trainer.is_global_zero:
         print(f"CPU smoke run of {request.name}: {trainer.max_steps} steps; real training needs a GPU", flush=True)
@@ -232,6 +235,23 @@ def _saved_grant(last: Path) -> list[str] | None:
     return [str(r.get("record_id")) for r in saved.get("records", []) if isinstance(r, dict)]
 
 
+def exclude_occluders(folder: Path, store: ConsentStore, datamodule: Any) -> None:
+    """Leave what the segmenter finds in front of the faces out of the loss; the segmenter must be
+    logged, under this run's consent, and made for the facesets' crops. Recorded in the model's entry."""
+    from faceswap.model.occlusion import load_segmenter
+
+    segmenter = load_segmenter(store, folder, datamodule.grant)
+    made = {faceset.header.alignment for faceset in datamodule.facesets.values()}
+    if made != {segmenter.alignment}:
+        raise BadInput(f"{folder} segments {segmenter.alignment.name} crops; the facesets hold others")
+    datamodule.visible = segmenter.on_crop
+    datamodule.occlusion_model = {
+        "name": segmenter.name,
+        "fingerprint": segmenter.fingerprint,
+        "seq": segmenter.entry.seq,
+    }
+
+
 def _check_request(request: TrainRequest) -> None:
     import torch
 
@@ -247,40 +267,65 @@ def _check_request(request: TrainRequest) -> None:
 def _configure(request: TrainRequest, authorised: Any, model_dir: Path, checkpoints: Path, callbacks: list):
     """LightningCLI over the config and the request's overrides (not run); the data module is built
     from the authorised grant, its options from the config and flags."""
-    logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    logging.getLogger("lightning_fabric").setLevel(logging.WARNING)  # "Seed set to 0"
-    logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
-    from pytorch_lightning.cli import LightningCLI
-
     from faceswap.data.datamodule import SwapDataModule
     from faceswap.model.module import SwapModule
 
-    class SwapCLI(LightningCLI):
+    job = CliJob(request.config, request.overrides, request.checkpoint_every, "train")
+    return build_granted_cli(
+        (SwapModule, SwapDataModule), ("authorised", authorised), job, model_dir, checkpoints, callbacks
+    )
+
+
+@dataclass(frozen=True)
+class CliJob:
+    """What a training command's LightningCLI is built from: the preset, the flags, the checkpoint
+    interval and the command's name (for its error line)."""
+
+    config: Path
+    overrides: list[str]
+    checkpoint_every: int
+    command: str
+
+
+def build_granted_cli(
+    classes: tuple[type, type], given: tuple[str, Any], job: CliJob, model_dir: Path, checkpoints: Path, callbacks: list
+):
+    """LightningCLI over `job`'s config and flags (not run): the model from them; the data module
+    built from what the caller authorised (`given`: that argument's name and value, which no config
+    key or flag can set), its other options from the config and flags."""
+    for logger in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning.fabric"):
+        logging.getLogger(logger).setLevel(logging.WARNING)  # "Seed set to 0" and the like
+    from pytorch_lightning.cli import LightningCLI
+
+    module_class, data_class = classes
+    name, value = given
+
+    class GrantedCLI(LightningCLI):
         def add_core_arguments_to_parser(self, parser) -> None:
             """Lightning's trainer and model; the data module's options only (never who or which consent)."""
             parser.add_lightning_class_args(self.trainer_class, "trainer")
             parser.set_defaults({f"trainer.{k}": v for k, v in self.trainer_defaults.items() if k != "callbacks"})
             parser.add_lightning_class_args(self._model_class, "model", subclass_mode=self.subclass_mode_model)
-            parser.add_class_arguments(SwapDataModule, "data", skip={"authorised"}, instantiate=False)
+            parser.add_class_arguments(data_class, "data", skip={name}, instantiate=False)
 
         def add_arguments_to_parser(self, parser) -> None:
             parser.link_arguments("model.resolution", "data.resolution")  # the data follows the model
 
         def instantiate_classes(self) -> None:
             super().instantiate_classes()
-            self.datamodule = SwapDataModule(authorised, **vars(self.config_init["data"]))
+            self.datamodule = data_class(value, **vars(self.config_init["data"]))
 
-    args = ["--config", str(request.config), *request.overrides]
-    every = request.checkpoint_every
+    args = ["--config", str(job.config), *job.overrides]
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*args parameter is intended.*")
         warnings.filterwarnings("ignore", message="(?s).*Unable to serialize instance")
         try:
-            return _build_cli(SwapCLI, SwapModule, args, model_dir, checkpoints, every, callbacks)
+            return _build_cli(GrantedCLI, module_class, args, model_dir, checkpoints, job.checkpoint_every, callbacks)
         except ArgumentError as error:
             reason = " ".join(str(error).split())
-            raise BadInput(f"{request.config}: {reason} (see `faceswap train --help` and docs/training.md)") from None
+            raise BadInput(
+                f"{job.config}: {reason} (see `faceswap {job.command} --help` and docs/training.md)"
+            ) from None
 
 
 def _plain_values(hparams: Any, skip: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
@@ -345,6 +390,11 @@ def publish_model(run: FinishedRun, ledger: Any, watch: ConsentWatch) -> tuple[s
         "faceset_hashes": run.datamodule.faceset_hashes,
         "steps": int(run.trainer.global_step),
         "resumed_from": run.resumed_from,
+        **(
+            {"occlusion_model": run.datamodule.occlusion_model}
+            if getattr(run.datamodule, "occlusion_model", None)
+            else {}
+        ),
     }
     data = {
         "name": request.name,

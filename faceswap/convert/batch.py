@@ -37,7 +37,7 @@ from faceswap.limits import OPERATOR, InputLimits
 
 REQUIRED = ("model", "input", "output")
 NOT_OPTIONS = ("consent_check_seconds", "limits")  # ConvertOptions fields that are no CSV column (limits: flags)
-NOT_IDENTITY = ("model_root",)  # where a machine keeps its face models does not change a shot
+NOT_IDENTITY = ("model_root", "mask_model")  # paths: a shot is its files' contents (the segmenter's fingerprint)
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 RETRIES = 3  # Ray re-runs a task whose worker died; a failure the shot itself raises is not retried
 LOCAL_HOSTS = ("", "auto", "localhost", "127.0.0.1", "::1")
@@ -62,13 +62,11 @@ class Shot:
         (same output name, input bytes, model weights, options) has the same key."""
         if not self.input.is_file():
             raise BadInput(f"{self.input}: no such input file")
-        from faceswap.model.weights import fingerprint, read_weights
-
         input_sha256 = file_sha256(self.input)
-        model_fingerprint = fingerprint(read_weights(self.model)[0]) if self.model.is_dir() else None
-        if model_fingerprint is None:
-            raise BadInput(f"{self.model}: not a model folder")
+        model_fingerprint = _fingerprint_of(self.model)
         options = {k: v for k, v in dataclasses.asdict(self.options).items() if k not in (*NOT_OPTIONS, *NOT_IDENTITY)}
+        if self.options.mask_model is not None:
+            options["mask_model_fingerprint"] = _fingerprint_of(self.options.mask_model)
         key = sha256_hex(
             canonical_json(
                 {
@@ -80,6 +78,14 @@ class Shot:
             )
         )
         return {"key": key, "input_sha256": input_sha256, "model_fingerprint": model_fingerprint}
+
+
+def _fingerprint_of(folder: Path) -> str:
+    from faceswap.model.weights import fingerprint, read_weights
+
+    if not folder.is_dir():
+        raise BadInput(f"{folder}: not a model folder")
+    return fingerprint(read_weights(folder)[0])
 
 
 @dataclass

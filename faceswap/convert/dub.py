@@ -23,12 +23,20 @@ from faceswap.consent.registry import ConsentStore
 from faceswap.consent.watch import CHECK_EVERY_SECONDS, ConsentWatch
 from faceswap.convert.dub_audio import auto_offset, output_audio
 from faceswap.convert.model_io import AuthorizedModel, load_model
-from faceswap.convert.pipeline import ConvertOptions, ConvertReport, FrameIn, Swapper, in_background
+from faceswap.convert.pipeline import (
+    ConvertOptions,
+    ConvertReport,
+    FrameIn,
+    Swapper,
+    in_background,
+    keep_occluders,
+    segmenter_settings,
+)
 from faceswap.convert.smoothing import KeypointSmoother, TrackedFace
 from faceswap.errors import BadInput, CheckFailed
 from faceswap.faces.align import crop_face, track_alignment, transform_points
 from faceswap.faces.identity import IdentityMatcher
-from faceswap.faces.masks import landmark_mask, region_polygon
+from faceswap.faces.masks import OCCLUSION, landmark_mask, region_polygon
 from faceswap.faces.tracking import DETECT_EVERY, FaceTracker
 from faceswap.faces.types import Face
 from faceswap.hashing import file_sha256, safe_name
@@ -59,6 +67,8 @@ class DubOptions:
     backend: str = "auto"
     model_root: Path | None = None
     consent_check_seconds: float = CHECK_EVERY_SECONDS
+    mask: str | None = None  # "occlusion": keep what is in front of the actor's face, inside the region
+    mask_model: Path | None = None  # the occlusion segmenter (`faceswap train-mask`)
     limits: InputLimits = OPERATOR  # what the plate, performance and audio may declare (faceswap/limits.py)
 
     def convert_options(self) -> ConvertOptions:
@@ -81,6 +91,11 @@ class DubOptions:
         """Every option checked before anything is read or written."""
         if self.region not in REGIONS:
             raise BadInput(f"--region must be one of {', '.join(REGIONS)}")
+        if self.mask not in (None, OCCLUSION) or (self.mask is not None) != (self.mask_model is not None):
+            raise BadInput(
+                f"--mask {OCCLUSION} needs --mask-model (a segmenter from `faceswap train-mask`), and "
+                "--mask-model needs --mask occlusion"
+            )
         if self.offset != "auto" and not (
             isinstance(self.offset, int | float) and np.isfinite(self.offset) and abs(self.offset) <= MAX_OFFSET
         ):
@@ -226,12 +241,14 @@ class Dubber:
         options: DubOptions,
         fps: float,
         token: int | None = None,
+        segmenter: Any = None,
     ):
         """Every frame this returns is watermarked with `token` (a random one when none is given),
-        as the Swapper's are: the dubbed pixels never leave it unmarked."""
+        as the Swapper's are: the dubbed pixels never leave it unmarked. `segmenter`: what it finds
+        in front of the actor's face keeps the plate's pixels."""
         self.options, self.size, self.fps = options, model.resolution, fps
         self.alignment = model.alignment
-        self.swapper = Swapper(model, refs_b, backend, options.convert_options(), fps, token)
+        self.swapper = Swapper(model, refs_b, backend, options.convert_options(), fps, token, segmenter)
         self.token = self.swapper.token
         self.plate_tracker = FaceTracker(self.swapper.analyzer, IdentityMatcher(refs_a, backend), options.detect_every)
 
@@ -290,8 +307,12 @@ class Dubber:
         if jobs:
             crops = [crop_face(batch[pos][0].performance.image, m, size) for pos, _, _, m in jobs]
             generated, _learned = self.swapper._infer(crops)  # A's decoder, exactly as conversion runs it
-            for (pos, a, b, perf_matrix), face in zip(jobs, generated, strict=True):
-                outputs[pos] = self.paint(outputs[pos], face, a, b, perf_matrix)
+            hidden = self.swapper.occluders([(outputs[pos], a.face, a.kps) for pos, a, _, _ in jobs])
+            for (pos, a, b, perf_matrix), face, kept in zip(jobs, generated, hidden, strict=True):
+                painted = self.paint(outputs[pos], face, a, b, perf_matrix)
+                if kept is not None:
+                    painted = keep_occluders(outputs[pos], painted, kept)
+                outputs[pos] = painted
             report.frames_dubbed += len(jobs)
         outputs = self.swapper.watermarker.embed(outputs, self.token)
         return [(pair.frame, out) for (pair, _, _), out in zip(batch, outputs, strict=True)]
@@ -382,7 +403,14 @@ def subject_records(store: ConsentStore, grant: ConsentGrant):
     return records
 
 
-def dub_context(model: AuthorizedModel, paths: dict[str, Path | None], options: DubOptions, report: DubReport, guard):
+def dub_context(
+    model: AuthorizedModel,
+    paths: dict[str, Path | None],
+    options: DubOptions,
+    report: DubReport,
+    guard,
+    segmenter: Any = None,
+):
     grant = model.grant
     a, b = grant.record_for(grant.subject_a), grant.record_for(grant.subject_b)
     described = {
@@ -413,9 +441,11 @@ def dub_context(model: AuthorizedModel, paths: dict[str, Path | None], options: 
         "blur": options.blur,
         "smoothing": options.smoothing,
         "detect_every": options.detect_every,
+        **({"mask": options.mask, **segmenter_settings(segmenter)} if segmenter is not None else {}),
     }
+    extra = (segmenter.weights_path,) if segmenter is not None else ()
     sources = tuple(
-        p for p in (paths["plate"], paths["performance"], options.audio, model.weights_path) if p is not None
+        p for p in (paths["plate"], paths["performance"], options.audio, model.weights_path, *extra) if p is not None
     )
     return OutputContext(
         producer="dub",
@@ -446,10 +476,10 @@ def dub(
             f"{model_dir}: trained on {framing}-face crops, which do not hold the {options.region} region "
             f"(--region {' or '.join(FRAMING_REGIONS[framing])})"
         )
+    segmenter = _segmenter(store, options, model)
     sink = OutputSink.for_workspace(store.workspace, store.ledger)
-    sink.check_destination(
-        output, (plate, performance, *([options.audio] if options.audio else []), model.weights_path)
-    )
+    weights = (model.weights_path, *((segmenter.weights_path,) if segmenter is not None else ()))
+    sink.check_destination(output, (plate, performance, *([options.audio] if options.audio else []), *weights))
     plate_info, perf_info = probe_inputs(plate, performance, options.limits)
     report = DubReport(str(plate), str(performance), str(output), str(model_dir), options.region)
     report.consent_record_ids = model.grant.record_ids
@@ -458,14 +488,15 @@ def dub(
     backend = record_a.backend if options.backend == "auto" else options.backend
     fps = float(plate_info.fps)
     token = sink.reserve_token()
-    dubber = Dubber(model, record_a.reference_embeddings, record_b.reference_embeddings, backend, options, fps, token)
+    refs = (record_a.reference_embeddings, record_b.reference_embeddings)
+    dubber = Dubber(model, *refs, backend, options, fps, token, segmenter)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="faceswap-dub-") as scratch:
         duration = plate_info.frames / fps if plate_info.frames else None
         line = dub_line(options, performance, offset, duration, Path(scratch), report)
         watch = ConsentWatch(ConsentGate(store), model.grant, options.consent_check_seconds, dubbed_something(report))
         paths = {"plate": plate, "performance": performance, "audio": options.audio}
-        context = dub_context(model, paths, options, report, watch)
+        context = dub_context(model, paths, options, report, watch, segmenter)
         clock = PerformanceClock(
             _decoded(performance, options.limits),
             float(perf_info.fps),
@@ -486,6 +517,15 @@ def dub(
     report.fps = round(report.frames / max(report.seconds, 1e-9), 2)
     report.token, report.ledger_seq = written.token, written.entry.seq
     return report
+
+
+def _segmenter(store: ConsentStore, options: DubOptions, model: AuthorizedModel) -> Any:
+    """The occlusion segmenter `--mask-model` names (its entry and consent checked), or None."""
+    if options.mask is None or options.mask_model is None:
+        return None
+    from faceswap.model.occlusion import load_segmenter
+
+    return load_segmenter(store, options.mask_model, model.grant)
 
 
 def _decoded(path: Path, limits: InputLimits) -> Iterator[FrameIn]:

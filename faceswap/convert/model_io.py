@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from faceswap.consent.gate import ConsentGate, ConsentGrant, ConsentRefused
+from faceswap.consent.gate import ConsentGate, ConsentGrant
 from faceswap.consent.registry import ConsentStore
 from faceswap.errors import BadInput
 from faceswap.faces.align import LEGACY_TEMPLATE, Alignment
@@ -53,20 +53,19 @@ def load_model(store: ConsentStore, folder: Path, device: str | None = None) -> 
     """The model in `folder`, if the ledger knows its weights and its consent holds; else refused."""
     import torch
 
-    from faceswap.model.weights import fingerprint, read_weights
+    from faceswap.model.weights import SWAP, find_trained, fingerprint, model_type, read_weights
 
     if not folder.is_dir():
         raise BadInput(f"{folder}: not a model folder")
     state, file_hparams, weights_path = read_weights(folder)
     weights_id = fingerprint(state)
     entries = store.ledger.entries()
-    trained = [e for e in entries if e.kind == "model.trained" and e.data.get("fingerprint") == weights_id]
-    if not trained:
-        raise ConsentRefused(
-            f"{folder}: no model.trained ledger entry names these weights (fingerprint {weights_id[:16]}): only models "
-            "trained in this workspace convert, unaltered"
+    entry = find_trained(entries, weights_id, folder)
+    if model_type(entry.data) != SWAP:
+        raise BadInput(
+            f"{folder}: an {model_type(entry.data)} segmenter, not a swap model (use it with --mask occlusion "
+            "--mask-model)"
         )
-    entry = trained[-1]
     grant = ConsentGate(store).authorize_model(entry, entries)
     hparams = entry.data.get("hparams") or file_hparams  # the signed entry first; legacy entries lack it
     network = _build(hparams, state, folder)

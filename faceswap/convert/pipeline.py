@@ -27,7 +27,7 @@ from faceswap.errors import BadInput, CheckFailed
 from faceswap.faces.align import REGION_FRAMINGS, crop_face, mask_to_frame, track_alignment, transform_points
 from faceswap.faces.analyzer import FaceAnalyzer
 from faceswap.faces.identity import IdentityMatcher
-from faceswap.faces.masks import BLEND_BLUR, BLEND_ERODE, blend_mask, landmark_mask
+from faceswap.faces.masks import BLEND_BLUR, BLEND_ERODE, MASK_CHOICES, blend_mask, landmark_mask, mask_parts
 from faceswap.faces.tracking import DETECT_EVERY, FaceTracker
 from faceswap.hashing import safe_name
 from faceswap.limits import OPERATOR, InputLimits
@@ -44,7 +44,7 @@ from faceswap.media import (
 from faceswap.provenance.sink import OutputContext, OutputSink, SinkFrame, batched
 from faceswap.provenance.watermark import Watermarker, new_token
 
-MASK_MODES = ("full", "lower-face", "mouth")
+MASK_MODES = MASK_CHOICES  # regions, and occlusion alone or with a region (faces.masks)
 MOUTH_SMOOTHING = 0.08  # seconds either side for the mouth corners, which move with speech
 SEQUENCES = ("png", "exr")
 CODECS = ("h264", "prores4444", "prores422hq")
@@ -73,6 +73,7 @@ class ConvertOptions:
     model_root: Path | None = None
     detect_every: int = DETECT_EVERY  # detect on every Nth frame (and on cuts); follow faces in between
     allow_empty: bool = False  # write a marked, unchanged copy when no face of subject B is found
+    mask_model: Path | None = None  # the occlusion segmenter `--mask occlusion` uses (`faceswap train-mask`)
     consent_check_seconds: float = CHECK_EVERY_SECONDS
     limits: InputLimits = OPERATOR  # what an input may declare (faceswap/limits.py)
 
@@ -89,6 +90,11 @@ class ConvertOptions:
         """Every option checked before anything is read or written."""
         if self.mask not in MASK_MODES:
             raise BadInput(f"--mask must be one of {', '.join(MASK_MODES)}")
+        if mask_parts(self.mask)[1] != (self.mask_model is not None):
+            raise BadInput(
+                "--mask occlusion needs --mask-model (a segmenter from `faceswap train-mask`), and --mask-model "
+                "is only for --mask occlusion or REGION+occlusion"
+            )
         if self.color not in colour_modes.MODES:
             raise BadInput(f"--color must be one of {', '.join(colour_modes.MODES)}")
         if self.blend not in blend_modes.MODES:
@@ -350,11 +356,13 @@ class Swapper:
         options: ConvertOptions,
         fps: float,
         token: int | None = None,
+        segmenter: Any = None,
     ):
         """Every frame this returns is already watermarked with `token` (a random one when none is
         given, which no ledger entry names) under the workspace's watermark secret, which the model
-        carries: generated pixels never leave it unmarked, whoever calls."""
-        self.model, self.options = model, options
+        carries: generated pixels never leave it unmarked, whoever calls. `segmenter`
+        (model.occlusion.Segmenter): what it finds in front of a face keeps the input's pixels."""
+        self.model, self.options, self.segmenter = model, options, segmenter
         self.token = new_token() if token is None else token
         self.watermarker = Watermarker.marking(model.marks)
         self.analyzer = FaceAnalyzer(backend, options.model_root)
@@ -414,9 +422,10 @@ class Swapper:
         lms = transform_points(face.landmarks, matrix)
         kps = transform_points(face.kps5, matrix)
         area = landmark_mask(lms, face.landmark_scheme, kps, "full", (size, size))
-        if self.options.mask == "full":
+        region = mask_parts(self.options.mask)[0]
+        if region == "full":
             return area, empty
-        keep = landmark_mask(lms, face.landmark_scheme, kps, self.options.mask, (size, size))
+        keep = landmark_mask(lms, face.landmark_scheme, kps, region, (size, size))
         return area, cv2.dilate(keep, np.ones((3, 3), np.uint8), iterations=max(1, size // 32))
 
     def finish_mask(self, learned: np.ndarray, area: np.ndarray, keep: np.ndarray) -> np.ndarray:
@@ -446,12 +455,18 @@ class Swapper:
         if jobs:
             crops = [crop_face(frames[pos][0].image, m, size) for pos, _, m in jobs]
             swapped, learned = self._infer(crops)
-            for (pos, tracked, matrix), crop, new, learned_mask in zip(jobs, crops, swapped, learned, strict=True):
+            hidden = self.occluders([(frames[pos][0].image, t.face, t.kps) for pos, t, _ in jobs])
+            for (pos, tracked, matrix), crop, new, learned_mask, kept in zip(
+                jobs, crops, swapped, learned, hidden, strict=True
+            ):
                 face = tracked.face
                 mask = self.finish_mask(learned_mask, *self.region(face, matrix, size))
                 new = self.colour(new, crop, mask)
                 outputs[pos] = self.blend(outputs[pos], new, matrix, mask)
-                mattes[pos] = np.maximum(mattes[pos], mask_to_frame(mask, matrix, outputs[pos].shape))
+                matte = mask_to_frame(mask, matrix, outputs[pos].shape)
+                if kept is not None:
+                    outputs[pos], matte = keep_occluders(frames[pos][0].image, outputs[pos], kept), matte * (1 - kept)
+                mattes[pos] = np.maximum(mattes[pos], matte)
                 report.faces_swapped += 1
                 report.swaps.append(
                     {
@@ -465,6 +480,27 @@ class Swapper:
             report.frames_swapped += len({pos for pos, _, _ in jobs})
         outputs = self.watermarker.embed(outputs, self.token)
         return [(f, out, matte) for (f, _), out, matte in zip(frames, outputs, mattes, strict=True)]
+
+    def occluders(self, faces: list[tuple[np.ndarray, Any, np.ndarray]]) -> list[np.ndarray | None]:
+        """For each (frame, face, smoothed kps5): where the input must be kept because something is in
+        front of the face, in frame pixels (None each without a segmenter)."""
+        if self.segmenter is None:
+            return [None] * len(faces)
+        from faceswap.faces.masks import occluder_matte
+
+        found = self.segmenter.predict(faces)
+        return [
+            mask_to_frame(occluder_matte(o.visible), o.matrix, image.shape)
+            for (image, _, _), o in zip(faces, found, strict=True)
+        ]
+
+
+def keep_occluders(source: np.ndarray, swapped: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """The input's pixels where `kept` (an occluder in front of the face, frame pixels in [0, 1]),
+    the swap elsewhere."""
+    alpha = kept[..., None]
+    mixed = swapped.astype(np.float32) * (1 - alpha) + source.astype(np.float32) * alpha
+    return np.clip(np.rint(mixed), 0, 255).astype(swapped.dtype)
 
 
 def swapped_something(report: ConvertReport, allow_empty: bool, subject_b: str) -> Callable[[], None]:
@@ -500,8 +536,9 @@ def convert(
             "(a face swap needs a model of the whole face)"
         )
     grant = model.grant
+    segmenter = _segmenter(store, options, grant)
     sink = OutputSink.for_workspace(store.workspace, store.ledger)
-    sink.check_destination(output, (input_path, model.weights_path))
+    sink.check_destination(output, (input_path, model.weights_path, *_weights_of(segmenter)))
     record_b = store.load().by_id(grant.record_for(grant.subject_b).record_id)
     assert record_b is not None
     backend = record_b.backend if options.backend == "auto" else options.backend
@@ -509,7 +546,7 @@ def convert(
     delivery = Delivery.plan(options, source, output)
     frames, total = source.frames, source.total
     token = sink.reserve_token()
-    swapper = Swapper(model, record_b.reference_embeddings, backend, options, float(source.fps), token)
+    swapper = Swapper(model, record_b.reference_embeddings, backend, options, float(source.fps), token, segmenter)
     report = ConvertReport(str(input_path), str(output), str(model_dir), consent_record_ids=grant.record_ids)
     started = time.perf_counter()
 
@@ -522,13 +559,37 @@ def convert(
 
     required = swapped_something(report, options.allow_empty, grant.subject_b)
     with ConsentWatch(ConsentGate(store), grant, options.consent_check_seconds, required) as watch:
-        context = _context(model, input_path, options, delivery, watch, shot)
+        context = _context(model, input_path, options, delivery, watch, shot, segmenter)
         audio = input_path if source.kind == "video" else None
         written = delivery.write(sink, output, swapped_frames(), context, source, audio, token)
     report.seconds = round(time.perf_counter() - started, 2)
     report.fps = round(report.frames / max(report.seconds, 1e-9), 2)
     report.token, report.ledger_seq = written.token, written.entry.seq
     return report
+
+
+def _segmenter(store: ConsentStore, options: ConvertOptions, grant) -> Any:
+    """The occlusion segmenter `--mask-model` names (its entry and consent checked), or None."""
+    if options.mask_model is None:
+        return None
+    from faceswap.model.occlusion import load_segmenter
+
+    return load_segmenter(store, options.mask_model, grant)
+
+
+def _weights_of(segmenter: Any) -> tuple[Path, ...]:
+    return (segmenter.weights_path,) if segmenter is not None else ()
+
+
+def segmenter_settings(segmenter: Any) -> dict[str, Any]:
+    """What an output's entry says about the segmenter it was masked with."""
+    if segmenter is None:
+        return {}
+    return {
+        "mask_model": segmenter.name,
+        "mask_model_fingerprint": segmenter.fingerprint,
+        "mask_model_seq": segmenter.entry.seq,
+    }
 
 
 def _context(
@@ -538,6 +599,7 @@ def _context(
     delivery: Delivery,
     guard: ConsentWatch,
     shot: Mapping[str, Any] | None,
+    segmenter: Any = None,
 ) -> OutputContext:
     """What the output's ledger entry says about the conversion, and what must hold when it commits."""
     return OutputContext(
@@ -554,10 +616,11 @@ def _context(
             "smoothing": options.smoothing,
             "detect_every": options.detect_every,
             "purpose": model.grant.purpose,
+            **segmenter_settings(segmenter),
             **delivery.settings(),
             **({"shot": dict(shot)} if shot else {}),
         },
         guard=guard,
-        sources=(input_path, model.weights_path),
+        sources=(input_path, model.weights_path, *_weights_of(segmenter)),
         source_type="composite",
     )

@@ -4,6 +4,7 @@ data module: it is built from the grant, and only loads what the grant covers.""
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +28,7 @@ from faceswap.faces.align import (
 )
 from faceswap.faces.masks import eye_mask, landmark_mask, training_weight
 
+Visibility = Callable[[np.ndarray], np.ndarray]  # a faceset crop -> its visible face, float (S, S) in [0, 1]
 YAW_BINS = 16  # uniform-yaw sampling: faces are drawn from yaw bins of equal width, each bin alike
 LOSS_REGIONS = ("blend", "hull")  # where the loss trains: the hull and conversion's feathered ring, or the hull
 
@@ -44,10 +46,16 @@ class FaceSamples:
 
     @classmethod
     def load(
-        cls, faceset: Faceset, resolution: int, face_type: str | None = None, loss_region: str = "blend"
+        cls,
+        faceset: Faceset,
+        resolution: int,
+        face_type: str | None = None,
+        loss_region: str = "blend",
+        visible: Visibility | None = None,
     ) -> FaceSamples:
         """`face_type`: another framing cut from the faceset's crops (default: theirs); `loss_region`:
-        one of LOSS_REGIONS."""
+        one of LOSS_REGIONS. `visible`: the visible face of a faceset crop (an occlusion segmenter's);
+        what it finds in front of the face is left out of the loss (its weight and priority are 0 there)."""
         if loss_region not in LOSS_REGIONS:
             raise BadInput(f"--data.loss_region must be one of {', '.join(LOSS_REGIONS)} (got {loss_region})")
         matrix = _reframe(faceset, resolution, face_type)
@@ -56,18 +64,23 @@ class FaceSamples:
         for entry in faceset.faces:
             crop = faceset.load_crop(entry)
             images.append(resize_crop(crop, resolution) if face_type is None else crop_face(crop, matrix, resolution))
+            shown = (
+                np.ones(shape, np.float32)
+                if visible is None
+                else np.clip(crop_face(visible(crop), matrix, resolution), 0, 1)
+            )
             if entry.landmarks is None or entry.landmark_scheme is None:
                 full.append(np.ones(shape, np.float32))
-                weight.append(np.ones(shape, np.float32))
+                weight.append(shown)
                 priority.append(np.zeros(shape, np.float32))
                 continue
             lms = transform_points(entry.landmarks, matrix).astype(np.float32)
             kps = transform_points(entry.kps, matrix).astype(np.float32)
             hull = landmark_mask(lms, entry.landmark_scheme, kps, "full", shape)
             full.append(landmark_mask(lms, entry.landmark_scheme, kps, "full", shape, feather=resolution / 64))
-            weight.append(training_weight(hull) if loss_region == "blend" else hull)
+            weight.append((training_weight(hull) if loss_region == "blend" else hull) * shown)
             mouth = landmark_mask(lms, entry.landmark_scheme, kps, "mouth", shape)
-            priority.append(np.maximum(mouth, eye_mask(lms, entry.landmark_scheme, kps, shape)))
+            priority.append(np.maximum(mouth, eye_mask(lms, entry.landmark_scheme, kps, shape)) * shown)
         return cls(
             np.stack(images),
             _to_u8(np.stack(full)),
@@ -222,6 +235,7 @@ class SwapDataModule(pl.LightningDataModule):
         self.authorised = authorised
         self.facesets: dict[str, Faceset] = dict(authorised.facesets)
         self.samples: dict[str, FaceSamples] = {}
+        self.visible: Visibility | None = None  # set by the caller to leave occluders out of the loss
 
     @property
     def grant(self) -> ConsentGrant:
@@ -249,7 +263,9 @@ class SwapDataModule(pl.LightningDataModule):
             res = self.hparams.resolution
             face_type = self.hparams.face_type
             region = self.hparams.loss_region
-            self.samples = {key: FaceSamples.load(fs, res, face_type, region) for key, fs in self.facesets.items()}
+            self.samples = {
+                key: FaceSamples.load(fs, res, face_type, region, self.visible) for key, fs in self.facesets.items()
+            }
 
     def train_dataloader(self) -> DataLoader:
         hp = self.hparams

@@ -98,13 +98,25 @@ def _light(frame: np.ndarray, gain: float) -> np.ndarray:
 
 
 def render_frame(
-    subject: Identity, bystander: Identity | None, pose: Pose, t: float, base: np.ndarray, side: float
+    subject: Identity,
+    bystander: Identity | None,
+    pose: Pose,
+    t: float,
+    base: np.ndarray,
+    side: float,
+    occluder: str | None = None,
 ) -> tuple[np.ndarray, dict, list | None]:
+    """`occluder`: a hand or a microphone drawn in front of the subject's face; its outline is
+    `drawn["occluder"]` (demo.occluders)."""
     frame = base.copy()
     extra = None
     if bystander is not None:
         extra = composite(frame, bystander, bystander_pose(t, side), HAIR["bystander"])["box"]
     drawn = composite(frame, subject, pose, HAIR[subject.name])
+    if occluder is not None:
+        from faceswap.demo.occluders import draw_occluder
+
+        drawn["occluder"] = draw_occluder(frame, occluder, drawn["landmarks"], t)
     return _light(frame, pose.light), drawn, extra
 
 
@@ -125,17 +137,24 @@ def write_clip(path: Path, frames: list[np.ndarray], mouth: list[float], pitch: 
 
 
 def render_clip(
-    subject: Identity, poses: list[Pose], seed: int, bystander: Identity | None = None, side: float = 0.5
+    subject: Identity,
+    poses: list[Pose],
+    seed: int,
+    bystander: Identity | None = None,
+    side: float = 0.5,
+    occluder: str | None = None,
 ) -> tuple[list[np.ndarray], list[dict]]:
     """Frames of `subject` in `poses` (one a frame) before backdrop `seed`, and their truth rows; the
-    bystander, when given, walks in for a while."""
+    bystander, when given, walks in for a while; the occluder, when given, passes in front of the
+    face (its outline and the face's are in the rows)."""
     frames, rows = [], []
     visible = range(int(len(poses) * 0.25), int(len(poses) * 0.7))
     base = backdrop(*SIZE, seed=seed)  # the same every frame: made once
     for i, pose in enumerate(poses):
         t = i / FPS
-        image, drawn, extra = render_frame(subject, bystander if i in visible else None, pose, t, base, side)
+        image, drawn, extra = render_frame(subject, bystander if i in visible else None, pose, t, base, side, occluder)
         frames.append(image)
+        extra_rows = occlusion_truth(drawn, occluder) if occluder is not None else {}
         rows.append(
             {
                 "frame": i,
@@ -151,9 +170,23 @@ def render_clip(
                 "subject_box": drawn["box"],
                 "subject_kps5": np.round(kps5_from_68(drawn["landmarks"]), 2).tolist(),
                 "bystander_box": extra,
+                **extra_rows,
             }
         )
     return frames, rows
+
+
+def occlusion_truth(drawn: dict, occluder: str) -> dict:
+    """The occluder's outline and the face's (its landmark hull), in frame pixels with pixel
+    centres at whole numbers: the visible face is the face's polygon less the occluder's."""
+    from faceswap.faces.masks import region_polygon
+
+    landmarks = drawn["landmarks"]
+    face = region_polygon(landmarks, "68", kps5_from_68(landmarks), "full")
+    return {
+        "occluder": {"kind": occluder, "polygons": [np.round(drawn["occluder"], 2).tolist()]},
+        "face_polygon": np.round(face, 2).tolist(),
+    }
 
 
 def write_truth(path: Path, subject: str, rows: list[dict], **extra: object) -> Path:
@@ -243,6 +276,42 @@ def ensure_dub_pair(out: Path, analyzer, seconds: float) -> DubPair:
     return make_dub_pair(by_name["demo-a"], by_name["demo-b"], out, seconds)
 
 
+@dataclass(frozen=True)
+class OccludedClip:
+    """A subject's head motion with an occluder passing in front of the face, and its truth."""
+
+    kind: str
+    clip: Path
+    truth: Path
+
+
+def occluded_clip_paths(out: Path, kind: str, subject: str = "demo-b") -> OccludedClip:
+    folder = out / subject
+    return OccludedClip(kind, folder / f"occluded-{kind}.mp4", folder / f"occluded-{kind}.truth.json")
+
+
+def make_occluded_clip(out: Path, subject: Identity, kind: str, seconds: float, seed: int = 2) -> OccludedClip:
+    """The subject in the head motion of `seed` (demo-b's own is 2, demo-a's 1) with `kind` in
+    front of the face; the truth rows carry the occluder's outline and the face's, per frame."""
+    paths = occluded_clip_paths(out, kind, subject.name)
+    paths.clip.parent.mkdir(parents=True, exist_ok=True)
+    count = int(round(seconds * FPS))
+    poses = [pose_at(i / FPS, seed) for i in range(count)]
+    frames, rows = render_clip(subject, poses, seed, occluder=kind)
+    write_clip(paths.clip, frames, [p.mouth for p in poses])
+    write_truth(paths.truth, subject.name, rows, occluder=kind)
+    return paths
+
+
+def existing_occluded_clip(out: Path, kind: str, seconds: float) -> OccludedClip | None:
+    paths = occluded_clip_paths(out, kind)
+    if not (paths.clip.is_file() and paths.truth.is_file()):
+        return None
+    if len(json.loads(paths.truth.read_text())["frames"]) != int(round(seconds * FPS)):
+        return None
+    return paths
+
+
 def existing_subjects(out: Path, seconds: float, dub_pair: bool = True) -> list[SubjectFiles] | None:
     """The subjects (and the dub pair, unless not asked for) already made in `out` with clips of
     `seconds`, or None."""
@@ -269,10 +338,11 @@ def existing_subjects(out: Path, seconds: float, dub_pair: bool = True) -> list[
 
 
 def make_demo_subjects(
-    out: Path, analyzer, seconds: float = 10.0, dub_pair: bool = True
+    out: Path, analyzer, seconds: float = 10.0, dub_pair: bool = True, occluders: tuple[str, ...] = ()
 ) -> tuple[list[SubjectFiles], dict]:
-    """Both subjects (references, clip, truth) and, unless not asked for, the dub pair
-    (`dub_pair_paths(out)`; the swap demo does not use it)."""
+    """Both subjects (references, clip, truth), unless not asked for the dub pair
+    (`dub_pair_paths(out)`; the swap demo does not use it), and, for each of `occluders`, demo-b's
+    occluded clip (`occluded_clip_paths(out, kind)`)."""
     identities, sources = build_identities(analyzer)
     by_name = {i.name: i for i in identities}
     out.mkdir(parents=True, exist_ok=True)
@@ -282,6 +352,8 @@ def make_demo_subjects(
     ]
     if dub_pair:
         make_dub_pair(by_name["demo-a"], by_name["demo-b"], out, seconds)
+    for kind in occluders:
+        make_occluded_clip(out, by_name["demo-b"], kind, seconds)
     report = identity_report(analyzer, identities, sources)
     (out / "identity-report.json").write_text(json.dumps(report, indent=2))
     return files, report

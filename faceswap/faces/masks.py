@@ -12,6 +12,11 @@ from dataclasses import dataclass
 import numpy as np
 
 MASK_REGIONS = ("full", "lower-face", "mouth")
+OCCLUSION = "occlusion"  # a trained segmenter keeps what is in front of the face (--mask-model)
+# what `--mask` takes: a region, "occlusion" (the full face less its occluders) or REGION+occlusion
+MASK_CHOICES = (*MASK_REGIONS, OCCLUSION, *(f"{r}+{OCCLUSION}" for r in MASK_REGIONS if r != "full"))
+OCCLUSION_MARGIN = 0.012  # an occluder is grown by this share of the segmenter's crop before it is kept
+OCCLUSION_FEATHER = 0.006  # and its edge softened by this Gaussian sigma (same unit): sharper than the face's
 BLEND_ERODE = 0.0  # conversion's default erosion of the mask, as a share of the crop size
 BLEND_BLUR = 0.04  # conversion's default feather: the Gaussian sigma as a share of the crop size
 EYE_REGION = (1.3, 0.9)  # an eye region's width and height over the eye's corner-to-corner width
@@ -33,6 +38,35 @@ SCHEMES: dict[str, LandmarkScheme] = {
     ),
     "106": LandmarkScheme(contour=tuple(range(0, 33)), mouth_outer=tuple(range(52, 72))),
 }
+
+
+def mask_parts(choice: str) -> tuple[str, bool]:
+    """(landmark region, whether occluders are kept) of a `--mask` choice; ValueError otherwise."""
+    region, _, rest = choice.partition("+")
+    if choice == OCCLUSION:
+        return "full", True
+    if choice not in MASK_CHOICES or (rest and rest != OCCLUSION):
+        raise ValueError(f"unknown mask '{choice}' (choose from {', '.join(MASK_CHOICES)})")
+    return region, bool(rest)
+
+
+def occluder_matte(
+    visible: np.ndarray, margin: float = OCCLUSION_MARGIN, feather: float = OCCLUSION_FEATHER
+) -> np.ndarray:
+    """What a segmenter's visible-face probability (in its own crop) says is in front of the face,
+    grown by `margin` and softened by `feather` (shares of the crop): float32 in [0, 1], 1 where the
+    input must be kept. Grown so that the swap's own feathered edge lies on the face, not on the
+    occluder."""
+    import cv2
+
+    size = visible.shape[0]
+    hidden = (np.asarray(visible) < 0.5).astype(np.float32)
+    reach = int(round(margin * size))
+    if reach > 0:
+        hidden = cv2.dilate(hidden, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1)))
+    if feather > 0:
+        hidden = cv2.GaussianBlur(hidden, (0, 0), max(0.5, feather * size))
+    return np.clip(hidden, 0.0, 1.0)
 
 
 def region_polygon(landmarks: np.ndarray, scheme: str, kps5: np.ndarray, region: str) -> np.ndarray:

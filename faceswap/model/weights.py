@@ -17,6 +17,7 @@ from faceswap.atomic import temp_path
 from faceswap.errors import BadInput
 
 WEIGHTS_FILE = "model.safetensors"
+SWAP, OCCLUSION = "swap", "occlusion"  # what a `model.trained` entry's weights are (model_type)
 LEGACY_WEIGHTS_FILE = "model.pt"  # written before safetensors; read with weights_only=True only
 FORMAT = "faceswap.model.v1"
 
@@ -28,6 +29,25 @@ def fingerprint(state: Mapping[str, torch.Tensor]) -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
+
+
+def model_type(data: Mapping[str, Any]) -> str:
+    """What a `model.trained` entry describes: a swap model (entries before segmenters say nothing)
+    or an occlusion segmenter."""
+    return str(data.get("model_type", SWAP))
+
+
+def find_trained(entries: list[Any], weights_id: str, folder: Path) -> Any:
+    """The newest verified `model.trained` entry naming these weights; refused when none does."""
+    from faceswap.consent.gate import ConsentRefused
+
+    trained = [e for e in entries if e.kind == "model.trained" and e.data.get("fingerprint") == weights_id]
+    if not trained:
+        raise ConsentRefused(
+            f"{folder}: no model.trained ledger entry names these weights (fingerprint {weights_id[:16]}): only models "
+            "trained in this workspace are used, unaltered"
+        )
+    return trained[-1]
 
 
 def save_weights(folder: Path, state: Mapping[str, torch.Tensor], hparams: dict[str, Any]) -> Path:
