@@ -368,3 +368,21 @@ def test_the_verification_page_never_writes_to_the_workspace():
         if writers.search(line)
     ]
     assert offenders == []
+
+
+def test_security_md_names_only_tests_that_exist():
+    """Each promise in SECURITY.md names the tests that prove it: every one named must exist."""
+    cited = re.compile(r"`(test_[a-z0-9_]+\.py)?(?:::)?([A-Za-z0-9_]+)?(?:\[[^\]]*\])?`")
+    missing = []
+    for row in (ROOT / "SECURITY.md").read_text().splitlines():
+        current = None
+        for match in cited.finditer(row):
+            file, name = match.groups()
+            if file:
+                current = ROOT / "tests" / file
+                if not current.exists():
+                    missing.append(file)
+            if name and name.startswith("test_") and current is not None and name != current.stem:
+                if current.exists() and f"def {name}(" not in current.read_text():
+                    missing.append(f"{current.name}::{name}")
+    assert missing == []
