@@ -423,6 +423,8 @@ def probe_video(path: str | Path, limits: InputLimits = OPERATOR) -> VideoInfo:
                 raise BadInput(f"{path}: has no video stream")
             stream = container.streams.video[0]
             ctx = stream.codec_context
+            if ctx is None:
+                raise BadInput(f"{path}: its video stream names no codec FFmpeg can decode")
             fmt = ctx.format
             info = VideoInfo(
                 path=path,
