@@ -442,6 +442,8 @@ def probe_video(path: str | Path, limits: InputLimits = OPERATOR) -> VideoInfo:
             )
     except av.FFmpegError as error:
         raise BadInput(f"{path}: not a readable video ({error.strerror or error})") from None
+    except UnicodeDecodeError:
+        raise BadInput(f"{path}: not a readable video (its metadata is not text)") from None
     check_video(info, limits)
     return info
 

@@ -10,6 +10,7 @@ a preview refused inside its ledger transaction stops every rank at the next ste
 from __future__ import annotations
 
 import io
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import numpy as np
 from faceswap.atomic import write_atomic
 from faceswap.consent.gate import ConsentRefused
 from faceswap.consent.watch import ConsentWatch
-from faceswap.errors import ConsentDenied
+from faceswap.errors import CheckFailed, ConsentDenied
 
 
 def consent_callback(watch: ConsentWatch) -> Any:
@@ -150,6 +151,9 @@ def preview_callback(name: str, model_dir: Path, sink: Any, watch: ConsentWatch)
                 )
             except ConsentDenied as refused:
                 watch.refuse(refused)  # every rank stops together, at the next step boundary
+                return
+            except CheckFailed as unreadable:  # the grid's mark did not read back: no preview, not no model
+                print(f"faceswap: preview at step {step} not written: {unreadable}", file=sys.stderr, flush=True)
                 return
             self.paths.append(str(written.path))
             marked = read_image(written.path)

@@ -161,9 +161,10 @@ def make_variant(original: Path, name: str, kind: str, folder: Path) -> Path:
     """The variant as a file (or, for a sequence, a copy whose middle frame is the variant)."""
     if original.is_dir():
         target = folder / f"{kind}-{original.name}"
-        shutil.copytree(original, target)
-        frame = sorted(target.iterdir())[1]
-        _write_variant(frame, frame.read_bytes(), name, kind)
+        if not target.exists():  # verify, then extract and convert, read the same variant
+            shutil.copytree(original, target)
+            frame = sorted(target.iterdir())[1]
+            _write_variant(frame, frame.read_bytes(), name, kind)
         return target
     target = folder / f"{kind}-{original.name}"
     _write_variant(target, original.read_bytes(), name, kind)

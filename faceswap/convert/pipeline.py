@@ -7,6 +7,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -558,7 +559,8 @@ def convert(
             yield delivery.frame(frame, image, matte)
 
     required = swapped_something(report, options.allow_empty, grant.subject_b)
-    with ConsentWatch(ConsentGate(store), grant, options.consent_check_seconds, required) as watch:
+    # closing: a refusal stops the decoding thread now, not when the exception's frames are freed
+    with closing(frames), ConsentWatch(ConsentGate(store), grant, options.consent_check_seconds, required) as watch:
         context = _context(model, input_path, options, delivery, watch, shot, segmenter)
         audio = input_path if source.kind == "video" else None
         written = delivery.write(sink, output, swapped_frames(), context, source, audio, token)
