@@ -136,8 +136,10 @@ def normalise(basis: np.ndarray) -> np.ndarray:
 
 
 def finest(acf: Acf, basis: np.ndarray) -> np.ndarray:
-    """Replace a basis by a finer one (a vector divided by 2, 3, ...) while the autocorrelation supports
-    it nearly as well: a multiple of the lattice scores like the lattice itself."""
+    """Replace a basis by a finer one (a vector divided by 2, 3, ...) while the lattice points the finer
+    basis adds are supported nearly as well as the basis itself: a multiple of the lattice scores like
+    the lattice itself. Only the added points count, since the points the two lattices share would
+    let a finer basis of a strong lattice pass on the coarse one's support alone."""
     best, score = basis, acf.support(basis)
     changed = True
     while changed:
@@ -146,11 +148,20 @@ def finest(acf: Acf, basis: np.ndarray) -> np.ndarray:
             for k in range(2, int(np.hypot(*best[row]) / (SHORTEST * acf.tile)) + 1):
                 finer = best.copy()
                 finer[row] = finer[row] / k
-                s = acf.support(finer)
-                if s >= FINER * score:
-                    best, score, changed = finer, max(score, s), True
+                if _added_support(acf, finer, row, k) >= FINER * score:
+                    best, score, changed = finer, max(score, acf.support(finer)), True
                     break
     return best
+
+
+def _added_support(acf: Acf, finer: np.ndarray, row: int, k: int) -> float:
+    """Mean autocorrelation at the points of the finer lattice that the coarser one (its `row` vector
+    k times longer) lacks: m steps of the finer vector, m not a multiple of k, plus -1, 0 or 1 of the
+    other vector."""
+    other = finer[1 - row]
+    points = np.array([m * finer[row] + n * other for m in range(1, 2 * k) if m % k for n in (-1, 0, 1)])
+    ok = acf.inside(points[:, 0], points[:, 1])
+    return float(np.mean(acf.at(points[ok, 0], points[ok, 1]))) if ok.sum() >= 2 else -np.inf
 
 
 def sharpen(acf: Acf, basis: np.ndarray, rounds: int = 2) -> np.ndarray:
