@@ -30,7 +30,7 @@ class Parents:
 
     workspace: argparse.ArgumentParser
     json: argparse.ArgumentParser
-    backend: argparse.ArgumentParser
+    backend: argparse.ArgumentParser  # face analysis, for commands with no options of faceswap/convert/options.py
     limits: argparse.ArgumentParser  # the operator's inputs (extract, convert, dub ...)
     verify_limits: argparse.ArgumentParser  # files from strangers
 
@@ -46,14 +46,10 @@ def _parents() -> Parents:
     as_json = argparse.ArgumentParser(add_help=False)
     as_json.add_argument("--json", action="store_true", help="print machine-readable JSON")
     backend = argparse.ArgumentParser(add_help=False)
-    backend.add_argument("--backend", default="auto", choices=["auto", "dlib", "insightface"], help="face backend")
-    backend.add_argument(
-        "--model-root",
-        type=Path,
-        default=None,
-        help="insightface root holding models/buffalo_l (default ~/.insightface)",
-    )
+    from faceswap.convert import options
     from faceswap.limits import OPERATOR, VERIFY
+
+    options.add_flags(backend, options.ANALYSIS)
 
     return Parents(workspace, as_json, backend, _limits_parser(OPERATOR), _limits_parser(VERIFY))
 
@@ -165,13 +161,15 @@ def cmd_models_fetch(args: argparse.Namespace) -> int:
 
 
 def _add_models(commands, p: Parents) -> None:
+    from faceswap.convert import options
+
     models = commands.add_parser("models", help="face model packs").add_subparsers(
         dest="models_command", metavar="ACTION"
     )
     fetch = models.add_parser("fetch", parents=[p.json], help="download and install a model pack (insightface)")
     fetch.add_argument("backend", choices=["insightface"])
     fetch.add_argument("--pack", default="buffalo_l")
-    fetch.add_argument("--model-root", type=Path, default=None, help="default ~/.insightface")
+    options.add_flags(fetch, options.INSIGHTFACE)
     fetch.add_argument("--url", default=None, help="download from here instead of the pack's release address")
     fetch.add_argument("--sha256", default=None, help="refuse the download unless it has this sha256")
     fetch.set_defaults(handler=cmd_models_fetch)
@@ -902,34 +900,11 @@ def _add_train_mask(commands, p: Parents) -> None:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from faceswap.convert.delivery import parse_frames
+    from faceswap.convert import options as declared
     from faceswap.convert.pipeline import ConvertOptions, convert
     from faceswap.limits import OPERATOR
 
-    options = ConvertOptions(
-        mask=args.mask,
-        color=args.color,
-        blend=args.blend,
-        erode=args.erode,
-        blur=args.blur,
-        smoothing=0.0 if args.no_smoothing else args.smoothing,
-        detect_every=args.detect_every,
-        batch=args.batch,
-        sequence=args.sequence,
-        bits=args.bits,
-        alpha=args.alpha,
-        codec=args.codec,
-        frames=parse_frames(args.frames) if args.frames else None,
-        start_frame=args.start_frame,
-        input_colorspace=args.input_colorspace,
-        output_colorspace=args.output_colorspace,
-        ocio=args.ocio,
-        backend=args.backend,
-        model_root=args.model_root,
-        allow_empty=args.allow_empty,
-        mask_model=args.mask_model,
-        limits=_limits(args, OPERATOR),
-    )
+    options = declared.from_namespace(ConvertOptions, args, declared.CONVERT, limits=_limits(args, OPERATOR))
     store = _store(args)
     report = _with_progress(
         "convert", not args.json, lambda update: convert(store, args.model, args.input, args.output, options, update)
@@ -948,12 +923,11 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _add_convert(commands, p: Parents) -> None:
-    from faceswap.convert import blend, colour
-    from faceswap.faces.masks import MASK_CHOICES
+    from faceswap.convert import options
 
     conv = commands.add_parser(
         "convert",
-        parents=[*p.both, p.backend, p.limits],
+        parents=[*p.both, p.limits],
         help="swap subject A onto subject B's footage (consent re-checked)",
     )
     conv.add_argument("--model", type=Path, required=True, help="a model folder (WORKSPACE/models/NAME)")
@@ -964,42 +938,7 @@ def _add_convert(commands, p: Parents) -> None:
         help="a video, an image, or a numbered image sequence (plate.%%04d.exr|png|tif, or its folder) of subject B",
     )
     conv.add_argument("--output", type=Path, required=True, help="output video/image, or a folder with --sequence")
-    conv.add_argument(
-        "--mask",
-        default="full",
-        choices=MASK_CHOICES,
-        help="full: whole face; mouth / lower-face: keep the target's own mouth / lower face (dubbing); occlusion "
-        "(or REGION+occlusion): also keep what is in front of the face (a hand, a microphone), found by --mask-model",
-    )
-    conv.add_argument(
-        "--mask-model", type=Path, default=None, metavar="DIR", help="the occlusion segmenter (`faceswap train-mask`)"
-    )
-    conv.add_argument("--color", default="rct", choices=sorted(colour.MODES))
-    conv.add_argument("--blend", default="feather", choices=sorted(blend.MODES))
-    conv.add_argument("--erode", type=float, default=0.0, help="shrink the mask, as a share of the face crop")
-    conv.add_argument("--blur", type=float, default=0.04, help="feather the mask, as a share of the face crop")
-    conv.add_argument(
-        "--smoothing",
-        type=float,
-        default=0.2,
-        metavar="SECONDS",
-        help="fit each face's keypoints over this much of its track either side (zero lag; 0: off)",
-    )
-    conv.add_argument("--no-smoothing", action="store_true", help="same as --smoothing 0")
-    conv.add_argument(
-        "--detect-every",
-        type=int,
-        default=8,
-        metavar="N",
-        help="detect and identify faces every N frames and on scene cuts, track them between (1: every frame)",
-    )
-    conv.add_argument("--batch", type=int, default=8)
-    _add_delivery_arguments(conv)
-    conv.add_argument(
-        "--allow-empty",
-        action="store_true",
-        help="write an unchanged, marked copy when no face of subject B is found (default: refuse, exit 1)",
-    )
+    options.add_flags(conv, options.CONVERT)
     conv.set_defaults(handler=cmd_convert)
 
 
@@ -1077,65 +1016,12 @@ def _add_convert_batch(commands, p: Parents) -> None:
     batch.set_defaults(handler=cmd_convert_batch)
 
 
-def _add_delivery_arguments(conv) -> None:
-    """What `convert` writes: sequence or codec, depth, matte, frame range and numbers, colour."""
-    from faceswap.convert.pipeline import CODECS, SEQUENCES
-
-    conv.add_argument(
-        "--sequence",
-        choices=SEQUENCES,
-        default=None,
-        help="write a folder OUTPUT/OUTPUT.####.png|exr instead of a video (EXR: half float, scene-linear)",
-    )
-    conv.add_argument(
-        "--codec", choices=CODECS, default="h264", help="video outputs; ProRes is written as .mov (10-bit)"
-    )
-    conv.add_argument("--bits", type=int, default=None, choices=[8, 16], help="PNG/video depth (default: the input's)")
-    conv.add_argument(
-        "--alpha", action="store_true", help="the swap matte as alpha: with --sequence, or --codec prores4444"
-    )
-    conv.add_argument(
-        "--frames", default=None, metavar="FIRST-LAST", help="convert only these input frames (their own numbers)"
-    )
-    conv.add_argument("--start-frame", type=int, default=None, metavar="N", help="number the first output frame N")
-    conv.add_argument(
-        "--input-colorspace",
-        default=None,
-        metavar="NAME",
-        help="OCIO colour space of the input (default: scene-linear Rec.709 for EXR, else sRGB)",
-    )
-    conv.add_argument(
-        "--output-colorspace",
-        default=None,
-        metavar="NAME",
-        help="OCIO colour space of the output (default: scene-linear Rec.709 for EXR, else the input's)",
-    )
-    conv.add_argument(
-        "--ocio", default=None, metavar="CONFIG", help="an OpenColorIO config (default: the built-in CG config)"
-    )
-
-
 def cmd_dub(args: argparse.Namespace) -> int:
-    from faceswap.convert.dub import DubOptions, dub, parse_offset
+    from faceswap.convert import options as declared
+    from faceswap.convert.dub import DubOptions, dub
     from faceswap.limits import OPERATOR
 
-    options = DubOptions(
-        region=args.region,
-        offset=parse_offset(args.offset),
-        audio=args.audio,
-        color=args.color,
-        blend=args.blend,
-        blur=args.blur,
-        smoothing=args.smoothing,
-        detect_every=args.detect_every,
-        batch=args.batch,
-        sequence=args.sequence,
-        backend=args.backend,
-        model_root=args.model_root,
-        mask=args.mask,
-        mask_model=args.mask_model,
-        limits=_limits(args, OPERATOR),
-    )
+    options = declared.from_namespace(DubOptions, args, declared.DUB, limits=_limits(args, OPERATOR))
     store = _store(args)
     report = _with_progress(
         "dub",
@@ -1157,48 +1043,18 @@ def cmd_dub(args: argparse.Namespace) -> int:
 
 
 def _add_dub(commands, p: Parents) -> None:
-    from faceswap.convert import blend, colour
-    from faceswap.convert.dub import REGIONS
-    from faceswap.faces.masks import OCCLUSION
+    from faceswap.convert import options
 
     dub = commands.add_parser(
         "dub",
-        parents=[*p.both, p.backend, p.limits],
+        parents=[*p.both, p.limits],
         help="re-voice a shot of subject A with the mouth of subject B's performance (consent re-checked)",
     )
     dub.add_argument("--model", type=Path, required=True, help="a model trained for dubbing-research (A: the actor)")
     dub.add_argument("--plate", type=Path, required=True, help="the shot of subject A to re-voice (a video)")
     dub.add_argument("--performance", type=Path, required=True, help="subject B performing the line (a video)")
     dub.add_argument("--output", type=Path, required=True, help="output video, or a folder with --sequence")
-    dub.add_argument(
-        "--audio", type=Path, default=None, help="the dub line in the plate's timing (default: the performance's audio)"
-    )
-    dub.add_argument(
-        "--region", default="mouth", choices=REGIONS, help="what is re-voiced: the mouth or the lower face"
-    )
-    dub.add_argument(
-        "--mask",
-        default=None,
-        choices=[OCCLUSION],
-        help="occlusion: keep what is in front of the actor's face (a hand, a microphone) inside the region, "
-        "found by --mask-model",
-    )
-    dub.add_argument(
-        "--mask-model", type=Path, default=None, metavar="DIR", help="the occlusion segmenter (`faceswap train-mask`)"
-    )
-    dub.add_argument(
-        "--offset",
-        default="0",
-        metavar="auto|SECONDS",
-        help="performance time minus plate time; auto: from the audio (default 0: recorded in the plate's timing)",
-    )
-    dub.add_argument("--color", default="rct", choices=sorted(colour.MODES))
-    dub.add_argument("--blend", default="feather", choices=sorted(blend.MODES))
-    dub.add_argument("--blur", type=float, default=0.03, help="feather the region, as a share of the face crop")
-    dub.add_argument("--smoothing", type=float, default=0.2, metavar="SECONDS", help="keypoint smoothing (0: off)")
-    dub.add_argument("--detect-every", type=int, default=8, metavar="N", help="detect every N frames, track between")
-    dub.add_argument("--batch", type=int, default=8)
-    dub.add_argument("--sequence", choices=["png"], default=None, help="write an image sequence (no audio)")
+    options.add_flags(dub, options.DUB)
     dub.set_defaults(handler=cmd_dub)
 
 
@@ -1247,8 +1103,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _add_eval(commands, p: Parents) -> None:
-    from faceswap.convert.dub import REGIONS
-    from faceswap.faces.masks import MASK_REGIONS
+    from faceswap.convert import options
 
     ev = commands.add_parser(
         "eval", parents=p.both, help="identity, expression, jitter and watermark metrics of a conversion"
@@ -1257,7 +1112,7 @@ def _add_eval(commands, p: Parents) -> None:
     ev.add_argument("--input", type=Path, default=None, help="subject B's video")
     ev.add_argument("--output", type=Path, default=None, help="an existing conversion (default: convert now)")
     ev.add_argument("--truth", type=Path, default=None, help="truth.json of a demo clip")
-    ev.add_argument("--mask", default="full", choices=MASK_REGIONS)
+    options.add_flags(ev, options.EVAL)  # the conversion eval makes when given no --output
     ev.add_argument("--every", type=int, default=2)
     ev.add_argument(
         "--compare-smoothing",
@@ -1272,8 +1127,7 @@ def _add_eval(commands, p: Parents) -> None:
     dub.add_argument("--performance", type=Path, default=None, help="measured when no --performance-truth")
     dub.add_argument("--plate-truth", type=Path, default=None)
     dub.add_argument("--performance-truth", type=Path, default=None)
-    dub.add_argument("--offset", type=float, default=None, help="default: the dub's ledger entry")
-    dub.add_argument("--region", default=None, choices=REGIONS, help="default: the dub's ledger entry")
+    options.add_flags(dub, options.EVAL_DUB)
     ev.set_defaults(handler=cmd_eval)
 
 
@@ -1427,11 +1281,13 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def _add_doctor(commands, p: Parents) -> None:
+    from faceswap.convert import options
+
     doctor = commands.add_parser(
         "doctor", parents=p.both, help="check the install; write and verify two marked samples"
     )
     doctor.add_argument("--out", type=Path, default=None, help="where the samples go (default WORKSPACE/doctor)")
-    doctor.add_argument("--model-root", type=Path, default=None)
+    options.add_flags(doctor, options.INSIGHTFACE)
     doctor.set_defaults(handler=cmd_doctor)
 
 

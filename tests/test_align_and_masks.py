@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from faceswap.faces.align import WHOLE_FACE_TEMPLATE, align_face, paste_back, transform_points, umeyama
-from faceswap.faces.masks import MASK_REGIONS, landmark_mask
+from faceswap.faces.masks import REGIONS, landmark_mask
 
 
 def test_umeyama_recovers_a_known_similarity():
@@ -63,7 +63,7 @@ def test_masks_nest_and_cover_their_parts(t1_faces, t1_image):
     aligned = align_face(t1_image, face.kps5, 256)
     lms = transform_points(face.landmarks, aligned.matrix)
     kps = transform_points(face.kps5, aligned.matrix)
-    masks = {r: landmark_mask(lms, "68", kps, r, (256, 256)) > 0.5 for r in MASK_REGIONS}
+    masks = {r: landmark_mask(lms, "68", kps, r, (256, 256)) > 0.5 for r in REGIONS}
     assert masks["mouth"].sum() < masks["lower-face"].sum() < masks["full"].sum()
     assert (masks["mouth"] & ~masks["lower-face"]).sum() < 0.02 * masks["mouth"].sum()
     assert (masks["lower-face"] & ~masks["full"]).sum() < 0.02 * masks["lower-face"].sum()

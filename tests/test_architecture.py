@@ -1,9 +1,10 @@
 """The shape the design promises: only the output sink writes generated pixels (however a file
 spells the write), loading never unpickles, the modules that decide never import the ones that run
-models, and no module imports itself through others."""
+models, no module imports itself through others, and each conversion option is declared once."""
 
 from __future__ import annotations
 
+import argparse
 import ast
 import re
 import subprocess
@@ -386,3 +387,84 @@ def test_security_md_names_only_tests_that_exist():
                 if current.exists() and f"def {name}(" not in current.read_text():
                     missing.append(f"{current.name}::{name}")
     assert missing == []
+
+
+# What convert, dub, convert-batch and eval take besides their options: what a run reads and writes
+# (or, for the batch, how it is spread), never a setting of the conversion, so no options field,
+# CSV column or ledger setting of their own. Everything else they take is an option, declared in
+# faceswap/convert/options.py alone.
+OPERANDS = {
+    "convert": {"--model", "--input", "--output"},
+    "dub": {"--model", "--plate", "--performance", "--output"},
+    "convert-batch": {"shots", "--ray", "--workers"},
+    "eval": {
+        "--model",
+        "--input",
+        "--output",
+        "--truth",
+        "--every",
+        "--compare-smoothing",
+        "--dub",
+        "--plate",
+        "--performance",
+        "--plate-truth",
+        "--performance-truth",
+    },
+}
+OPTIONS_MODULE = "faceswap/convert/options.py"
+
+
+def _declarations_elsewhere(source: str, flags: set[str]) -> list[tuple[int, str]]:
+    """(line, flag) for every `add_argument` call in `source` that spells one of `flags`."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "add_argument":
+            for arg in node.args:
+                if isinstance(arg, ast.Constant) and arg.value in flags:
+                    found.append((node.lineno, arg.value))
+    return found
+
+
+def _own_flags(command: str) -> set[str]:
+    """The flags `command`'s parser takes that none of the shared parents (workspace, json, limits) adds."""
+    from faceswap.cli import _parents, build_parser
+
+    parents = _parents()
+    shared = {
+        s
+        for parent in (parents.workspace, parents.json, parents.limits)
+        for a in parent._actions
+        for s in a.option_strings
+    }
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    taken = {a.option_strings[0] if a.option_strings else a.dest for a in sub.choices[command]._actions}
+    return taken - shared - {"-h"}
+
+
+def test_the_option_rule_sees_a_flag_declared_twice():
+    old_dub = 'dub.add_argument("--blur", type=float, default=0.03)\ndub.add_argument(\n    "--region",\n)\n'
+    assert _declarations_elsewhere(old_dub, {"--blur", "--region"}) == [(1, "--blur"), (2, "--region")]
+    assert _declarations_elsewhere('ev.add_argument("--every", type=int)\n', {"--blur"}) == []
+
+
+def test_each_option_of_convert_dub_and_batch_is_declared_once_in_the_options_module():
+    """A flag of convert, dub, convert-batch or eval is an operand or comes from the options module;
+    no `add_argument` anywhere else in the package spells one of those options."""
+    from faceswap.convert import options
+
+    declared = {
+        "convert": options.flags(options.CONVERT),
+        "dub": options.flags(options.DUB),
+        "convert-batch": set(),  # its options are the CSV's columns, options.columns()
+        "eval": options.flags(options.EVAL) | options.flags(options.EVAL_DUB),
+    }
+    for command, operands in OPERANDS.items():
+        assert _own_flags(command) - operands == declared[command], command
+    everywhere = {o.flag for o in options.OPTIONS}
+    offenders = [
+        f"{path.relative_to(ROOT).as_posix()}:{line}: {flag}"
+        for path in _python_files("faceswap")
+        if path.relative_to(ROOT).as_posix() != OPTIONS_MODULE
+        for line, flag in _declarations_elsewhere(path.read_text(), everywhere)
+    ]
+    assert offenders == [], "declare options in faceswap/convert/options.py:\n" + "\n".join(offenders)

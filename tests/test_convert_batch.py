@@ -17,7 +17,8 @@ import av
 import pytest
 from consent_helpers import store_at
 
-from faceswap.convert.batch import option_flags, read_shots, run_batch
+from faceswap.convert.batch import read_shots, run_batch
+from faceswap.convert.options import columns
 from faceswap.errors import BadInput
 from faceswap.hashing import file_sha256
 from faceswap.media import iter_video_frames
@@ -83,7 +84,7 @@ def test_rows_become_shots_with_options_by_flag_name_and_paths_against_the_csv(t
         True,
         "full",
     )
-    assert {"mask", "color", "blend", "smoothing", "sequence", "bits", "alpha", "allow-empty"} <= set(option_flags())
+    assert {"mask", "color", "blend", "smoothing", "sequence", "bits", "alpha", "allow-empty"} <= set(columns())
 
 
 def test_vfx_options_by_flag_name(tmp_path):

@@ -17,7 +17,8 @@ from media_helpers import make_clip, panning_frames, reencode
 
 from faceswap.cli import main
 from faceswap.colorspace import Colour, quantise
-from faceswap.convert.delivery import composite_float, composite_integer, parse_frames
+from faceswap.convert.delivery import composite_float, composite_integer
+from faceswap.convert.options import parse_frames
 from faceswap.errors import BadInput
 from faceswap.media import find_sequence, iter_video_frames, probe_video, read_exr, read_plate
 from faceswap.provenance.sink import OutputContext, OutputSink, SinkFrame

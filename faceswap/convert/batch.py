@@ -1,7 +1,8 @@
 """`faceswap convert-batch SHOTS.csv`: many shots, each the same `convert()` (consent check,
 conversion, output sink) run as one Ray task, all appending to one ledger.
 
-A CSV row is a shot: `model,input,output` and any convert option by its flag name. Rows are checked
+A CSV row is a shot: `model,input,output` and any convert option by its flag name (its columns,
+their parsing and checks come from faceswap/convert/options.py, as convert's flags do). Rows are checked
 up front (unknown columns, bad values, two shots writing one output), then each shot becomes a task
 that first asks the ledger whether it is already done: an `output.written` entry carrying the shot's
 identity (output name, the input's sha256, the model's fingerprint, the options) whose file is
@@ -23,12 +24,12 @@ import dataclasses
 import os
 import socket
 import time
-import typing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from faceswap.convert import options as declared
 from faceswap.convert.pipeline import ConvertOptions
 from faceswap.errors import BadInput, ExitCode, FaceswapError, worst
 from faceswap.hashing import canonical_json, file_sha256, safe_name, sha256_hex
@@ -36,17 +37,10 @@ from faceswap.ledger import Entry
 from faceswap.limits import OPERATOR, InputLimits
 
 REQUIRED = ("model", "input", "output")
-NOT_OPTIONS = ("consent_check_seconds", "limits")  # ConvertOptions fields that are no CSV column (limits: flags)
 NOT_IDENTITY = ("model_root", "mask_model")  # paths: a shot is its files' contents (the segmenter's fingerprint)
-TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 RETRIES = 3  # Ray re-runs a task whose worker died; a failure the shot itself raises is not retried
 LOCAL_HOSTS = ("", "auto", "localhost", "127.0.0.1", "::1")
 OBJECT_STORE_BYTES = 100 * 2**20  # tasks exchange small records only
-
-
-def option_flags() -> dict[str, dataclasses.Field]:
-    """Convert options by their flag name (`allow-empty` -> ConvertOptions.allow_empty): the one list."""
-    return {f.name.replace("_", "-"): f for f in dataclasses.fields(ConvertOptions) if f.name not in NOT_OPTIONS}
 
 
 @dataclass(frozen=True)
@@ -64,7 +58,8 @@ class Shot:
             raise BadInput(f"{self.input}: no such input file")
         input_sha256 = file_sha256(self.input)
         model_fingerprint = _fingerprint_of(self.model)
-        options = {k: v for k, v in dataclasses.asdict(self.options).items() if k not in (*NOT_OPTIONS, *NOT_IDENTITY)}
+        columns = {option.name for option in declared.columns().values()} - set(NOT_IDENTITY)
+        options = {k: v for k, v in dataclasses.asdict(self.options).items() if k in columns}
         if self.options.mask_model is not None:
             options["mask_model_fingerprint"] = _fingerprint_of(self.options.mask_model)
         key = sha256_hex(
@@ -152,7 +147,7 @@ def read_shots(path: Path) -> list[Shot]:
         raise BadInput(f"{path}: cannot read the shot list ({error})") from None
     reader = csv.reader(text.splitlines())
     header = [name.strip() for name in next(reader, [])]
-    flags = option_flags()
+    flags = declared.columns()
     _check_header(path, header, flags)
     folder = path.parent.absolute()
     shots: list[Shot] = []
@@ -167,7 +162,7 @@ def read_shots(path: Path) -> list[Shot]:
         for name in REQUIRED:
             if not values[name]:
                 raise BadInput(f"{path} row {row}: '{name}' is empty")
-        options = _options(path, row, values, flags, folder)
+        options = _options(path, row, values, folder)
         model, source, output = (_resolve(folder, values[name]) for name in REQUIRED)
         if output in outputs:
             raise BadInput(f"{path} row {row}: output {output} is also row {outputs[output]}'s")
@@ -178,7 +173,7 @@ def read_shots(path: Path) -> list[Shot]:
     return shots
 
 
-def _check_header(path: Path, header: list[str], flags: dict[str, dataclasses.Field]) -> None:
+def _check_header(path: Path, header: list[str], flags: dict[str, declared.Option]) -> None:
     if not any(header):
         raise BadInput(f"{path} row 1: no header; the first row names the columns: {','.join(REQUIRED)}[,option...]")
     if len(set(header)) != len(header):
@@ -194,47 +189,13 @@ def _check_header(path: Path, header: list[str], flags: dict[str, dataclasses.Fi
         )
 
 
-def _options(path: Path, row: int, values: dict[str, str], flags: dict, folder: Path) -> ConvertOptions:
-    hints = typing.get_type_hints(ConvertOptions)
-    given: dict[str, Any] = {}
-    for flag, spec in flags.items():
-        cell = values.get(flag, "")
-        if not cell:
-            continue
-        try:
-            given[spec.name] = _parse(cell, hints[spec.name], folder)
-        except (ValueError, BadInput):
-            raise BadInput(f"{path} row {row}: {flag} = '{cell}' is not {_kind(hints[spec.name])}") from None
-    options = ConvertOptions(**given)
+def _options(path: Path, row: int, values: dict[str, str], folder: Path) -> ConvertOptions:
     try:
+        options = declared.from_row(ConvertOptions, values, lambda cell: _resolve(folder, cell))
         options.validate()
     except BadInput as error:
         raise BadInput(f"{path} row {row}: {error}") from None
     return options
-
-
-def _parse(cell: str, kind: Any, folder: Path) -> Any:
-    base = next((t for t in typing.get_args(kind) if t is not type(None)), kind)  # X | None -> X
-    if base is bool:
-        if cell.lower() in TRUE:
-            return True
-        if cell.lower() in FALSE:
-            return False
-        raise ValueError(cell)
-    if base is Path:
-        return _resolve(folder, cell)
-    if typing.get_origin(base) is tuple:  # frames: FIRST-LAST
-        from faceswap.convert.delivery import parse_frames
-
-        return parse_frames(cell)
-    return base(cell)
-
-
-def _kind(kind: Any) -> str:
-    base = next((t for t in typing.get_args(kind) if t is not type(None)), kind)
-    if typing.get_origin(base) is tuple:
-        return "FIRST-LAST"
-    return {bool: "true or false", int: "a whole number", float: "a number", Path: "a path"}.get(base, "text")
 
 
 def _resolve(folder: Path, cell: str) -> Path:

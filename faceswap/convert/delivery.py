@@ -211,18 +211,6 @@ def _to_bits(image: np.ndarray, bits: int) -> np.ndarray:
     return np.clip(np.rint(image / 257.0), 0, 255).astype(np.uint8)
 
 
-def parse_frames(text: str) -> tuple[int, int]:
-    """`A-B` (inclusive) or a single frame `A`."""
-    first, sep, last = text.partition("-")
-    try:
-        a, b = int(first), int(last) if sep else int(first)
-    except ValueError:
-        raise BadInput(f"--frames {text!r}: give a range FIRST-LAST, e.g. 1001-1100") from None
-    if a < 0 or b < a:
-        raise BadInput(f"--frames {text!r}: FIRST must be >= 0 and <= LAST")
-    return a, b
-
-
 def default_fps(fps: Fraction | None) -> Fraction:
     """Image sequences without a recorded rate play at 24 fps (film)."""
     return Fraction(fps) if fps else Fraction(24)

@@ -21,6 +21,7 @@ import numpy as np
 from faceswap.consent.gate import ConsentGate, ConsentGrant
 from faceswap.consent.registry import ConsentStore
 from faceswap.consent.watch import CHECK_EVERY_SECONDS, ConsentWatch
+from faceswap.convert import options as declared
 from faceswap.convert.dub_audio import auto_offset, output_audio
 from faceswap.convert.model_io import AuthorizedModel, load_model
 from faceswap.convert.pipeline import (
@@ -37,38 +38,39 @@ from faceswap.errors import BadInput, CheckFailed
 from faceswap.faces.align import crop_face, track_alignment, transform_points
 from faceswap.faces.identity import IdentityMatcher
 from faceswap.faces.masks import OCCLUSION, landmark_mask, region_polygon
-from faceswap.faces.tracking import DETECT_EVERY, FaceTracker
+from faceswap.faces.tracking import FaceTracker
 from faceswap.faces.types import Face
 from faceswap.hashing import file_sha256, safe_name
 from faceswap.limits import OPERATOR, InputLimits
 from faceswap.media import VIDEO_SUFFIXES, VideoInfo, iter_video_frames, probe_video
 from faceswap.provenance.sink import OutputContext, OutputSink, SinkFrame, Written, batched
 
-REGIONS = ("mouth", "lower-face")
 # the regions a model of each framing can paint (its crop holds them); the rest paint every region
 FRAMING_REGIONS = {"mouth": ("mouth",)}
 REGION_GROW = 0.15  # each face's region grows by this share of its eye-to-mouth distance: the seam lies on skin
 RING = 0.45  # colour is matched on skin this far (same unit) around the region
-MAX_OFFSET = 3600.0
+DEFAULT = declared.defaults(declared.DUB)  # each field's default, from its option's declaration
 
 
 @dataclass(frozen=True)
 class DubOptions:
-    region: str = "mouth"
-    offset: float | str = 0.0  # seconds (performance time = plate time + offset), or "auto"
-    audio: Path | None = None  # the dub line in the plate's timing; default: the performance's audio
-    color: str = "rct"
-    blend: str = "feather"
-    blur: float = 0.03  # share of the crop size
-    smoothing: float = 0.2
-    detect_every: int = DETECT_EVERY
-    batch: int = 8
-    sequence: str | None = None
-    backend: str = "auto"
-    model_root: Path | None = None
+    """A dub's settings; each field but the last two is an option of faceswap/convert/options.py."""
+
+    region: str = DEFAULT["region"]
+    offset: float | str = DEFAULT["offset"]  # seconds (performance time = plate time + offset), or "auto"
+    audio: Path | None = DEFAULT["audio"]  # the dub line in the plate's timing; default: the performance's audio
+    color: str = DEFAULT["color"]
+    blend: str = DEFAULT["blend"]
+    blur: float = DEFAULT["blur"]  # share of the crop size
+    smoothing: float = DEFAULT["smoothing"]
+    detect_every: int = DEFAULT["detect_every"]
+    batch: int = DEFAULT["batch"]
+    sequence: str | None = DEFAULT["sequence"]
+    backend: str = DEFAULT["backend"]
+    model_root: Path | None = DEFAULT["model_root"]
+    mask: str | None = DEFAULT["mask"]  # "occlusion": keep what is in front of the actor's face, inside the region
+    mask_model: Path | None = DEFAULT["mask_model"]  # the occlusion segmenter (`faceswap train-mask`)
     consent_check_seconds: float = CHECK_EVERY_SECONDS
-    mask: str | None = None  # "occlusion": keep what is in front of the actor's face, inside the region
-    mask_model: Path | None = None  # the occlusion segmenter (`faceswap train-mask`)
     limits: InputLimits = OPERATOR  # what the plate, performance and audio may declare (faceswap/limits.py)
 
     def convert_options(self) -> ConvertOptions:
@@ -89,30 +91,15 @@ class DubOptions:
 
     def validate(self) -> None:
         """Every option checked before anything is read or written."""
-        if self.region not in REGIONS:
-            raise BadInput(f"--region must be one of {', '.join(REGIONS)}")
-        if self.mask not in (None, OCCLUSION) or (self.mask is not None) != (self.mask_model is not None):
+        declared.check(self, declared.DUB)
+        if (self.mask is not None) != (self.mask_model is not None):
             raise BadInput(
                 f"--mask {OCCLUSION} needs --mask-model (a segmenter from `faceswap train-mask`), and "
                 "--mask-model needs --mask occlusion"
             )
-        if self.offset != "auto" and not (
-            isinstance(self.offset, int | float) and np.isfinite(self.offset) and abs(self.offset) <= MAX_OFFSET
-        ):
-            raise BadInput(f"--offset must be 'auto' or seconds within +-{MAX_OFFSET:.0f}")
         if self.audio is not None and not self.audio.is_file():
             raise BadInput(f"{self.audio}: no such file (--audio)")
         self.convert_options().validate()
-
-
-def parse_offset(text: str) -> float | str:
-    """--offset: 'auto' or seconds."""
-    if text == "auto":
-        return text
-    try:
-        return float(text)
-    except ValueError:
-        raise BadInput(f"--offset must be 'auto' or seconds, not '{text}'") from None
 
 
 @dataclass
@@ -435,13 +422,8 @@ def dub_context(
         "offset_s": report.offset_s,
         "offset_mode": report.offset_mode,
         "offset_confidence": report.offset_confidence,
-        "region": options.region,
-        "color": options.color,
-        "blend": options.blend,
-        "blur": options.blur,
-        "smoothing": options.smoothing,
-        "detect_every": options.detect_every,
-        **({"mask": options.mask, **segmenter_settings(segmenter)} if segmenter is not None else {}),
+        **declared.record(options, declared.DUB),  # the mask only when a segmenter keeps occluders
+        **segmenter_settings(segmenter),
     }
     extra = (segmenter.weights_path,) if segmenter is not None else ()
     sources = tuple(
@@ -471,7 +453,7 @@ def dub(
     options.validate()
     model = authorize(store, model_dir)
     framing = model.alignment.face_type
-    if options.region not in FRAMING_REGIONS.get(framing, REGIONS):
+    if options.region not in FRAMING_REGIONS.get(framing, declared.DUB_REGIONS):
         raise BadInput(
             f"{model_dir}: trained on {framing}-face crops, which do not hold the {options.region} region "
             f"(--region {' or '.join(FRAMING_REGIONS[framing])})"

@@ -21,6 +21,7 @@ from faceswap.consent.registry import ConsentStore
 from faceswap.consent.watch import CHECK_EVERY_SECONDS, ConsentWatch
 from faceswap.convert import blend as blend_modes
 from faceswap.convert import colour as colour_modes
+from faceswap.convert import options as declared
 from faceswap.convert.delivery import Delivery, default_fps
 from faceswap.convert.model_io import AuthorizedModel, load_model
 from faceswap.convert.smoothing import KeypointSmoother, TrackedFace
@@ -28,8 +29,8 @@ from faceswap.errors import BadInput, CheckFailed
 from faceswap.faces.align import REGION_FRAMINGS, crop_face, mask_to_frame, track_alignment, transform_points
 from faceswap.faces.analyzer import FaceAnalyzer
 from faceswap.faces.identity import IdentityMatcher
-from faceswap.faces.masks import BLEND_BLUR, BLEND_ERODE, MASK_CHOICES, blend_mask, landmark_mask, mask_parts
-from faceswap.faces.tracking import DETECT_EVERY, FaceTracker
+from faceswap.faces.masks import blend_mask, landmark_mask, mask_parts
+from faceswap.faces.tracking import FaceTracker
 from faceswap.hashing import safe_name
 from faceswap.limits import OPERATOR, InputLimits
 from faceswap.media import (
@@ -45,36 +46,38 @@ from faceswap.media import (
 from faceswap.provenance.sink import OutputContext, OutputSink, SinkFrame, batched
 from faceswap.provenance.watermark import Watermarker, new_token
 
-MASK_MODES = MASK_CHOICES  # regions, and occlusion alone or with a region (faces.masks)
 MOUTH_SMOOTHING = 0.08  # seconds either side for the mouth corners, which move with speech
-SEQUENCES = ("png", "exr")
-CODECS = ("h264", "prores4444", "prores422hq")
 DECODE_AHEAD_BYTES = 1 << 30  # decoded frames held ahead of the swap
+
+
+DEFAULT = declared.defaults(declared.CONVERT)  # each field's default, from its option's declaration
 
 
 @dataclass(frozen=True)
 class ConvertOptions:
-    mask: str = "full"
-    color: str = "rct"
-    blend: str = "feather"
-    erode: float = BLEND_ERODE  # share of the crop size (training weights the same region)
-    blur: float = BLEND_BLUR  # share of the crop size
-    smoothing: float = 0.2  # seconds of track either side each face's keypoints are fitted over; 0: off
-    batch: int = 8
-    sequence: str | None = None  # "png" | "exr": a folder of NAME.####.ext
-    bits: int | None = None  # integer outputs: 8 or 16; None: the input's depth (8 for 8-bit input)
-    alpha: bool = False  # the swap matte as alpha: sequences, or ProRes 4444
-    codec: str = "h264"  # video outputs: h264 | prores4444 | prores422hq (.mov)
-    frames: tuple[int, int] | None = None  # convert input frames FIRST..LAST (their own numbers)
-    start_frame: int | None = None  # the first output frame's number (default: the input's)
-    input_colorspace: str | None = None  # default: scene-linear Rec.709 for float input, else sRGB
-    output_colorspace: str | None = None  # default: scene-linear Rec.709 for EXR, else the input's (sRGB)
-    ocio: str | None = None  # an OpenColorIO config file or ocio:// URI; default: the built-in CG config
-    backend: str = "auto"
-    model_root: Path | None = None
-    detect_every: int = DETECT_EVERY  # detect on every Nth frame (and on cuts); follow faces in between
-    allow_empty: bool = False  # write a marked, unchanged copy when no face of subject B is found
-    mask_model: Path | None = None  # the occlusion segmenter `--mask occlusion` uses (`faceswap train-mask`)
+    """A conversion's settings; each field but the last two is an option of faceswap/convert/options.py."""
+
+    mask: str = DEFAULT["mask"]
+    color: str = DEFAULT["color"]
+    blend: str = DEFAULT["blend"]
+    erode: float = DEFAULT["erode"]  # share of the crop size (training weights the same region)
+    blur: float = DEFAULT["blur"]  # share of the crop size
+    smoothing: float = DEFAULT["smoothing"]  # seconds of track either side keypoints are fitted over; 0: off
+    batch: int = DEFAULT["batch"]
+    sequence: str | None = DEFAULT["sequence"]  # "png" | "exr": a folder of NAME.####.ext
+    bits: int | None = DEFAULT["bits"]  # integer outputs: 8 or 16; None: the input's depth (8 for 8-bit input)
+    alpha: bool = DEFAULT["alpha"]  # the swap matte as alpha: sequences, or ProRes 4444
+    codec: str = DEFAULT["codec"]  # video outputs: h264 | prores4444 | prores422hq (.mov)
+    frames: tuple[int, int] | None = DEFAULT["frames"]  # convert input frames FIRST..LAST (their own numbers)
+    start_frame: int | None = DEFAULT["start_frame"]  # the first output frame's number (default: the input's)
+    input_colorspace: str | None = DEFAULT["input_colorspace"]  # default: scene-linear Rec.709 for float, else sRGB
+    output_colorspace: str | None = DEFAULT["output_colorspace"]  # default: linear Rec.709 for EXR, else the input's
+    ocio: str | None = DEFAULT["ocio"]  # an OpenColorIO config file or ocio:// URI; default: the built-in CG config
+    backend: str = DEFAULT["backend"]
+    model_root: Path | None = DEFAULT["model_root"]
+    detect_every: int = DEFAULT["detect_every"]  # detect on every Nth frame (and on cuts); follow faces between
+    allow_empty: bool = DEFAULT["allow_empty"]  # write a marked, unchanged copy when no face of subject B is found
+    mask_model: Path | None = DEFAULT["mask_model"]  # the segmenter `--mask occlusion` uses (`faceswap train-mask`)
     consent_check_seconds: float = CHECK_EVERY_SECONDS
     limits: InputLimits = OPERATOR  # what an input may declare (faceswap/limits.py)
 
@@ -89,33 +92,12 @@ class ConvertOptions:
 
     def validate(self) -> None:
         """Every option checked before anything is read or written."""
-        if self.mask not in MASK_MODES:
-            raise BadInput(f"--mask must be one of {', '.join(MASK_MODES)}")
+        declared.check(self, declared.CONVERT)
         if mask_parts(self.mask)[1] != (self.mask_model is not None):
             raise BadInput(
                 "--mask occlusion needs --mask-model (a segmenter from `faceswap train-mask`), and --mask-model "
                 "is only for --mask occlusion or REGION+occlusion"
             )
-        if self.color not in colour_modes.MODES:
-            raise BadInput(f"--color must be one of {', '.join(colour_modes.MODES)}")
-        if self.blend not in blend_modes.MODES:
-            raise BadInput(f"--blend must be one of {', '.join(blend_modes.MODES)}")
-        if self.bits not in (None, 8, 16):
-            raise BadInput("--bits must be 8 or 16")
-        if not 0 <= self.smoothing <= 2:
-            raise BadInput("--smoothing must be between 0 and 2 seconds")
-        if not 1 <= self.detect_every <= 250:
-            raise BadInput("--detect-every must be between 1 (every frame) and 250")
-        if not 1 <= self.batch <= 256:
-            raise BadInput("--batch must be between 1 and 256")
-        if not 0 <= self.erode < 0.5:
-            raise BadInput("--erode must be at least 0 and below 0.5 (a share of the face crop)")
-        if not 0 <= self.blur < 0.5:
-            raise BadInput("--blur must be at least 0 and below 0.5 (a share of the face crop)")
-        if self.sequence not in (None, *SEQUENCES):
-            raise BadInput(f"--sequence must be one of {', '.join(SEQUENCES)}")
-        if self.codec not in CODECS:
-            raise BadInput(f"--codec must be one of {', '.join(CODECS)}")
         if self.sequence and self.codec != "h264":
             raise BadInput("--codec is for video outputs; an image sequence has none")
         if self.sequence == "exr" and self.bits is not None:
@@ -124,8 +106,6 @@ class ConvertOptions:
             raise BadInput("--alpha needs --sequence or --codec prores4444 (other videos carry no matte)")
         if self.frames is not None and not 0 <= self.frames[0] <= self.frames[1]:
             raise BadInput("--frames FIRST-LAST needs 0 <= FIRST <= LAST")
-        if self.start_frame is not None and self.start_frame < 0:
-            raise BadInput("--start-frame must be 0 or more")
         self.colour()  # the config loads and the named colour spaces are in it
         if self.consent_check_seconds <= 0:
             raise BadInput("the consent re-check interval must be positive")
@@ -612,11 +592,7 @@ def _context(
             "model": model.name,
             "model_seq": model.entry.seq,
             "input": safe_name(input_path),
-            "mask": options.mask,
-            "color": options.color,
-            "blend": options.blend,
-            "smoothing": options.smoothing,
-            "detect_every": options.detect_every,
+            **declared.record(options, declared.CONVERT),
             "purpose": model.grant.purpose,
             **segmenter_settings(segmenter),
             **delivery.settings(),

@@ -11,14 +11,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-MASK_REGIONS = ("full", "lower-face", "mouth")
+REGIONS = ("full", "lower-face", "mouth")  # the landmark regions: what `--mask` and `--region` choose from
 OCCLUSION = "occlusion"  # a trained segmenter keeps what is in front of the face (--mask-model)
 # what `--mask` takes: a region, "occlusion" (the full face less its occluders) or REGION+occlusion
-MASK_CHOICES = (*MASK_REGIONS, OCCLUSION, *(f"{r}+{OCCLUSION}" for r in MASK_REGIONS if r != "full"))
+MASK_CHOICES = (*REGIONS, OCCLUSION, *(f"{r}+{OCCLUSION}" for r in REGIONS if r != "full"))
 OCCLUSION_MARGIN = 0.012  # an occluder is grown by this share of the segmenter's crop before it is kept
 OCCLUSION_FEATHER = 0.006  # and its edge softened by this Gaussian sigma (same unit): sharper than the face's
 BLEND_ERODE = 0.0  # conversion's default erosion of the mask, as a share of the crop size
 BLEND_BLUR = 0.04  # conversion's default feather: the Gaussian sigma as a share of the crop size
+REGION_BLUR = 0.03  # a dub's default feather of its mouth or lower-face region (same unit): a region smaller
+# than the face, grown onto skin, whose edge stays on that skin
 EYE_REGION = (1.3, 0.9)  # an eye region's width and height over the eye's corner-to-corner width
 EYE_WIDTH = 0.48  # an eye's corner-to-corner width over the distance between the eye centres
 
@@ -73,8 +75,8 @@ def region_polygon(landmarks: np.ndarray, scheme: str, kps5: np.ndarray, region:
     """Convex polygon (K, 2) of a region, in the coordinates the landmarks are given in."""
     import cv2
 
-    if region not in MASK_REGIONS:
-        raise ValueError(f"unknown mask region '{region}' (choose from {', '.join(MASK_REGIONS)})")
+    if region not in REGIONS:
+        raise ValueError(f"unknown mask region '{region}' (choose from {', '.join(REGIONS)})")
     spec = SCHEMES[scheme]
     pts = np.asarray(landmarks, dtype=np.float32)
     kps = np.asarray(kps5, dtype=np.float32)

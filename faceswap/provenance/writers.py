@@ -271,6 +271,9 @@ class ExrSequenceWriter:
         return [Path(name) for name in self._files.names] if self._files else []
 
 
+SEQUENCE_FORMATS = ("png", "exr")  # the image sequences written: PngSequenceWriter, ExrSequenceWriter
+
+
 def _exr_timecode(text: str) -> Any:
     import OpenEXR
 
