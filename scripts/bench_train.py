@@ -9,6 +9,8 @@ random tensors (the data pipeline is not timed). FLOPs come from torch's FlopCou
 step. On CUDA, MFU is achieved FLOP/s over the card's dense peak given by --peak-tflops (times the
 number of GPUs). With --ddp each process trains its own batch under DistributedDataParallel (NCCL on
 CUDA, gloo on CPU); samples/s and FLOP/s are for all processes together, and only rank 0 reports.
+Peak memory is per row: on CUDA the allocator's peak over the timed steps, on CPU the resident peak of
+a process that runs that row alone (without --ddp each CPU row runs in a fresh process).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import argparse
 import json
 import resource
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 import torch
@@ -138,6 +142,17 @@ def bench(preset: str, batch_size: int, steps: int, device: str, precision: str,
     }
 
 
+def bench_row(
+    preset: str, batch_size: int, steps: int, device: str, precision: str, compile_model: bool, ddp: bool
+) -> dict:
+    """One row; on CPU outside DDP in a process of its own, so that the resident peak is this row's and
+    not the largest of every row before it."""
+    if ddp or torch.device(device).type != "cpu":
+        return bench(preset, batch_size, steps, device, precision, compile_model)
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+        return pool.submit(bench, preset, batch_size, steps, device, precision, compile_model).result()
+
+
 def start_ddp(device: str) -> str:
     """Join the process group torchrun describes; each process takes its own GPU."""
     import os
@@ -174,7 +189,7 @@ def main() -> int:
     say("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for preset in args.presets:
         for batch_size in args.batch:
-            row = bench(preset, batch_size, args.steps, device, args.precision, args.compile)
+            row = bench_row(preset, batch_size, args.steps, device, args.precision, args.compile, args.ddp)
             if args.peak_tflops:
                 row["mfu"] = round(row["achieved_tflops"] / (args.peak_tflops * processes), 4)
             rows.append(row)

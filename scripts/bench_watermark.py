@@ -846,7 +846,19 @@ def timed_both(fn, repeat: int = 3) -> tuple[float, float]:
     return (time.perf_counter() - wall) / repeat * 1000.0, (time.process_time() - cpu) / repeat * 1000.0
 
 
-def bench_speed(new: Watermarker, old: Watermarker, workdir: Path, verify_seconds: float, convert_ms: float) -> dict:
+def convert_ms(path: Path) -> float | None:
+    """ms per 640x480 frame of `faceswap convert` (tracked analysis) as scripts/bench_convert.py measured
+    it, or None where that bench has not been run."""
+    if not path.is_file():
+        return None
+    rows = json.loads(path.read_text()).get("rows", [])
+    fps = [r["fps"] for r in rows if r.get("size") == "640x480" and r.get("detect_every", 1) > 1 and r.get("fps")]
+    return 1000.0 / fps[0] if fps else None
+
+
+def bench_speed(
+    new: Watermarker, old: Watermarker, workdir: Path, verify_seconds: float, convert_frame_ms: float | None
+) -> dict:
     """Both schemes in the same run: embedding per frame (batches of 8, as the sink does), reading one
     frame, marking one face crop, and `verify` of a 1080p clip."""
     source = photo("t1")
@@ -859,12 +871,11 @@ def bench_speed(new: Watermarker, old: Watermarker, workdir: Path, verify_second
         for size in (128, 256, 512)
     }
     small = next(r for r in rows if r["size"] == "640x480")
-    share = (small["new_embed_ms"] + crops[128]) / convert_ms
     result = {
         "frames": rows,
         "face_crop_ms": crops,
-        "convert_ms_640x480": convert_ms,
-        "share_of_convert": round(share, 3),
+        "convert_ms_640x480": convert_frame_ms and round(convert_frame_ms, 1),
+        "share_of_convert": convert_frame_ms and round((small["new_embed_ms"] + crops[128]) / convert_frame_ms, 3),
     }
     result |= bench_verify_clip(new, old, workdir, verify_seconds)
     return result
@@ -1042,10 +1053,15 @@ def speed_markdown(sp: dict | None, report: dict) -> list[str]:
             f"{r['old_embed_ms']} ({r['old_embed_cpu_ms']}) | {r['new_detect_ms']} | {r['old_detect_ms']} |"
         )
     crops = ", ".join(f"{k} px {v} ms" for k, v in sp["face_crop_ms"].items())
+    share = (
+        f"At 640x480 the mark (frame + one 128 px face) is {sp['share_of_convert']:.1%} of a "
+        f"{sp['convert_ms_640x480']:.0f} ms convert frame (scripts/bench_convert.py)."
+        if sp["share_of_convert"]
+        else "Its share of a convert frame needs scripts/bench_convert.py's JSON (--convert-json)."
+    )
     return lines + [
         "",
-        f"Face layer, `mark_face_crop` per face: {crops}. At 640x480 the mark (frame + one 128 px face) is "
-        f"{sp['share_of_convert']:.1%} of a {sp['convert_ms_640x480']:.0f} ms convert frame.",
+        f"Face layer, `mark_face_crop` per face: {crops}. {share}",
         f"`verify` of a {sp['verify_clip']}, wall-clock (process CPU): new {sp['verify_new_s']} s "
         f"({sp['verify_new_cpu_s']} s), old {sp['verify_old_s']} s ({sp['verify_old_cpu_s']} s), unmarked "
         f"{sp['verify_unmarked_s']} s ({sp['verify_unmarked_cpu_s']} s).",
@@ -1068,7 +1084,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--no-speed", action="store_true")
     parser.add_argument("--speed-only", action="store_true")
     parser.add_argument("--verify-seconds", type=float, default=None, help="1080p clip for verify (default 10 s)")
-    parser.add_argument("--convert-ms", type=float, default=300.0, help="convert's cost per 640x480 frame (issue 12)")
+    parser.add_argument(
+        "--convert-json",
+        type=Path,
+        default=Path("bench-results/convert.json"),
+        help="scripts/bench_convert.py's JSON: the mark's share of a 640x480 convert frame comes from its tracked row",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
     return parser.parse_args()
 
@@ -1134,7 +1155,7 @@ def main() -> int:
         if not args.no_speed:
             print("speed", flush=True)
             seconds = args.verify_seconds or (4.0 if args.quick else 10.0)
-            report["speed"] = bench_speed(new, old, workdir, seconds, args.convert_ms)
+            report["speed"] = bench_speed(new, old, workdir, seconds, convert_ms(args.convert_json))
     report["load_average"] = os.getloadavg()
     (args.out / "watermark.json").write_text(json.dumps(report, indent=2, default=str))
     table = markdown(report)
