@@ -24,16 +24,10 @@ from faceswap.consent.watch import CHECK_EVERY_SECONDS, ConsentWatch
 from faceswap.convert import options as declared
 from faceswap.convert.dub_audio import auto_offset, output_audio
 from faceswap.convert.model_io import AuthorizedModel, load_model
-from faceswap.convert.pipeline import (
-    ConvertOptions,
-    ConvertReport,
-    FrameIn,
-    Swapper,
-    in_background,
-    keep_occluders,
-    segmenter_settings,
-)
+from faceswap.convert.pipeline import ConvertReport, Swapper, keep_occluders, segmenter_settings
+from faceswap.convert.settings import ConvertOptions
 from faceswap.convert.smoothing import KeypointSmoother, TrackedFace
+from faceswap.convert.source import FrameIn, in_background
 from faceswap.errors import BadInput, CheckFailed
 from faceswap.faces.align import crop_face, track_alignment, transform_points
 from faceswap.faces.identity import IdentityMatcher
