@@ -29,6 +29,7 @@ from faceswap.faces.analyzer import FaceAnalyzer
 from faceswap.faces.identity import IdentityMatcher
 from faceswap.faces.masks import blend_mask, landmark_mask, mask_parts
 from faceswap.faces.tracking import FaceTracker
+from faceswap.faces.types import Face
 from faceswap.hashing import safe_name
 from faceswap.provenance.sink import OutputContext, OutputSink, SinkFrame, batched
 from faceswap.provenance.watermark import Watermarker, new_token
@@ -86,16 +87,10 @@ class Swapper:
         self.colour = colour_modes.MODES[options.color]
         self.blend = blend_modes.MODES[options.blend]
 
-    def select(self, frame: FrameIn, report: ConvertReport) -> list:
-        """Faces of subject B in this frame; everyone else is counted and left alone."""
-        chosen = []
-        for seen in self.tracker.step(frame.image):
-            if seen.is_subject:
-                chosen.append(seen.face)
-            else:
-                report.bystanders_untouched += 1
-        report.key_frames = self.tracker.key_frames
-        return chosen
+    def select(self, frame: FrameIn) -> tuple[list[Face], int]:
+        """Faces of subject B in this frame, and how many other faces it shows (left alone)."""
+        seen = self.tracker.step(frame.image)
+        return [s.face for s in seen if s.is_subject], sum(not s.is_subject for s in seen)
 
     def run(self, frames: Iterable[FrameIn], report: ConvertReport) -> Iterator[tuple[FrameIn, np.ndarray, np.ndarray]]:
         """(frame, new image, matte) for each input frame, in order; a frame is swapped once the
@@ -104,24 +99,14 @@ class Swapper:
 
         def smoothed() -> Iterator[tuple[FrameIn, list[TrackedFace]]]:
             for frame in frames:
-                yield from smoother.push(frame, frame.index, self.select(frame, report))
+                chosen, bystanders = self.select(frame)
+                report.bystanders_untouched += bystanders
+                report.key_frames = self.tracker.key_frames
+                yield from smoother.push(frame, frame.index, chosen)
             yield from smoother.flush()
 
         for batch in batched(smoothed(), self.options.batch):
             yield from self.swap(batch, report)
-
-    def _infer(self, crops: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        import torch
-
-        batch = torch.from_numpy(np.stack(crops)[..., ::-1].copy()).permute(0, 3, 1, 2).float().div_(255)
-        batch = batch.to(self.model.device)
-        with (
-            torch.no_grad(),
-            torch.autocast(self.model.device, dtype=self.model.dtype, enabled=self.model.device == "cuda"),
-        ):
-            rgb, mask = self.model._network.swap(batch, "a")
-        faces = (rgb.float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()[..., ::-1] * 255).round().astype(np.uint8)
-        return np.ascontiguousarray(faces), mask.float()[:, 0].cpu().numpy()
 
     def region(self, face, matrix: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
         """Where the swap may paint (the face hull) and what it must keep from the target (its own
@@ -166,7 +151,7 @@ class Swapper:
         mattes = [np.zeros(f.image.shape[:2], np.float32) for f, _ in frames]
         if jobs:
             crops = [crop_face(frames[pos][0].image, m, size) for pos, _, m in jobs]
-            swapped, learned = self._infer(crops)
+            swapped, learned = self.model.renderer.render(crops)
             hidden = self.occluders([(frames[pos][0].image, t.face, t.kps) for pos, t, _ in jobs])
             for (pos, tracked, matrix), crop, new, learned_mask, kept in zip(
                 jobs, crops, swapped, learned, hidden, strict=True
