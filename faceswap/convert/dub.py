@@ -389,9 +389,11 @@ def dub_context(
     paths: dict[str, Path | None],
     options: DubOptions,
     report: DubReport,
-    guard,
+    guard: ConsentWatch,
     segmenter: Any = None,
-):
+) -> OutputContext:
+    """What the dub's ledger entry says (both consents and their roles, the inputs, the offset), and
+    the consent watch that must hold when it commits."""
     grant = model.grant
     a, b = grant.record_for(grant.subject_a), grant.record_for(grant.subject_b)
     described = {
