@@ -901,7 +901,8 @@ def _add_train_mask(commands, p: Parents) -> None:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     from faceswap.convert import options as declared
-    from faceswap.convert.pipeline import ConvertOptions, convert
+    from faceswap.convert.pipeline import convert
+    from faceswap.convert.settings import ConvertOptions
     from faceswap.limits import OPERATOR
 
     options = declared.from_namespace(ConvertOptions, args, declared.CONVERT, limits=_limits(args, OPERATOR))

@@ -23,7 +23,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from faceswap.convert.pipeline import ConvertOptions, Swapper, convert
+from faceswap.convert.pipeline import Swapper, convert
+from faceswap.convert.settings import ConvertOptions
 from faceswap.demo.run import DemoOptions, DemoRun, extract_facesets, make_subjects, register_consent, train_model
 from faceswap.faces.tracking import DETECT_EVERY, FaceTracker
 from faceswap.media import iter_video_frames

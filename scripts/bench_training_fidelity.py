@@ -221,7 +221,8 @@ def train(run, name: str, variant: Variant, steps: int, seed: int) -> Path:
 
 
 def measure(run, model_dir: Path, heldout: dict[str, dict]) -> dict[str, float]:
-    from faceswap.convert.pipeline import ConvertOptions, convert
+    from faceswap.convert.pipeline import convert
+    from faceswap.convert.settings import ConvertOptions
     from faceswap.data.faceset import Faceset
     from faceswap.demo.run import DemoOptions
     from faceswap.eval.run import run_eval

@@ -11,7 +11,7 @@ import pytest
 from faceswap.cli import build_parser, main
 from faceswap.convert import options
 from faceswap.convert.dub import DubOptions
-from faceswap.convert.pipeline import ConvertOptions
+from faceswap.convert.settings import ConvertOptions
 from faceswap.errors import BadInput
 from faceswap.faces.masks import BLEND_BLUR, REGION_BLUR
 

@@ -18,7 +18,8 @@ from consent_helpers import store_at
 from faceswap.cli import main
 from faceswap.consent.gate import ConsentRefused
 from faceswap.convert.model_io import load_model
-from faceswap.convert.pipeline import ConvertOptions, ConvertReport, convert
+from faceswap.convert.pipeline import ConvertReport, convert
+from faceswap.convert.settings import ConvertOptions
 from faceswap.media import probe_video
 
 
@@ -309,7 +310,8 @@ def test_pixels_from_the_library_api_are_marked_even_when_written_by_hand(
     with a token no ledger entry names, so verify says: made here, not logged (exit 3)."""
     import cv2
 
-    from faceswap.convert.pipeline import FrameIn, Swapper
+    from faceswap.convert.pipeline import Swapper
+    from faceswap.convert.source import FrameIn
     from faceswap.media import iter_video_frames
 
     files, _ = demo_subjects

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from faceswap.convert import options as declared
-from faceswap.convert.pipeline import ConvertOptions
+from faceswap.convert.settings import ConvertOptions
 from faceswap.errors import BadInput, ExitCode, FaceswapError, worst
 from faceswap.hashing import canonical_json, file_sha256, safe_name, sha256_hex
 from faceswap.ledger import Entry

@@ -13,18 +13,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from faceswap.colorspace import Colour, quantise, unit_scale
+from faceswap.convert.settings import ConvertOptions
+from faceswap.convert.source import FrameIn, Source
 from faceswap.errors import BadInput
 from faceswap.provenance.sink import OutputContext, OutputSink, SinkFrame, Written
-
-if TYPE_CHECKING:
-    from faceswap.convert.pipeline import ConvertOptions, FrameIn, Source
 
 SEQUENCE_PADDING = 4  # NAME.####.ext, the compositors' convention
 
@@ -209,8 +207,3 @@ def _to_bits(image: np.ndarray, bits: int) -> np.ndarray:
     if image.dtype == np.uint8:
         return image
     return np.clip(np.rint(image / 257.0), 0, 255).astype(np.uint8)
-
-
-def default_fps(fps: Fraction | None) -> Fraction:
-    """Image sequences without a recorded rate play at 24 fps (film)."""
-    return Fraction(fps) if fps else Fraction(24)

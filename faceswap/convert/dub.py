@@ -2,9 +2,9 @@
 
 consent (the model's signed entry: dubbing research; A also for its own footage) -> decode the plate
 and the performance -> offset -> find A in the plate and B in the performance frame at the same time
--> smooth both along their tracks -> B's face through A's decoder (the Swapper's own inference) ->
-region (mouth or lower face of both faces) -> colour -> blend into the plate -> output sink, with the
-dub line as the audio. Every pixel outside the region is the plate's.
+-> smooth both along their tracks -> B's face through A's decoder (the model's renderer, as in
+conversion) -> region (mouth or lower face of both faces) -> colour -> blend into the plate ->
+output sink, with the dub line as the audio. Every pixel outside the region is the plate's.
 """
 
 from __future__ import annotations
@@ -24,16 +24,10 @@ from faceswap.consent.watch import CHECK_EVERY_SECONDS, ConsentWatch
 from faceswap.convert import options as declared
 from faceswap.convert.dub_audio import auto_offset, output_audio
 from faceswap.convert.model_io import AuthorizedModel, load_model
-from faceswap.convert.pipeline import (
-    ConvertOptions,
-    ConvertReport,
-    FrameIn,
-    Swapper,
-    in_background,
-    keep_occluders,
-    segmenter_settings,
-)
+from faceswap.convert.pipeline import Swapper, keep_occluders, segmenter_settings
+from faceswap.convert.settings import ConvertOptions
 from faceswap.convert.smoothing import KeypointSmoother, TrackedFace
+from faceswap.convert.source import FrameIn, in_background
 from faceswap.errors import BadInput, CheckFailed
 from faceswap.faces.align import crop_face, track_alignment, transform_points
 from faceswap.faces.identity import IdentityMatcher
@@ -216,8 +210,8 @@ def _largest(faces: list[TrackedFace]) -> TrackedFace | None:
 
 class Dubber:
     """Everything per plate frame after decoding. Composes a Swapper for B's side: its tracker
-    follows B in the performance, its inference decodes with A's decoder, its colour and blend
-    modes are conversion's."""
+    follows B in the performance, its colour and blend modes are conversion's; the model's
+    renderer decodes B's face with A's decoder, as conversion does."""
 
     def __init__(
         self,
@@ -234,7 +228,7 @@ class Dubber:
         as the Swapper's are: the dubbed pixels never leave it unmarked. `segmenter`: what it finds
         in front of the actor's face keeps the plate's pixels."""
         self.options, self.size, self.fps = options, model.resolution, fps
-        self.alignment = model.alignment
+        self.alignment, self.renderer = model.alignment, model.renderer
         self.swapper = Swapper(model, refs_b, backend, options.convert_options(), fps, token, segmenter)
         self.token = self.swapper.token
         self.plate_tracker = FaceTracker(self.swapper.analyzer, IdentityMatcher(refs_a, backend), options.detect_every)
@@ -246,7 +240,7 @@ class Dubber:
 
     def analyse_performance(self, frame: FrameIn, report: DubReport) -> list[Face]:
         """The faces of B in a performance frame (the Swapper's tracker; bystanders are ignored)."""
-        faces = self.swapper.select(frame, ConvertReport("", "", ""))
+        faces, _ = self.swapper.select(frame)
         report.key_frames_performance = self.swapper.tracker.key_frames
         return faces
 
@@ -293,7 +287,7 @@ class Dubber:
                 jobs.append((pos, a, b, track_alignment(b.face, b.kps, size, self.alignment)))
         if jobs:
             crops = [crop_face(batch[pos][0].performance.image, m, size) for pos, _, _, m in jobs]
-            generated, _learned = self.swapper._infer(crops)  # A's decoder, exactly as conversion runs it
+            generated, _learned = self.renderer.render(crops)  # A's decoder, exactly as conversion runs it
             hidden = self.swapper.occluders([(outputs[pos], a.face, a.kps) for pos, a, _, _ in jobs])
             for (pos, a, b, perf_matrix), face, kept in zip(jobs, generated, hidden, strict=True):
                 painted = self.paint(outputs[pos], face, a, b, perf_matrix)
@@ -395,9 +389,11 @@ def dub_context(
     paths: dict[str, Path | None],
     options: DubOptions,
     report: DubReport,
-    guard,
+    guard: ConsentWatch,
     segmenter: Any = None,
-):
+) -> OutputContext:
+    """What the dub's ledger entry says (both consents and their roles, the inputs, the offset), and
+    the consent watch that must hold when it commits."""
     grant = model.grant
     a, b = grant.record_for(grant.subject_a), grant.record_for(grant.subject_b)
     described = {

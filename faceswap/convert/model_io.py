@@ -14,6 +14,7 @@ from typing import Any
 
 from faceswap.consent.gate import ConsentGate, ConsentGrant
 from faceswap.consent.registry import ConsentStore
+from faceswap.convert.render import FaceRenderer
 from faceswap.errors import BadInput
 from faceswap.faces.align import LEGACY_TEMPLATE, Alignment
 from faceswap.ledger import Entry, watermark_keys
@@ -29,9 +30,7 @@ class AuthorizedModel:
     entry: Entry
     grant: ConsentGrant
     fingerprint: str
-    _network: Any  # SwapNetwork in eval mode on `device`; used through Swapper, which marks its faces
-    device: str
-    dtype: Any
+    renderer: FaceRenderer  # the network on its device; the Swapper and the Dubber mark each frame painted with it
     marks: WatermarkKeys  # the workspace's watermark secrets: what the Swapper marks this model's frames with
 
     @property
@@ -72,9 +71,8 @@ def load_model(store: ConsentStore, folder: Path, device: str | None = None) -> 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     marks = watermark_keys.for_writing(store.ledger, store.workspace.keys_dir)
-    return AuthorizedModel(
-        folder, weights_path, entry, grant, weights_id, network.to(device).eval(), device, dtype, marks
-    )
+    renderer = FaceRenderer(network.to(device).eval(), device, dtype)
+    return AuthorizedModel(folder, weights_path, entry, grant, weights_id, renderer, marks)
 
 
 def _build(hparams: dict[str, Any], state: dict[str, Any], folder: Path) -> Any:

@@ -164,7 +164,8 @@ def swap_model(run: OcclusionRun) -> None:
 
 def convert_held_out(run: OcclusionRun) -> None:
     """The frames the segmenter never saw, with --mask occlusion and without; cost per frame of each."""
-    from faceswap.convert.pipeline import ConvertOptions, convert
+    from faceswap.convert.pipeline import convert
+    from faceswap.convert.settings import ConvertOptions
 
     assert run.occluded is not None and run.rows is not None and run.model_dir is not None
     frames = (cut(run.rows) + HELD_OUT_GAP, len(run.rows) - 1)

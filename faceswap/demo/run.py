@@ -131,7 +131,8 @@ def train_model(run: DemoRun, name: str = MODEL_NAME, options: tuple[str, ...] =
 
 
 def convert_clip(run: DemoRun) -> None:
-    from faceswap.convert.pipeline import ConvertOptions, convert
+    from faceswap.convert.pipeline import convert
+    from faceswap.convert.settings import ConvertOptions
 
     assert run.model_dir is not None
     run.output = run.workspace.root / "output" / "demo-b-as-demo-a.mp4"

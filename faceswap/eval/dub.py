@@ -171,7 +171,7 @@ def _corr(x: list[float], y: list[float]) -> float | None:
 def track_video(analyzer, matcher: IdentityMatcher, plate: Path, output: Path, region: str) -> tuple[_Sums, int]:
     """Follow A through the plate and the face at the same place through the output, frame by frame."""
     from faceswap.convert.dub import frame_time
-    from faceswap.convert.pipeline import FrameIn
+    from faceswap.convert.source import FrameIn
 
     fps = float(probe_video(plate).fps)
     plate_tracker = FaceTracker(analyzer, matcher, DETECT_EVERY)
@@ -198,7 +198,7 @@ def track_video(analyzer, matcher: IdentityMatcher, plate: Path, output: Path, r
 def performance_mouth(analyzer, refs_b: np.ndarray, performance: Path) -> dict[float, float]:
     """The performance's mouth opening by time, measured (when it has no truth)."""
     from faceswap.convert.dub import frame_time
-    from faceswap.convert.pipeline import FrameIn
+    from faceswap.convert.source import FrameIn
 
     fps = float(probe_video(performance).fps)
     tracker = FaceTracker(analyzer, IdentityMatcher(refs_b, analyzer.name), DETECT_EVERY)

@@ -339,7 +339,8 @@ def jitter_comparison(
 ) -> dict[str, JitterComparison]:
     """The same consecutive frames through each swapper (e.g. smoothing on / off), in memory:
     nothing here is written to disk. B's face in each input frame is found once for all of them."""
-    from faceswap.convert.pipeline import ConvertReport, FrameIn
+    from faceswap.convert.pipeline import ConvertReport
+    from faceswap.convert.source import FrameIn
 
     truth_rows = truth_frames(truth)
     clip = [FrameIn(f.index, f.image) for f in iter_video_frames(input_video, limit=frames)]

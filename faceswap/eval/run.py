@@ -23,7 +23,8 @@ def run_eval(
 ) -> tuple[EvalReport, Path]:
     """`reference_photos`: A's and B's, for the second identity measure (dlib's own descriptor)."""
     from faceswap.convert.model_io import load_model
-    from faceswap.convert.pipeline import ConvertOptions, Swapper, convert
+    from faceswap.convert.pipeline import Swapper, convert
+    from faceswap.convert.settings import ConvertOptions
     from faceswap.faces.analyzer import FaceAnalyzer
 
     model = load_model(store, model_dir)
