@@ -9,15 +9,16 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from faceswap import __version__
 from faceswap.errors import BadInput, CheckFailed, ExitCode, FaceswapError, worst
+from faceswap.report import Report
 
 Handler = Callable[[argparse.Namespace], int]
-ANCHOR_BYTES = 1 << 20  # a PEM root certificate is a few KB
+T = TypeVar("T")
 LEDGER_URL_HELP = (
     "a shared PostgreSQL ledger, postgresql://USER@HOST/DB (default $FACESWAP_LEDGER_URL, else the workspace's "
     "ledger.sqlite); keys/ and consent/ stay in the workspace"
@@ -81,6 +82,24 @@ def _limits(args: argparse.Namespace, base: Any):
 
 def _print_json(payload: object) -> None:
     print(json.dumps(payload, indent=2, sort_keys=True, default=str))
+
+
+def _show(report: Report, as_json: bool) -> int:
+    """Print what a command's library function returned: its JSON, or its text (and its notes on
+    stderr); its exit code is the command's."""
+    if as_json:
+        _print_json(report.to_json())
+    else:
+        print(report.text(), end="")
+        for note in report.notes():
+            print(note, file=sys.stderr)
+    return int(report.exit_code)
+
+
+def _from_args(cls: type[T], args: argparse.Namespace, **given: Any) -> T:
+    """A library's request or options dataclass from the flags of the same names; `given` wins."""
+    names = {f.name for f in fields(cls)} - given.keys()  # type: ignore[arg-type]
+    return cls(**{name: getattr(args, name) for name in names if hasattr(args, name)}, **given)
 
 
 def _workspace(args: argparse.Namespace):
@@ -624,36 +643,14 @@ def cmd_extract(args: argparse.Namespace) -> int:
     from faceswap.data.extract import ExtractOptions, extract
     from faceswap.limits import OPERATOR
 
-    options = ExtractOptions(
-        every=args.every,
-        size=args.size,
-        backend=args.backend,
-        model_root=args.model_root,
-        min_face=args.min_face,
-        face_type=args.face_type,
-        align_on=args.align_on,
-        limits=_limits(args, OPERATOR),
-    )
+    options = _from_args(ExtractOptions, args, limits=_limits(args, OPERATOR))
     store = _store(args)
     report = _with_progress(
         f"extract {args.subject}",
         not args.json,
         lambda update: extract(store, args.input, args.subject, options, update),
     )
-    if args.json:
-        _print_json(report.to_json())
-        return ExitCode.OK
-    print(
-        f"{args.subject}: {report.frames_read} frames read, {report.faces_found} faces found, {report.kept} kept, "
-        f"{report.dropped_other_identity} dropped as another identity, {report.dropped_too_small} too small, "
-        f"{report.dropped_blurry} blurry, {report.already_present} already in the faceset "
-        f"({report.seconds:.1f} s, {report.frames_read / max(report.seconds, 1e-9):.1f} frames/s)"
-    )
-    if report.skipped_files:
-        print(f"skipped {len(report.skipped_files)} non-media file(s)")
-    seq = f"; ledger seq {report.ledger_seq}" if report.ledger_seq else "; faceset unchanged"
-    print(f"faceset {report.faceset}: {report.total_faces} faces, sha256 {report.faceset_sha256}{seq}")
-    return ExitCode.OK
+    return _show(report, args.json)
 
 
 def cmd_faceset_stats(args: argparse.Namespace) -> int:
@@ -794,35 +791,7 @@ def _add_extract(commands, p: Parents) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from faceswap.train import TrainRequest, run_training
 
-    result = run_training(
-        TrainRequest(
-            workspace=_workspace(args),
-            config=args.config,
-            subject_a=args.subject_a,
-            subject_b=args.subject_b,
-            purpose=args.purpose,
-            name=args.name,
-            overrides=args.overrides,
-            occlusion_model=args.occlusion_model,
-            checkpoint_every=args.checkpoint_every,
-        )
-    )
-    if args.json:
-        _print_json(vars(result))
-        return ExitCode.OK
-    if result.rank != 0:  # under DDP every rank runs this; rank zero reports the model
-        return ExitCode.OK
-    losses = result.losses
-    if losses:
-        print(
-            f"recon A {losses['recon_a_first50']:.4f} -> {losses['recon_a_last50']:.4f}, "
-            f"recon B {losses['recon_b_first50']:.4f} -> {losses['recon_b_last50']:.4f} (first/last 50 steps)"
-        )
-    print(
-        f"model {result.model_dir}: {result.steps} steps, fingerprint {result.fingerprint[:16]}, "
-        f"{len(result.previews)} watermarked preview(s); ledger seq {result.ledger_seq}"
-    )
-    return ExitCode.OK
+    return _show(run_training(_from_args(TrainRequest, args, workspace=_workspace(args))), args.json)
 
 
 def _add_train(commands, p: Parents) -> None:
@@ -855,28 +824,7 @@ def _add_train(commands, p: Parents) -> None:
 def cmd_train_mask(args: argparse.Namespace) -> int:
     from faceswap.train_mask import MaskTrainRequest, run_mask_training
 
-    result = run_mask_training(
-        MaskTrainRequest(
-            _workspace(args), args.config, args.subject_a, args.subject_b, args.purpose, args.name, args.overrides
-        )
-    )
-    if args.json:
-        _print_json(vars(result))
-        return ExitCode.OK
-    if result.rank != 0:
-        return ExitCode.OK
-    metrics = result.metrics
-    if metrics:
-        print(
-            f"loss {metrics['loss_first50']:.4f} -> {metrics['loss_last50']:.4f}, training IoU "
-            f"{metrics['train_iou_first50']:.3f} -> {metrics['train_iou_last50']:.3f} (first/last 50 steps)"
-        )
-    crops = sum(v["labelled_crops"] for v in result.labelled.values())
-    print(
-        f"segmenter {result.model_dir}: {result.steps} steps on {crops} labelled crop(s), fingerprint "
-        f"{result.fingerprint[:16]}; ledger seq {result.ledger_seq}"
-    )
-    return ExitCode.OK
+    return _show(run_mask_training(_from_args(MaskTrainRequest, args, workspace=_workspace(args))), args.json)
 
 
 def _add_train_mask(commands, p: Parents) -> None:
@@ -910,17 +858,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     report = _with_progress(
         "convert", not args.json, lambda update: convert(store, args.model, args.input, args.output, options, update)
     )
-    if args.json:
-        payload = report.to_json()
-        payload.pop("swaps")
-        _print_json(payload)
-        return ExitCode.OK
-    print(
-        f"{report.output}: {report.frames} frames ({report.frames_swapped} swapped, {report.faces_swapped} faces; "
-        f"{report.bystanders_untouched} bystander faces untouched) in {report.seconds:.1f} s ({report.fps:.1f} fps); "
-        f"watermark token {report.token}, ledger seq {report.ledger_seq}"
-    )
-    return ExitCode.OK
+    return _show(report, args.json)
 
 
 def _add_convert(commands, p: Parents) -> None:
@@ -952,33 +890,16 @@ def cmd_convert_batch(args: argparse.Namespace) -> int:
     workspace = _workspace(args)
     limits = _limits(args, OPERATOR)
     with contextlib.redirect_stdout(sys.stderr):  # Ray's own notices (a worker died, a retry): stdout is the result's
-        if args.json:
-            report = run_batch(workspace, args.shots, args.ray, args.workers, limits=limits)
-        else:
-            report = _with_batch_progress(
-                lambda update: run_batch(workspace, args.shots, args.ray, args.workers, update, limits)
-            )
-    if args.json:
-        _print_json(report.to_json())
-        return report.exit_code
-    for result in report.results:
-        if result.status == "failed":
-            print(f"row {result.row}: FAILED {result.output}: {result.error}")
-        else:
-            frames = f"{result.frames} frames, ledger seq {result.ledger_seq}"
-            print(f"row {result.row}: {result.status} {result.output} ({frames})")
-    summary = report.to_json()
-    print(
-        f"{summary['shots']} shots: {summary['done']} done, {summary['skipped']} skipped (already in the ledger), "
-        f"{summary['failed']} failed; {summary['frames']} frames in {summary['seconds']:.1f} s "
-        f"({summary['frames_per_s']:.1f} frames/s) on {summary['cluster']['cpus']} CPUs, "
-        f"{summary['cluster']['machines']} machine(s); ledger {summary['ledger']}"
-    )
-    return report.exit_code
+        report = _with_batch_progress(
+            not args.json, lambda update: run_batch(workspace, args.shots, args.ray, args.workers, update, limits)
+        )
+    return _show(report, args.json)
 
 
-def _with_batch_progress(work: Callable[[Callable[[int, int, int, float], None]], Any]) -> Any:
-    """A whole-batch progress bar on stderr: shots finished and frames/s so far."""
+def _with_batch_progress(enabled: bool, work: Callable[[Callable[[int, int, int, float], None] | None], Any]) -> Any:
+    """A whole-batch progress bar on stderr: shots finished and frames/s so far (none for --json)."""
+    if not enabled:
+        return work(None)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -1029,18 +950,7 @@ def cmd_dub(args: argparse.Namespace) -> int:
         not args.json,
         lambda update: dub(store, args.model, args.plate, args.performance, args.output, options, update),
     )
-    if args.json:
-        _print_json(report.to_json())
-        return ExitCode.OK
-    passed = report.frames_without_subject_a + report.frames_without_performance
-    print(
-        f"{report.output}: {report.frames} frames ({report.frames_dubbed} dubbed, {passed} passed through: "
-        f"{report.frames_without_subject_a} without subject A, {report.frames_without_performance} without a "
-        f"performance face); offset {report.offset_s:+.3f} s ({report.offset_mode}), audio from "
-        f"{report.audio_source}, region {report.region}; {report.seconds:.1f} s; watermark token {report.token}, "
-        f"ledger seq {report.ledger_seq}"
-    )
-    return ExitCode.OK
+    return _show(report, args.json)
 
 
 def _add_dub(commands, p: Parents) -> None:
@@ -1137,67 +1047,10 @@ def _add_eval(commands, p: Parents) -> None:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from faceswap.limits import VERIFY
-    from faceswap.provenance.verify import Verifier, collect_paths, describe_verdict, ledger_view_for
+    from faceswap.provenance.verify_files import VerifyRequest, verify_files
 
-    paths = collect_paths(args.paths)
-    if not paths:
-        print("faceswap: error: no image or video files found", file=sys.stderr)
-        return ExitCode.BAD_INPUT
-    limits = _limits(args, VERIFY)
-    ledger_view = ledger_view_for(_workspace(args), args.ledger, limits)
-    anchor = _read_anchor(args.trust_anchor) if args.trust_anchor else None
-    verifier = Verifier(ledger_view, trust_anchor=anchor, limits=limits)
-    verdicts = [verifier.verify(path) for path in paths]
-    heads = _trace_heads(args, verdicts)
-    if args.json:
-        _print_json(
-            {
-                "ledger": ledger_view.source if ledger_view else None,
-                "ledger_problem": str(ledger_view.finding) if ledger_view and ledger_view.finding else None,
-                "files": [v.to_json() for v in verdicts],
-                "transparency": heads.to_json() if heads else None,
-            }
-        )
-    else:
-        for verdict in verdicts:
-            print(describe_verdict(verdict))
-        if ledger_view and ledger_view.finding:
-            print(f"ledger {ledger_view.source}: TAMPERED at {ledger_view.finding}")
-        for line in _describe_heads(heads):
-            print(line)
-    return worst({v.exit_code for v in verdicts} | ({heads.exit_code} if heads else set()))
-
-
-def _trace_heads(args: argparse.Namespace, verdicts: list) -> Any:
-    """The heads the files carry, checked against the checkpoints and proofs given (and each
-    other): None when there is nothing to relate."""
-    from faceswap.provenance.transparency import trace
-
-    proofs = [v.transparency for v in verdicts if v.transparency is not None]
-    if not (args.checkpoint or args.proof or sum(p.state == "proven" for p in proofs) > 1):
-        return None
-    return trace(proofs, args.checkpoint, args.proof)
-
-
-def _describe_heads(heads: Any) -> list[str]:
-    if heads is None:
-        return []
-    words = {"linked": "LINKED", "forked": "REWRITTEN", "unproven": "NOT LINKED"}
-    lines = [f"{link.a} / {link.b}: {words[link.status]}: {link.detail}" for link in heads.links]
-    return lines + [f"NOT TRACED: {problem}" for problem in heads.problems]
-
-
-def _read_anchor(path: Path) -> bytes:
-    from faceswap.provenance.credentials import root_fingerprint_of
-
-    try:
-        if path.stat().st_size > ANCHOR_BYTES:
-            raise FaceswapError(f"{path}: a trust anchor is a certificate of a few KB, not {path.stat().st_size} bytes")
-        pem = path.read_bytes()
-    except OSError as error:
-        raise FaceswapError(f"{path}: unreadable trust anchor ({error.strerror})") from None
-    root_fingerprint_of(pem)  # BadInput unless it is a certificate
-    return pem
+    request = _from_args(VerifyRequest, args, limits=_limits(args, VERIFY))
+    return _show(verify_files(_workspace(args), request), args.json)
 
 
 def _add_verify(commands, p: Parents) -> None:

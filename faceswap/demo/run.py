@@ -143,7 +143,7 @@ def convert_clip(run: DemoRun) -> None:
         input=str(clip),
         mask=run.options.mask,
         output=str(run.output),
-        convert={k: v for k, v in converted.to_json().items() if k != "swaps"},
+        convert=converted.to_json(),
     )
 
 
