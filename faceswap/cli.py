@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from faceswap import __version__
-from faceswap.errors import BadInput, CheckFailed, ExitCode, FaceswapError, worst
+from faceswap.errors import BadInput, CheckFailed, ExitCode, FaceswapError
 from faceswap.report import Report
 
 Handler = Callable[[argparse.Namespace], int]
@@ -1149,96 +1149,17 @@ def _add_doctor(commands, p: Parents) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from faceswap.demo.run import DemoOptions, demo_exit_code, run_demo, summary
+    from faceswap.demo.workflows import DemoRequest, demo_report
 
-    workspace = _workspace(args)
-    if args.dub:
-        return cmd_demo_dub(args, workspace)
-    if args.occlusion:
-        return cmd_demo_occlusion(args, workspace)
-    if args.json and (workspace.demo_dir / "report.json").exists() and not args.rerun:
-        report = json.loads((workspace.demo_dir / "report.json").read_text())
-        _print_json(report)
-        return demo_exit_code(report)
+    request = _from_args(DemoRequest, args, reuse=args.json and not args.rerun)
     say = (lambda _msg: None) if args.json else (lambda msg: print(msg, flush=True))
-    report = run_demo(workspace, DemoOptions(seconds=args.seconds, steps=args.steps or DemoOptions.steps), say=say)
-    if args.json:
-        _print_json(report)
-    else:
-        print(summary(report))
-    return demo_exit_code(report)
-
-
-def cmd_demo_dub(args: argparse.Namespace, workspace) -> int:
-    from faceswap.demo.dub import DUB_STEPS, REPORT_NAME, dub_exit_code, run_dub_demo, summary
-    from faceswap.demo.run import DemoOptions
-
-    saved = workspace.demo_dir / REPORT_NAME
-    if args.json and saved.exists() and not args.rerun:
-        report = json.loads(saved.read_text())
-        _print_json(report)
-        return dub_exit_code(report)
-    say = (lambda _msg: None) if args.json else (lambda msg: print(msg, flush=True))
-    report = run_dub_demo(workspace, DemoOptions(seconds=args.seconds, steps=args.steps or DUB_STEPS), say=say)
-    if args.json:
-        _print_json(report)
-    else:
-        print(summary(report))
-    return dub_exit_code(report)
-
-
-def cmd_demo_occlusion(args: argparse.Namespace, workspace) -> int:
-    from faceswap.demo.occlusion import REPORT_NAME, OcclusionDemoOptions, occlusion_exit_code, run_occlusion_demo
-    from faceswap.demo.occlusion_measures import summary
-
-    saved = workspace.demo_dir / REPORT_NAME
-    if args.json and saved.exists() and not args.rerun:
-        report = json.loads(saved.read_text())
-        _print_json(report)
-        return occlusion_exit_code(report)
-    say = (lambda _msg: None) if args.json else (lambda msg: print(msg, flush=True))
-    options = OcclusionDemoOptions(
-        seconds=args.seconds, steps=args.steps or OcclusionDemoOptions.steps, occluder=args.occluder or "hand"
-    )
-    report = run_occlusion_demo(workspace, options, say=say)
-    if args.json:
-        _print_json(report)
-    else:
-        print(summary(report))
-    return occlusion_exit_code(report)
+    return _show(demo_report(_workspace(args), request, say), args.json)
 
 
 def cmd_demo_subjects(args: argparse.Namespace) -> int:
-    from faceswap.demo.subjects import dub_pair_paths, make_demo_subjects, occluded_clip_paths
-    from faceswap.faces.analyzer import FaceAnalyzer
+    from faceswap.demo.subjects import demo_subjects
 
-    occluders = tuple(args.occluder or ())
-    files, report = make_demo_subjects(args.out, FaceAnalyzer("dlib"), seconds=args.seconds, occluders=occluders)
-    pair = dub_pair_paths(args.out)
-    if args.json:
-        subjects = [{k: str(v) for k, v in vars(f).items()} for f in files]
-        occluded = {
-            kind: {k: str(v) for k, v in vars(occluded_clip_paths(args.out, kind)).items()} for kind in occluders
-        }
-        _print_json(
-            {
-                "subjects": subjects,
-                "dub_pair": {k: str(v) for k, v in vars(pair).items()},
-                "occluded": occluded,
-                "identity": report,
-            }
-        )
-        return ExitCode.OK
-    for f in files:
-        print(f"{f.subject}: {f.clip} ({len(f.references)} reference photos, truth {f.truth.name})")
-    print(f"dub pair: plate {pair.plate}, performance {pair.performance} (truths beside them)")
-    for kind in occluders:
-        occluded = occluded_clip_paths(args.out, kind)
-        print(f"occluded: {occluded.clip} (demo-b with a {kind} in front of the face; truth {occluded.truth.name})")
-    pairs = ", ".join(f"{k} {v:.3f}" for k, v in report["between_subjects"].items())
-    nearest = ", ".join(f"{k}~{v['source']} {v['similarity']:.3f}" for k, v in report["nearest_real_source"].items())
-    print(f"identity ({report['backend']}, match >= {report['threshold']}): {pairs}; nearest real faces: {nearest}")
-    return ExitCode.OK
+    return _show(demo_subjects(args.out, args.seconds, tuple(args.occluder or ())), args.json)
 
 
 def _add_demo(commands, p: Parents) -> None:
