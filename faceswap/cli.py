@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from faceswap import __version__
-from faceswap.errors import BadInput, CheckFailed, ExitCode, FaceswapError
+from faceswap.errors import BadInput, ExitCode, FaceswapError
 from faceswap.report import Report
 
 Handler = Callable[[argparse.Namespace], int]
@@ -97,9 +97,11 @@ def _show(report: Report, as_json: bool) -> int:
 
 
 def _from_args(cls: type[T], args: argparse.Namespace, **given: Any) -> T:
-    """A library's request or options dataclass from the flags of the same names; `given` wins."""
+    """A library's request or options dataclass from the flags of the same names; `given` wins, and a
+    flag left unset (None) leaves the library's default."""
     names = {f.name for f in fields(cls)} - given.keys()  # type: ignore[arg-type]
-    return cls(**{name: getattr(args, name) for name in names if hasattr(args, name)}, **given)
+    flags = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    return cls(**flags, **given)
 
 
 def _workspace(args: argparse.Namespace):
@@ -205,92 +207,22 @@ def _add_faces(commands, p: Parents) -> None:
 
 
 def cmd_consent_register(args: argparse.Namespace) -> int:
-    from faceswap.consent.registry import Registration, describe_record
+    from faceswap.consent.registry import Registration
+    from faceswap.consent.reports import register_subject
 
-    store = _store(args)
-    record = store.register(
-        Registration(
-            subject_id=args.subject,
-            name=args.name,
-            references=args.reference,
-            purposes=args.purpose,
-            expires_at=args.expires,
-            evidence=args.evidence,
-            synthetic=args.synthetic,
-            roles=args.role or ("source", "target"),
-            backend=args.backend,
-            model_root=args.model_root,
-        )
-    )
-    info = describe_record(record, store.load())
-    if args.json:
-        _print_json({**info, "ledger_seq": info["registered_seq"]})
-        return ExitCode.OK
-    print(
-        f"registered {record.record_id}: {record.name} ({record.kind}), purposes {', '.join(record.purposes)}, "
-        f"roles {', '.join(record.roles)}, expires {record.expires_at}, {len(args.reference)} reference photo(s) "
-        f"[{record.backend}]; ledger seq {info['registered_seq']}"
-    )
-    return ExitCode.OK
+    return _show(register_subject(_store(args), _from_args(Registration, args)), args.json)
 
 
 def cmd_consent_list(args: argparse.Namespace) -> int:
-    from faceswap.consent.registry import describe_record
+    from faceswap.consent.reports import list_records
 
-    snapshot = _store(args).load()
-    rows = sorted((describe_record(r, snapshot) for r in snapshot.records), key=lambda row: row["registered_seq"])
-    if args.json:
-        _print_json({"records": rows, "problems": [str(p) for p in snapshot.problems]})
-        return ExitCode.OK
-    if not rows:
-        print("no consent records")
-    for row in rows:
-        print(
-            f"{row['record_id']:<40} {row['subject_id']:<20} {row['kind']:<9} {row['status']:<8} "
-            f"expires {row['expires_at']}  {','.join(row['purposes'])}"
-        )
-    for problem in snapshot.problems:
-        print(f"damaged: {problem}", file=sys.stderr)
-    return ExitCode.OK
-
-
-SHOWN_FIELDS = (
-    "record_id",
-    "subject_id",
-    "name",
-    "kind",
-    "status",
-    "purposes",
-    "roles",
-    "valid_from",
-    "expires_at",
-    "reference",
-    "evidence_sha256",
-    "record_sha256",
-    "created_at",
-    "registered_seq",
-    "revoked",
-    "file",
-)
+    return _show(list_records(_store(args)), args.json)
 
 
 def cmd_consent_show(args: argparse.Namespace) -> int:
-    from faceswap.consent.registry import describe_record
+    from faceswap.consent.reports import show_record
 
-    store = _store(args)
-    snapshot = store.load()
-    info = describe_record(store.resolve(snapshot, args.id), snapshot)
-    if args.json:
-        _print_json(info)
-        return ExitCode.OK
-    for key in SHOWN_FIELDS:
-        value = info[key]
-        if isinstance(value, list):
-            value = ", ".join(value)
-        elif isinstance(value, dict):
-            value = ", ".join(f"{k} {v}" for k, v in value.items())
-        print(f"{key:>16}: {value}")
-    return ExitCode.OK
+    return _show(show_record(_store(args), args.id), args.json)
 
 
 def cmd_consent_revoke(args: argparse.Namespace) -> int:
@@ -302,27 +234,9 @@ def cmd_consent_revoke(args: argparse.Namespace) -> int:
 
 
 def cmd_consent_verify(args: argparse.Namespace) -> int:
-    store = _store(args)
-    problems = store.verify()
-    snapshot = store.load()
-    if args.json:
-        _print_json(
-            {
-                "ok": not problems,
-                "records": len(snapshot.records),
-                "revocations": len(snapshot.revocations),
-                "problems": [{"file": str(p.path), "problem": p.problem} for p in problems],
-            }
-        )
-    elif problems:
-        for problem in problems:
-            print(f"BAD {problem.path}: {problem.problem}")
-    else:
-        print(
-            f"ok: {len(snapshot.records)} record(s), {len(snapshot.revocations)} revocation(s); every schema and "
-            "signature valid, files and ledger agree"
-        )
-    return ExitCode.REFUSED if problems else ExitCode.OK
+    from faceswap.consent.reports import check_store
+
+    return _show(check_store(_store(args)), args.json)
 
 
 def cmd_consent_link(args: argparse.Namespace) -> int:
@@ -346,12 +260,28 @@ def _add_consent(commands, p: Parents) -> None:
         dest="consent_command", metavar="ACTION"
     )
     register = consent.add_parser("register", parents=[*p.both, p.backend], help="register a subject's signed consent")
-    register.add_argument("--subject", required=True, help="subject id (a slug)")
+    register.add_argument("--subject", dest="subject_id", metavar="SUBJECT", required=True, help="subject id (a slug)")
     register.add_argument("--name", required=True)
-    register.add_argument("--reference", type=Path, action="append", required=True, help="photo with exactly one face")
-    register.add_argument("--purpose", action="append", required=True, choices=PURPOSES)
-    register.add_argument("--role", action="append", choices=ROLES, help="default: both source and target")
-    register.add_argument("--expires", required=True, help="YYYY-MM-DD, in the future, at most 3 years away")
+    register.add_argument(
+        "--reference",
+        dest="references",
+        metavar="REFERENCE",
+        type=Path,
+        action="append",
+        required=True,
+        help="photo with exactly one face",
+    )
+    register.add_argument("--purpose", dest="purposes", action="append", required=True, choices=PURPOSES)
+    register.add_argument(
+        "--role", dest="roles", action="append", choices=ROLES, help="default: both source and target"
+    )
+    register.add_argument(
+        "--expires",
+        dest="expires_at",
+        metavar="EXPIRES",
+        required=True,
+        help="YYYY-MM-DD, in the future, at most 3 years away",
+    )
     register.add_argument("--evidence", type=Path, required=True, help="the signed consent form (hashed, not copied)")
     register.add_argument("--synthetic", action="store_true", help="the subject is synthetic, not a real person")
     register.set_defaults(handler=cmd_consent_register)
@@ -408,25 +338,10 @@ def cmd_ledger_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_ledger_export(args: argparse.Namespace) -> int:
-    from faceswap.ledger import watermark_keys
-    from faceswap.ledger.export import export_ledger
+    from faceswap.ledger.export import export_bundle
 
-    ledger = _ledger(args)
-    marks = None
-    if args.with_watermark_keys:
-        marks = watermark_keys.load(ledger.entries(), _workspace(args).keys_dir)
-        if marks is None or not marks.keys:
-            raise CheckFailed("no watermark secret of this ledger is in keys/watermark/: nothing to put in a bundle")
-    count = export_ledger(ledger, args.out, marks)
-    if marks is None:
-        print(f"exported {count} entries and the public key to {args.out}")
-    else:
-        print(
-            f"exported {count} entries, the public key and {len(marks.keys)} watermark secret(s) to {args.out} (0600): "
-            "whoever holds this file can read, forge and remove this workspace's marks; content binding still ties "
-            "each mark to what its entry recorded"
-        )
-    return ExitCode.OK
+    exported = export_bundle(_ledger(args), _workspace(args).keys_dir, args.out, args.with_watermark_keys)
+    return _show(exported, as_json=False)
 
 
 def cmd_ledger_head(args: argparse.Namespace) -> int:
@@ -443,30 +358,9 @@ def cmd_ledger_head(args: argparse.Namespace) -> int:
 
 
 def cmd_ledger_checkpoint(args: argparse.Namespace) -> int:
-    from faceswap.atomic import write_atomic
-    from faceswap.ledger.tlog import LogState, b64
+    from faceswap.ledger.tlog import make_checkpoint
 
-    state = LogState.of(_ledger(args))
-    note = state.checkpoint()
-    if args.out:
-        write_atomic(args.out, note)
-    if args.json:
-        root = b64(state.tree.root())
-        _print_json(
-            {
-                "origin": state.origin,
-                "tree_size": state.tree.size,
-                "root_hash": root,
-                "checkpoint": note,
-                "log_key": state.log_key,
-                "written_to": str(args.out) if args.out else None,
-            }
-        )
-    elif args.out:
-        print(f"checkpoint of {state.origin} at tree size {state.tree.size} written to {args.out}")
-    else:
-        print(note, end="")
-    return ExitCode.OK
+    return _show(make_checkpoint(_ledger(args), args.out), args.json)
 
 
 def _write_proof(args: argparse.Namespace, proof: dict[str, Any], summary: str) -> None:
@@ -548,7 +442,9 @@ def cmd_keys_import_watermark(args: argparse.Namespace) -> int:
     if not bundle.watermark_secrets:
         raise BadInput(f"{args.bundle}: carries no watermark secret (export it with --with-watermark-keys)")
     ledger = _ledger(args)
-    imported = watermark_keys.import_secrets(ledger.entries(), _workspace(args).keys_dir, list(bundle.watermark_secrets))
+    imported = watermark_keys.import_secrets(
+        ledger.entries(), _workspace(args).keys_dir, list(bundle.watermark_secrets)
+    )
     print(f"imported watermark secret(s) {', '.join(imported)}: pinned by this ledger, now in keys/watermark/")
     return ExitCode.OK
 
@@ -618,7 +514,9 @@ def _add_keys(commands, p: Parents) -> None:
         dest="keys_command", metavar="ACTION"
     )
     rotate = keys.add_parser(
-        "rotate", parents=[p.workspace], help="replace the registrar key (signed by both) and the watermark secret, logged"
+        "rotate",
+        parents=[p.workspace],
+        help="replace the registrar key (signed by both) and the watermark secret, logged",
     )
     rotate.add_argument("--only", choices=["registrar", "watermark"], default=None, help="rotate just this one")
     rotate.set_defaults(handler=cmd_keys_rotate)
