@@ -138,30 +138,10 @@ def _with_progress(label: str, enabled: bool, work: Callable[[Callable[[int, int
 
 
 def cmd_faces_detect(args: argparse.Namespace) -> int:
-    from faceswap.faces.analyzer import FaceAnalyzer
+    from faceswap.faces.detect import detect_faces
     from faceswap.limits import OPERATOR
-    from faceswap.media import read_image
 
-    image = read_image(args.image, _limits(args, OPERATOR))
-    analyzer = FaceAnalyzer(args.backend, args.model_root)
-    faces = analyzer.analyze(image)
-    if args.json:
-        _print_json(
-            {
-                "image": str(args.image),
-                "backend": analyzer.name,
-                "model": analyzer.model_name,
-                "faces": [face.to_json() for face in faces],
-            }
-        )
-        return ExitCode.OK
-    print(analyzer.reason, file=sys.stderr)
-    print(f"{args.image}: {len(faces)} face(s)")
-    for i, face in enumerate(faces):
-        x1, y1, x2, y2 = (int(round(v)) for v in face.bbox)
-        kps = " ".join(f"({x:.0f},{y:.0f})" for x, y in face.kps5)
-        print(f"  [{i}] box ({x1},{y1})-({x2},{y2}) score {face.score:.2f} kps {kps}")
-    return ExitCode.OK
+    return _show(detect_faces(args.image, args.backend, args.model_root, _limits(args, OPERATOR)), args.json)
 
 
 def cmd_models_fetch(args: argparse.Namespace) -> int:
@@ -582,20 +562,7 @@ def cmd_faceset_label(args: argparse.Namespace) -> int:
     from faceswap.data.faceset_labels import FACE_LABELS, label_faceset
 
     report = label_faceset(_store(args), args.id, args.source, tuple(args.face_label or FACE_LABELS))
-    if args.json:
-        _print_json(report.to_json())
-        return ExitCode.OK
-    occluders = ", ".join(f"{k} {v}" for k, v in sorted(report.occluder_labels.items())) or "none"
-    print(
-        f"{args.id}: {report.images} labelled image(s) in {report.label_files} file(s), {report.images_matched} "
-        f"matched; {report.crops_labelled} crop(s) labelled ({report.crops_relabelled} again), "
-        f"{report.total_labelled} in all; occluders {occluders}; ledger seq {report.ledger_seq}"
-    )
-    if report.unmatched_images:
-        print(f"not a crop or a frame of this faceset: {', '.join(report.unmatched_images[:10])}")
-    if report.skipped_shapes:
-        print(f"{report.skipped_shapes} shape(s) that cover no area (lines, points) were skipped")
-    return ExitCode.OK
+    return _show(report, args.json)
 
 
 def cmd_faceset_export(args: argparse.Namespace) -> int:
@@ -867,48 +834,10 @@ def _add_dub(commands, p: Parents) -> None:
     dub.set_defaults(handler=cmd_dub)
 
 
-def cmd_eval_dub(args: argparse.Namespace) -> int:
-    from faceswap.eval.dub import run_dub_eval
-
-    if args.plate is None or args.output is None:
-        raise FaceswapError("eval --dub needs --plate and --output (and --performance or --performance-truth)")
-    report = run_dub_eval(
-        _store(args),
-        args.model,
-        args.plate,
-        args.output,
-        args.performance,
-        args.plate_truth,
-        args.performance_truth or args.truth,
-        args.offset,
-        args.region,
-    )
-    if args.json:
-        _print_json({"output": str(args.output), **report.to_json()})
-    else:
-        print(f"output {args.output}: {report.frames} frames, {report.frames_measured} measured")
-        for line in report.lines():
-            print(f"  {line}")
-    return ExitCode.OK
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
-    from faceswap.eval.run import run_eval
+    from faceswap.eval.run import EvalRequest, measure
 
-    if args.dub:
-        return cmd_eval_dub(args)
-    if args.input is None:
-        raise FaceswapError("eval needs --input (or --dub with --plate)")
-    report, output = run_eval(
-        _store(args), args.model, args.input, args.output, args.truth, args.mask, args.every, args.compare_smoothing
-    )
-    if args.json:
-        _print_json({"output": str(output), **report.to_json()})
-        return ExitCode.OK
-    print(f"output {output}: {report.frames_compared} frames compared")
-    for line in report.lines():
-        print(f"  {line}")
-    return ExitCode.OK
+    return _show(measure(_store(args), _from_args(EvalRequest, args)), args.json)
 
 
 def _add_eval(commands, p: Parents) -> None:
@@ -985,20 +914,10 @@ def _add_verify(commands, p: Parents) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from faceswap.serve.app import run
-    from faceswap.serve.config import MiB, ServeConfig
+    from faceswap.serve.config import ServeConfig
 
-    if args.max_upload_mb <= 0 or args.workers < 1 or args.queue < 0 or not 0 <= args.port <= 65535:
-        raise FaceswapError("--max-upload-mb and --workers must be positive, --queue not negative, --port 0-65535")
-    config = ServeConfig(
-        _workspace(args),
-        host=args.host,
-        port=args.port,
-        max_upload_bytes=int(args.max_upload_mb * MiB),
-        workers=args.workers,
-        queue=args.queue,
-        access_log=args.access_log,
-    )
-    run(config)
+    flags = (args.host, args.port, args.max_upload_mb, args.workers, args.queue, args.access_log)
+    run(ServeConfig.checked(_workspace(args), *flags))
     return ExitCode.OK
 
 
