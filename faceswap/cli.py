@@ -9,15 +9,16 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from faceswap import __version__
-from faceswap.errors import BadInput, CheckFailed, ExitCode, FaceswapError, worst
+from faceswap.errors import BadInput, ExitCode, FaceswapError
+from faceswap.report import Report
 
 Handler = Callable[[argparse.Namespace], int]
-ANCHOR_BYTES = 1 << 20  # a PEM root certificate is a few KB
+T = TypeVar("T")
 LEDGER_URL_HELP = (
     "a shared PostgreSQL ledger, postgresql://USER@HOST/DB (default $FACESWAP_LEDGER_URL, else the workspace's "
     "ledger.sqlite); keys/ and consent/ stay in the workspace"
@@ -83,6 +84,26 @@ def _print_json(payload: object) -> None:
     print(json.dumps(payload, indent=2, sort_keys=True, default=str))
 
 
+def _show(report: Report, as_json: bool) -> int:
+    """Print what a command's library function returned: its JSON, or its text (and its notes on
+    stderr); its exit code is the command's."""
+    if as_json:
+        _print_json(report.to_json())
+    else:
+        print(report.text(), end="")
+        for note in report.notes():
+            print(note, file=sys.stderr)
+    return int(report.exit_code)
+
+
+def _from_args(cls: type[T], args: argparse.Namespace, **given: Any) -> T:
+    """A library's request or options dataclass from the flags of the same names; `given` wins, and a
+    flag left unset (None) leaves the library's default."""
+    names = {f.name for f in fields(cls)} - given.keys()  # type: ignore[arg-type]
+    flags = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    return cls(**flags, **given)
+
+
 def _workspace(args: argparse.Namespace):
     from faceswap.workspace import Workspace
 
@@ -117,30 +138,10 @@ def _with_progress(label: str, enabled: bool, work: Callable[[Callable[[int, int
 
 
 def cmd_faces_detect(args: argparse.Namespace) -> int:
-    from faceswap.faces.analyzer import FaceAnalyzer
+    from faceswap.faces.detect import detect_faces
     from faceswap.limits import OPERATOR
-    from faceswap.media import read_image
 
-    image = read_image(args.image, _limits(args, OPERATOR))
-    analyzer = FaceAnalyzer(args.backend, args.model_root)
-    faces = analyzer.analyze(image)
-    if args.json:
-        _print_json(
-            {
-                "image": str(args.image),
-                "backend": analyzer.name,
-                "model": analyzer.model_name,
-                "faces": [face.to_json() for face in faces],
-            }
-        )
-        return ExitCode.OK
-    print(analyzer.reason, file=sys.stderr)
-    print(f"{args.image}: {len(faces)} face(s)")
-    for i, face in enumerate(faces):
-        x1, y1, x2, y2 = (int(round(v)) for v in face.bbox)
-        kps = " ".join(f"({x:.0f},{y:.0f})" for x, y in face.kps5)
-        print(f"  [{i}] box ({x1},{y1})-({x2},{y2}) score {face.score:.2f} kps {kps}")
-    return ExitCode.OK
+    return _show(detect_faces(args.image, args.backend, args.model_root, _limits(args, OPERATOR)), args.json)
 
 
 def cmd_models_fetch(args: argparse.Namespace) -> int:
@@ -186,92 +187,22 @@ def _add_faces(commands, p: Parents) -> None:
 
 
 def cmd_consent_register(args: argparse.Namespace) -> int:
-    from faceswap.consent.registry import Registration, describe_record
+    from faceswap.consent.registry import Registration
+    from faceswap.consent.reports import register_subject
 
-    store = _store(args)
-    record = store.register(
-        Registration(
-            subject_id=args.subject,
-            name=args.name,
-            references=args.reference,
-            purposes=args.purpose,
-            expires_at=args.expires,
-            evidence=args.evidence,
-            synthetic=args.synthetic,
-            roles=args.role or ("source", "target"),
-            backend=args.backend,
-            model_root=args.model_root,
-        )
-    )
-    info = describe_record(record, store.load())
-    if args.json:
-        _print_json({**info, "ledger_seq": info["registered_seq"]})
-        return ExitCode.OK
-    print(
-        f"registered {record.record_id}: {record.name} ({record.kind}), purposes {', '.join(record.purposes)}, "
-        f"roles {', '.join(record.roles)}, expires {record.expires_at}, {len(args.reference)} reference photo(s) "
-        f"[{record.backend}]; ledger seq {info['registered_seq']}"
-    )
-    return ExitCode.OK
+    return _show(register_subject(_store(args), _from_args(Registration, args)), args.json)
 
 
 def cmd_consent_list(args: argparse.Namespace) -> int:
-    from faceswap.consent.registry import describe_record
+    from faceswap.consent.reports import list_records
 
-    snapshot = _store(args).load()
-    rows = sorted((describe_record(r, snapshot) for r in snapshot.records), key=lambda row: row["registered_seq"])
-    if args.json:
-        _print_json({"records": rows, "problems": [str(p) for p in snapshot.problems]})
-        return ExitCode.OK
-    if not rows:
-        print("no consent records")
-    for row in rows:
-        print(
-            f"{row['record_id']:<40} {row['subject_id']:<20} {row['kind']:<9} {row['status']:<8} "
-            f"expires {row['expires_at']}  {','.join(row['purposes'])}"
-        )
-    for problem in snapshot.problems:
-        print(f"damaged: {problem}", file=sys.stderr)
-    return ExitCode.OK
-
-
-SHOWN_FIELDS = (
-    "record_id",
-    "subject_id",
-    "name",
-    "kind",
-    "status",
-    "purposes",
-    "roles",
-    "valid_from",
-    "expires_at",
-    "reference",
-    "evidence_sha256",
-    "record_sha256",
-    "created_at",
-    "registered_seq",
-    "revoked",
-    "file",
-)
+    return _show(list_records(_store(args)), args.json)
 
 
 def cmd_consent_show(args: argparse.Namespace) -> int:
-    from faceswap.consent.registry import describe_record
+    from faceswap.consent.reports import show_record
 
-    store = _store(args)
-    snapshot = store.load()
-    info = describe_record(store.resolve(snapshot, args.id), snapshot)
-    if args.json:
-        _print_json(info)
-        return ExitCode.OK
-    for key in SHOWN_FIELDS:
-        value = info[key]
-        if isinstance(value, list):
-            value = ", ".join(value)
-        elif isinstance(value, dict):
-            value = ", ".join(f"{k} {v}" for k, v in value.items())
-        print(f"{key:>16}: {value}")
-    return ExitCode.OK
+    return _show(show_record(_store(args), args.id), args.json)
 
 
 def cmd_consent_revoke(args: argparse.Namespace) -> int:
@@ -283,27 +214,9 @@ def cmd_consent_revoke(args: argparse.Namespace) -> int:
 
 
 def cmd_consent_verify(args: argparse.Namespace) -> int:
-    store = _store(args)
-    problems = store.verify()
-    snapshot = store.load()
-    if args.json:
-        _print_json(
-            {
-                "ok": not problems,
-                "records": len(snapshot.records),
-                "revocations": len(snapshot.revocations),
-                "problems": [{"file": str(p.path), "problem": p.problem} for p in problems],
-            }
-        )
-    elif problems:
-        for problem in problems:
-            print(f"BAD {problem.path}: {problem.problem}")
-    else:
-        print(
-            f"ok: {len(snapshot.records)} record(s), {len(snapshot.revocations)} revocation(s); every schema and "
-            "signature valid, files and ledger agree"
-        )
-    return ExitCode.REFUSED if problems else ExitCode.OK
+    from faceswap.consent.reports import check_store
+
+    return _show(check_store(_store(args)), args.json)
 
 
 def cmd_consent_link(args: argparse.Namespace) -> int:
@@ -327,12 +240,28 @@ def _add_consent(commands, p: Parents) -> None:
         dest="consent_command", metavar="ACTION"
     )
     register = consent.add_parser("register", parents=[*p.both, p.backend], help="register a subject's signed consent")
-    register.add_argument("--subject", required=True, help="subject id (a slug)")
+    register.add_argument("--subject", dest="subject_id", metavar="SUBJECT", required=True, help="subject id (a slug)")
     register.add_argument("--name", required=True)
-    register.add_argument("--reference", type=Path, action="append", required=True, help="photo with exactly one face")
-    register.add_argument("--purpose", action="append", required=True, choices=PURPOSES)
-    register.add_argument("--role", action="append", choices=ROLES, help="default: both source and target")
-    register.add_argument("--expires", required=True, help="YYYY-MM-DD, in the future, at most 3 years away")
+    register.add_argument(
+        "--reference",
+        dest="references",
+        metavar="REFERENCE",
+        type=Path,
+        action="append",
+        required=True,
+        help="photo with exactly one face",
+    )
+    register.add_argument("--purpose", dest="purposes", action="append", required=True, choices=PURPOSES)
+    register.add_argument(
+        "--role", dest="roles", action="append", choices=ROLES, help="default: both source and target"
+    )
+    register.add_argument(
+        "--expires",
+        dest="expires_at",
+        metavar="EXPIRES",
+        required=True,
+        help="YYYY-MM-DD, in the future, at most 3 years away",
+    )
     register.add_argument("--evidence", type=Path, required=True, help="the signed consent form (hashed, not copied)")
     register.add_argument("--synthetic", action="store_true", help="the subject is synthetic, not a real person")
     register.set_defaults(handler=cmd_consent_register)
@@ -389,25 +318,10 @@ def cmd_ledger_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_ledger_export(args: argparse.Namespace) -> int:
-    from faceswap.ledger import watermark_keys
-    from faceswap.ledger.export import export_ledger
+    from faceswap.ledger.export import export_bundle
 
-    ledger = _ledger(args)
-    marks = None
-    if args.with_watermark_keys:
-        marks = watermark_keys.load(ledger.entries(), _workspace(args).keys_dir)
-        if marks is None or not marks.keys:
-            raise CheckFailed("no watermark secret of this ledger is in keys/watermark/: nothing to put in a bundle")
-    count = export_ledger(ledger, args.out, marks)
-    if marks is None:
-        print(f"exported {count} entries and the public key to {args.out}")
-    else:
-        print(
-            f"exported {count} entries, the public key and {len(marks.keys)} watermark secret(s) to {args.out} (0600): "
-            "whoever holds this file can read, forge and remove this workspace's marks; content binding still ties "
-            "each mark to what its entry recorded"
-        )
-    return ExitCode.OK
+    exported = export_bundle(_ledger(args), _workspace(args).keys_dir, args.out, args.with_watermark_keys)
+    return _show(exported, as_json=False)
 
 
 def cmd_ledger_head(args: argparse.Namespace) -> int:
@@ -424,30 +338,9 @@ def cmd_ledger_head(args: argparse.Namespace) -> int:
 
 
 def cmd_ledger_checkpoint(args: argparse.Namespace) -> int:
-    from faceswap.atomic import write_atomic
-    from faceswap.ledger.tlog import LogState, b64
+    from faceswap.ledger.tlog import make_checkpoint
 
-    state = LogState.of(_ledger(args))
-    note = state.checkpoint()
-    if args.out:
-        write_atomic(args.out, note)
-    if args.json:
-        root = b64(state.tree.root())
-        _print_json(
-            {
-                "origin": state.origin,
-                "tree_size": state.tree.size,
-                "root_hash": root,
-                "checkpoint": note,
-                "log_key": state.log_key,
-                "written_to": str(args.out) if args.out else None,
-            }
-        )
-    elif args.out:
-        print(f"checkpoint of {state.origin} at tree size {state.tree.size} written to {args.out}")
-    else:
-        print(note, end="")
-    return ExitCode.OK
+    return _show(make_checkpoint(_ledger(args), args.out), args.json)
 
 
 def _write_proof(args: argparse.Namespace, proof: dict[str, Any], summary: str) -> None:
@@ -529,7 +422,9 @@ def cmd_keys_import_watermark(args: argparse.Namespace) -> int:
     if not bundle.watermark_secrets:
         raise BadInput(f"{args.bundle}: carries no watermark secret (export it with --with-watermark-keys)")
     ledger = _ledger(args)
-    imported = watermark_keys.import_secrets(ledger.entries(), _workspace(args).keys_dir, list(bundle.watermark_secrets))
+    imported = watermark_keys.import_secrets(
+        ledger.entries(), _workspace(args).keys_dir, list(bundle.watermark_secrets)
+    )
     print(f"imported watermark secret(s) {', '.join(imported)}: pinned by this ledger, now in keys/watermark/")
     return ExitCode.OK
 
@@ -599,7 +494,9 @@ def _add_keys(commands, p: Parents) -> None:
         dest="keys_command", metavar="ACTION"
     )
     rotate = keys.add_parser(
-        "rotate", parents=[p.workspace], help="replace the registrar key (signed by both) and the watermark secret, logged"
+        "rotate",
+        parents=[p.workspace],
+        help="replace the registrar key (signed by both) and the watermark secret, logged",
     )
     rotate.add_argument("--only", choices=["registrar", "watermark"], default=None, help="rotate just this one")
     rotate.set_defaults(handler=cmd_keys_rotate)
@@ -624,36 +521,14 @@ def cmd_extract(args: argparse.Namespace) -> int:
     from faceswap.data.extract import ExtractOptions, extract
     from faceswap.limits import OPERATOR
 
-    options = ExtractOptions(
-        every=args.every,
-        size=args.size,
-        backend=args.backend,
-        model_root=args.model_root,
-        min_face=args.min_face,
-        face_type=args.face_type,
-        align_on=args.align_on,
-        limits=_limits(args, OPERATOR),
-    )
+    options = _from_args(ExtractOptions, args, limits=_limits(args, OPERATOR))
     store = _store(args)
     report = _with_progress(
         f"extract {args.subject}",
         not args.json,
         lambda update: extract(store, args.input, args.subject, options, update),
     )
-    if args.json:
-        _print_json(report.to_json())
-        return ExitCode.OK
-    print(
-        f"{args.subject}: {report.frames_read} frames read, {report.faces_found} faces found, {report.kept} kept, "
-        f"{report.dropped_other_identity} dropped as another identity, {report.dropped_too_small} too small, "
-        f"{report.dropped_blurry} blurry, {report.already_present} already in the faceset "
-        f"({report.seconds:.1f} s, {report.frames_read / max(report.seconds, 1e-9):.1f} frames/s)"
-    )
-    if report.skipped_files:
-        print(f"skipped {len(report.skipped_files)} non-media file(s)")
-    seq = f"; ledger seq {report.ledger_seq}" if report.ledger_seq else "; faceset unchanged"
-    print(f"faceset {report.faceset}: {report.total_faces} faces, sha256 {report.faceset_sha256}{seq}")
-    return ExitCode.OK
+    return _show(report, args.json)
 
 
 def cmd_faceset_stats(args: argparse.Namespace) -> int:
@@ -687,20 +562,7 @@ def cmd_faceset_label(args: argparse.Namespace) -> int:
     from faceswap.data.faceset_labels import FACE_LABELS, label_faceset
 
     report = label_faceset(_store(args), args.id, args.source, tuple(args.face_label or FACE_LABELS))
-    if args.json:
-        _print_json(report.to_json())
-        return ExitCode.OK
-    occluders = ", ".join(f"{k} {v}" for k, v in sorted(report.occluder_labels.items())) or "none"
-    print(
-        f"{args.id}: {report.images} labelled image(s) in {report.label_files} file(s), {report.images_matched} "
-        f"matched; {report.crops_labelled} crop(s) labelled ({report.crops_relabelled} again), "
-        f"{report.total_labelled} in all; occluders {occluders}; ledger seq {report.ledger_seq}"
-    )
-    if report.unmatched_images:
-        print(f"not a crop or a frame of this faceset: {', '.join(report.unmatched_images[:10])}")
-    if report.skipped_shapes:
-        print(f"{report.skipped_shapes} shape(s) that cover no area (lines, points) were skipped")
-    return ExitCode.OK
+    return _show(report, args.json)
 
 
 def cmd_faceset_export(args: argparse.Namespace) -> int:
@@ -794,35 +656,7 @@ def _add_extract(commands, p: Parents) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from faceswap.train import TrainRequest, run_training
 
-    result = run_training(
-        TrainRequest(
-            workspace=_workspace(args),
-            config=args.config,
-            subject_a=args.subject_a,
-            subject_b=args.subject_b,
-            purpose=args.purpose,
-            name=args.name,
-            overrides=args.overrides,
-            occlusion_model=args.occlusion_model,
-            checkpoint_every=args.checkpoint_every,
-        )
-    )
-    if args.json:
-        _print_json(vars(result))
-        return ExitCode.OK
-    if result.rank != 0:  # under DDP every rank runs this; rank zero reports the model
-        return ExitCode.OK
-    losses = result.losses
-    if losses:
-        print(
-            f"recon A {losses['recon_a_first50']:.4f} -> {losses['recon_a_last50']:.4f}, "
-            f"recon B {losses['recon_b_first50']:.4f} -> {losses['recon_b_last50']:.4f} (first/last 50 steps)"
-        )
-    print(
-        f"model {result.model_dir}: {result.steps} steps, fingerprint {result.fingerprint[:16]}, "
-        f"{len(result.previews)} watermarked preview(s); ledger seq {result.ledger_seq}"
-    )
-    return ExitCode.OK
+    return _show(run_training(_from_args(TrainRequest, args, workspace=_workspace(args))), args.json)
 
 
 def _add_train(commands, p: Parents) -> None:
@@ -855,28 +689,7 @@ def _add_train(commands, p: Parents) -> None:
 def cmd_train_mask(args: argparse.Namespace) -> int:
     from faceswap.train_mask import MaskTrainRequest, run_mask_training
 
-    result = run_mask_training(
-        MaskTrainRequest(
-            _workspace(args), args.config, args.subject_a, args.subject_b, args.purpose, args.name, args.overrides
-        )
-    )
-    if args.json:
-        _print_json(vars(result))
-        return ExitCode.OK
-    if result.rank != 0:
-        return ExitCode.OK
-    metrics = result.metrics
-    if metrics:
-        print(
-            f"loss {metrics['loss_first50']:.4f} -> {metrics['loss_last50']:.4f}, training IoU "
-            f"{metrics['train_iou_first50']:.3f} -> {metrics['train_iou_last50']:.3f} (first/last 50 steps)"
-        )
-    crops = sum(v["labelled_crops"] for v in result.labelled.values())
-    print(
-        f"segmenter {result.model_dir}: {result.steps} steps on {crops} labelled crop(s), fingerprint "
-        f"{result.fingerprint[:16]}; ledger seq {result.ledger_seq}"
-    )
-    return ExitCode.OK
+    return _show(run_mask_training(_from_args(MaskTrainRequest, args, workspace=_workspace(args))), args.json)
 
 
 def _add_train_mask(commands, p: Parents) -> None:
@@ -910,17 +723,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     report = _with_progress(
         "convert", not args.json, lambda update: convert(store, args.model, args.input, args.output, options, update)
     )
-    if args.json:
-        payload = report.to_json()
-        payload.pop("swaps")
-        _print_json(payload)
-        return ExitCode.OK
-    print(
-        f"{report.output}: {report.frames} frames ({report.frames_swapped} swapped, {report.faces_swapped} faces; "
-        f"{report.bystanders_untouched} bystander faces untouched) in {report.seconds:.1f} s ({report.fps:.1f} fps); "
-        f"watermark token {report.token}, ledger seq {report.ledger_seq}"
-    )
-    return ExitCode.OK
+    return _show(report, args.json)
 
 
 def _add_convert(commands, p: Parents) -> None:
@@ -952,33 +755,16 @@ def cmd_convert_batch(args: argparse.Namespace) -> int:
     workspace = _workspace(args)
     limits = _limits(args, OPERATOR)
     with contextlib.redirect_stdout(sys.stderr):  # Ray's own notices (a worker died, a retry): stdout is the result's
-        if args.json:
-            report = run_batch(workspace, args.shots, args.ray, args.workers, limits=limits)
-        else:
-            report = _with_batch_progress(
-                lambda update: run_batch(workspace, args.shots, args.ray, args.workers, update, limits)
-            )
-    if args.json:
-        _print_json(report.to_json())
-        return report.exit_code
-    for result in report.results:
-        if result.status == "failed":
-            print(f"row {result.row}: FAILED {result.output}: {result.error}")
-        else:
-            frames = f"{result.frames} frames, ledger seq {result.ledger_seq}"
-            print(f"row {result.row}: {result.status} {result.output} ({frames})")
-    summary = report.to_json()
-    print(
-        f"{summary['shots']} shots: {summary['done']} done, {summary['skipped']} skipped (already in the ledger), "
-        f"{summary['failed']} failed; {summary['frames']} frames in {summary['seconds']:.1f} s "
-        f"({summary['frames_per_s']:.1f} frames/s) on {summary['cluster']['cpus']} CPUs, "
-        f"{summary['cluster']['machines']} machine(s); ledger {summary['ledger']}"
-    )
-    return report.exit_code
+        report = _with_batch_progress(
+            not args.json, lambda update: run_batch(workspace, args.shots, args.ray, args.workers, update, limits)
+        )
+    return _show(report, args.json)
 
 
-def _with_batch_progress(work: Callable[[Callable[[int, int, int, float], None]], Any]) -> Any:
-    """A whole-batch progress bar on stderr: shots finished and frames/s so far."""
+def _with_batch_progress(enabled: bool, work: Callable[[Callable[[int, int, int, float], None] | None], Any]) -> Any:
+    """A whole-batch progress bar on stderr: shots finished and frames/s so far (none for --json)."""
+    if not enabled:
+        return work(None)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -1029,18 +815,7 @@ def cmd_dub(args: argparse.Namespace) -> int:
         not args.json,
         lambda update: dub(store, args.model, args.plate, args.performance, args.output, options, update),
     )
-    if args.json:
-        _print_json(report.to_json())
-        return ExitCode.OK
-    passed = report.frames_without_subject_a + report.frames_without_performance
-    print(
-        f"{report.output}: {report.frames} frames ({report.frames_dubbed} dubbed, {passed} passed through: "
-        f"{report.frames_without_subject_a} without subject A, {report.frames_without_performance} without a "
-        f"performance face); offset {report.offset_s:+.3f} s ({report.offset_mode}), audio from "
-        f"{report.audio_source}, region {report.region}; {report.seconds:.1f} s; watermark token {report.token}, "
-        f"ledger seq {report.ledger_seq}"
-    )
-    return ExitCode.OK
+    return _show(report, args.json)
 
 
 def _add_dub(commands, p: Parents) -> None:
@@ -1059,48 +834,10 @@ def _add_dub(commands, p: Parents) -> None:
     dub.set_defaults(handler=cmd_dub)
 
 
-def cmd_eval_dub(args: argparse.Namespace) -> int:
-    from faceswap.eval.dub import run_dub_eval
-
-    if args.plate is None or args.output is None:
-        raise FaceswapError("eval --dub needs --plate and --output (and --performance or --performance-truth)")
-    report = run_dub_eval(
-        _store(args),
-        args.model,
-        args.plate,
-        args.output,
-        args.performance,
-        args.plate_truth,
-        args.performance_truth or args.truth,
-        args.offset,
-        args.region,
-    )
-    if args.json:
-        _print_json({"output": str(args.output), **report.to_json()})
-    else:
-        print(f"output {args.output}: {report.frames} frames, {report.frames_measured} measured")
-        for line in report.lines():
-            print(f"  {line}")
-    return ExitCode.OK
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
-    from faceswap.eval.run import run_eval
+    from faceswap.eval.run import EvalRequest, measure
 
-    if args.dub:
-        return cmd_eval_dub(args)
-    if args.input is None:
-        raise FaceswapError("eval needs --input (or --dub with --plate)")
-    report, output = run_eval(
-        _store(args), args.model, args.input, args.output, args.truth, args.mask, args.every, args.compare_smoothing
-    )
-    if args.json:
-        _print_json({"output": str(output), **report.to_json()})
-        return ExitCode.OK
-    print(f"output {output}: {report.frames_compared} frames compared")
-    for line in report.lines():
-        print(f"  {line}")
-    return ExitCode.OK
+    return _show(measure(_store(args), _from_args(EvalRequest, args)), args.json)
 
 
 def _add_eval(commands, p: Parents) -> None:
@@ -1137,67 +874,10 @@ def _add_eval(commands, p: Parents) -> None:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from faceswap.limits import VERIFY
-    from faceswap.provenance.verify import Verifier, collect_paths, describe_verdict, ledger_view_for
+    from faceswap.provenance.verify_files import VerifyRequest, verify_files
 
-    paths = collect_paths(args.paths)
-    if not paths:
-        print("faceswap: error: no image or video files found", file=sys.stderr)
-        return ExitCode.BAD_INPUT
-    limits = _limits(args, VERIFY)
-    ledger_view = ledger_view_for(_workspace(args), args.ledger, limits)
-    anchor = _read_anchor(args.trust_anchor) if args.trust_anchor else None
-    verifier = Verifier(ledger_view, trust_anchor=anchor, limits=limits)
-    verdicts = [verifier.verify(path) for path in paths]
-    heads = _trace_heads(args, verdicts)
-    if args.json:
-        _print_json(
-            {
-                "ledger": ledger_view.source if ledger_view else None,
-                "ledger_problem": str(ledger_view.finding) if ledger_view and ledger_view.finding else None,
-                "files": [v.to_json() for v in verdicts],
-                "transparency": heads.to_json() if heads else None,
-            }
-        )
-    else:
-        for verdict in verdicts:
-            print(describe_verdict(verdict))
-        if ledger_view and ledger_view.finding:
-            print(f"ledger {ledger_view.source}: TAMPERED at {ledger_view.finding}")
-        for line in _describe_heads(heads):
-            print(line)
-    return worst({v.exit_code for v in verdicts} | ({heads.exit_code} if heads else set()))
-
-
-def _trace_heads(args: argparse.Namespace, verdicts: list) -> Any:
-    """The heads the files carry, checked against the checkpoints and proofs given (and each
-    other): None when there is nothing to relate."""
-    from faceswap.provenance.transparency import trace
-
-    proofs = [v.transparency for v in verdicts if v.transparency is not None]
-    if not (args.checkpoint or args.proof or sum(p.state == "proven" for p in proofs) > 1):
-        return None
-    return trace(proofs, args.checkpoint, args.proof)
-
-
-def _describe_heads(heads: Any) -> list[str]:
-    if heads is None:
-        return []
-    words = {"linked": "LINKED", "forked": "REWRITTEN", "unproven": "NOT LINKED"}
-    lines = [f"{link.a} / {link.b}: {words[link.status]}: {link.detail}" for link in heads.links]
-    return lines + [f"NOT TRACED: {problem}" for problem in heads.problems]
-
-
-def _read_anchor(path: Path) -> bytes:
-    from faceswap.provenance.credentials import root_fingerprint_of
-
-    try:
-        if path.stat().st_size > ANCHOR_BYTES:
-            raise FaceswapError(f"{path}: a trust anchor is a certificate of a few KB, not {path.stat().st_size} bytes")
-        pem = path.read_bytes()
-    except OSError as error:
-        raise FaceswapError(f"{path}: unreadable trust anchor ({error.strerror})") from None
-    root_fingerprint_of(pem)  # BadInput unless it is a certificate
-    return pem
+    request = _from_args(VerifyRequest, args, limits=_limits(args, VERIFY))
+    return _show(verify_files(_workspace(args), request), args.json)
 
 
 def _add_verify(commands, p: Parents) -> None:
@@ -1234,20 +914,10 @@ def _add_verify(commands, p: Parents) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from faceswap.serve.app import run
-    from faceswap.serve.config import MiB, ServeConfig
+    from faceswap.serve.config import ServeConfig
 
-    if args.max_upload_mb <= 0 or args.workers < 1 or args.queue < 0 or not 0 <= args.port <= 65535:
-        raise FaceswapError("--max-upload-mb and --workers must be positive, --queue not negative, --port 0-65535")
-    config = ServeConfig(
-        _workspace(args),
-        host=args.host,
-        port=args.port,
-        max_upload_bytes=int(args.max_upload_mb * MiB),
-        workers=args.workers,
-        queue=args.queue,
-        access_log=args.access_log,
-    )
-    run(config)
+    flags = (args.host, args.port, args.max_upload_mb, args.workers, args.queue, args.access_log)
+    run(ServeConfig.checked(_workspace(args), *flags))
     return ExitCode.OK
 
 
@@ -1296,96 +966,17 @@ def _add_doctor(commands, p: Parents) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from faceswap.demo.run import DemoOptions, demo_exit_code, run_demo, summary
+    from faceswap.demo.workflows import DemoRequest, demo_report
 
-    workspace = _workspace(args)
-    if args.dub:
-        return cmd_demo_dub(args, workspace)
-    if args.occlusion:
-        return cmd_demo_occlusion(args, workspace)
-    if args.json and (workspace.demo_dir / "report.json").exists() and not args.rerun:
-        report = json.loads((workspace.demo_dir / "report.json").read_text())
-        _print_json(report)
-        return demo_exit_code(report)
+    request = _from_args(DemoRequest, args, reuse=args.json and not args.rerun)
     say = (lambda _msg: None) if args.json else (lambda msg: print(msg, flush=True))
-    report = run_demo(workspace, DemoOptions(seconds=args.seconds, steps=args.steps or DemoOptions.steps), say=say)
-    if args.json:
-        _print_json(report)
-    else:
-        print(summary(report))
-    return demo_exit_code(report)
-
-
-def cmd_demo_dub(args: argparse.Namespace, workspace) -> int:
-    from faceswap.demo.dub import DUB_STEPS, REPORT_NAME, dub_exit_code, run_dub_demo, summary
-    from faceswap.demo.run import DemoOptions
-
-    saved = workspace.demo_dir / REPORT_NAME
-    if args.json and saved.exists() and not args.rerun:
-        report = json.loads(saved.read_text())
-        _print_json(report)
-        return dub_exit_code(report)
-    say = (lambda _msg: None) if args.json else (lambda msg: print(msg, flush=True))
-    report = run_dub_demo(workspace, DemoOptions(seconds=args.seconds, steps=args.steps or DUB_STEPS), say=say)
-    if args.json:
-        _print_json(report)
-    else:
-        print(summary(report))
-    return dub_exit_code(report)
-
-
-def cmd_demo_occlusion(args: argparse.Namespace, workspace) -> int:
-    from faceswap.demo.occlusion import REPORT_NAME, OcclusionDemoOptions, occlusion_exit_code, run_occlusion_demo
-    from faceswap.demo.occlusion_measures import summary
-
-    saved = workspace.demo_dir / REPORT_NAME
-    if args.json and saved.exists() and not args.rerun:
-        report = json.loads(saved.read_text())
-        _print_json(report)
-        return occlusion_exit_code(report)
-    say = (lambda _msg: None) if args.json else (lambda msg: print(msg, flush=True))
-    options = OcclusionDemoOptions(
-        seconds=args.seconds, steps=args.steps or OcclusionDemoOptions.steps, occluder=args.occluder or "hand"
-    )
-    report = run_occlusion_demo(workspace, options, say=say)
-    if args.json:
-        _print_json(report)
-    else:
-        print(summary(report))
-    return occlusion_exit_code(report)
+    return _show(demo_report(_workspace(args), request, say), args.json)
 
 
 def cmd_demo_subjects(args: argparse.Namespace) -> int:
-    from faceswap.demo.subjects import dub_pair_paths, make_demo_subjects, occluded_clip_paths
-    from faceswap.faces.analyzer import FaceAnalyzer
+    from faceswap.demo.subjects import demo_subjects
 
-    occluders = tuple(args.occluder or ())
-    files, report = make_demo_subjects(args.out, FaceAnalyzer("dlib"), seconds=args.seconds, occluders=occluders)
-    pair = dub_pair_paths(args.out)
-    if args.json:
-        subjects = [{k: str(v) for k, v in vars(f).items()} for f in files]
-        occluded = {
-            kind: {k: str(v) for k, v in vars(occluded_clip_paths(args.out, kind)).items()} for kind in occluders
-        }
-        _print_json(
-            {
-                "subjects": subjects,
-                "dub_pair": {k: str(v) for k, v in vars(pair).items()},
-                "occluded": occluded,
-                "identity": report,
-            }
-        )
-        return ExitCode.OK
-    for f in files:
-        print(f"{f.subject}: {f.clip} ({len(f.references)} reference photos, truth {f.truth.name})")
-    print(f"dub pair: plate {pair.plate}, performance {pair.performance} (truths beside them)")
-    for kind in occluders:
-        occluded = occluded_clip_paths(args.out, kind)
-        print(f"occluded: {occluded.clip} (demo-b with a {kind} in front of the face; truth {occluded.truth.name})")
-    pairs = ", ".join(f"{k} {v:.3f}" for k, v in report["between_subjects"].items())
-    nearest = ", ".join(f"{k}~{v['source']} {v['similarity']:.3f}" for k, v in report["nearest_real_source"].items())
-    print(f"identity ({report['backend']}, match >= {report['threshold']}): {pairs}; nearest real faces: {nearest}")
-    return ExitCode.OK
+    return _show(demo_subjects(args.out, args.seconds, tuple(args.occluder or ())), args.json)
 
 
 def _add_demo(commands, p: Parents) -> None:

@@ -30,6 +30,7 @@ from faceswap.consent.gate import ConsentGate, ConsentGrant, ConsentRefused
 from faceswap.consent.registry import ConsentStore
 from faceswap.consent.watch import CHECK_EVERY_SECONDS, ConsentWatch
 from faceswap.errors import BadInput, ConsentDenied
+from faceswap.report import Report
 from faceswap.workspace import Workspace
 
 NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
@@ -57,7 +58,7 @@ class TrainRequest:
 
 
 @dataclass
-class TrainResult:
+class TrainResult(Report):
     model_dir: Path
     steps: int
     fingerprint: str
@@ -67,6 +68,25 @@ class TrainResult:
     previews: list[str]
     smoke: bool
     rank: int = 0  # the process's global rank: only rank zero publishes (ledger_seq -1 elsewhere)
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+    def lines(self) -> list[str]:
+        """Rank zero's: under DDP every rank returns a result, and one report of the model is enough."""
+        if self.rank != 0:
+            return []
+        losses = self.losses
+        out = []
+        if losses:
+            out.append(
+                f"recon A {losses['recon_a_first50']:.4f} -> {losses['recon_a_last50']:.4f}, "
+                f"recon B {losses['recon_b_first50']:.4f} -> {losses['recon_b_last50']:.4f} (first/last 50 steps)"
+            )
+        return out + [
+            f"model {self.model_dir}: {self.steps} steps, fingerprint {self.fingerprint[:16]}, "
+            f"{len(self.previews)} watermarked preview(s); ledger seq {self.ledger_seq}"
+        ]
 
 
 def _accelerator(config: Path, overrides: list[str]) -> str:

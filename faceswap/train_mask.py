@@ -29,6 +29,7 @@ from faceswap.consent.registry import ConsentStore
 from faceswap.consent.watch import CHECK_EVERY_SECONDS, ConsentWatch
 from faceswap.errors import BadInput, ConsentDenied
 from faceswap.model.weights import OCCLUSION, WEIGHTS_FILE
+from faceswap.report import Report
 from faceswap.workspace import Workspace
 
 
@@ -47,7 +48,7 @@ class MaskTrainRequest:
 
 
 @dataclass
-class MaskTrainResult:
+class MaskTrainResult(Report):
     model_dir: Path
     steps: int
     fingerprint: str
@@ -58,6 +59,26 @@ class MaskTrainResult:
     smoke: bool
     seconds: float
     rank: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+    def lines(self) -> list[str]:
+        """Rank zero's, as for the swap model."""
+        if self.rank != 0:
+            return []
+        metrics = self.metrics
+        out = []
+        if metrics:
+            out.append(
+                f"loss {metrics['loss_first50']:.4f} -> {metrics['loss_last50']:.4f}, training IoU "
+                f"{metrics['train_iou_first50']:.3f} -> {metrics['train_iou_last50']:.3f} (first/last 50 steps)"
+            )
+        crops = sum(v["labelled_crops"] for v in self.labelled.values())
+        return out + [
+            f"segmenter {self.model_dir}: {self.steps} steps on {crops} labelled crop(s), fingerprint "
+            f"{self.fingerprint[:16]}; ledger seq {self.ledger_seq}"
+        ]
 
 
 class _History:

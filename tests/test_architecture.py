@@ -499,3 +499,22 @@ def test_each_option_of_convert_dub_and_batch_is_declared_once_in_the_options_mo
         for line, flag in _declarations_elsewhere(path.read_text(), everywhere)
     ]
     assert offenders == [], "declare options in faceswap/convert/options.py:\n" + "\n".join(offenders)
+
+
+# cli.py's handlers that may still run past HANDLER_LINES, each with why; none does today. A handler
+# that does more than read its args, call one library function and print what it returns grows: move
+# the work next to the report it makes instead of listing it here.
+LONG_HANDLERS: dict[str, str] = {}
+HANDLER_LINES = 15
+
+
+def test_each_cli_handler_reads_args_calls_one_function_and_prints():
+    tree = ast.parse((ROOT / "faceswap" / "cli.py").read_text())
+    handlers = {
+        node.name: node.end_lineno - node.lineno + 1
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef) and node.name.startswith("cmd_")
+    }
+    long = {name: lines for name, lines in handlers.items() if lines > HANDLER_LINES and name not in LONG_HANDLERS}
+    assert long == {}, f"cmd_* handlers over {HANDLER_LINES} lines: {long}"
+    assert set(LONG_HANDLERS) <= set(handlers), "the allow-list names a handler cli.py no longer has"

@@ -35,6 +35,7 @@ from faceswap.errors import BadInput, ExitCode, FaceswapError, worst
 from faceswap.hashing import canonical_json, file_sha256, safe_name, sha256_hex
 from faceswap.ledger import Entry
 from faceswap.limits import OPERATOR, InputLimits
+from faceswap.report import Report
 
 REQUIRED = ("model", "input", "output")
 NOT_IDENTITY = ("model_root", "mask_model")  # paths: a shot is its files' contents (the segmenter's fingerprint)
@@ -102,7 +103,7 @@ class ShotResult:
 
 
 @dataclass
-class BatchReport:
+class BatchReport(Report):
     csv: str
     ledger: str
     cluster: dict[str, Any]
@@ -134,6 +135,22 @@ class BatchReport:
             "frames_per_s": round(self.frames / max(self.seconds, 1e-9), 2),
             "results": [r.to_json() for r in self.results],
         }
+
+    def lines(self) -> list[str]:
+        out = []
+        for result in self.results:
+            if result.status == "failed":
+                out.append(f"row {result.row}: FAILED {result.output}: {result.error}")
+            else:
+                frames = f"{result.frames} frames, ledger seq {result.ledger_seq}"
+                out.append(f"row {result.row}: {result.status} {result.output} ({frames})")
+        summary = self.to_json()
+        return out + [
+            f"{summary['shots']} shots: {summary['done']} done, {summary['skipped']} skipped (already in the ledger), "
+            f"{summary['failed']} failed; {summary['frames']} frames in {summary['seconds']:.1f} s "
+            f"({summary['frames_per_s']:.1f} frames/s) on {summary['cluster']['cpus']} CPUs, "
+            f"{summary['cluster']['machines']} machine(s); ledger {summary['ledger']}"
+        ]
 
 
 # reading the CSV

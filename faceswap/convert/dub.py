@@ -38,6 +38,7 @@ from faceswap.hashing import file_sha256, safe_name
 from faceswap.limits import OPERATOR, InputLimits
 from faceswap.media import VIDEO_SUFFIXES, VideoInfo, iter_video_frames, probe_video
 from faceswap.provenance.sink import OutputContext, OutputSink, SinkFrame, Written, batched
+from faceswap.report import Report
 
 # the regions a model of each framing can paint (its crop holds them); the rest paint every region
 FRAMING_REGIONS = {"mouth": ("mouth",)}
@@ -97,7 +98,7 @@ class DubOptions:
 
 
 @dataclass
-class DubReport:
+class DubReport(Report):
     plate: str
     performance: str
     output: str
@@ -122,6 +123,16 @@ class DubReport:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    def lines(self) -> list[str]:
+        passed = self.frames_without_subject_a + self.frames_without_performance
+        return [
+            f"{self.output}: {self.frames} frames ({self.frames_dubbed} dubbed, {passed} passed through: "
+            f"{self.frames_without_subject_a} without subject A, {self.frames_without_performance} without a "
+            f"performance face); offset {self.offset_s:+.3f} s ({self.offset_mode}), audio from "
+            f"{self.audio_source}, region {self.region}; {self.seconds:.1f} s; watermark token {self.token}, "
+            f"ledger seq {self.ledger_seq}"
+        ]
 
 
 @dataclass

@@ -33,12 +33,13 @@ from faceswap.faces.types import Face
 from faceswap.hashing import safe_name
 from faceswap.provenance.sink import OutputContext, OutputSink, SinkFrame, batched
 from faceswap.provenance.watermark import Watermarker, new_token
+from faceswap.report import Report
 
 MOUTH_SMOOTHING = 0.08  # seconds either side for the mouth corners, which move with speech
 
 
 @dataclass
-class ConvertReport:
+class ConvertReport(Report):
     input: str
     output: str
     model: str
@@ -55,7 +56,15 @@ class ConvertReport:
     swaps: list[dict[str, Any]] = field(default_factory=list)  # per swapped face: frame, bbox, kps
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """Without the per-face swaps: those are for eval to follow tracks, too many to print."""
+        return {k: v for k, v in asdict(self).items() if k != "swaps"}
+
+    def lines(self) -> list[str]:
+        return [
+            f"{self.output}: {self.frames} frames ({self.frames_swapped} swapped, {self.faces_swapped} faces; "
+            f"{self.bystanders_untouched} bystander faces untouched) in {self.seconds:.1f} s ({self.fps:.1f} fps); "
+            f"watermark token {self.token}, ledger seq {self.ledger_seq}"
+        ]
 
 
 class Swapper:

@@ -38,6 +38,7 @@ from faceswap.faces.identity import IdentityMatcher
 from faceswap.hashing import file_sha256, safe_name
 from faceswap.limits import OPERATOR, InputLimits
 from faceswap.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, iter_video_frames, probe_video, read_image
+from faceswap.report import Report
 from faceswap.staging import Staging
 
 
@@ -71,7 +72,7 @@ class ExtractOptions:
 
 
 @dataclass
-class ExtractReport:
+class ExtractReport(Report):
     subject_id: str
     record_id: str
     inputs: int = 0
@@ -92,6 +93,18 @@ class ExtractReport:
 
     def to_json(self) -> dict:
         return asdict(self)
+
+    def lines(self) -> list[str]:
+        out = [
+            f"{self.subject_id}: {self.frames_read} frames read, {self.faces_found} faces found, {self.kept} kept, "
+            f"{self.dropped_other_identity} dropped as another identity, {self.dropped_too_small} too small, "
+            f"{self.dropped_blurry} blurry, {self.already_present} already in the faceset "
+            f"({self.seconds:.1f} s, {self.frames_read / max(self.seconds, 1e-9):.1f} frames/s)"
+        ]
+        if self.skipped_files:
+            out.append(f"skipped {len(self.skipped_files)} non-media file(s)")
+        seq = f"; ledger seq {self.ledger_seq}" if self.ledger_seq else "; faceset unchanged"
+        return [*out, f"faceset {self.faceset}: {self.total_faces} faces, sha256 {self.faceset_sha256}{seq}"]
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from faceswap.data.label_formats import ImageLabels, read_labels, rle_bitmap
 from faceswap.errors import BadInput, CheckFailed
 from faceswap.faces.masks import landmark_mask
 from faceswap.hashing import canonical_json, file_sha256, safe_name, sha256_hex
+from faceswap.report import Report
 
 LABELS_DIR = "labels"
 LABELS_INDEX = "labels.jsonl"
@@ -129,7 +130,7 @@ class FacesetLabels:
 
 
 @dataclass
-class LabelReport:
+class LabelReport(Report):
     subject_id: str
     label_files: int = 0
     images: int = 0
@@ -145,6 +146,19 @@ class LabelReport:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    def lines(self) -> list[str]:
+        occluders = ", ".join(f"{k} {v}" for k, v in sorted(self.occluder_labels.items())) or "none"
+        out = [
+            f"{self.subject_id}: {self.images} labelled image(s) in {self.label_files} file(s), {self.images_matched} "
+            f"matched; {self.crops_labelled} crop(s) labelled ({self.crops_relabelled} again), "
+            f"{self.total_labelled} in all; occluders {occluders}; ledger seq {self.ledger_seq}"
+        ]
+        if self.unmatched_images:
+            out.append(f"not a crop or a frame of this faceset: {', '.join(self.unmatched_images[:10])}")
+        if self.skipped_shapes:
+            out.append(f"{self.skipped_shapes} shape(s) that cover no area (lines, points) were skipped")
+        return out
 
 
 def label_faceset(

@@ -23,7 +23,7 @@ from faceswap.demo.run import (
 )
 from faceswap.demo.run import train_model as train_demo_model
 from faceswap.demo.subjects import DubPair, ensure_dub_pair, existing_subjects
-from faceswap.errors import ExitCode, FaceswapError
+from faceswap.errors import FaceswapError
 from faceswap.workspace import Workspace
 
 REPORT_NAME = "dub-report.json"
@@ -130,12 +130,6 @@ STEPS = (
 def run_dub_demo(root: Workspace, options: DemoOptions, say: Callable[[str], None] = print) -> dict[str, Any]:
     """Each step in order, timed; dub-report.json is written when all are done."""
     return run_steps(DubRun(Workspace(root.demo_dir).ensure(), options), STEPS, REPORT_NAME, say)
-
-
-def dub_exit_code(report: dict[str, Any]) -> ExitCode:
-    """0 when the dubbed shot verifies as marked and traced and the ledger is sound."""
-    ok = report["verify"]["exit_code"] == 0 and report["ledger"]["valid"]
-    return ExitCode.OK if ok else ExitCode.REFUSED
 
 
 def summary(report: dict[str, Any]) -> str:

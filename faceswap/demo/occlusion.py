@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from faceswap.demo.occlusion_measures import HELD_OUT_GAP, covers_face, cut
+from faceswap.demo.occlusion_measures import HELD_OUT_GAP, REPORT_NAME, covers_face, cut
 from faceswap.demo.run import (
     CONFIGS,
     MODEL_NAME,
@@ -33,10 +33,9 @@ from faceswap.demo.run import (
     train_model,
 )
 from faceswap.demo.subjects import OccludedClip, existing_occluded_clip, existing_subjects
-from faceswap.errors import ExitCode, FaceswapError
+from faceswap.errors import FaceswapError
 from faceswap.workspace import Workspace
 
-REPORT_NAME = "occlusion-report.json"
 SEGMENTER_NAME = "demo-occlusion-mask"
 
 
@@ -233,9 +232,3 @@ def run_occlusion_demo(
 ) -> dict[str, Any]:
     """Each step in order, timed; occlusion-report.json is written when all are done."""
     return run_steps(OcclusionRun(Workspace(root.demo_dir).ensure(), options), STEPS, REPORT_NAME, say)
-
-
-def occlusion_exit_code(report: dict[str, Any]) -> ExitCode:
-    """0 when the output verifies as marked and traced and the ledger is sound."""
-    ok = report["verify"]["exit_code"] == 0 and report["ledger"]["valid"]
-    return ExitCode.OK if ok else ExitCode.REFUSED

@@ -11,6 +11,7 @@ from faceswap.eval.occlusion import kept_shares, segmenter_iou
 
 LABELLED_SHARE = 0.6  # frames are labelled from the first 60% of the clip ...
 HELD_OUT_GAP = 10  # ... and measured from 10 frames after that on: frames the segmenter never saw
+REPORT_NAME = "occlusion-report.json"
 TARGETS = {"occluder_kept": 0.95, "segmenter_iou_occluded": 0.9}
 
 
@@ -127,6 +128,6 @@ def summary(report: dict[str, Any]) -> str:
         f"  bars        {met}",
         f"  time        {report['timings_s']['total']} s  "
         + ", ".join(f"{k} {v}" for k, v in report["timings_s"].items() if k != "total"),
-        f"  report      {report['workspace']}/occlusion-report.json",
+        f"  report      {report['workspace']}/{REPORT_NAME}",
     ]
     return "\n".join(lines)

@@ -23,6 +23,7 @@ from faceswap.workspace import Workspace
 CONFIGS = Path(faceswap.__file__).resolve().parents[1] / "configs"
 PURPOSE = "dubbing-research"
 MODEL_NAME = "demo-smoke"
+REPORT_NAME = "report.json"
 EVIDENCE_TEXT = (
     "Synthetic subjects made by `faceswap demo subjects`: caricatured morphs of several faces that "
     "installed packages ship, so neither is any one real person. Registered as --synthetic.\n"
@@ -143,7 +144,7 @@ def convert_clip(run: DemoRun) -> None:
         input=str(clip),
         mask=run.options.mask,
         output=str(run.output),
-        convert={k: v for k, v in converted.to_json().items() if k != "swaps"},
+        convert=converted.to_json(),
     )
 
 
@@ -177,7 +178,7 @@ STEPS = (
 
 def run_demo(root: Workspace, options: DemoOptions, say: Callable[[str], None] = print) -> dict[str, Any]:
     """Each step in order, timed; the report is written when all are done."""
-    return run_steps(DemoRun(Workspace(root.demo_dir).ensure(), options), STEPS, "report.json", say)
+    return run_steps(DemoRun(Workspace(root.demo_dir).ensure(), options), STEPS, REPORT_NAME, say)
 
 
 def run_steps(run: DemoRun, steps: tuple, report_name: str, say: Callable[[str], None]) -> dict[str, Any]:
@@ -200,7 +201,7 @@ def run_steps(run: DemoRun, steps: tuple, report_name: str, say: Callable[[str],
 
 
 def demo_exit_code(report: dict[str, Any]) -> ExitCode:
-    """0 when the demo's output verifies as marked and traced and its ledger is sound."""
+    """0 when the demo's output (of any workflow) verifies as marked and traced and its ledger is sound."""
     ok = report["verify"]["exit_code"] == 0 and report["ledger"]["valid"]
     return ExitCode.OK if ok else ExitCode.REFUSED
 
@@ -238,6 +239,6 @@ def summary(report: dict[str, Any]) -> str:
         f"{'valid' if report['ledger']['valid'] else 'TAMPERED'})",
         f"  time        {report['timings_s']['total']} s  "
         + ", ".join(f"{k} {v}" for k, v in report["timings_s"].items() if k != "total"),
-        f"  report      {report['workspace']}/report.json",
+        f"  report      {report['workspace']}/{REPORT_NAME}",
     ]
     return "\n".join(lines)

@@ -16,6 +16,7 @@ from faceswap.atomic import write_atomic
 from faceswap.demo.clip import Pose, backdrop, composite
 from faceswap.demo.faces import RECIPES, Identity, build_identities
 from faceswap.faces.dlib_backend import kps5_from_68
+from faceswap.report import Report
 from faceswap.synthetic import write_input_clip, write_input_image
 
 FPS = 25
@@ -388,3 +389,52 @@ def identity_report(analyzer, identities: list[Identity], sources) -> dict:
         "nearest_real_source": nearest,
         "recipes": [asdict(r) for r in RECIPES],
     }
+
+
+@dataclass
+class MadeSubjects(Report):
+    """What `faceswap demo subjects` made, and how far apart (and from real faces) the subjects are."""
+
+    out: Path
+    files: list[SubjectFiles]
+    occluders: tuple[str, ...]
+    identity: dict
+
+    def to_json(self) -> dict:
+        occluded = {
+            kind: {k: str(v) for k, v in vars(occluded_clip_paths(self.out, kind)).items()} for kind in self.occluders
+        }
+        return {
+            "subjects": [{k: str(v) for k, v in vars(f).items()} for f in self.files],
+            "dub_pair": {k: str(v) for k, v in vars(dub_pair_paths(self.out)).items()},
+            "occluded": occluded,
+            "identity": self.identity,
+        }
+
+    def lines(self) -> list[str]:
+        pair = dub_pair_paths(self.out)
+        out = [
+            f"{f.subject}: {f.clip} ({len(f.references)} reference photos, truth {f.truth.name})" for f in self.files
+        ]
+        out.append(f"dub pair: plate {pair.plate}, performance {pair.performance} (truths beside them)")
+        for kind in self.occluders:
+            occluded = occluded_clip_paths(self.out, kind)
+            out.append(
+                f"occluded: {occluded.clip} (demo-b with a {kind} in front of the face; truth {occluded.truth.name})"
+            )
+        report = self.identity
+        pairs = ", ".join(f"{k} {v:.3f}" for k, v in report["between_subjects"].items())
+        nearest = ", ".join(
+            f"{k}~{v['source']} {v['similarity']:.3f}" for k, v in report["nearest_real_source"].items()
+        )
+        return out + [
+            f"identity ({report['backend']}, match >= {report['threshold']}): {pairs}; nearest real faces: {nearest}"
+        ]
+
+
+def demo_subjects(out: Path, seconds: float, occluders: tuple[str, ...] = ()) -> MadeSubjects:
+    """The subjects, the dub pair and the occluded clips asked for, made with dlib (the offline backend)."""
+    from faceswap.faces.analyzer import FaceAnalyzer
+
+    files, identity = make_demo_subjects(out, FaceAnalyzer("dlib"), seconds=seconds, occluders=occluders)
+    return MadeSubjects(out, files, occluders, identity)

@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from faceswap.atomic import write_atomic
-from faceswap.errors import BadInput, ExitCode
+from faceswap.errors import BadInput, CheckFailed, ExitCode
 from faceswap.hashing import canonical_json
 from faceswap.ledger.chain import ChainCheck, Entry, Finding, check_chain, entries_of, utc_now
 from faceswap.ledger.core import Ledger
 from faceswap.ledger.keys import PublicKey
 from faceswap.ledger.watermark_keys import WatermarkKey, WatermarkKeys, bundle_items, from_bundle
+from faceswap.ledger.watermark_keys import load as load_watermark_keys
+from faceswap.report import Report
 
 EXPORT_TYPE = "faceswap.ledger.export"
 HEAD_TYPE = "faceswap.ledger.head"
@@ -45,6 +47,36 @@ def export_ledger(ledger: Ledger, out: Path, watermark: WatermarkKeys | None = N
     lines = [canonical_json(header)] + [canonical_json(e.to_json()) for e in entries]
     _write_atomically(out, lines, 0o600 if watermark is not None else 0o644)
     return len(entries)
+
+
+@dataclass
+class Exported(Report):
+    out: Path
+    entries: int
+    secrets: int | None  # watermark secrets put in the bundle; None: none asked for
+
+    def to_json(self) -> dict[str, Any]:
+        return {"out": str(self.out), "entries": self.entries, "watermark_secrets": self.secrets}
+
+    def lines(self) -> list[str]:
+        if self.secrets is None:
+            return [f"exported {self.entries} entries and the public key to {self.out}"]
+        return [
+            f"exported {self.entries} entries, the public key and {self.secrets} watermark secret(s) to {self.out} "
+            "(0600): whoever holds this file can read, forge and remove this workspace's marks; content binding "
+            "still ties each mark to what its entry recorded"
+        ]
+
+
+def export_bundle(ledger: Ledger, keys_dir: Path, out: Path, with_watermark_keys: bool = False) -> Exported:
+    """The ledger as JSONL, and with `with_watermark_keys` the secrets of keys/watermark/ (a verifier
+    bundle): refused when there are none to put in."""
+    marks = None
+    if with_watermark_keys:
+        marks = load_watermark_keys(ledger.entries(), keys_dir)
+        if marks is None or not marks.keys:
+            raise CheckFailed("no watermark secret of this ledger is in keys/watermark/: nothing to put in a bundle")
+    return Exported(out, export_ledger(ledger, out, marks), None if marks is None else len(marks.keys))
 
 
 def head_statement(ledger: Ledger) -> dict[str, Any]:

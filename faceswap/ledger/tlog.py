@@ -18,14 +18,17 @@ from __future__ import annotations
 import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
+from faceswap.atomic import write_atomic
 from faceswap.errors import BadInput
 from faceswap.hashing import canonical_json
 from faceswap.ledger.chain import Entry, KeyHistory, LedgerTampered, Position
 from faceswap.ledger.keys import PublicKey, RegistrarKey
 from faceswap.ledger.merkle import MerkleTree, ProofError, leaf_hash, root_from_inclusion, verify_consistency
 from faceswap.ledger.note import Checkpoint, NoteUnverified, NoteVerifier, open_checkpoint, sign_note
+from faceswap.report import Report
 
 ORIGIN_PREFIX = "faceswap.ledger/"
 OUTPUT_KIND = "output.written"
@@ -282,3 +285,41 @@ def consistency_proof(state: LogState, old: Checkpoint) -> dict[str, Any]:
         "checkpoint": state.checkpoint(),
         "log_key": state.log_key,
     }
+
+
+@dataclass
+class CheckpointMade(Report):
+    """A signed checkpoint of the log now, and where it was also written (if anywhere)."""
+
+    state: LogState
+    note: str
+    written_to: Path | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "origin": self.state.origin,
+            "tree_size": self.state.tree.size,
+            "root_hash": b64(self.state.tree.root()),
+            "checkpoint": self.note,
+            "log_key": self.state.log_key,
+            "written_to": str(self.written_to) if self.written_to else None,
+        }
+
+    def lines(self) -> list[str]:
+        return self.text().splitlines()
+
+    def text(self) -> str:
+        """The note itself (already line-ended), unless it went to a file: then where."""
+        if self.written_to:
+            return (
+                f"checkpoint of {self.state.origin} at tree size {self.state.tree.size} written to {self.written_to}\n"
+            )
+        return self.note
+
+
+def make_checkpoint(ledger: LoggedLedger, out: Path | None = None) -> CheckpointMade:
+    state = LogState.of(ledger)
+    note = state.checkpoint()
+    if out:
+        write_atomic(out, note)
+    return CheckpointMade(state, note, out)

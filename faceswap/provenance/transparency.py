@@ -198,6 +198,11 @@ class Trace:
             "exit_code": int(self.exit_code),
         }
 
+    def lines(self) -> list[str]:
+        words = {"linked": "LINKED", "forked": "REWRITTEN", "unproven": "NOT LINKED"}
+        lines = [f"{link.a} / {link.b}: {words[link.status]}: {link.detail}" for link in self.links]
+        return lines + [f"NOT TRACED: {problem}" for problem in self.problems]
+
     def extends(self, small: Head, big: Head) -> bool:
         """Is `big`'s tree proven to extend `small`'s (equal heads included)?"""
         seen, todo = {small.key}, [small.key]

@@ -7,6 +7,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from faceswap.errors import FaceswapError
 from faceswap.workspace import Workspace
 
 MiB = 1024 * 1024
@@ -31,6 +32,23 @@ class ServeConfig:
     max_video_frames: int = 18_000  # 10 minutes at 30 frames/s: verify decodes every frame
     tmp_root: Path = field(default_factory=lambda: Path(tempfile.gettempdir()))
     access_log: bool = False  # off: the server keeps no record of who sent what
+
+    @classmethod
+    def checked(
+        cls,
+        workspace: Workspace,
+        host: str,
+        port: int,
+        max_upload_mb: float,
+        workers: int,
+        queue: int,
+        access_log: bool,
+    ) -> ServeConfig:
+        """The operator's flags, refused with one line when out of range."""
+        if max_upload_mb <= 0 or workers < 1 or queue < 0 or not 0 <= port <= 65535:
+            raise FaceswapError("--max-upload-mb and --workers must be positive, --queue not negative, --port 0-65535")
+        upload = int(max_upload_mb * MiB)
+        return cls(workspace, host, port, upload, workers, queue, access_log=access_log)
 
     @property
     def max_upload_label(self) -> str:
