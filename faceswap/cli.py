@@ -874,7 +874,7 @@ def _add_eval(commands, p: Parents) -> None:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from faceswap.limits import VERIFY
-    from faceswap.provenance.verify_files import VerifyRequest, verify_files
+    from faceswap.provenance.verify.files import VerifyRequest, verify_files
 
     request = _from_args(VerifyRequest, args, limits=_limits(args, VERIFY))
     return _show(verify_files(_workspace(args), request), args.json)

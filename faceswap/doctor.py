@@ -134,8 +134,8 @@ def run_checks(workspace: Workspace, model_root: Path | None = None) -> list[Che
 def write_samples(workspace: Workspace, out: Path) -> dict[str, dict[str, Any]]:
     """An image and a short video with audio, through the sink, each verified."""
     from faceswap.ledger import open_ledger
-    from faceswap.provenance.sink import OutputContext, OutputSink
-    from faceswap.provenance.verify import LedgerView, Verifier
+    from faceswap.provenance.output.sink import OutputContext, OutputSink
+    from faceswap.provenance.verify.verifier import LedgerView, Verifier
 
     ledger = open_ledger(workspace)
     sink = OutputSink.for_workspace(workspace, ledger)

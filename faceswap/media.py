@@ -1,5 +1,5 @@
 """Reading inputs: images, numbered image sequences (`plate.%04d.exr`, PNG, TIFF) at their own bit
-depth, and videos with their timecode. Writing generated pixels belongs to provenance/sink.py alone.
+depth, and videos with their timecode. Writing generated pixels belongs to provenance/output/sink.py alone.
 
 Every reader takes the caller's `InputLimits` (faceswap/limits.py) and checks what a file declares
 (size on disk, frame size, decoded bytes, frame count, duration) before a decoder allocates; a video

@@ -207,7 +207,7 @@ def _fit(trainer: Any, module: Any, datamodule: Any, last: Path | None) -> None:
 
 
 def _previews(request: TrainRequest, model_dir: Path, store: ConsentStore, watch: ConsentWatch) -> Any:
-    from faceswap.provenance.sink import OutputSink
+    from faceswap.provenance.output.sink import OutputSink
     from faceswap.train_hooks import preview_callback
 
     return preview_callback(request.name, model_dir, OutputSink.for_workspace(request.workspace, store.ledger), watch)

@@ -118,7 +118,7 @@ def preview_callback(name: str, model_dir: Path, sink: Any, watch: ConsentWatch)
 
     from faceswap.media import read_image
     from faceswap.model.module import weights_fingerprint
-    from faceswap.provenance.sink import OutputContext
+    from faceswap.provenance.output.sink import OutputContext
 
     class Previews(pl.Callback):
         def __init__(self) -> None:

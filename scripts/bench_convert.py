@@ -28,8 +28,8 @@ from faceswap.convert.settings import ConvertOptions
 from faceswap.demo.run import DemoOptions, DemoRun, extract_facesets, make_subjects, register_consent, train_model
 from faceswap.faces.tracking import DETECT_EVERY, FaceTracker
 from faceswap.media import iter_video_frames
-from faceswap.provenance import writers
-from faceswap.provenance.watermark import Watermarker
+from faceswap.provenance.output import writers
+from faceswap.provenance.watermark.marker import Watermarker
 from faceswap.synthetic import write_input_clip
 from faceswap.workspace import Workspace
 

@@ -25,8 +25,8 @@ import numpy as np
 
 from faceswap.faces.samples import insightface_t1
 from faceswap.media import read_image
-from faceswap.provenance.verify import read_sample
-from faceswap.provenance.watermark import Watermarker, format_token
+from faceswap.provenance.verify.verifier import read_sample
+from faceswap.provenance.watermark.marker import Watermarker, format_token
 from faceswap.synthetic import write_input_clip
 
 TOKEN = 0x6E0A11C0FFEE

@@ -35,8 +35,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 
 from faceswap.ledger.watermark_keys import TILES_LABEL, WatermarkKey  # noqa: E402
-from faceswap.provenance import binding, tiles  # noqa: E402
-from faceswap.provenance.watermark import Watermarker, format_token, new_token  # noqa: E402
+from faceswap.provenance import binding  # noqa: E402
+from faceswap.provenance.watermark import tiles  # noqa: E402
+from faceswap.provenance.watermark.marker import Watermarker, format_token, new_token  # noqa: E402
 
 PHOTOS = (
     "astronaut.png", "camera.png", "chelsea.png", "coffee.png", "motorcycle_left.png", "rocket.jpg", "brick.png",
@@ -314,10 +315,10 @@ def timed(fn: Callable[[], object]) -> tuple[object, float, float]:
 
 def bench_cost(workdir: Path, seconds: float) -> dict:
     from faceswap.ledger import open_ledger
-    from faceswap.provenance.readback import sample_written
-    from faceswap.provenance.sink import OutputContext, OutputSink
-    from faceswap.provenance.verify import LedgerView, Verifier
-    from faceswap.provenance.writers import ImageWriter, VideoWriter
+    from faceswap.provenance.output.readback import sample_written
+    from faceswap.provenance.output.sink import OutputContext, OutputSink
+    from faceswap.provenance.output.writers import ImageWriter, VideoWriter
+    from faceswap.provenance.verify.verifier import LedgerView, Verifier
     from faceswap.workspace import Workspace
 
     workspace = Workspace(workdir / "ws")

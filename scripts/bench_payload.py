@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from faceswap.provenance.payload import decode_soft, decode_v2, encode_token, encode_token_v2
-from faceswap.provenance.watermark import _llr
+from faceswap.provenance.watermark.marker import _llr
+from faceswap.provenance.watermark.payload import decode_soft, decode_v2, encode_token, encode_token_v2
 
 SNRS = (0.75, 1.0, 1.125, 1.25, 1.375, 1.5, 1.75, 2.0, 2.25, 2.5)
 GOAL = 0.95

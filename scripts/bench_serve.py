@@ -39,7 +39,7 @@ from faceswap.consent.registry import ConsentStore, Registration
 from faceswap.faces.samples import insightface_t1, skimage_astronaut
 from faceswap.ledger import open_ledger
 from faceswap.media import read_image
-from faceswap.provenance.sink import OutputContext, OutputSink, SinkFrame
+from faceswap.provenance.output.sink import OutputContext, OutputSink, SinkFrame
 from faceswap.workspace import Workspace
 
 SIZE = (640, 480)
@@ -172,7 +172,7 @@ def loop_lateness(root: Path, clip: Path, threads: int, seconds: float = 8.0) ->
     import asyncio
 
     from faceswap.ledger import open_ledger
-    from faceswap.provenance.verify import LedgerView, Verifier
+    from faceswap.provenance.verify.verifier import LedgerView, Verifier
 
     verifier = Verifier(LedgerView.from_ledger(open_ledger(Workspace(root), writable=False)))
     busy = threading.Event()

@@ -49,9 +49,9 @@ def codec_roundtrip(frames: list[np.ndarray], codec: str, crf: int, workdir: Pat
 
 from faceswap.colorspace import Colour, quantise  # noqa: E402
 from faceswap.media import iter_video_frames, read_exr  # noqa: E402
-from faceswap.provenance.sink import OutputContext, OutputSink, SinkFrame  # noqa: E402
-from faceswap.provenance.watermark import Watermarker  # noqa: E402
-from faceswap.provenance.writers import to8  # noqa: E402
+from faceswap.provenance.output.sink import OutputContext, OutputSink, SinkFrame  # noqa: E402
+from faceswap.provenance.output.writers import to8  # noqa: E402
+from faceswap.provenance.watermark.marker import Watermarker  # noqa: E402
 from faceswap.workspace import Workspace  # noqa: E402
 
 CONTEXT = OutputContext(producer="bench")

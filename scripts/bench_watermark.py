@@ -36,10 +36,10 @@ import cv2
 import numpy as np
 import watermark_attacks as attacks_lib
 
-from faceswap.provenance import facemark, tiles
 from faceswap.provenance.phash import MATCH_DISTANCE, best_distance, phash
-from faceswap.provenance.verify import Verifier, read_sample
-from faceswap.provenance.watermark import FALSE_POSITIVE_BOUND, Watermarker, format_token, new_token
+from faceswap.provenance.verify.verifier import Verifier, read_sample
+from faceswap.provenance.watermark import facemark, tiles
+from faceswap.provenance.watermark.marker import FALSE_POSITIVE_BOUND, Watermarker, format_token, new_token
 
 os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its configuration otherwise
 

@@ -3,7 +3,7 @@ with the key where the key is public), forge a token, copy a mark onto other con
 
 Used by scripts/bench_watermark.py (its attack table) and tests/test_watermark_attacks.py. Every
 function takes and returns uint8 BGR frames and uses only what the attacker has: the marked files,
-the public functions of faceswap.provenance.tiles (the texture mask, the chip grid, the renderer) and,
+the public functions of faceswap.provenance.watermark.tiles (the texture mask, the chip grid, the renderer) and,
 for `exact_removal` and `forge`, a key, which for the first release's public key is the source's own.
 """
 
@@ -14,8 +14,8 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-from faceswap.provenance import tiles
-from faceswap.provenance.payload import encode_token_v2
+from faceswap.provenance.watermark import tiles
+from faceswap.provenance.watermark.payload import encode_token_v2
 
 Frames = list[np.ndarray]
 
@@ -124,7 +124,7 @@ def exact_removal(frames: Frames, key: bytes, token: int) -> Frames:
 def forge(photo: np.ndarray, token: int, key: bytes = tiles.KEY) -> np.ndarray:
     """Stamp `token` on content the workspace never made, with the public code and a key (the source's
     own public key when the attacker has no other)."""
-    from faceswap.provenance.watermark import Watermarker
+    from faceswap.provenance.watermark.marker import Watermarker
 
     return Watermarker(key=key).embed([photo], token)[0]
 

@@ -12,7 +12,7 @@ import numpy as np
 from faceswap.hashing import file_sha256, safe_name
 from faceswap.ledger import Entry, Ledger
 from faceswap.provenance.phash import phash
-from faceswap.provenance.watermark import Watermarker, format_token, new_token
+from faceswap.provenance.watermark.marker import Watermarker, format_token, new_token
 
 
 def write_legacy_output(ledger: Ledger, path: Path, image: np.ndarray, scheme: int = 2) -> tuple[Entry, str]:

@@ -1,6 +1,7 @@
 """The shape the design promises: only the output sink writes generated pixels (however a file
 spells the write), loading never unpickles, the modules that decide never import the ones that run
-models, no module imports itself through others, and each conversion option is declared once."""
+models, no module imports itself through others, provenance's rooms import one way, and each
+conversion option is declared once."""
 
 from __future__ import annotations
 
@@ -54,10 +55,10 @@ READERS = {
     "faceswap/sampling.py": "verify's sampled frames, after probe_video checked the file",
     "faceswap/convert/dub_audio.py": "audio tracks, their duration checked as declared and as decoded",
     "faceswap/data/faceset.py": "crops whose hash the index names, sized from their header first",
-    "faceswap/provenance/writers.py": "writes outputs; re-opens a source already probed for its audio",
+    "faceswap/provenance/output/writers.py": "writes outputs; re-opens a source already probed for its audio",
     "faceswap/synthetic.py": "writes inputs the framework makes for itself",
     "faceswap/serve/check.py": "reads headers only (Pillow, OpenEXR's header-only read) for the page's stricter limits",
-    "faceswap/provenance/readback.py": "the sink's read-back of the video it has just written itself",
+    "faceswap/provenance/output/readback.py": "the sink's read-back of the video it has just written itself",
 }
 
 
@@ -199,7 +200,7 @@ def test_only_the_sink_writes_generated_pixels():
         for number, kind, call in _image_writes(path.read_text()):
             if relative not in (ALLOWED if kind == "encodes" else BYTE_WRITERS):
                 offenders.append(f"{relative}:{number}: {call}")
-    assert offenders == [], "write generated pixels through faceswap.provenance.sink:\n" + "\n".join(offenders)
+    assert offenders == [], "write generated pixels through faceswap.provenance.output.sink:\n" + "\n".join(offenders)
 
 
 def test_media_is_read_only_through_the_bounded_readers():
@@ -304,6 +305,65 @@ def test_no_module_imports_itself_through_others():
     assert set(CYCLES_ALLOWED) <= set(_cycles(graph)), "an allowed cycle is gone: remove it from CYCLES_ALLOWED"
 
 
+# provenance/'s rooms and the rooms each may import. "shared" is a module at provenance/'s top level
+# (binding.py, phash.py): used by both output and verify, so it imports neither.
+ROOMS_MAY_IMPORT: dict[str, frozenset[str]] = {
+    "watermark": frozenset(),
+    "credentials": frozenset({"watermark", "shared"}),
+    "shared": frozenset({"watermark", "credentials"}),
+    "output": frozenset({"watermark", "credentials", "shared"}),
+    "verify": frozenset({"watermark", "credentials", "shared"}),
+}
+
+
+def _room(module: str) -> str | None:
+    """The room of a module under faceswap.provenance, "shared" for one at its top level, None elsewhere."""
+    prefix = "faceswap.provenance."
+    if not module.startswith(prefix):
+        return None
+    first = module[len(prefix) :].split(".")[0]
+    return first if first in ROOMS_MAY_IMPORT and first != "shared" else "shared"
+
+
+def _room_violations(graph: dict[str, set[str]]) -> list[str]:
+    """Each import in `graph` from one provenance room into a room it may not import."""
+    found = []
+    for module, imported in sorted(graph.items()):
+        room = _room(module)
+        for target in sorted(imported):
+            other = _room(target)
+            if room is not None and other is not None and other != room and other not in ROOMS_MAY_IMPORT[room]:
+                found.append(f"{module} ({room}) imports {target} ({other})")
+    return found
+
+
+def test_the_room_rule_sees_an_import_against_the_flow():
+    graph = {
+        "faceswap.convert.pipeline": {"faceswap.provenance.output.sink", "faceswap.provenance.verify.verifier"},
+        "faceswap.provenance.binding": {"faceswap.provenance.watermark.tiles", "faceswap.provenance.output.writers"},
+        "faceswap.provenance.output.sink": {"faceswap.provenance.binding", "faceswap.provenance.verify.verifier"},
+        "faceswap.provenance.verify.verifier": {"faceswap.provenance.watermark.marker", "faceswap.provenance.phash"},
+        "faceswap.provenance.watermark.tiles": {"faceswap.provenance.watermark.lattice", "faceswap.provenance.binding"},
+    }
+    assert _room_violations(graph) == [
+        "faceswap.provenance.binding (shared) imports faceswap.provenance.output.writers (output)",
+        "faceswap.provenance.output.sink (output) imports faceswap.provenance.verify.verifier (verify)",
+        "faceswap.provenance.watermark.tiles (watermark) imports faceswap.provenance.binding (shared)",
+    ]
+
+
+def test_provenance_rooms_import_one_way():
+    """watermark imports no other room; credentials and the shared modules import neither output nor
+    verify; output and verify never import each other. The sink and the verifier read the mark with
+    the same code, and each can change without the other."""
+    modules = _module_names()
+    graph = {name: _imported_modules(name, path, modules) for name, path in modules.items()}
+    assert {_room(name) for name in modules} >= set(ROOMS_MAY_IMPORT)  # every room is there to check
+    assert graph["faceswap.provenance.output.sink"] >= {"faceswap.provenance.watermark.marker"}  # imports seen
+    violations = _room_violations(graph)
+    assert violations == [], "provenance rooms import one way:\n" + "\n".join(violations)
+
+
 # Private members of other libraries' objects that faceswap names, and why.
 PRIVATE_REACH_ALLOWED = {
     "argparse._ArgumentGroup": "the type of an argument group, which argparse exposes under no public name",
@@ -356,7 +416,7 @@ def test_verify_and_conversion_imports_stay_light():
     imports Lightning."""
     code = (
         "import sys\n"
-        "import faceswap.cli, faceswap.provenance.verify, faceswap.serve.app, faceswap.serve.routes\n"
+        "import faceswap.cli, faceswap.provenance.verify.verifier, faceswap.serve.app, faceswap.serve.routes\n"
         "assert 'torch' not in sys.modules, 'verify or serve imported torch'\n"
         "import faceswap.convert.model_io, faceswap.model.weights, faceswap.convert.pipeline\n"
         "import faceswap.convert.dub, faceswap.model.occlusion\n"
@@ -377,7 +437,7 @@ def test_no_function_in_the_package_runs_past_sixty_lines():
 def test_the_public_tiles_key_marks_nothing():
     """The tiles key written in the source is named only where older files are read: every mark that
     credits an entry is made with a key derived from the workspace's secret (ledger/watermark_keys.py)."""
-    allowed = {"faceswap/provenance/tiles.py", "faceswap/provenance/watermark.py"}
+    allowed = {"faceswap/provenance/watermark/tiles.py", "faceswap/provenance/watermark/marker.py"}
     offenders = [
         f"{path.relative_to(ROOT).as_posix()}:{number}"
         for path in _python_files("faceswap")

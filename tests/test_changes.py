@@ -1,10 +1,10 @@
-"""What was done to a file, from the mark's geometry and the ledger entry (provenance/changes.py)."""
+"""What was done to a file, from the mark's geometry and the ledger entry (provenance/verify/changes.py)."""
 
 from __future__ import annotations
 
-from faceswap.provenance import tiles
-from faceswap.provenance.changes import FileFacts, what_was_done
-from faceswap.provenance.watermark import Detection, LayerEvidence
+from faceswap.provenance.verify.changes import FileFacts, what_was_done
+from faceswap.provenance.watermark import tiles
+from faceswap.provenance.watermark.marker import Detection, LayerEvidence
 
 WRITTEN = {"sha256": "aa" * 32, "media": "video", "width": 640, "height": 480, "frames": 75, "name": "out.mp4"}
 

@@ -395,7 +395,7 @@ def test_a_truncated_manifest_reads_as_invalid_not_a_crash(tmp_path, identity):
 
 
 def test_a_stripped_manifest_leaves_the_watermark_that_names_the_same_token(tmp_path, identity):
-    from faceswap.provenance.watermark import Watermarker, format_token
+    from faceswap.provenance.watermark.marker import Watermarker, format_token
 
     watermarker = Watermarker()
     token = 0x5EED0F00D123

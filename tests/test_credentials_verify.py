@@ -18,7 +18,7 @@ from faceswap.errors import BadInput
 from faceswap.media import iter_video_frames
 from faceswap.provenance.credentials import read_credentials
 from faceswap.provenance.credentials.common import COMPOSITE, settings
-from faceswap.provenance.sink import OutputContext, OutputSink, SinkFrame
+from faceswap.provenance.output.sink import OutputContext, OutputSink, SinkFrame
 from faceswap.workspace import Workspace
 
 CONTEXT = OutputContext(producer="test", model_fingerprint="ab" * 32, consent_record_ids=("rec-a", "rec-b"))

@@ -103,7 +103,7 @@ def _signed_originals(folder: Path, registered_template: Path) -> dict[str, Path
     """A marked PNG and MP4 with Content Credentials, written by the project's own sink."""
     from faceswap.ledger import open_ledger
     from faceswap.media import iter_video_frames
-    from faceswap.provenance.sink import OutputContext, OutputSink, SinkFrame
+    from faceswap.provenance.output.sink import OutputContext, OutputSink, SinkFrame
     from faceswap.workspace import Workspace
 
     root = folder / "signed-ws"

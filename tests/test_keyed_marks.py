@@ -20,10 +20,10 @@ from media_helpers import make_clip, reencode
 
 from faceswap.cli import main
 from faceswap.media import iter_video_frames, read_image
-from faceswap.provenance import tiles
-from faceswap.provenance.payload import encode_token_v2
-from faceswap.provenance.sink import OutputContext, OutputSink, SinkFrame
-from faceswap.provenance.watermark import Watermarker, format_token
+from faceswap.provenance.output.sink import OutputContext, OutputSink, SinkFrame
+from faceswap.provenance.watermark import tiles
+from faceswap.provenance.watermark.marker import Watermarker, format_token
+from faceswap.provenance.watermark.payload import encode_token_v2
 from faceswap.workspace import Workspace
 
 CONTEXT = OutputContext(producer="test", consent_record_ids=("rec-a",))

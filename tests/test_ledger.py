@@ -181,7 +181,7 @@ def test_reads_while_others_append_never_look_like_tampering(ledger, workspace, 
     truncation (reads used to take the rows first and the head and the witness after them)."""
     from faceswap.ledger.export import verify_ledger
     from faceswap.ledger.witness import Witness
-    from faceswap.provenance.verify import LedgerView
+    from faceswap.provenance.verify.verifier import LedgerView
 
     other = open_ledger(workspace)
     reader = Ledger(AppendsAfterSnapshot(ledger_backend(workspace), other), ledger.key, Witness(workspace.state_dir))

@@ -16,7 +16,7 @@ from faceswap.errors import BadInput
 from faceswap.ledger import LedgerUnreadable, RegistrarKey, ledger_backend, open_ledger
 from faceswap.ledger.chain import head_message
 from faceswap.ledger.postgres import PostgresBackend, redact
-from faceswap.provenance.sink import OutputContext, OutputSink
+from faceswap.provenance.output.sink import OutputContext, OutputSink
 from faceswap.workspace import LEDGER_URL_ENV, Workspace
 
 CONTEXT = OutputContext(producer="test", model_fingerprint="ab" * 32, consent_record_ids=("astro-1",))

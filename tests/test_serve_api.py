@@ -15,7 +15,7 @@ from faceswap.cli import main
 from faceswap.faces.samples import insightface_t1, skimage_astronaut
 from faceswap.ledger import open_ledger
 from faceswap.media import read_image
-from faceswap.provenance.sink import OutputContext, OutputSink
+from faceswap.provenance.output.sink import OutputContext, OutputSink
 from faceswap.serve.app import create_app
 from faceswap.serve.config import MiB, ServeConfig
 from faceswap.workspace import Workspace

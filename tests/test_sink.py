@@ -17,7 +17,7 @@ from faceswap.errors import BadInput
 from faceswap.hashing import file_sha256
 from faceswap.ledger import open_ledger
 from faceswap.media import iter_video_frames, probe_video, read_image
-from faceswap.provenance.sink import OutputContext, OutputSink, SinkFrame
+from faceswap.provenance.output.sink import OutputContext, OutputSink, SinkFrame
 from faceswap.workspace import Workspace
 
 CONTEXT = OutputContext(producer="test", model_fingerprint="ab" * 32, consent_record_ids=("astro-1",))
@@ -97,7 +97,7 @@ def test_killed_mid_write_leaves_no_file_and_no_entry(tmp_path):
         "sys.path.insert(0, 'tests')\n"
         "from media_helpers import panning_frames\n"
         "from faceswap.ledger import open_ledger\n"
-        "from faceswap.provenance.sink import OutputContext, OutputSink\n"
+        "from faceswap.provenance.output.sink import OutputContext, OutputSink\n"
         "from faceswap.workspace import Workspace\n"
         "sink = OutputSink.for_workspace(Workspace(sys.argv[1]), batch=2)\n"
         "frames = panning_frames(8)\n"

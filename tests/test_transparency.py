@@ -19,8 +19,8 @@ from faceswap.ledger import RegistrarKey, open_ledger
 from faceswap.ledger.note import Checkpoint, sign_note
 from faceswap.ledger.tlog import leaf_text
 from faceswap.provenance.credentials import read_credentials
-from faceswap.provenance.sink import OutputContext, OutputSink
-from faceswap.provenance.transparency import INVALID, PROVEN, check_file_proof
+from faceswap.provenance.output.sink import OutputContext, OutputSink
+from faceswap.provenance.verify.transparency import INVALID, PROVEN, check_file_proof
 from faceswap.workspace import Workspace
 
 CONTEXT = OutputContext(producer="test", model_fingerprint="cd" * 32, consent_record_ids=("rec-a", "rec-b"))

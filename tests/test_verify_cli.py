@@ -15,7 +15,7 @@ from media_helpers import make_clip, reencode
 from faceswap.cli import main
 from faceswap.ledger import open_ledger
 from faceswap.media import iter_video_frames
-from faceswap.provenance.sink import OutputContext, OutputSink, SinkFrame
+from faceswap.provenance.output.sink import OutputContext, OutputSink, SinkFrame
 from faceswap.workspace import Workspace
 
 
@@ -187,7 +187,7 @@ def test_expired_consent_shows_in_verify(outputs):
     """A record past its expiry reads 'expired' (and active the day before), from the ledger alone."""
     from datetime import date, timedelta
 
-    from faceswap.provenance.verify import LedgerView, Verifier
+    from faceswap.provenance.verify.verifier import LedgerView, Verifier
 
     view = LedgerView.from_ledger(open_ledger(Workspace(outputs["root"]), writable=False), Workspace(outputs["root"]).keys_dir)
     expiries = [date.fromisoformat(e.data["expires_at"]) for e in view.entries if e.kind == "consent.registered"]
@@ -205,7 +205,7 @@ def test_a_mark_without_its_token_is_traced_by_perceptual_hash(outputs):
     from faceswap.faces.samples import skimage_astronaut
     from faceswap.media import read_image
     from faceswap.provenance.phash import phash
-    from faceswap.provenance.verify import LedgerView, Verdict, Verifier
+    from faceswap.provenance.verify.verifier import LedgerView, Verdict, Verifier
 
     verifier = Verifier(LedgerView.from_ledger(open_ledger(Workspace(outputs["root"]), writable=False), Workspace(outputs["root"]).keys_dir))
     read = verifier.verify(outputs["image"].path)

@@ -21,7 +21,7 @@ from faceswap.convert.delivery import composite_float, composite_integer
 from faceswap.convert.options import parse_frames
 from faceswap.errors import BadInput
 from faceswap.media import find_sequence, iter_video_frames, probe_video, read_exr, read_plate
-from faceswap.provenance.sink import OutputContext, OutputSink, SinkFrame
+from faceswap.provenance.output.sink import OutputContext, OutputSink, SinkFrame
 from faceswap.timecode import Timecode
 from faceswap.workspace import Workspace
 

@@ -8,8 +8,9 @@ import pytest
 from imwatermark import WatermarkDecoder, WatermarkEncoder
 
 from faceswap.errors import BadInput
-from faceswap.provenance import dwtdctsvd, payload
-from faceswap.provenance.payload import (
+from faceswap.provenance.watermark import dwtdctsvd, payload
+from faceswap.provenance.watermark.marker import FALSE_POSITIVE_BOUND, Watermarker, format_token
+from faceswap.provenance.watermark.payload import (
     CODE_BITS,
     FALSE_ACCEPT_BOUND,
     V2_CODE_BITS,
@@ -19,7 +20,6 @@ from faceswap.provenance.payload import (
     encode_token,
     encode_token_v2,
 )
-from faceswap.provenance.watermark import FALSE_POSITIVE_BOUND, Watermarker, format_token
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +123,7 @@ def test_our_decoder_reads_upstream_marks(astronaut_image):
 
 
 def test_upstream_decoder_reads_the_token_of_a_scheme_1_mark(astronaut_image):
-    from faceswap.provenance.watermark import TOKEN_SCALE
+    from faceswap.provenance.watermark.marker import TOKEN_SCALE
 
     marked = Watermarker(scheme=1).embed([astronaut_image], 0x5EED5EED5EED)[0]
     bits = WatermarkDecoder("bits", CODE_BITS).decode(marked, "dwtDctSvd", scales=[0, TOKEN_SCALE, 0])
@@ -199,7 +199,7 @@ def test_old_scheme_marks_still_verify(t1_image, watermarker):
 def test_video_frames_are_weighted_by_their_own_mark():
     """After a codec the intra frame carries the mark and the predicted frames little: weighting each
     frame by its own sync evidence reads bits a plain average of the frames gets wrong."""
-    from faceswap.provenance import tiles
+    from faceswap.provenance.watermark import tiles
 
     lay = tiles.layout(tiles.KEY)
     bits = encode_token_v2(0x00FACE00CAFE)

@@ -14,8 +14,8 @@ import cv2
 import numpy as np
 import pytest
 
-from faceswap.provenance import tiles
-from faceswap.provenance.watermark import Watermarker, format_token
+from faceswap.provenance.watermark import tiles
+from faceswap.provenance.watermark.marker import Watermarker, format_token
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import watermark_attacks as attacks  # noqa: E402

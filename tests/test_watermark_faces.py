@@ -10,8 +10,8 @@ import pytest
 from faceswap.errors import BadInput
 from faceswap.faces.align import alignment_matrix, paste_back, transform_points
 from faceswap.faces.masks import landmark_mask
-from faceswap.provenance import facemark
-from faceswap.provenance.watermark import Watermarker
+from faceswap.provenance.watermark import facemark
+from faceswap.provenance.watermark.marker import Watermarker
 
 TOKEN = 0x0FACE0FACE01
 CROP = 128

@@ -13,10 +13,10 @@ import cv2
 import numpy as np
 import pytest
 
-from faceswap.provenance import tiles
-from faceswap.provenance.payload import encode_token_v2
-from faceswap.provenance.verify import read_sample
-from faceswap.provenance.watermark import Watermarker, format_token
+from faceswap.provenance.verify.verifier import read_sample
+from faceswap.provenance.watermark import tiles
+from faceswap.provenance.watermark.marker import Watermarker, format_token
+from faceswap.provenance.watermark.payload import encode_token_v2
 
 TOKEN = 0x6E0A11C0FFEE
 ASPECTS = {"4:3": 4 / 3, "16:9": 16 / 9, "1:1": 1.0}

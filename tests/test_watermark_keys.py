@@ -14,9 +14,9 @@ from faceswap.cli import main
 from faceswap.errors import CheckFailed
 from faceswap.ledger import Ledger, RegistrarKey, ledger_backend, open_ledger, watermark_keys
 from faceswap.ledger.witness import Witness
-from faceswap.provenance import tiles
-from faceswap.provenance.sink import OutputContext, OutputSink
-from faceswap.provenance.watermark import FALSE_POSITIVE_BOUND, Watermarker
+from faceswap.provenance.output.sink import OutputContext, OutputSink
+from faceswap.provenance.watermark import tiles
+from faceswap.provenance.watermark.marker import FALSE_POSITIVE_BOUND, Watermarker
 from faceswap.workspace import Workspace
 
 CONTEXT = OutputContext(producer="test")

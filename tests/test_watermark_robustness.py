@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from faceswap.provenance.verify import read_frames, read_sample
-from faceswap.provenance.watermark import Watermarker, format_token
+from faceswap.provenance.verify.verifier import read_frames, read_sample
+from faceswap.provenance.watermark.marker import Watermarker, format_token
 
 TOKEN = 0x1DEA5C0FFEE5
 

@@ -12,8 +12,8 @@ import pytest
 
 from faceswap import doctor as doctor_module
 from faceswap.cli import main
-from faceswap.provenance.sink import OutputContext, OutputSink
-from faceswap.provenance.verify import LedgerView, Verifier, describe_verdict
+from faceswap.provenance.output.sink import OutputContext, OutputSink
+from faceswap.provenance.verify.verifier import LedgerView, Verifier, describe_verdict
 from faceswap.workspace import Workspace
 
 CONTEXT = OutputContext(producer="doctor", settings={"sample": "test card"})

@@ -22,7 +22,7 @@ from faceswap.colorspace import Colour, quantise, unit_scale
 from faceswap.convert.settings import ConvertOptions
 from faceswap.convert.source import FrameIn, Source
 from faceswap.errors import BadInput
-from faceswap.provenance.sink import OutputContext, OutputSink, SinkFrame, Written
+from faceswap.provenance.output.sink import OutputContext, OutputSink, SinkFrame, Written
 
 SEQUENCE_PADDING = 4  # NAME.####.ext, the compositors' convention
 

@@ -37,7 +37,7 @@ from faceswap.faces.types import Face
 from faceswap.hashing import file_sha256, safe_name
 from faceswap.limits import OPERATOR, InputLimits
 from faceswap.media import VIDEO_SUFFIXES, VideoInfo, iter_video_frames, probe_video
-from faceswap.provenance.sink import OutputContext, OutputSink, SinkFrame, Written, batched
+from faceswap.provenance.output.sink import OutputContext, OutputSink, SinkFrame, Written, batched
 from faceswap.report import Report
 
 # the regions a model of each framing can paint (its crop holds them); the rest paint every region

@@ -21,7 +21,7 @@ from faceswap.errors import BadInput
 from faceswap.faces.analyzer import BACKENDS
 from faceswap.faces.masks import BLEND_BLUR, BLEND_ERODE, MASK_CHOICES, OCCLUSION, REGION_BLUR, REGIONS
 from faceswap.faces.tracking import DETECT_EVERY
-from faceswap.provenance.writers import SEQUENCE_FORMATS, VIDEO_CODECS
+from faceswap.provenance.output.writers import SEQUENCE_FORMATS, VIDEO_CODECS
 
 CONVERT, DUB, BATCH = "convert", "dub", "convert-batch"
 EVAL, EVAL_DUB = "eval", "eval --dub"  # eval's conversion, and the dub it measures

@@ -31,8 +31,8 @@ from faceswap.faces.masks import blend_mask, landmark_mask, mask_parts
 from faceswap.faces.tracking import FaceTracker
 from faceswap.faces.types import Face
 from faceswap.hashing import safe_name
-from faceswap.provenance.sink import OutputContext, OutputSink, SinkFrame, batched
-from faceswap.provenance.watermark import Watermarker, new_token
+from faceswap.provenance.output.sink import OutputContext, OutputSink, SinkFrame, batched
+from faceswap.provenance.watermark.marker import Watermarker, new_token
 from faceswap.report import Report
 
 MOUTH_SMOOTHING = 0.08  # seconds either side for the mouth corners, which move with speech

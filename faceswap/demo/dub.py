@@ -94,7 +94,7 @@ def dub_plate(run: DubRun) -> None:
 
 
 def verify_dub(run: DubRun) -> None:
-    from faceswap.provenance.verify import LedgerView, Verifier
+    from faceswap.provenance.verify.verifier import LedgerView, Verifier
 
     assert run.output is not None
     view = LedgerView.from_ledger(run.store.ledger, run.store.workspace.keys_dir)

@@ -200,7 +200,7 @@ def convert_held_out(run: OcclusionRun) -> None:
 
 
 def verify_output(run: OcclusionRun) -> None:
-    from faceswap.provenance.verify import LedgerView, Verifier
+    from faceswap.provenance.verify.verifier import LedgerView, Verifier
 
     assert run.output is not None
     view = LedgerView.from_ledger(run.store.ledger, run.store.workspace.keys_dir)

@@ -149,7 +149,7 @@ def convert_clip(run: DemoRun) -> None:
 
 
 def verify_output(run: DemoRun) -> None:
-    from faceswap.provenance.verify import LedgerView, Verifier
+    from faceswap.provenance.verify.verifier import LedgerView, Verifier
 
     assert run.output is not None
     view = LedgerView.from_ledger(run.store.ledger, run.store.workspace.keys_dir)

@@ -303,7 +303,7 @@ def marked_share(video: Path, samples: int, marks: WatermarkKeys | None) -> floa
     """Each sampled frame checked on its own (stricter than the per-file decision of verify), with
     the workspace's secrets (then the public key of older outputs)."""
     from faceswap.media import probe_video
-    from faceswap.provenance.watermark import Watermarker
+    from faceswap.provenance.watermark.marker import Watermarker
 
     info = probe_video(video)
     every = max(1, (info.frames or samples) // samples)

@@ -237,7 +237,7 @@ class KeyFrames:
 
     def record(self, kind: str) -> dict[str, Any]:
         """The entry's `binding`: the key frames, at most `limit`, spread over the stream."""
-        from faceswap.provenance.tiles import spread
+        from faceswap.provenance.watermark.tiles import spread
 
         frames = spread(self.kept, self.limit)
         return {"version": VERSION, "media": kind, "work_side": WORK_SIDE, "frames": [f.to_json() for f in frames]}
@@ -288,7 +288,7 @@ def recorded(binding: Any) -> list[KeyFrame]:
 def check(binding: Any, frames: list[np.ndarray], mirrored: bool = False) -> BindingCheck:
     """Check up to CHECK_FRAMES of `frames` (uint8 BGR, spread over the file) against the entry's key
     frames; `mirrored`: try the file flipped first (the watermark reader found it mirrored)."""
-    from faceswap.provenance.tiles import spread
+    from faceswap.provenance.watermark.tiles import spread
 
     keys = [k for k in recorded(binding) if len(k.points) >= MIN_FEATURES]
     if not keys:
@@ -326,7 +326,7 @@ def _check_frame(keys: list[KeyFrame], image: np.ndarray, mirrored: bool) -> Fra
 
 def _against(keys: list[KeyFrame], image: np.ndarray, flip: bool) -> FrameCheck:
     """The file frame, its uniform bars stripped, against every key frame."""
-    from faceswap.provenance.tiles import content_box, grey
+    from faceswap.provenance.watermark.tiles import content_box, grey
 
     top, bottom, left, right = content_box(grey(image))
     grey, _ = _grey_at_work(image[top:bottom, left:right])

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from faceswap.errors import FaceswapError
-from faceswap.provenance.changes import FileFacts
-from faceswap.provenance.verify import LedgerView, Sample, Verdict, Verifier, read_sample
+from faceswap.provenance.verify.changes import FileFacts
+from faceswap.provenance.verify.verifier import LedgerView, Sample, Verdict, Verifier, read_sample
 from faceswap.serve.config import ServeConfig
 from faceswap.serve.explain import Explanation, explain
 from faceswap.serve.frames import FramePreview, preview

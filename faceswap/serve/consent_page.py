@@ -16,7 +16,7 @@ from typing import Any
 
 from faceswap.consent.access import code_opens
 from faceswap.ledger import Entry
-from faceswap.provenance.verify import LedgerView
+from faceswap.provenance.verify.verifier import LedgerView
 from faceswap.serve.explain import CONSENT_WORDS
 
 OUTPUT_FIELDS = ("producer", "media", "frames", "width", "height", "token", "sha256", "model_fingerprint")

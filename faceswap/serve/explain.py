@@ -2,8 +2,8 @@
 say. `explain` lists the sections; each small function below turns one part of the report into
 facts. A new report field is one more Fact in the function of its section.
 
-Wording that the command line already has comes from verify.py (evidence_summary), so the page and
-`faceswap verify` describe the watermark's evidence alike."""
+Wording that the command line already has comes from provenance/verify/verifier.py (evidence_summary),
+so the page and `faceswap verify` describe the watermark's evidence alike."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from faceswap.errors import ExitCode
-from faceswap.provenance.changes import Change, FileFacts, what_was_done
-from faceswap.provenance.verify import Verdict, evidence_summary
+from faceswap.provenance.verify.changes import Change, FileFacts, what_was_done
+from faceswap.provenance.verify.verifier import Verdict, evidence_summary
 
 
 @dataclass(frozen=True)
@@ -224,7 +224,7 @@ def credentials_facts(verdict: Verdict) -> list[Fact]:
 
 
 def transparency_facts(verdict: Verdict) -> list[Fact]:
-    """The transparency-log proof the credentials carry (provenance/transparency.py)."""
+    """The transparency-log proof the credentials carry (provenance/verify/transparency.py)."""
     proof = verdict.transparency
     if proof is None or proof.state == "absent":
         return [Fact("Transparency log", "no proof carried")]

@@ -2,7 +2,7 @@
 
 For every output: refuse a destination that is an input or lies in the workspace's consent, keys or
 ledger files; mark every frame with the workspace's watermark secret before it is encoded
-(provenance/writers.py encodes), unless the frame measurably carries this output's mark already (a
+(provenance/output/writers.py encodes), unless the frame measurably carries this output's mark already (a
 frame marked where it was made is checked, never trusted: no caller flag skips marking); record the
 content fingerprints of key frames (provenance/binding.py); write under a hidden partial name created
 exclusively (never through a link); read the mark back from a sample of the written file; then,
@@ -34,10 +34,8 @@ from faceswap.ledger.tlog import OutputProof, output_claim, precommit_output
 from faceswap.ledger.watermark_keys import WatermarkKeys
 from faceswap.provenance import binding
 from faceswap.provenance.credentials import CredentialFacts, IngredientRef, SigningIdentity, sign_file
-from faceswap.provenance.phash import phash
-from faceswap.provenance.readback import sample_written
-from faceswap.provenance.watermark import SCHEME, Watermarker, format_token, new_token
-from faceswap.provenance.writers import (
+from faceswap.provenance.output.readback import sample_written
+from faceswap.provenance.output.writers import (
     VIDEO_CONTAINERS,
     ExrSequenceWriter,
     ImageWriter,
@@ -48,6 +46,8 @@ from faceswap.provenance.writers import (
     frame_names,
     view8,
 )
+from faceswap.provenance.phash import phash
+from faceswap.provenance.watermark.marker import SCHEME, Watermarker, format_token, new_token
 
 IMAGE_FORMATS = {".png": ".png", ".jpg": ".jpg", ".jpeg": ".jpg"}
 PARTIAL_TAG = "faceswap-partial"
@@ -242,7 +242,7 @@ class OutputSink:
         rebase: bool = False,
     ) -> Written:
         """H.264 MP4/MOV/MKV or ProRes MOV (writers.VIDEO_CODECS; ProRes 4444 with the frames'
-        mattes as alpha); source timestamps, audio and start timecode kept (provenance/writers.py)."""
+        mattes as alpha); source timestamps, audio and start timecode kept (provenance/output/writers.py)."""
         final = Path(path)
         container_format = VIDEO_CONTAINERS.get(final.suffix.lower())
         if container_format is None:

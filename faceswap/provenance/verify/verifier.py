@@ -1,6 +1,6 @@
 """`faceswap verify`: is a file from this framework, and under which consent and model?
 
-A file is marked when its watermark passes (watermark.py states the false-positive bound for the
+A file is marked when its watermark passes (watermark/marker.py states the false-positive bound for the
 tries made); Content Credentials alone never make it so. The watermark is read with the ledger's
 secrets (from the workspace's keys/, or a verifier bundle), then with the public key older outputs
 used. A video's decision reads up to VIDEO_SAMPLES frames spread over the whole clip and up to
@@ -32,10 +32,10 @@ from faceswap.provenance.credentials import CredentialReport, read_credentials
 from faceswap.provenance.credentials.agreement import disagreement
 from faceswap.provenance.credentials.pinned import trust_anchor_in
 from faceswap.provenance.credentials.reader import TRUSTED
-from faceswap.provenance.facemark import LazyFaceAnalyzer
 from faceswap.provenance.phash import MATCH_DISTANCE, best_distance, phash
-from faceswap.provenance.transparency import INVALID, PROVEN, FileProof, against_log, check_file_proof
-from faceswap.provenance.watermark import PUBLIC_KEY_ID, Detection, Watermarker
+from faceswap.provenance.verify.transparency import INVALID, PROVEN, FileProof, against_log, check_file_proof
+from faceswap.provenance.watermark.facemark import LazyFaceAnalyzer
+from faceswap.provenance.watermark.marker import PUBLIC_KEY_ID, Detection, Watermarker
 
 VIDEO_SAMPLES = 48
 INTRA_SAMPLES = 8

@@ -18,7 +18,7 @@ def sample_written(partial: Path, writer: Any, count: int) -> list[np.ndarray]:
     """uint8 BGR views of a spread of the `count` written frames (float EXR through its recorded
     display)."""
     from faceswap.media import read_image
-    from faceswap.provenance.tiles import spread
+    from faceswap.provenance.watermark.tiles import spread
 
     if writer.kind == "video":
         return _video_sample(partial, count)
@@ -30,7 +30,7 @@ def sample_written(partial: Path, writer: Any, count: int) -> list[np.ndarray]:
 def _video_sample(path: Path, count: int) -> list[np.ndarray]:
     import av
 
-    from faceswap.provenance.tiles import spread
+    from faceswap.provenance.watermark.tiles import spread
 
     wanted = set(spread(list(range(count)), READBACK_FRAMES))
     try:

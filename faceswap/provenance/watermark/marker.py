@@ -31,8 +31,8 @@ import numpy as np
 
 from faceswap.errors import CheckFailed
 from faceswap.ledger.watermark_keys import TILES_LABEL, WatermarkKeys
-from faceswap.provenance import dwtdctsvd, facemark, riva, tiles
-from faceswap.provenance.payload import (
+from faceswap.provenance.watermark import dwtdctsvd, facemark, riva, tiles
+from faceswap.provenance.watermark.payload import (
     CODE_BITS,
     FALSE_ACCEPT_BOUND,
     MAX_TOKEN,

@@ -1,6 +1,6 @@
 """`faceswap verify` as one call: the files named (folders searched), the ledger and trust anchor they
 are checked against, the transparency heads they carry related to the checkpoints and proofs given,
-and what is said about them. verify.py decides one file; this gathers the run."""
+and what is said about them. verifier.py decides one file; this gathers the run."""
 
 from __future__ import annotations
 
@@ -10,8 +10,15 @@ from typing import Any
 
 from faceswap.errors import BadInput, ExitCode, FaceswapError, worst
 from faceswap.limits import VERIFY, InputLimits
-from faceswap.provenance.transparency import Trace, trace
-from faceswap.provenance.verify import LedgerView, Verdict, Verifier, collect_paths, describe_verdict, ledger_view_for
+from faceswap.provenance.verify.transparency import Trace, trace
+from faceswap.provenance.verify.verifier import (
+    LedgerView,
+    Verdict,
+    Verifier,
+    collect_paths,
+    describe_verdict,
+    ledger_view_for,
+)
 from faceswap.report import Report
 
 ANCHOR_BYTES = 1 << 20  # a PEM root certificate is a few KB

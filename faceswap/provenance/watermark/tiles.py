@@ -18,7 +18,7 @@ and the sign pattern from correlating the folded tile with every variant's sync 
 shift, a mirror by also trying the flipped tile. Uniform bars (letterbox, pillarbox, a canvas) are
 stripped first. Video folds the residual of every sampled frame together before any decision; when
 that gives no token, each frame is aligned on its own and the frames are combined, weighted by their
-own sync (watermark.py also reads a video's intra frames by themselves).
+own sync (marker.py also reads a video's intra frames by themselves).
 
 Statistics: an unmarked image fixes its folded tile without knowing the key, so the normalised sync
 correlation z is a Rademacher sum over the key's random signs and, by Hoeffding, P(z >= t) <=
@@ -35,7 +35,7 @@ from math import exp, log, sqrt
 
 import numpy as np
 
-from faceswap.provenance import lattice
+from faceswap.provenance.watermark import lattice
 
 TILE = 32  # chips per tile side
 CHIP_ROWS = 160  # chips across the frame's short side...

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from faceswap.provenance import tiles
+from faceswap.provenance.watermark import tiles
 
 WRITTEN_FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "exr": "OpenEXR", "tif": "TIFF", "tiff": "TIFF"}
 SAME = 0.02  # ratios within this of 1 are "unchanged" (the chip size is found to about 0.1%)

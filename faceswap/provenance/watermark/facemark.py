@@ -1,11 +1,12 @@
-"""The face-anchored layer: research, measured and kept, not used by conversion.
+"""The face-anchored layer: research, measured and kept; no command writes or reads it.
 
 The idea: mark the aligned swapped crop (`mark_face_crop`) before it is pasted back, so the mark
 moves, turns and scales with the face; read it by detecting faces and aligning them to the same
 template, which undoes crops, rescales, small rotations and (with the mirrored pattern) mirrors.
-Conversion does not call `mark_face_crop`: outputs carry only the tiles (tiles.py). Its callers are
-scripts/bench_watermark.py, which measures the layer, and the tests; `Watermarker.detect` reads the
-layer only when its caller passes a face analyzer, which `faceswap verify` does not.
+Nothing in the package calls `mark_face_crop`, and conversion never has, so no output carries this
+layer: outputs carry only the tiles (tiles.py). `Watermarker.detect` reads it only when its caller
+passes a face analyzer (`Verifier(faces=...)`, with `LazyFaceAnalyzer` below for "auto"), which no
+command does. Its callers are scripts/bench_watermark.py, which measures the layer, and the tests.
 
 Measured on the demo's faces it reads z 0.3-2.9 against a threshold of 6.5 (the swap mask keeps
 about half of its 464 chips, the same face in every frame does not average its own residual away,
@@ -29,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from faceswap.provenance import tiles
+from faceswap.provenance.watermark import tiles
 
 FACE_GRID = 32  # chips across the aligned crop
 FACE_AMPLITUDE = 3.0  # luma levels at mask gain 1
@@ -90,7 +91,7 @@ def mark_face_crop(crop: np.ndarray, token: int, amplitude: float = FACE_AMPLITU
     faceswap.faces.align) with `token`; returns a new uint8 crop. Call it on the swapped face just
     before it is pasted back; the paste-back mask decides where the mark lands in the frame."""
     from faceswap.errors import BadInput
-    from faceswap.provenance.payload import encode_token_v2
+    from faceswap.provenance.watermark.payload import encode_token_v2
 
     if crop.ndim != 3 or crop.shape[2] != 3 or crop.dtype != np.uint8 or crop.shape[0] != crop.shape[1]:
         raise BadInput(f"face marking needs a square uint8 BGR crop, got {crop.dtype} {crop.shape}")
