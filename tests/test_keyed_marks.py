@@ -370,6 +370,20 @@ def test_a_mark_that_does_not_read_back_leaves_no_file_and_no_entry(tmp_path, t1
     assert len(sink.ledger.entries("output.written")) == before
 
 
+def test_a_small_output_that_does_not_read_back_says_its_size_is_why(tmp_path, t1_image, monkeypatch):
+    """Under about 480x360 the mark reads on some pictures only (scripts/bench_min_size.py): the
+    refusal says so, where a larger frame's does not blame its size."""
+    from faceswap.errors import CheckFailed
+
+    sink = OutputSink.for_workspace(Workspace(tmp_path / "ws"))
+    monkeypatch.setattr(sink.watermarker, "embed", lambda frames, token: [f.copy() for f in frames])
+    with pytest.raises(CheckFailed, match=r"at 320x240 the mark reads on some pictures only"):
+        sink.write_image(tmp_path / "small.png", cv2.resize(t1_image, (320, 240)), CONTEXT)
+    with pytest.raises(CheckFailed) as refused:
+        sink.write_image(tmp_path / "large.png", cv2.resize(t1_image, (640, 480)), CONTEXT)
+    assert "some pictures only" not in str(refused.value)
+
+
 # ---------------------------------------------------------------- credentials from anyone
 
 
