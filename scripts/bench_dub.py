@@ -27,6 +27,7 @@ class Variant:
 
 
 VARIANTS: dict[str, Variant] = {
+    "whole": Variant(("--data.face_type", "whole")),
     "lower": Variant(("--data.face_type", "lower")),
     "lower-bf16": Variant(("--data.face_type", "lower", "--trainer.precision", "bf16-mixed")),
     "mouth-bf16": Variant(("--data.face_type", "mouth", "--trainer.precision", "bf16-mixed")),
