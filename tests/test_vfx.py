@@ -184,11 +184,11 @@ def test_exr_sequence_is_half_rgba_marked_in_the_display_view(tmp_path, colour, 
     root = tmp_path / "ws"
     sink = OutputSink.for_workspace(Workspace(root))
     watermarker = sink.watermarker
-    frames = panning_frames(3, (512, 288))
+    frames = panning_frames(3, (640, 360))  # each frame read alone: above the ~480x360 the mark needs
     linear = [colour.convert(f.astype(np.float32) / 255, colour.srgb, colour.linear) for f in frames]
     linear[1][:40] *= 6.0  # highlights above display white stay above it
-    matte = np.zeros((288, 512), np.float32)
-    matte[60:220, 150:350] = np.linspace(0, 1, 200, dtype=np.float32)
+    matte = np.zeros((360, 640), np.float32)
+    matte[80:280, 220:420] = np.linspace(0, 1, 200, dtype=np.float32)
     sequence = [SinkFrame(f, alpha=matte, number=1001 + i, timecode=f"01:00:00:{i:02d}") for i, f in enumerate(linear)]
     written = sink.write_exr_sequence(
         tmp_path / "sh010", sequence, CONTEXT, colour.display(colour.linear), colour.ref, Fraction(24)
