@@ -5,7 +5,8 @@ the PSNR every photo pays.
     PYTHONPATH=. .venv/bin/python scripts/bench_texture_ceiling.py --out bench-results
 
 `tiles.strength_map` scales the mark by local detail between a floor and a ceiling (1.6 is what the
-sink uses). For each ceiling, each picture is marked under a fresh secret at each size; PSNR is the
+sink uses; the marker's informed boost, where a picture's own read asks for it, scales it further on
+every row). For each ceiling, each picture is marked under a fresh secret at each size; PSNR is the
 marked picture against the original; a read counts when the token comes back after the edit.
 Textures: scikit-image's `grass` and `gravel` (where the sharing table's misses are); photos:
 insightface's group photo and scikit-image's astronaut, cat and coffee. Prints a table and writes

@@ -8,8 +8,11 @@ chips' signs are one of VARIANTS keyed sign patterns and the tile starts at a ke
 both picked per output by a keyed hash of the token, so that outputs of one workspace share no common
 pattern that averaging many of them would reveal.
 Chip values are interpolated bilinearly to pixels, scaled by a texture mask and added to B, G and R
-alike, so only luma changes. The first release's public key (`KEY`) had one sign pattern: its files,
-and marks written with it, keep that scheme exactly.
+alike, so only luma changes. The marker reads each marked frame back at the geometry it wrote
+(`margin`) and, where the picture's own texture swamps the mark, raises the mask's reach over the
+textured parts (`delta`'s boost) until the code bits stand out by BIT_MARGIN (informed embedding).
+The first release's public key (`KEY`) had one sign pattern: its files, and marks written with it,
+keep that scheme exactly.
 
 Reading folds every tile of the frame onto one (a sum by position modulo the tile lattice), so a
 crop costs signal, never sync. The lattice comes from the residual's autocorrelation (lattice.py:
@@ -45,6 +48,8 @@ OVERSAMPLE = 2  # pixels per chip of the folded tile
 DENSITY = 2.5  # residual pixels per nominal chip: a picture squashed from 16:9 to 1:1 keeps 1.4 per chip
 CODE_BITS = 160  # payload.V2_CODE_BITS
 AMPLITUDE = 2.8  # luma levels at mask gain 1
+BIT_MARGIN = 1.4  # mean per-bit z a marked frame must read at its own geometry (640x360 photos: 1.2-1.7)
+MAX_BOOST = 2.5  # the most the texture mask is raised by to get there (stochastic textures need it)
 SYNC_BUDGET = 1e-7  # false-positive share of the sync decision, per file
 VARIANTS = 16  # keyed sign patterns per key (one per output, by token); the public KEY has one
 SQUARE_CANDIDATES = 3  # upright square lattices folded (each in REFINE steps)
@@ -165,8 +170,12 @@ def grey(bgr: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY) if bgr.dtype == np.uint8 else luma(bgr)
 
 
-def strength_map(bgr: np.ndarray, floor: float = 0.5, ceil: float = 1.6, knee: float = 6.0) -> np.ndarray:
-    """Texture masking: more mark where the frame is busy, less on flat areas (computed at 1/4 size)."""
+def strength_map(
+    bgr: np.ndarray, floor: float = 0.5, ceil: float = 1.6, knee: float = 6.0, boost: float = 1.0
+) -> np.ndarray:
+    """Texture masking: more mark where the frame is busy, less on flat areas (computed at 1/4 size).
+    `boost` raises the ceiling and steepens the knee by that factor: busy parts, where the eye does
+    not see it, take more mark; flat parts keep the floor."""
     import cv2
 
     h, w = bgr.shape[:2]
@@ -174,13 +183,13 @@ def strength_map(bgr: np.ndarray, floor: float = 0.5, ceil: float = 1.6, knee: f
     y = luma(small)
     detail = y - cv2.GaussianBlur(y, (0, 0), 1.5)
     activity = np.sqrt(cv2.GaussianBlur(detail * detail, (0, 0), 2.0))
-    gain = np.clip(floor + activity / knee, floor, ceil).astype(np.float32)
+    gain = np.clip(floor + activity * boost / knee, floor, ceil * boost).astype(np.float32)
     return cv2.resize(gain, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def delta(bgr: np.ndarray, mark: np.ndarray, amplitude: float = AMPLITUDE) -> np.ndarray:
+def delta(bgr: np.ndarray, mark: np.ndarray, amplitude: float = AMPLITUDE, boost: float = 1.0) -> np.ndarray:
     """The luma change (H, W) float32 that carries `mark` in this frame."""
-    return mark * (amplitude * strength_map(bgr))
+    return mark * (amplitude * strength_map(bgr, boost=boost))
 
 
 def add_luma(bgr: np.ndarray, change: np.ndarray) -> np.ndarray:
@@ -330,6 +339,36 @@ def soft_bits(chips: np.ndarray, lay: Layout, variant: int = 0, bits: int = CODE
     sums = np.bincount(idx, weights=(chips * lay.signs[variant])[payload], minlength=bits)
     energy = np.bincount(idx, weights=chips[payload] ** 2, minlength=bits)
     return sums / np.sqrt(np.maximum(energy, 1e-12))
+
+
+def margin(marked: np.ndarray, bits: np.ndarray, key: bytes) -> float:
+    """How clearly a frame marked with `bits` under `key` carries them, read at the geometry it was
+    marked at (the whole frame, its own chip size, unmirrored): the mean over code bits of each bit's
+    z-score toward its true value. It tops out at BIT_CEILING (a mark with nothing under it); a lossless
+    read loses the token from about 1.0 down (the picture's own residual swamping the chips)."""
+    y = grey(marked)
+    h, w = y.shape
+    r = residual(y, (0, h, 0, w))
+    folded = fold(r, upright(chip_size(marked.shape) / nominal_chip(marked.shape)))
+    variant, _ = variant_of(bits, key)
+    found = align(folded, key, (variant,), (False,))
+    soft = soft_bits(found.chips, layout(key), variant)
+    return float(np.mean(soft * np.where(np.asarray(bits) > 0, 1.0, -1.0)))
+
+
+BIT_CEILING = sqrt(TILE * TILE * (1 - 1 / SYNC_SHARE) / CODE_BITS)  # per-bit z: chips per bit, one folded tile
+
+
+def boost_toward(found: float, wanted: float = BIT_MARGIN) -> float:
+    """The factor on the mark's amplitude that takes a frame's `margin` from `found` to `wanted`: the
+    per-bit z is the folded chips' correlation with the bits times BIT_CEILING, and the correlation
+    rho holds an amplitude-to-residual ratio of rho / sqrt(1 - rho^2)."""
+
+    def ratio(z: float) -> float:
+        rho = min(max(z / BIT_CEILING, 0.05), 0.95)
+        return rho / sqrt(1 - rho * rho)
+
+    return ratio(wanted) / ratio(found)
 
 
 def hoeffding_tail(z: float) -> float:
