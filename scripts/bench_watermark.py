@@ -33,13 +33,14 @@ from pathlib import Path
 
 import av
 import cv2
+import face_layer as facemark
 import numpy as np
 import watermark_attacks as attacks_lib
 
 from faceswap.provenance import binding
 from faceswap.provenance.phash import MATCH_DISTANCE, best_distance, phash
 from faceswap.provenance.verify.verifier import Verifier, read_sample
-from faceswap.provenance.watermark import facemark, tiles
+from faceswap.provenance.watermark import tiles
 from faceswap.provenance.watermark.marker import FALSE_POSITIVE_BOUND, Watermarker, format_token, new_token
 
 os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its configuration otherwise
@@ -464,7 +465,7 @@ def bench_robustness(
                 started = time.perf_counter()
                 sample = read_sample(path)
                 frames = sample.frames
-                found = wm.detect(frames, faces if clip.faces else None, intra=sample.intra)
+                found = wm.detect(frames, intra=sample.intra)
                 elapsed = time.perf_counter() - started
                 token_ok = found.token == format_token(token)
                 similar = best_distance([phash(f) for f in frames[:: max(1, len(frames) // 8)]], hashes)

@@ -176,13 +176,13 @@ def test_unmarked_images_are_not_marked(watermarker, t1_image, astronaut_image):
         assert [e.layer for e in found.layers] == ["tiles", "v1-sync", "v1-token"]  # both schemes were read
 
 
-def test_the_file_bound_covers_every_reader_run(watermarker, t1_image, dlib_analyzer):
+def test_the_file_bound_covers_every_reader_run(watermarker, t1_image):
     """FALSE_POSITIVE_BOUND is the most one file's decision spends: the tiles on all frames and on the
-    intra frames, scheme 1's sync and token, the face layer, each decision's share added up."""
+    intra frames, scheme 1's sync and token, each decision's share added up."""
     noise = np.random.default_rng(2).integers(0, 256, t1_image.shape, dtype=np.uint8)
-    found = watermarker.detect([t1_image, noise], dlib_analyzer, faces="always", intra=[True, False])
+    found = watermarker.detect([t1_image, noise], intra=[True, False])
     assert not found.marked
-    assert [e.layer for e in found.layers] == ["tiles", "tiles", "v1-sync", "v1-token", "face"]
+    assert [e.layer for e in found.layers] == ["tiles", "tiles", "v1-sync", "v1-token"]
     assert found.false_positive_bound == pytest.approx(sum(e.false_positive for e in found.layers))
     assert 0.5 * FALSE_POSITIVE_BOUND < found.false_positive_bound <= FALSE_POSITIVE_BOUND
 

@@ -1,7 +1,11 @@
-"""The face-anchored layer: marking an aligned crop at paste-back, reading it through a real face
-detector and alignment on the demo's synthetic faces."""
+"""The face-anchored research layer (scripts/face_layer.py, measured by scripts/bench_watermark.py):
+marking an aligned crop at paste-back, reading it through a real face detector and alignment on the
+demo's synthetic faces."""
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -10,8 +14,9 @@ import pytest
 from faceswap.errors import BadInput
 from faceswap.faces.align import alignment_matrix, paste_back, transform_points
 from faceswap.faces.masks import landmark_mask
-from faceswap.provenance.watermark import facemark
-from faceswap.provenance.watermark.marker import Watermarker
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import face_layer  # noqa: E402
 
 TOKEN = 0x0FACE0FACE01
 CROP = 128
@@ -33,11 +38,11 @@ def demo_frames(dlib_analyzer):
     return out
 
 
-def _swap_paste(image, kps5, landmarks, amplitude=facemark.FACE_AMPLITUDE):
+def _swap_paste(image, kps5, landmarks, amplitude=face_layer.FACE_AMPLITUDE):
     """What convert does at paste-back, with the face layer: align, mark the crop, paste through the mask."""
     matrix = alignment_matrix(kps5, CROP)
     crop = cv2.warpAffine(image, matrix, (CROP, CROP), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT)
-    marked = facemark.mark_face_crop(crop, TOKEN, amplitude)
+    marked = face_layer.mark_face_crop(crop, TOKEN, amplitude)
     mask = landmark_mask(
         transform_points(landmarks, matrix), "68", transform_points(kps5, matrix), "full", (CROP, CROP)
     )
@@ -52,7 +57,7 @@ def test_mark_face_crop_changes_luma_only_and_little(demo_frames):
     change = marked.astype(int) - crop.astype(int)
     inside = ((crop > 8) & (crop < 247)).all(axis=2)  # away from clipping, B, G and R move together
     assert (np.abs(change[..., 0] - change[..., 2])[inside] <= 1).mean() > 0.99
-    again = facemark.mark_face_crop(crop, TOKEN)
+    again = face_layer.mark_face_crop(crop, TOKEN)
     assert np.array_equal(again, marked)  # the same token marks the same way (per-size pattern cached)
 
 
@@ -63,7 +68,7 @@ def test_mark_face_crop_changes_luma_only_and_little(demo_frames):
 )  # fmt: skip
 def test_mark_face_crop_refuses_what_is_not_an_aligned_crop(crop):
     with pytest.raises(BadInput):
-        facemark.mark_face_crop(crop, TOKEN)
+        face_layer.mark_face_crop(crop, TOKEN)
 
 
 @pytest.mark.parametrize("mirror", [False, True])
@@ -74,7 +79,7 @@ def test_face_layer_is_read_in_canonical_coordinates_after_rotation_rescale_and_
     from faceswap.faces.align import WHOLE_FACE_TEMPLATE
 
     crop = np.full((CROP, CROP, 3), 118, np.uint8)
-    marked = facemark.mark_face_crop(crop, TOKEN)
+    marked = face_layer.mark_face_crop(crop, TOKEN)
     turn = cv2.getRotationMatrix2D((CROP / 2, CROP / 2), 12.0, 1.7)
     turn[:, 2] += (260 - CROP / 2, 200 - CROP / 2)
     frame = np.full((480, 640, 3), 118, np.uint8)
@@ -83,19 +88,11 @@ def test_face_layer_is_read_in_canonical_coordinates_after_rotation_rescale_and_
     if mirror:
         frame = np.ascontiguousarray(frame[:, ::-1])
         kps5 = np.column_stack([639 - kps5[:, 0], kps5[:, 1]])[[1, 0, 2, 4, 3]]  # image-left eye first
-    read = facemark.read_aligned([(frame, [kps5])])
+    read = face_layer.read_aligned([(frame, [kps5])])
     assert read.detected and read.mirror == mirror and read.faces == 1
-    assert read.false_positive <= facemark.FACE_BUDGET * 1.0001
+    assert read.false_positive <= face_layer.FACE_BUDGET * 1.0001
 
 
 def test_unmarked_faces_stay_far_below_the_line(demo_frames, dlib_analyzer):
-    read = facemark.read_faces([image for image, _, _ in demo_frames], dlib_analyzer)
+    read = face_layer.read_faces([image for image, _, _ in demo_frames], dlib_analyzer)
     assert read.faces == 3 and read.tries > 0 and read.z < read.threshold - 2
-
-
-def test_detector_reports_the_face_layer_it_read(demo_frames, dlib_analyzer):
-    unmarked = [image for image, _, _ in demo_frames]
-    found = Watermarker().detect(unmarked, dlib_analyzer, faces="always")
-    face = next(e for e in found.layers if e.layer == "face")
-    assert not found.marked and not face.detected and face.details["faces"] == 3
-    assert found.false_positive_bound < 1e-6

@@ -40,7 +40,7 @@ def _crop_area(image: np.ndarray, area: float) -> np.ndarray:
 
 
 def _verifier(doctor) -> Verifier:
-    return Verifier(LedgerView.from_ledger(doctor["ledger"]), doctor["sink"].watermarker, faces=None)
+    return Verifier(LedgerView.from_ledger(doctor["ledger"]), doctor["sink"].watermarker)
 
 
 def test_doctor_image_verifies_after_jpeg_50_and_a_crop_to_80_percent(doctor, tmp_path):

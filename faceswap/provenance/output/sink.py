@@ -175,7 +175,7 @@ class OutputSink:
                 raise BadInput(f"{final}: outputs may not be written into the workspace's {guarded.name}")
 
     def reserve_token(self) -> int:
-        """A token no output entry uses yet (the face layer is marked with it before the sink runs)."""
+        """A token no output entry uses yet (conversion marks its frames with it before the sink runs)."""
         used = {e.data.get("token") for e in self.ledger.entries("output.written")}
         while True:
             token = new_token()

@@ -34,7 +34,6 @@ from faceswap.provenance.credentials.pinned import trust_anchor_in
 from faceswap.provenance.credentials.reader import TRUSTED
 from faceswap.provenance.phash import MATCH_DISTANCE, best_distance, phash
 from faceswap.provenance.verify.transparency import INVALID, PROVEN, FileProof, against_log, check_file_proof
-from faceswap.provenance.watermark.facemark import LazyFaceAnalyzer
 from faceswap.provenance.watermark.marker import PUBLIC_KEY_ID, Detection, Watermarker
 
 VIDEO_SAMPLES = 48
@@ -242,21 +241,17 @@ class Verifier:
         ledger: LedgerView | None,
         watermarker: Watermarker | None = None,
         trust_anchor: bytes | None = None,
-        faces: Any = None,
         today: date | None = None,
         limits: InputLimits = VERIFY,
     ) -> None:
         """`watermarker`: default, one that reads the ledger's secrets available here and then the
         public key of older files. `trust_anchor`: the root that Content Credentials must chain to;
-        default: the one the ledger pins (its `credentials.created` entry). `faces`: a face analyzer
-        for the face layer, "auto" (one made on first need), or None: skipped, since conversion does
-        not write that layer (docs/watermark.md has the measurements). `today`: the date consent
+        default: the one the ledger pins (its `credentials.created` entry). `today`: the date consent
         status is judged on (default: the UTC date at each lookup). `limits`: what a file may declare
         (limits.py)."""
         self.ledger = ledger
         self.watermarker = watermarker or Watermarker.reading(ledger.marks if ledger else None)
         self.trust_anchor = trust_anchor or (trust_anchor_in(ledger.entries) if ledger else None)
-        self.faces = LazyFaceAnalyzer() if faces == "auto" else faces
         self.today = today
         self.limits = limits
 
@@ -269,7 +264,7 @@ class Verifier:
         media, frames = sample.media, sample.frames
         if min(f.shape[0] * f.shape[1] for f in frames) < 64 * 64:
             return Verdict(path, media, error=f"{path}: too small to carry a watermark")
-        verdict = Verdict(path, media, detection=self.watermarker.detect(frames, self.faces, intra=sample.intra))
+        verdict = Verdict(path, media, detection=self.watermarker.detect(frames, intra=sample.intra))
         verdict.credentials = credentials
         if self.ledger is not None:
             verdict.unreadable_keys = tuple(self.ledger.unreadable_keys)
@@ -521,15 +516,13 @@ def _transparency_phrase(proof: FileProof | None) -> str:
 
 
 def evidence_summary(det: Detection) -> str:
-    """Each layer read, in a few words: 'tiles z 14.2/7.6, scheme-1 sync 12/32, faces: none found'."""
+    """Each layer read, in a few words: 'tiles z 14.2/7.6, scheme-1 sync 12/32'."""
     parts = []
     for e in det.layers:
-        if e.layer in ("tiles", "face") and e.tries:
+        if e.layer == "tiles" and e.tries:
             name = "public tiles" if e.details.get("key_id") == PUBLIC_KEY_ID else e.layer
             name += " (intra frames)" if e.details.get("frames") == "intra frames" else ""
             parts.append(f"{name} z {e.score:.1f}/{e.threshold:.1f}")
-        elif e.layer == "face":
-            parts.append("faces: none found")
         elif e.layer == "v1-sync":
             parts.append(f"scheme-1 sync {int(e.score)}/32")
     return ", ".join(parts)

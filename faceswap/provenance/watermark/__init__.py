@@ -1,3 +1,3 @@
 """The watermark's algorithms: marking and reading (marker.py), the tiled layer and its lattice,
-the payload codes, scheme 1's readers and the face-anchored research layer. Imports nothing else
-from provenance/, so the sink and the verifier share one reading of the mark."""
+the payload codes and scheme 1's readers. Imports nothing else from provenance/, so the sink and
+the verifier share one reading of the mark."""

@@ -2,22 +2,18 @@
 
 Scheme 2 (what `embed` writes): the tiled spread-spectrum layer (tiles.py) carries the 48-bit token
 + CRC-32 under a rate-1/2 convolutional code (payload.py, soft Viterbi) in luma, in a form that
-survives crops, rescales, borders, mirrors, codecs and tone changes. A face-anchored layer
-(facemark.py) exists and is read when asked, but conversion does not write it: measured too weak to
-carry a token (docs/watermark.md). Scheme 1 (files written before): rivaGan sync (32 bits) +
-dwtDctSvd token (RS(16, 8) + CRC-16) on an 8x8 block grid. Its readers stay, so those files keep
-verifying.
+survives crops, rescales, borders, mirrors, codecs and tone changes. Scheme 1 (files written
+before): rivaGan sync (32 bits) + dwtDctSvd token (RS(16, 8) + CRC-16) on an 8x8 block grid. Its
+readers stay, so those files keep verifying.
 
 `detect` makes one decision per file (one image, or the frames sampled from one video), reading
 cheapest first and stopping once the token is read: the tiles; scheme 1's layers when the tiles
-found nothing; the face layer (needs a face analyzer) when the tiles found the mark but not the
-token. Each decision made adds its false-positive share to the file's bound:
+found nothing. Each decision made adds its false-positive share to the file's bound:
 - tiles sync: threshold set so that tries * exp(-z^2/2) <= 1e-7 (Hoeffding, tiles.py), per read
   (a video's intra frames are read again by themselves when all frames give no token);
 - each scheme 2 token decode: a wrong word passes the CRC-32 with probability 2^-32;
-- scheme 1: sync >= 30 of 32 bits 1.2e-7, its token decode (RS + CRC-16) 1.5e-8;
-- face sync: as the tiles, <= 1e-7.
-All of them together stay below FALSE_POSITIVE_BOUND (4.4e-7) per file.
+- scheme 1: sync >= 30 of 32 bits 1.2e-7, its token decode (RS + CRC-16) 1.5e-8.
+All of them together stay below FALSE_POSITIVE_BOUND (3.4e-7) per file.
 """
 
 from __future__ import annotations
@@ -31,7 +27,7 @@ import numpy as np
 
 from faceswap.errors import CheckFailed
 from faceswap.ledger.watermark_keys import TILES_LABEL, WatermarkKeys
-from faceswap.provenance.watermark import dwtdctsvd, facemark, riva, tiles
+from faceswap.provenance.watermark import dwtdctsvd, riva, tiles
 from faceswap.provenance.watermark.payload import (
     CODE_BITS,
     FALSE_ACCEPT_BOUND,
@@ -63,8 +59,8 @@ def binomial_tail(agree: int, n: int = riva.BITS) -> float:
 
 
 SYNC_FALSE_POSITIVE = binomial_tail(SYNC_THRESHOLD)
-FALSE_POSITIVE_BOUND = (  # every reader run: the tiles on all frames and on the intra frames, scheme 1, faces
-    2 * tiles.SYNC_BUDGET + facemark.FACE_BUDGET + SYNC_FALSE_POSITIVE + FALSE_ACCEPT_BOUND + 6 * V2_FALSE_ACCEPT
+FALSE_POSITIVE_BOUND = (  # every reader run: the tiles on all frames and on the intra frames, scheme 1
+    2 * tiles.SYNC_BUDGET + SYNC_FALSE_POSITIVE + FALSE_ACCEPT_BOUND + 4 * V2_FALSE_ACCEPT
 )
 
 
@@ -108,7 +104,7 @@ class Detection:
     frames: int
     false_positive_bound: float = FALSE_POSITIVE_BOUND  # for the decisions made
     scheme: int | None = None  # 2 or 1 when marked
-    token_from: str | None = None  # tiles | tiles-intra | face | tiles+face | v1-grid
+    token_from: str | None = None  # tiles | tiles-intra | v1-grid
     undone: dict[str, Any] = field(default_factory=dict)  # mirror, borders, scale
     layers: tuple[LayerEvidence, ...] = ()
     token_corrected_bits: int | None = None  # scheme 2: code bits the decoder turned round, of 160
@@ -116,8 +112,8 @@ class Detection:
 
     @property
     def layer(self) -> str:
-        """What proved the mark: e.g. 'tiles+token', 'sync+token' (scheme 1), 'face', 'none'."""
-        names = {"tiles": "tiles", "face": "face", "v1-sync": "sync"}
+        """What proved the mark: e.g. 'tiles+token', 'sync+token' (scheme 1), 'none'."""
+        names = {"tiles": "tiles", "v1-sync": "sync"}
         found = [names[e.layer] for e in self.layers if e.detected and e.layer in names]
         return "+".join(dict.fromkeys(found + (["token"] if self.token else []))) or "none"
 
@@ -296,8 +292,6 @@ class Watermarker:
     def detect(
         self,
         frames: list[np.ndarray],
-        analyzer: Any = None,
-        faces: str = "lost-token",
         intra: list[bool] | None = None,
         legacy: bool = True,
     ) -> Detection:
@@ -306,9 +300,7 @@ class Watermarker:
         until one gives the token or finds its sync. `intra` marks the frames a video codec coded on
         their own: when all frames together do not give the token, those are read again by themselves
         (a re-encode keeps the mark best there, while in moving predicted frames it moves with the
-        content). With a face `analyzer`, the face layer is read when the tiles found the mark but not
-        its token, or (faces="always") whenever the token is missing and the file is not a scheme 1
-        file. `legacy=False` skips scheme 1's readers (the sink's read-back of its own file)."""
+        content). `legacy=False` skips scheme 1's readers (the sink's read-back of its own file)."""
         if not frames:
             raise ValueError("no frames to check")
         found = _Reading(len(frames), max(1, len(self.readers)))
@@ -321,9 +313,6 @@ class Watermarker:
                 break
         if legacy and found.token is None and not found.any_detected:
             found.v1(self.read_v1(tiles.spread(frames, V1_FRAMES)))
-        wanted = found.scheme == 2 or (faces == "always" and found.scheme is None)
-        if found.token is None and analyzer is not None and wanted:
-            found.face(facemark.read_faces(frames, analyzer))
         return found.result()
 
     def read_v1(self, frames: list[np.ndarray]) -> tuple[int, TokenRead]:
@@ -355,8 +344,6 @@ class _Reading:
         self.undone: dict[str, Any] = {}
         self.sync_agreement: int | None = None
         self.p_value = 1.0
-        self.tile_llr: np.ndarray | None = None  # the strongest tiles read, to combine with the face layer
-        self.tile_z = -np.inf
 
     @property
     def any_detected(self) -> bool:
@@ -378,8 +365,6 @@ class _Reading:
         threshold = tiles.z_threshold(read.tries, tiles.SYNC_BUDGET / self.readers)
         detected = read.z >= threshold
         used = _llr(read.soft)
-        if self.tile_llr is None or read.z > self.tile_z:
-            self.tile_llr, self.tile_z = used, read.z
         token = decode_v2(used)
         attempts = 1
         if not token.ok and read.weighted is not None:
@@ -443,35 +428,6 @@ class _Reading:
         if sync or read.ok:
             self.scheme = 1
         self._token(read, "v1-grid", 1)
-
-    def face(self, read: facemark.FaceRead) -> None:
-        details: dict[str, Any] = {"faces": read.faces, "frames_with_faces": read.frames}
-        if read.soft is None:
-            self.layers.append(LayerEvidence("face", 0.0, float("inf"), False, 0, 0.0, None, details))
-            return
-        llr = _llr(read.soft)
-        alone = decode_v2(llr)
-        combined = decode_v2(llr + self.tile_llr) if self.tile_llr is not None else TokenRead(None)
-        self.p_value = min(self.p_value, read.tries * tiles.hoeffding_tail(read.z))
-        details |= {"mirror": read.mirror, "scale": read.scale, "shift_chips": list(read.shift), "slot": read.slot}
-        self.layers.append(
-            LayerEvidence(
-                "face",
-                round(read.z, 3),
-                round(read.threshold, 3),
-                read.detected,
-                read.tries,
-                read.false_positive + 2 * V2_FALSE_ACCEPT,
-                format_token(int(alone.token or 0)) if alone.ok else None,
-                details,
-            )
-        )
-        if read.detected or alone.ok or combined.ok:
-            self.scheme, self.key_id = 2, self.key_id or PUBLIC_KEY_ID
-            self.undone = self.undone or {"mirror": read.mirror, "borders": None, "scale": None}
-        self._token(alone, "face", 2, llr, PUBLIC_KEY_ID)  # the face layer's key is a constant in the source
-        if self.tile_llr is not None:
-            self._token(combined, "tiles+face", 2, llr + self.tile_llr, PUBLIC_KEY_ID)
 
     def result(self) -> Detection:
         marked = self.token is not None or self.any_detected

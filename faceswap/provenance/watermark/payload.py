@@ -1,9 +1,9 @@
 """The watermark payload: the 48-bit output token as the code bits a mark carries, in two codes.
 
-Scheme 2 (what outputs carry now, read by the tiles and the face layer): the token + a CRC-32 under a
-rate-1/2, constraint-length-7 tail-biting convolutional code, 160 whitened code bits, decoded by soft
-Viterbi over per-bit log-likelihood ratios (`encode_token_v2`, `decode_v2`). Soft decoding is why:
-the tiles give a confidence per bit, and a wrong word still passes the CRC only with chance 2^-32.
+Scheme 2 (what outputs carry now, in the tiles): the token + a CRC-32 under a rate-1/2,
+constraint-length-7 tail-biting convolutional code, 160 whitened code bits, decoded by soft Viterbi
+over per-bit log-likelihood ratios (`encode_token_v2`, `decode_v2`). Soft decoding is why: the
+tiles give a confidence per bit, and a wrong word still passes the CRC only with chance 2^-32.
 
 Scheme 1 (files of the first release; still read, written now only by `Watermarker(scheme=1)` for tests
 and benches that need such files): the token +

@@ -1,12 +1,12 @@
-"""The face-anchored layer: research, measured and kept; no command writes or reads it.
+"""Research: a face-anchored watermark layer, measured and kept out of the package; no command writes
+or reads it, and `faceswap verify` does not look for it.
 
 The idea: mark the aligned swapped crop (`mark_face_crop`) before it is pasted back, so the mark
 moves, turns and scales with the face; read it by detecting faces and aligning them to the same
 template, which undoes crops, rescales, small rotations and (with the mirrored pattern) mirrors.
-Nothing in the package calls `mark_face_crop`, and conversion never has, so no output carries this
-layer: outputs carry only the tiles (tiles.py). `Watermarker.detect` reads it only when its caller
-passes a face analyzer (`Verifier(faces=...)`, with `LazyFaceAnalyzer` below for "auto"), which no
-command does. Its callers are scripts/bench_watermark.py, which measures the layer, and the tests.
+Conversion never called `mark_face_crop`, so no output carries this layer: outputs carry only the
+tiles (faceswap/provenance/watermark/tiles.py). scripts/bench_watermark.py measures it (its face
+columns) and tests/test_watermark_faces.py keeps it working.
 
 Measured on the demo's faces it reads z 0.3-2.9 against a threshold of 6.5 (the swap mask keeps
 about half of its 464 chips, the same face in every frame does not average its own residual away,
@@ -225,8 +225,7 @@ def _soft(chips: np.ndarray, lay: FaceLayout, bits: int = tiles.CODE_BITS) -> np
 
 
 class LazyFaceAnalyzer:
-    """A face analyzer made on first use (verify needs one only when the frame layers lost the token),
-    so a plain verify never loads a face backend."""
+    """A face analyzer made on first use, so a run that reads no face layer never loads a face backend."""
 
     def __init__(self, backend: str = "auto", min_face: int = 64) -> None:
         self.backend, self.min_face = backend, min_face
