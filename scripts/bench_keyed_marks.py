@@ -34,6 +34,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from bench_pictures import fill, jpeg, photo  # noqa: E402
+
 from faceswap.ledger.watermark_keys import TILES_LABEL, WatermarkKey  # noqa: E402
 from faceswap.provenance import binding  # noqa: E402
 from faceswap.provenance.watermark import tiles  # noqa: E402
@@ -45,29 +47,6 @@ PHOTOS = (
     "cell.png", "coins.png", "clock_motion.png", "logo.png",
 )  # fmt: skip
 SIZES = ((640, 480), (1280, 720), (1920, 1080), (854, 480), (720, 1280), (1080, 1080))
-
-
-def photo(name: str) -> np.ndarray:
-    import skimage
-
-    from faceswap.faces.samples import insightface_t1
-    from faceswap.media import read_image
-
-    if name == "t1":
-        return read_image(insightface_t1())
-    return read_image(Path(skimage.__file__).parent / "data" / name)
-
-
-def fill(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    w, h = size
-    scale = max(w / image.shape[1], h / image.shape[0])
-    big = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA)
-    y, x = (big.shape[0] - h) // 2, (big.shape[1] - w) // 2
-    return np.ascontiguousarray(big[y : y + h, x : x + w])
-
-
-def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
-    return cv2.imdecode(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])[1], cv2.IMREAD_COLOR)
 
 
 def crop(area: float, where: tuple[float, float] = (0.75, 0.3)) -> Callable[[np.ndarray], np.ndarray]:
@@ -132,9 +111,7 @@ def outputs(count: int) -> list[tuple[str, np.ndarray]]:
 
 
 def record_still(image: np.ndarray) -> dict:
-    keys = binding.KeyFrames(1)
-    keys.add(binding.key_frame(0, image, None, binding.STILL_POINTS))
-    return keys.record("image")
+    return binding.record([image], "image")
 
 
 def bench_binding(count: int) -> dict:
@@ -199,9 +176,7 @@ def swap_triples(count: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
 def bench_regions(count: int) -> dict:
     rows: dict[str, dict] = {}
     for source, output, elsewhere in swap_triples(count):
-        record = binding.KeyFrames(1)
-        record.add(binding.key_frame(0, output, source, binding.STILL_POINTS))
-        recorded = record.record("image")
+        recorded = binding.record([output], "image", [source])
         cases = {"the output, JPEG 75": jpeg(output, 75), "the output, 360p + JPEG 60": jpeg(to_height(360)(output), 60),
                  "the output, keep 50% area": crop(0.5, (0.5, 0.5))(output), "the output, mirror": output[:, ::-1],
                  "its unconverted source": source, "the source, JPEG 75": jpeg(source, 75),
@@ -379,7 +354,10 @@ def markdown(report: dict) -> str:
     parts = []
     b = report.get("binding")
     if b:
-        rows = [[edit, f"{r['agree']}/{r['of']}", r["inliers_min"], ", ".join(r["misses"]) or "-"] for edit, r in b["edits"].items()]
+        rows = [
+            [edit, f"{r['agree']}/{r['of']}", r["inliers_min"], ", ".join(r["misses"]) or "-"]
+            for edit, r in b["edits"].items()
+        ]
         parts.append(table(["edit", "binding agrees", "inliers min", "misses"], rows))
         parts.append(
             f"Unrelated pictures: {b['false_agreements']} false agreements in {b['unrelated_pairs']} pairs; the most "

@@ -20,38 +20,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from bench_pictures import fill, jpeg, photo
 
-from faceswap.faces.samples import insightface_t1
-from faceswap.media import read_image
 from faceswap.provenance.watermark.marker import Watermarker, format_token, new_token
 
 PHOTOS = ["astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png", "camera.png",
           "hubble_deep_field.jpg", "ihc.png", "coins.png"]  # fmt: skip
 SIZES = [(256, 256), (320, 240), (384, 288), (400, 300), (480, 360), (640, 480)]
-
-
-def photo(name: str) -> np.ndarray:
-    import skimage
-
-    if name == "t1":
-        return read_image(insightface_t1())
-    image = cv2.imread(str(Path(skimage.__file__).parent / "data" / name), cv2.IMREAD_COLOR)
-    if image is None:
-        raise SystemExit(f"scikit-image does not ship {name}")
-    return image
-
-
-def fill(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """`image` scaled to cover `size` and cut at its centre."""
-    w, h = size
-    scale = max(w / image.shape[1], h / image.shape[0])
-    big = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    y, x = (big.shape[0] - h) // 2, (big.shape[1] - w) // 2
-    return np.ascontiguousarray(big[y : y + h, x : x + w])
-
-
-def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
-    return cv2.imdecode(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])[1], cv2.IMREAD_COLOR)
 
 
 def halved(image: np.ndarray) -> np.ndarray:

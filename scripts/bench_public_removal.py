@@ -5,8 +5,8 @@
 
 Each fresh workspace (its own secret) writes the same 20-frame 640x480 clip (a pan over insightface's
 group photo, H.264) through the sink; the attacker decodes it, subtracts from every frame exactly the
-pattern the public key would have added for the file's token (`tiles.delta` of `tiles.pattern(...,
-tiles.KEY)`: what anyone can compute), and encodes it again; `verify` reads it with the workspace.
+pattern the public key would have added for the file's token (`watermark_attacks.exact_removal`
+with `tiles.KEY`: what anyone can compute), and encodes it again; `verify` reads it with the workspace.
 The public tile and the keyed tile share the chip lattice, so the subtraction adds a tile-periodic
 pattern of the mark's own power: how much it takes depends on how the secret lays out its tile.
 `--no-removal` is the baseline: the same decode and encode without the subtraction (written to
@@ -32,19 +32,14 @@ from faceswap.cli import main as cli
 from faceswap.media import iter_video_frames
 from faceswap.provenance.output.sink import OutputContext, OutputSink
 from faceswap.provenance.watermark import tiles
-from faceswap.provenance.watermark.payload import encode_token_v2
 from faceswap.synthetic import write_input_clip
 from faceswap.workspace import Workspace
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 from media_helpers import make_clip  # noqa: E402  (the clip tests/test_keyed_marks.py uses)
+from watermark_attacks import exact_removal  # noqa: E402
 
 CONTEXT = OutputContext(producer="bench_public_removal", consent_record_ids=("rec-a",))
-
-
-def remove_public_pattern(image: np.ndarray, token: int) -> np.ndarray:
-    change = tiles.delta(image, tiles.pattern(image.shape, encode_token_v2(token), tiles.KEY))
-    return tiles.add_luma(image, -change)
 
 
 def verify(root: Path, path: Path) -> tuple[int, dict]:
@@ -60,7 +55,8 @@ def one_secret(folder: Path, plate: list[np.ndarray], removal: bool = True) -> d
         folder / "out.mp4", iter(plate), Fraction(25), CONTEXT
     )
     token = int(video.token, 16)
-    frames = [remove_public_pattern(f.image, token) if removal else f.image for f in iter_video_frames(video.path)]
+    frames = [f.image for f in iter_video_frames(video.path)]
+    frames = exact_removal(frames, tiles.KEY, token) if removal else frames
     code, verdict = verify(root, write_input_clip(folder / "stripped.mp4", frames, 25))
     detection = verdict.get("detection") or {}
     tiles_z = [e["score"] for e in detection.get("layers", []) if e["layer"] == "tiles"]

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from bench_min_size import fill, jpeg, photo
+from bench_pictures import fill, jpeg, photo
 
 from faceswap.provenance.watermark import tiles
 from faceswap.provenance.watermark.marker import Watermarker, format_token, new_token

@@ -36,6 +36,7 @@ import cv2
 import face_layer as facemark
 import numpy as np
 import watermark_attacks as attacks_lib
+from bench_pictures import fill, jpeg, photo
 
 from faceswap.provenance import binding
 from faceswap.provenance.phash import MATCH_DISTANCE, best_distance, phash
@@ -75,26 +76,6 @@ class Clip:
     name: str
     frames: list[np.ndarray]
     faces: list[list[tuple[np.ndarray, np.ndarray]]] = field(default_factory=list)  # per frame: (kps5, 68 lms)
-
-
-def photo(name: str) -> np.ndarray:
-    import skimage
-
-    from faceswap.faces.samples import insightface_t1
-    from faceswap.media import read_image
-
-    if name == "t1":
-        return read_image(insightface_t1())
-    return read_image(Path(skimage.__file__).parent / "data" / name)
-
-
-def fill(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Scale to cover `size` (w, h) and centre-crop."""
-    w, h = size
-    scale = max(w / image.shape[1], h / image.shape[0])
-    big = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA)
-    y, x = (big.shape[0] - h) // 2, (big.shape[1] - w) // 2
-    return np.ascontiguousarray(big[y : y + h, x : x + w])
 
 
 def pan_clip(name: str, count: int, size=(1280, 720)) -> Clip:
@@ -200,11 +181,6 @@ def write_video(path: Path, frames: list[np.ndarray], fps: float, codec: str = "
 def decode_all(path: Path) -> list[np.ndarray]:
     with av.open(str(path)) as src:
         return [f.to_ndarray(format="bgr24") for f in src.decode(src.streams.video[0])]
-
-
-def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
-    params = [cv2.IMWRITE_JPEG_QUALITY, quality, cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420]
-    return cv2.imdecode(cv2.imencode(".jpg", image, params)[1], cv2.IMREAD_COLOR)
 
 
 # ---------------------------------------------------------------- attacks
@@ -793,12 +769,7 @@ def _traced_text(cell: dict) -> str:
 
 def recorded_binding(target: Target) -> dict:
     """What the sink's entry records of the target's pictures (its content binding's key frames)."""
-    keys = binding.KeyFrames(binding.KEY_FRAMES if target.video else 1)
-    points = binding.FRAME_POINTS if target.video else binding.STILL_POINTS
-    for index, frame in enumerate(target.frames):
-        if keys.wants(index):
-            keys.add(binding.key_frame(index, frame, None, points))
-    return keys.record("video" if target.video else "image")
+    return binding.record(target.frames, "video" if target.video else "image")
 
 
 def owns(label: str, record: dict, target: Target, picture: np.ndarray) -> bool:

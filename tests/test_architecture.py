@@ -33,7 +33,7 @@ ALLOWED = {
     "scripts/bench_keyed_marks.py": "attacks marked pictures by JPEG in memory; its clips stay in a temporary folder",
     "scripts/bench_tlog.py": "weighs the transparency proof in the manifest of a noise PNG it made itself",
     "scripts/calibrate_identity.py": "JPEG-compresses package photos in memory to test identity matching",
-    "scripts/bench_min_size.py": "JPEG-compresses marked package photos in memory to see where the mark reads",
+    "scripts/bench_pictures.py": "JPEG copies, in memory, of the package photos the watermark benches mark",
     "scripts/bench_hostile_inputs.py": "makes the hostile and the largest honest files verify is measured on",
     "faceswap/serve/frames.py": "a small JPEG of the uploaded file's own frame, made in memory for the answer",
     "scripts/bench_training_fidelity.py": "caches held-out crops it renders of the synthetic demo subjects: inputs",

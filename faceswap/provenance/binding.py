@@ -24,6 +24,7 @@ frame) agree; frames with too few features to judge (flat or black) are not coun
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -201,7 +202,9 @@ def _patch(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
     return _quantised(cv2.resize(grey, (PATCH, PATCH), interpolation=cv2.INTER_AREA))
 
 
-def key_frame(index: int, image: np.ndarray, original: np.ndarray | None = None, points: int = FRAME_POINTS) -> KeyFrame:
+def key_frame(
+    index: int, image: np.ndarray, original: np.ndarray | None = None, points: int = FRAME_POINTS
+) -> KeyFrame:
     """The fingerprint of one uint8 BGR picture as written (and of what changed from `original`)."""
     grey, _ = _grey_at_work(image)
     found, descriptors, responses = _orb(grey, FILE_POINTS)
@@ -220,14 +223,25 @@ class KeyFrames:
     """Key frames spread evenly over a stream of unknown length: every `stride`-th frame is kept;
     when 2 x KEY_FRAMES are held, every other one is dropped and the stride doubles."""
 
-    def __init__(self, limit: int = KEY_FRAMES) -> None:
+    def __init__(self, limit: int = KEY_FRAMES, points: int = FRAME_POINTS) -> None:
         self.limit = limit
+        self.points = points
         self.stride = 1
         self.kept: list[KeyFrame] = []
         self.seen = 0
 
+    @classmethod
+    def for_media(cls, kind: str) -> KeyFrames:
+        """What an entry keeps: of an image its one frame at STILL_POINTS, of a video KEY_FRAMES frames."""
+        return cls(1, STILL_POINTS) if kind == "image" else cls(KEY_FRAMES, FRAME_POINTS)
+
     def wants(self, index: int) -> bool:
         return index % self.stride == 0
+
+    def offer(self, index: int, image: np.ndarray, original: np.ndarray | None = None) -> None:
+        """Frame `index` as written (and what it was made from), kept when it is a key frame."""
+        if self.wants(index):
+            self.add(key_frame(index, image, original, self.points))
 
     def add(self, frame: KeyFrame) -> None:
         self.kept.append(frame)
@@ -241,6 +255,17 @@ class KeyFrames:
 
         frames = spread(self.kept, self.limit)
         return {"version": VERSION, "media": kind, "work_side": WORK_SIDE, "frames": [f.to_json() for f in frames]}
+
+
+def record(
+    frames: Sequence[np.ndarray], kind: str, originals: Sequence[np.ndarray | None] | None = None
+) -> dict[str, Any]:
+    """The `binding` an entry records of these frames as written ("image" or "video"), from the frames
+    they were made from where given: what the sink records, for callers that hold all the frames."""
+    keys = KeyFrames.for_media(kind)
+    for index, frame in enumerate(frames):
+        keys.offer(index, frame, originals[index] if originals is not None else None)
+    return keys.record(kind)
 
 
 # ---------------------------------------------------------------- checking
@@ -336,7 +361,9 @@ def _against(keys: list[KeyFrame], image: np.ndarray, flip: bool) -> FrameCheck:
     return _best_key(keys, grey, points, descriptors, flip)
 
 
-def _best_key(keys: list[KeyFrame], grey: np.ndarray, points: np.ndarray, descriptors: np.ndarray, flip: bool) -> FrameCheck:
+def _best_key(
+    keys: list[KeyFrame], grey: np.ndarray, points: np.ndarray, descriptors: np.ndarray, flip: bool
+) -> FrameCheck:
     best: tuple[int, KeyFrame | None, np.ndarray | None] = (0, None, None)
     for key in keys:
         inliers, matrix = _align(key, points, descriptors)

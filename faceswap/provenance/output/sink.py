@@ -466,7 +466,7 @@ class _Content:
         self.hashes: list[str] = []
         self.every = max(1, (expected_frames or PHASH_SAMPLES) // PHASH_SAMPLES)
         self.kind = kind
-        self.keys = binding.KeyFrames(1 if kind == "image" else binding.KEY_FRAMES)
+        self.keys = binding.KeyFrames.for_media(kind)
         self.count = 0
 
     def add(self, item: SinkFrame, image: np.ndarray, display: DisplayTransform | None) -> None:
@@ -475,9 +475,7 @@ class _Content:
             view = view8(image, display)
             if take_hash:
                 self.hashes.append(phash(view))
-            if self.keys.wants(self.count):
-                points = binding.STILL_POINTS if self.kind == "image" else binding.FRAME_POINTS
-                self.keys.add(binding.key_frame(self.count, view, item.original, points))
+            self.keys.offer(self.count, view, item.original)
         self.count += 1
 
     def facts(self) -> dict[str, Any]:
