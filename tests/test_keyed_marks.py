@@ -371,7 +371,7 @@ def test_a_mark_that_does_not_read_back_leaves_no_file_and_no_entry(tmp_path, t1
 
 
 def test_a_small_output_that_does_not_read_back_says_its_size_is_why(tmp_path, t1_image, monkeypatch):
-    """Under about 480x360 the mark reads on some pictures only (scripts/bench_min_size.py): the
+    """Under about 400x300 the mark reads on some pictures only (scripts/bench_min_size.py): the
     refusal says so, where a larger frame's does not blame its size."""
     from faceswap.errors import CheckFailed
 

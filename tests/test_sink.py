@@ -59,7 +59,7 @@ def test_video_keeps_frames_timestamps_and_audio(sink, tmp_path):
 
 def test_sequence_16_bit_with_alpha_every_frame_marked(sink, tmp_path):
     frames = []
-    for image in panning_frames(3, (640, 360)):  # each frame read alone: above the ~480x360 the mark needs
+    for image in panning_frames(3, (640, 360)):  # each frame read alone: above the ~400x300 the mark needs
         deep = image.astype(np.uint16) * 257 + 100
         matte = np.zeros(image.shape[:2], np.uint16)
         matte[50:200, 100:300] = 65535

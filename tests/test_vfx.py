@@ -184,7 +184,7 @@ def test_exr_sequence_is_half_rgba_marked_in_the_display_view(tmp_path, colour, 
     root = tmp_path / "ws"
     sink = OutputSink.for_workspace(Workspace(root))
     watermarker = sink.watermarker
-    frames = panning_frames(3, (640, 360))  # each frame read alone: above the ~480x360 the mark needs
+    frames = panning_frames(3, (640, 360))  # each frame read alone: above the ~400x300 the mark needs
     linear = [colour.convert(f.astype(np.float32) / 255, colour.srgb, colour.linear) for f in frames]
     linear[1][:40] *= 6.0  # highlights above display white stay above it
     matte = np.zeros((360, 640), np.float32)

@@ -240,8 +240,8 @@ def _texture(name: str, size: tuple[int, int] = (640, 360)) -> np.ndarray:
 @pytest.mark.parametrize("name", ["grass", "gravel", "noise"])
 def test_a_texture_that_swamps_the_mark_still_reads_back_written(name):
     """At the plain strength a 640x360 texture's own residual swamps the chips, and the token did not
-    read back from the lossless file (grass and gravel: most secrets; smooth noise: 6 in 100), so the
-    sink refused to write it. Marking reads its own mark and raises it over the texture until it does."""
+    read back from the lossless file (grass and gravel: most secrets; smooth noise: 14 of 200), so the
+    sink refused to write it. Marking reads its own mark and raises it until it does."""
     import secrets
 
     from faceswap.provenance.watermark import tiles
@@ -261,8 +261,8 @@ def test_a_texture_that_swamps_the_mark_still_reads_back_written(name):
 
 
 def test_the_mark_is_raised_only_where_a_picture_needs_it(astronaut_image):
-    """A photo reads clearly at the plain strength and keeps it; on grass the stronger mark goes to the
-    busy parts (the mask's floor, on flat parts, stays where it was)."""
+    """A photo reads clearly at the plain strength and keeps it; on grass the stronger mark goes where
+    the mask's ceiling held it back (no gain under the ceiling changes)."""
     from faceswap.provenance.watermark import tiles
 
     marker, token = Watermarker(key=b"k" * 32, key_id="k"), 0x0A0B0C0D0E0F
@@ -272,8 +272,8 @@ def test_the_mark_is_raised_only_where_a_picture_needs_it(astronaut_image):
     grass = _texture("grass")
     pattern = marker.pattern(grass.shape, token)
     plain_gain, raised_gain = tiles.strength_map(grass), tiles.strength_map(grass, boost=tiles.MAX_BOOST)
-    flat = plain_gain <= 0.5 + 1e-6
-    assert np.allclose(raised_gain[flat], plain_gain[flat]) and (raised_gain >= plain_gain).all()
+    held = plain_gain >= 1.6 - 1e-6
+    assert np.allclose(raised_gain[~held], plain_gain[~held]) and (raised_gain[held] > plain_gain[held]).any()
     assert cv2.PSNR(grass, marker.embed([grass], token)[0]) < cv2.PSNR(
         grass, tiles.add_luma(grass, tiles.delta(grass, pattern))
     )

@@ -47,7 +47,14 @@ from faceswap.provenance.output.writers import (
     view8,
 )
 from faceswap.provenance.phash import phash
-from faceswap.provenance.watermark.marker import READS_FROM_PIXELS, SCHEME, Watermarker, format_token, new_token
+from faceswap.provenance.watermark.marker import (
+    READS_FROM,
+    READS_FROM_PIXELS,
+    SCHEME,
+    Watermarker,
+    format_token,
+    new_token,
+)
 
 IMAGE_FORMATS = {".png": ".png", ".jpg": ".jpg", ".jpeg": ".jpg"}
 PARTIAL_TAG = "faceswap-partial"
@@ -308,7 +315,8 @@ class OutputSink:
             )
         if found.token != format_token(token):
             h, w = frames[0].shape[:2]
-            small = f"; at {w}x{h} the mark reads on some pictures only (reliably from about 480x360)"
+            reliable = f"{READS_FROM[0]}x{READS_FROM[1]}"
+            small = f"; at {w}x{h} the mark reads on some pictures only (reliably from about {reliable})"
             raise CheckFailed(
                 f"{final}: the watermark did not read back from the written file (token {format_token(token)}, "
                 f"read {found.token or 'none'}){small if w * h < READS_FROM_PIXELS else ''}; nothing was written"

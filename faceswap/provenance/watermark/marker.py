@@ -45,11 +45,12 @@ SYNC_WORD = 0xA3C59E61  # scheme 1: 16 ones, 16 zeros: an all-zero or all-one re
 SYNC_BITS = np.array([int(c) for c in f"{SYNC_WORD:032b}"], dtype=np.uint8)
 SYNC_THRESHOLD = 30
 MIN_PIXELS = 256 * 256  # the floor: smaller frames are refused before marking
-READS_FROM_PIXELS = 480 * 360  # the mark read on 10/10 photos here, 7-8/10 at 400x300 (scripts/bench_min_size.py)
+READS_FROM = (400, 300)  # the mark read on 10/10 photos from here, 8/10 at 320x240 (scripts/bench_min_size.py)
+READS_FROM_PIXELS = READS_FROM[0] * READS_FROM[1]
 TOKEN_SCALE = 42.0  # scheme 1 dwtDctSvd quantisation step
 CARRIES_FLOOR = 0.5  # Watermarker.carries: both fits at least this (marked >= 0.78, unmarked <= 0.13 measured)
 FOREIGN_SYNC = 0.5  # ...and a sync fit this far above the payload's is another token's mark under the key
-BOOST_STEPS = 3  # marks tried per frame: the plain one and up to two stronger ones
+BOOST_STEPS = 4  # marks tried per frame: the plain one and up to three stronger ones
 V1_FRAMES = 8  # scheme 1 is read on at most this many frames (rivaGan is the slow part; 6, 8 and 12 read alike)
 
 
@@ -205,18 +206,20 @@ class Watermarker:
 
     def _embed_informed(self, frame: np.ndarray, token: int) -> np.ndarray:
         """Mark one frame, read it back at its own geometry, and mark it again more strongly over its
-        textured parts while its code bits stand out less than tiles.BIT_MARGIN (a stochastic texture
-        swamps the mark at the plain strength: lossless 640x360 reads failed on 6 in 100 secrets)."""
+        busiest parts while its code bits stand out less than tiles.BIT_MARGIN: at the plain strength
+        a stochastic texture swamps the mark (lossless 640x360 reads of smooth colour noise failed for
+        6 of 100 secrets) and a small frame has too few tiles (320x240 photos: 1 of 10 read)."""
         pattern, bits = self.pattern(frame.shape, token), encode_token_v2(token)
+        wanted = tiles.mark_to_residual(tiles.BIT_MARGIN)
+        tried: list[tuple[float, float]] = []  # (boost, mark-to-residual ratio read)
         boost = 1.0
-        marked = tiles.add_luma(frame, tiles.delta(frame, pattern))
-        for _ in range(BOOST_STEPS - 1):
-            found = tiles.margin(marked, bits, self._marking_key())
-            if found >= tiles.BIT_MARGIN or boost >= tiles.MAX_BOOST:
-                break
-            boost = min(tiles.MAX_BOOST, boost * max(1.1, tiles.boost_toward(found)))
+        while True:
             marked = tiles.add_luma(frame, tiles.delta(frame, pattern, boost=boost))
-        return marked
+            found = tiles.margin(marked, bits, self._marking_key())
+            tried.append((boost, tiles.mark_to_residual(found)))
+            if found >= tiles.BIT_MARGIN or boost >= tiles.MAX_BOOST or len(tried) == BOOST_STEPS:
+                return marked
+            boost = min(tiles.MAX_BOOST, max(1.1 * boost, _next_boost(tried, wanted)))
 
     def strength(self, frame: np.ndarray, token: int) -> tuple[float, float]:
         """How much of this token's mark (under this watermarker's key) a uint8 BGR frame carries, as
@@ -448,6 +451,15 @@ class _Reading:
         )
 
 
+def _next_boost(tried: list[tuple[float, float]], wanted: float) -> float:
+    """The boost expected to read `wanted`: in proportion from the plain mark, then along the line
+    through the last two tries (on a texture that clips, the ratio grows slower than the boost)."""
+    if len(tried) == 1:
+        return tried[0][0] * wanted / tried[0][1]
+    (b0, r0), (b1, r1) = tried[-2], tried[-1]
+    return b1 + (wanted - r1) * (b1 - b0) / (r1 - r0) if r1 > r0 else tiles.MAX_BOOST
+
+
 def check_markable(frame: np.ndarray) -> None:
     from faceswap.errors import BadInput
 
@@ -456,5 +468,5 @@ def check_markable(frame: np.ndarray) -> None:
     if frame.shape[0] * frame.shape[1] < MIN_PIXELS:
         raise BadInput(
             f"frame {frame.shape[1]}x{frame.shape[0]} is too small to carry a watermark (min 256x256 pixels; "
-            "it reads reliably from about 480x360)"
+            f"it reads reliably from about {READS_FROM[0]}x{READS_FROM[1]})"
         )

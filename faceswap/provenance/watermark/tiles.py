@@ -9,8 +9,9 @@ both picked per output by a keyed hash of the token, so that outputs of one work
 pattern that averaging many of them would reveal.
 Chip values are interpolated bilinearly to pixels, scaled by a texture mask and added to B, G and R
 alike, so only luma changes. The marker reads each marked frame back at the geometry it wrote
-(`margin`) and, where the picture's own texture swamps the mark, raises the mask's reach over the
-textured parts (`delta`'s boost) until the code bits stand out by BIT_MARGIN (informed embedding).
+(`margin`) and, where the mark would not read (a texture that swamps it, a small frame with few
+tiles), raises the mask's ceiling (`delta`'s boost) until the code bits stand out by BIT_MARGIN
+(informed embedding).
 The first release's public key (`KEY`) had one sign pattern: its files, and marks written with it,
 keep that scheme exactly.
 
@@ -48,8 +49,8 @@ OVERSAMPLE = 2  # pixels per chip of the folded tile
 DENSITY = 2.5  # residual pixels per nominal chip: a picture squashed from 16:9 to 1:1 keeps 1.4 per chip
 CODE_BITS = 160  # payload.V2_CODE_BITS
 AMPLITUDE = 2.8  # luma levels at mask gain 1
-BIT_MARGIN = 1.4  # mean per-bit z a marked frame must read at its own geometry (640x360 photos: 1.2-1.7)
-MAX_BOOST = 2.5  # the most the texture mask is raised by to get there (stochastic textures need it)
+BIT_MARGIN = 1.3  # mean per-bit z a marked frame must read at its own geometry (lossless reads: all from 1.3)
+MAX_BOOST = 2.5  # the most the texture mask's ceiling is raised by to get there
 SYNC_BUDGET = 1e-7  # false-positive share of the sync decision, per file
 VARIANTS = 16  # keyed sign patterns per key (one per output, by token); the public KEY has one
 SQUARE_CANDIDATES = 3  # upright square lattices folded (each in REFINE steps)
@@ -174,8 +175,8 @@ def strength_map(
     bgr: np.ndarray, floor: float = 0.5, ceil: float = 1.6, knee: float = 6.0, boost: float = 1.0
 ) -> np.ndarray:
     """Texture masking: more mark where the frame is busy, less on flat areas (computed at 1/4 size).
-    `boost` raises the ceiling and steepens the knee by that factor: busy parts, where the eye does
-    not see it, take more mark; flat parts keep the floor."""
+    `boost` raises the ceiling by that factor: only the busiest parts, where the ceiling held the
+    mark back, take more; the rest keeps its gain."""
     import cv2
 
     h, w = bgr.shape[:2]
@@ -183,7 +184,7 @@ def strength_map(
     y = luma(small)
     detail = y - cv2.GaussianBlur(y, (0, 0), 1.5)
     activity = np.sqrt(cv2.GaussianBlur(detail * detail, (0, 0), 2.0))
-    gain = np.clip(floor + activity * boost / knee, floor, ceil * boost).astype(np.float32)
+    gain = np.clip(floor + activity / knee, floor, ceil * boost).astype(np.float32)
     return cv2.resize(gain, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
@@ -344,8 +345,8 @@ def soft_bits(chips: np.ndarray, lay: Layout, variant: int = 0, bits: int = CODE
 def margin(marked: np.ndarray, bits: np.ndarray, key: bytes) -> float:
     """How clearly a frame marked with `bits` under `key` carries them, read at the geometry it was
     marked at (the whole frame, its own chip size, unmirrored): the mean over code bits of each bit's
-    z-score toward its true value. It tops out at BIT_CEILING (a mark with nothing under it); a lossless
-    read loses the token from about 1.0 down (the picture's own residual swamping the chips)."""
+    z-score toward its true value. It tops out at BIT_CEILING (a mark with nothing under it); lossless
+    reads start losing the token below about 1.2 (scripts/bench_informed.py)."""
     y = grey(marked)
     h, w = y.shape
     r = residual(y, (0, h, 0, w))
@@ -359,16 +360,13 @@ def margin(marked: np.ndarray, bits: np.ndarray, key: bytes) -> float:
 BIT_CEILING = sqrt(TILE * TILE * (1 - 1 / SYNC_SHARE) / CODE_BITS)  # per-bit z: chips per bit, one folded tile
 
 
-def boost_toward(found: float, wanted: float = BIT_MARGIN) -> float:
-    """The factor on the mark's amplitude that takes a frame's `margin` from `found` to `wanted`: the
-    per-bit z is the folded chips' correlation with the bits times BIT_CEILING, and the correlation
-    rho holds an amplitude-to-residual ratio of rho / sqrt(1 - rho^2)."""
-
-    def ratio(z: float) -> float:
-        rho = min(max(z / BIT_CEILING, 0.05), 0.95)
-        return rho / sqrt(1 - rho * rho)
-
-    return ratio(wanted) / ratio(found)
+def mark_to_residual(found: float) -> float:
+    """The mark-to-residual amplitude ratio a `margin` of `found` stands for: the per-bit z is the
+    folded chips' correlation rho with the bits times BIT_CEILING, and rho holds a ratio of
+    rho / sqrt(1 - rho^2). It grows about in proportion to the mark's amplitude, so the marker steers
+    its raise on it."""
+    rho = min(max(found / BIT_CEILING, 0.05), 0.95)
+    return rho / sqrt(1 - rho * rho)
 
 
 def hoeffding_tail(z: float) -> float:
