@@ -5,7 +5,8 @@
 
 Each row: a 640x480 output of 8 panning frames (the demo's size, marked as the sink marks it) under
 SECRETS different workspace secrets, turned about its centre and zoomed to fill the frame (a
-straightening tool) or shown at another aspect ratio, then written as H.264 CRF 23 and read as
+straightening tool), shown at another aspect ratio, or seen in perspective (keystone: the top edge
+narrower, as a phone filming a screen from below), then written as H.264 CRF 23 and read as
 `verify` reads a video. Prints a table and writes OUT/bench_geometry.json.
 """
 
@@ -40,6 +41,15 @@ def rotate(image: np.ndarray, degrees: float) -> np.ndarray:
     return cv2.warpAffine(image, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
 
+def keystone(image: np.ndarray, share: float) -> np.ndarray:
+    """A picture of the screen taken from below: the top edge `share` narrower on each side."""
+    h, w = image.shape[:2]
+    corners = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    moved = np.float32([[w * share, 0], [w * (1 - share), 0], [w, h], [0, h]])
+    matrix = cv2.getPerspectiveTransform(corners, moved)
+    return cv2.warpPerspective(image, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+
 def shown_as(image: np.ndarray, aspect: float) -> np.ndarray:
     h = image.shape[0]
     return cv2.resize(image, (int(round(h * aspect / 2)) * 2, h), interpolation=cv2.INTER_AREA)
@@ -54,6 +64,12 @@ EDITS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "rotate +5 deg": lambda f: rotate(f, 5.0),
     "4:3 shown as 16:9": lambda f: shown_as(f, 16 / 9),
     "4:3 shown as 1:1": lambda f: shown_as(f, 1.0),
+    "rotate +8 deg": lambda f: rotate(f, 8.0),
+    "rotate -12 deg": lambda f: rotate(f, -12.0),
+    "rotate +15 deg": lambda f: rotate(f, 15.0),
+    "keystone 2%": lambda f: keystone(f, 0.02),
+    "keystone 5%": lambda f: keystone(f, 0.05),
+    "keystone 10%": lambda f: keystone(f, 0.10),
 }
 
 

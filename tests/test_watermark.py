@@ -240,7 +240,7 @@ def _texture(name: str, size: tuple[int, int] = (640, 360)) -> np.ndarray:
 @pytest.mark.parametrize("name", ["grass", "gravel", "noise"])
 def test_a_texture_that_swamps_the_mark_still_reads_back_written(name):
     """At the plain strength a 640x360 texture's own residual swamps the chips, and the token did not
-    read back from the lossless file (grass and gravel: most secrets; smooth noise: 14 of 200), so the
+    read back from the lossless file (grass and gravel: most secrets; smooth noise: 9 of 200), so the
     sink refused to write it. Marking reads its own mark and raises it until it does."""
     import secrets
 

@@ -208,7 +208,8 @@ class Watermarker:
         """Mark one frame, read it back at its own geometry, and mark it again more strongly over its
         busiest parts while its code bits stand out less than tiles.BIT_MARGIN: at the plain strength
         a stochastic texture swamps the mark (lossless 640x360 reads of smooth colour noise failed for
-        6 of 100 secrets) and a small frame has too few tiles (320x240 photos: 1 of 10 read)."""
+        9 of 200 secrets, scripts/bench_informed.py) and a small frame has too few tiles (320x240
+        photos: 1 of 10 read)."""
         pattern, bits = self.pattern(frame.shape, token), encode_token_v2(token)
         wanted = tiles.mark_to_residual(tiles.BIT_MARGIN)
         tried: list[tuple[float, float]] = []  # (boost, mark-to-residual ratio read)
