@@ -9,8 +9,10 @@ Three parts, each picture marked under a fresh secret and token:
 2. smooth colour noise at 640x360 (8-pixel cells, what tests/test_fuzz_inputs.py writes): lossless
    read-back failures over `--secrets` secrets, plain against informed;
 3. by frame size, 10 package photos: how many the marker raised and the mean and least PSNR, plain
-   against informed.
-Prints the tables and writes OUT/bench_informed.json.
+   against informed;
+4. speed: ms per frame to mark insightface's group photo at 640x480 and 1920x1080 (not raised: the
+   read-back alone) and scikit-image's grass at 640x480 (raised), plain against informed.
+Prints the tables and writes OUT/bench_informed.json (`--speed-only`: part 4 alone).
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ import argparse
 import json
 import secrets
 import sys
+import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -102,12 +107,42 @@ def by_size() -> list[dict]:
     return rows
 
 
+def milliseconds(mark: Callable[[], object], repeats: int) -> float:
+    mark()  # the pattern is built once per output
+    start = time.perf_counter()
+    for _ in range(repeats):
+        mark()
+    return round((time.perf_counter() - start) / repeats * 1000, 1)
+
+
+def speed(repeats: int = 20) -> list[dict]:
+    rows = []
+    for name, size in (("t1", (640, 480)), ("t1", (1920, 1080)), ("grass.png", (640, 480))):
+        image, token = fill(photo(name), size), new_token()
+        marker = Watermarker(key=secrets.token_bytes(32), key_id="bench")
+        rows.append({
+            "picture": f"{name}@{size[0]}x{size[1]}",
+            "ms_plain": milliseconds(partial(plain_mark, marker, image, token), repeats),
+            "ms_informed": milliseconds(partial(marker.embed, [image], token), repeats),
+        })  # fmt: skip
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
     parser.add_argument("--secrets", type=int, default=100, help="secrets for the smooth-noise read-back count")
     parser.add_argument("--rounds", type=int, default=3, help="fresh secrets per picture for the margin bands")
+    parser.add_argument("--speed-only", action="store_true", help="only time marking, plain against informed")
     args = parser.parse_args()
+    timed = speed()
+    print(f"{'picture':>20} {'ms plain':>9} {'ms informed':>12}")
+    for row in timed:
+        print(f"{row['picture']:>20} {row['ms_plain']:>9} {row['ms_informed']:>12}", flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.speed_only:
+        (args.out / "bench_informed_speed.json").write_text(json.dumps({"speed": timed}, indent=2))
+        return 0
     bands = margin_bands(args.rounds)
     print(f"{'margin':>8} {'lossless reads':>15}")
     for row in bands:
@@ -125,8 +160,7 @@ def main() -> int:
             f"{row['size']:>9} {row['raised']:>4}/{row['photos']:<2} {row['psnr_plain']:>10} "
             f"{row['psnr_informed']:>13} {row['psnr_informed_least']:>6}"
         )
-    args.out.mkdir(parents=True, exist_ok=True)
-    report = {"margin_bands": bands, "smooth_noise": noise, "by_size": sizes}
+    report = {"margin_bands": bands, "smooth_noise": noise, "by_size": sizes, "speed": timed}
     (args.out / "bench_informed.json").write_text(json.dumps(report, indent=2))
     return 0
 
