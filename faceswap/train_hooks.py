@@ -69,7 +69,7 @@ def atomic_checkpoints() -> Any:
     class AtomicCheckpointIO(TorchCheckpointIO):
         def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
             buffer = io.BytesIO()
-            torch.save(checkpoint, buffer)
+            torch.save(checkpoint, buffer)  # weights and optimiser state, no pixels; renamed into place below
             final = Path(path)
             final.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(final, buffer.getvalue())
