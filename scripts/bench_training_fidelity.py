@@ -1,11 +1,12 @@
 """Training fidelity, as an ablation: which part of the training recipe holds the demo's swap to A.
 
     PYTHONPATH=. python scripts/bench_training_fidelity.py --root DIR [--variants a,b,...]
-        [--steps 150 300 600] [--seeds 0] [--json OUT.json] [--threads N]
+        [--steps 150 300 600] [--seeds 0] [--masks full,mouth,...] [--json OUT.json] [--threads N]
 
 Every variant trains the demo's model (`faceswap demo`'s subjects, facesets and smoke preset, through
 the same `faceswap train` path) with its options over the demo's, for each step count from scratch,
-then converts demo-b's clip as the demo does and measures:
+then converts demo-b's clip as the demo does, once for each of --masks (what conversion keeps of B:
+nothing, its mouth, its mouth opening; default the demo's), and measures:
 - identity on the output, with the demo's embedding (the consent records' dlib backend: share of
   frames nearer A, mean similarities) and with dlib's own descriptor (`faceswap.eval.independent`:
   raw euclidean distance to A's and B's reference photos; 0.6 = dlib's same-person line);
@@ -66,6 +67,7 @@ VARIANTS: dict[str, Variant] = {
     "lr-cosine": _bf16("learning-rate schedule", "--model.lr_warmup", "30", "--model.lr_decay", "cosine"),
     "true-face": _bf16("true-face discriminator", "--model.true_face_power", "0.01"),
     "priority-ramp": _bf16("eye-and-mouth priority ramp", "--model.priority_ramp", "0.5"),
+    "five-liae": _bf16("architecture, on five keypoints", "--model.architecture", "liae", align_on="five"),
 }
 
 
@@ -166,8 +168,12 @@ def heldout_crops(run, cache: Path) -> dict[str, dict]:
             crops.append(crop_face(image, matrix, size))
             lms.append(transform_points(face.landmarks, matrix))
             kps.append(transform_points(face.kps5, matrix))
-        out[key] = {"crops": np.stack(crops), "landmarks": np.stack(lms), "kps": np.stack(kps),
-                    "nearest_pose": np.array(nearest)}
+        out[key] = {
+            "crops": np.stack(crops),
+            "landmarks": np.stack(lms),
+            "kps": np.stack(kps),
+            "nearest_pose": np.array(nearest),
+        }
     np.savez(cache, **{f"{s}/{k}": v for s, d in out.items() for k, v in d.items()})
     return out
 
@@ -220,16 +226,14 @@ def train(run, name: str, variant: Variant, steps: int, seed: int) -> Path:
     return folder
 
 
-def measure(run, model_dir: Path, heldout: dict[str, dict]) -> dict[str, float]:
+def measure(run, model_dir: Path, heldout: dict[str, dict], mask: str) -> dict[str, float]:
     from faceswap.convert.pipeline import convert
     from faceswap.convert.settings import ConvertOptions
     from faceswap.data.faceset import Faceset
-    from faceswap.demo.run import DemoOptions
     from faceswap.eval.run import run_eval
 
-    mask = DemoOptions().mask
     files = run.files["demo-b"]
-    output = run.workspace.root / "output" / f"{model_dir.name}.mp4"
+    output = run.workspace.root / "output" / f"{model_dir.name}-{mask}.mp4"
     output.unlink(missing_ok=True)
     started = time.process_time()
     convert(run.store, model_dir, files.clip, output, ConvertOptions(mask=mask))
@@ -282,11 +286,11 @@ METRICS = (
 
 
 def print_table(rows: dict[str, dict]) -> None:
-    header = f"{'run':28s}" + "".join(f"{label[:14]:>15s}" for _, label in METRICS)
+    header = f"{'run':40s}" + "".join(f"{label[:14]:>15s}" for _, label in METRICS)
     print(header)
     for name, row in rows.items():
         cells = "".join(f"{row[k]:15.3f}" if row.get(k) is not None else f"{'n/a':>15s}" for k, _ in METRICS)
-        print(f"{name:28s}{cells}")
+        print(f"{name:40s}{cells}")
 
 
 def main() -> None:
@@ -295,6 +299,11 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--steps", type=int, nargs="+", default=[150, 300, 600])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument(
+        "--masks",
+        default=DemoOptions().mask,
+        help="convert's --mask values to measure each model with (comma-separated)",
+    )
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--json", type=Path, default=None)
@@ -306,23 +315,35 @@ def main() -> None:
     args.root.mkdir(parents=True, exist_ok=True)
     results_path = args.root / "results.json"
     rows = json.loads(results_path.read_text()) if results_path.exists() else {}
+    masks = args.masks.split(",")
     for name in args.variants.split(","):
         variant = VARIANTS[name]
         run = prepare(args.root, variant.align_on, args.seconds)
         heldout = heldout_crops(run, args.root / f"heldout-{variant.align_on or 'default'}.npz")
         for steps in args.steps:
             for seed in args.seeds:
-                key = f"{name}@{steps}" + (f"/s{seed}" if seed else "")
-                if key in rows:
+                name_at = f"{name}@{steps}" + (f"/s{seed}" if seed else "")
+                keys = {mask: f"{name_at} --mask {mask}" for mask in masks}
+                if all(key in rows for key in keys.values()):
                     continue
                 started = time.process_time()
-                model_dir = train(run, key.replace("@", "-").replace("/", "-"), variant, steps, seed)
-                row = {"variant": name, "cause": variant.cause, "steps": steps, "seed": seed,
-                       "train_cpu_s": round(time.process_time() - started, 1)}
-                row.update(measure(run, model_dir, heldout))
-                rows[key] = row
-                _record(results_path, key, row)
-                print_table({key: row})
+                model_dir = train(run, name_at.replace("@", "-").replace("/", "-"), variant, steps, seed)
+                train_cpu_s = round(time.process_time() - started, 1)
+                for mask, key in keys.items():
+                    if key in rows:
+                        continue
+                    row = {
+                        "variant": name,
+                        "cause": variant.cause,
+                        "steps": steps,
+                        "seed": seed,
+                        "mask": mask,
+                        "train_cpu_s": train_cpu_s,
+                    }
+                    row.update(measure(run, model_dir, heldout, mask))
+                    rows[key] = row
+                    _record(results_path, key, row)
+                    print_table({key: row})
     print_table(rows)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

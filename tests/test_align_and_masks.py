@@ -73,6 +73,14 @@ def test_masks_nest_and_cover_their_parts(t1_faces, t1_image):
         assert masks["full"][int(y), int(x)] and not masks["lower-face"][int(y), int(x)]
     # the full mask reaches above the eyebrows
     assert masks["full"][: int(kps[:2, 1].min()) - 30].any()
+    # the opening: between the lips, inside the mouth region, and leaving the lips out of it
+    opening = masks["mouth-opening"]
+    assert (opening & ~masks["mouth"]).sum() == 0
+    assert 0 < opening.sum() < 0.5 * masks["mouth"].sum()
+    x, y = (lms[62] + lms[66]) / 2
+    assert opening[int(round(y)), int(round(x))]
+    for outer in (51, 57):  # the upper and lower lips' outer edges stay the swap's
+        assert not opening[int(round(lms[outer][1])), int(round(lms[outer][0]))]
 
 
 def test_feathered_mask_is_soft():
@@ -215,3 +223,29 @@ def test_a_lower_face_crop_cut_from_a_whole_face_crop_is_the_one_made_from_the_f
     assert mouth.min() > 0.15 * 64 and mouth.max() < 0.85 * 64 and chin[1] < 0.9 * 64 and nose_tip[1] > 0
     assert reframe_fits(FACE_TYPES["whole"], FACE_TYPES["lower"])
     assert not reframe_fits(FACE_TYPES["full"], FACE_TYPES["whole"])  # a full-face crop lacks the forehead
+
+
+@pytest.mark.parametrize("size", [64, 256])
+def test_convert_keeps_the_opening_alone_and_paints_the_lips(t1_faces, t1_image, size):
+    """`--mask mouth-opening`: what conversion keeps of the target is between its lips; the lips and
+    the skin around them are the swap's (with `--mask mouth` they are the target's, and so is its
+    identity there). At 64 px a lip is two pixels thick and the blend's feather is wider than that."""
+    from types import SimpleNamespace
+
+    from faceswap.convert.pipeline import Swapper
+    from faceswap.convert.settings import ConvertOptions
+
+    face = t1_faces[0]
+    matrix = align_face(t1_image, face.kps5, size).matrix
+    lms = transform_points(face.landmarks, matrix)
+    painted = {}
+    for mask in ("mouth", "mouth-opening"):
+        swapper = SimpleNamespace(options=ConvertOptions(mask=mask))
+        area, keep = Swapper.region(swapper, face, matrix, size)
+        painted[mask] = Swapper.finish_mask(swapper, np.ones((size, size), np.float32), area, keep)
+    gap = np.rint((lms[62] + lms[66]) / 2).astype(int)
+    assert painted["mouth-opening"][gap[1], gap[0]] < 0.5 and painted["mouth"][gap[1], gap[0]] < 0.5
+    for outer in (51, 57):  # the lips' outer edges, top and bottom
+        x, y = np.rint(lms[outer]).astype(int)
+        assert painted["mouth"][y, x] < 0.1 and painted["mouth-opening"][y, x] > (0.2 if size == 64 else 0.5)
+    assert painted["mouth-opening"].sum() > painted["mouth"].sum()

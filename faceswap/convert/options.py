@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from faceswap.convert import blend, colour
 from faceswap.errors import BadInput
 from faceswap.faces.analyzer import BACKENDS
-from faceswap.faces.masks import BLEND_BLUR, BLEND_ERODE, MASK_CHOICES, OCCLUSION, REGION_BLUR, REGIONS
+from faceswap.faces.masks import BLEND_BLUR, BLEND_ERODE, MASK_CHOICES, MOUTH_OPENING, OCCLUSION, REGION_BLUR, REGIONS
 from faceswap.faces.tracking import DETECT_EVERY
 from faceswap.provenance.output.writers import SEQUENCE_FORMATS, VIDEO_CODECS
 
@@ -30,7 +30,8 @@ INSIGHTFACE = "insightface"  # where insightface packs live: `models fetch` and 
 SAME_AS = {BATCH: CONVERT}  # a batch row is a conversion: its columns are convert's options
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 MAX_OFFSET = 3600.0  # seconds either way a dub's performance may be moved
-DUB_REGIONS = tuple(r for r in REGIONS if r != "full")  # a dub re-voices part of the face, never all of it
+# a dub re-voices part of the face, never all of it, and the mouth with its lips
+DUB_REGIONS = tuple(r for r in REGIONS if r not in ("full", MOUTH_OPENING))
 Options = TypeVar("Options")
 
 
@@ -98,7 +99,8 @@ CONVERTING = frozenset({CONVERT, BATCH})
 OPTIONS: tuple[Option, ...] = (
     Option(
         "mask",
-        "full: whole face; mouth / lower-face: keep the target's own mouth / lower face (dubbing); occlusion "
+        "full: whole face; mouth / lower-face: keep the target's own mouth / lower face (dubbing); mouth-opening: "
+        "keep only what shows between the target's lips (its speech), the lips are the swap's; occlusion "
         "(or REGION+occlusion): also keep what is in front of the face (a hand, a microphone), found by --mask-model",
         default="full",
         choices=MASK_CHOICES,

@@ -27,7 +27,7 @@ from faceswap.errors import BadInput, CheckFailed
 from faceswap.faces.align import REGION_FRAMINGS, crop_face, mask_to_frame, track_alignment, transform_points
 from faceswap.faces.analyzer import FaceAnalyzer
 from faceswap.faces.identity import IdentityMatcher
-from faceswap.faces.masks import blend_mask, landmark_mask, mask_parts
+from faceswap.faces.masks import MOUTH_OPENING, blend_mask, landmark_mask, mask_parts
 from faceswap.faces.tracking import FaceTracker
 from faceswap.faces.types import Face
 from faceswap.hashing import safe_name
@@ -119,7 +119,9 @@ class Swapper:
 
     def region(self, face, matrix: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
         """Where the swap may paint (the face hull) and what it must keep from the target (its own
-        mouth or lower face, for `--mask mouth|lower-face`), in aligned crop coordinates."""
+        mouth, lower face or mouth opening, for `--mask mouth|lower-face|mouth-opening`), in aligned crop
+        coordinates. The mouth and lower face are grown onto the skin around them; the opening is not
+        (the lips and skin around it are the swap's: they carry identity)."""
         import cv2
 
         empty = np.zeros((size, size), np.float32)
@@ -132,6 +134,8 @@ class Swapper:
         if region == "full":
             return area, empty
         keep = landmark_mask(lms, face.landmark_scheme, kps, region, (size, size))
+        if region == MOUTH_OPENING:
+            return area, keep
         return area, cv2.dilate(keep, np.ones((3, 3), np.uint8), iterations=max(1, size // 32))
 
     def finish_mask(self, learned: np.ndarray, area: np.ndarray, keep: np.ndarray) -> np.ndarray:

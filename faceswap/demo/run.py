@@ -35,7 +35,9 @@ class DemoOptions:
     seconds: float = 10.0
     steps: int = 300
     every: int = 2
-    mask: str = "mouth"
+    # the swap keeps only what shows between B's lips: a CPU-trained decoder barely opens A's mouth, and
+    # B's lips and the skin around them would carry B's identity (docs/training.md)
+    mask: str = "mouth-opening"
     align_on: str | None = "five"  # new facesets' alignment points (None: the library's default)
 
 
@@ -93,9 +95,9 @@ def register_consent(run: DemoRun) -> None:
 
 
 def extract_facesets(run: DemoRun) -> None:
-    """Both subjects at 128 px. New facesets are aligned on `options.align_on`: the demo's model keeps
-    the target's own mouth (`--mask mouth`), and with the five keypoints the mouth corners sit where
-    the decoder draws A's (docs/training.md, "What holds the demo's identity"). A faceset already in
+    """Both subjects at 128 px. New facesets are aligned on `options.align_on`: the demo's conversion
+    keeps the target's mouth opening, and with the five keypoints the mouth corners sit where the
+    decoder draws A's (docs/training.md, "What holds the demo's identity"). A faceset already in
     the workspace keeps its own alignment (one faceset, one framing); the report names it."""
     from faceswap.data.extract import ExtractOptions, extract
     from faceswap.data.faceset import Faceset

@@ -1,4 +1,5 @@
-"""Landmark masks (full face, lower face, mouth, eyes) for training weights and conversion blending.
+"""Landmark masks (full face, lower face, mouth, mouth opening, eyes) for training weights and conversion
+blending.
 
 Masks are drawn from the dense landmarks plus the five keypoints, so they work for any landmark
 scheme that names its jaw contour and outer-lip points. The blend's erosion and feather live here
@@ -11,7 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-REGIONS = ("full", "lower-face", "mouth")  # the landmark regions: what `--mask` and `--region` choose from
+REGIONS = ("full", "lower-face", "mouth", "mouth-opening")  # the landmark regions `--mask` chooses from
+MOUTH_OPENING = "mouth-opening"  # between the lips only: a swap that keeps it keeps the target's speech, not its lips
+# the opening's growth along the mouth's corner line and across it: dlib's inner-lip points close in
+# on a wide-open mouth, so the polygon is grown most across the lips (docs/training.md)
+OPENING_GROWTH = (1.2, 1.5)
 OCCLUSION = "occlusion"  # a trained segmenter keeps what is in front of the face (--mask-model)
 # what `--mask` takes: a region, "occlusion" (the full face less its occluders) or REGION+occlusion
 MASK_CHOICES = (*REGIONS, OCCLUSION, *(f"{r}+{OCCLUSION}" for r in REGIONS if r != "full"))
@@ -30,6 +35,7 @@ class LandmarkScheme:
     contour: tuple[int, ...]
     mouth_outer: tuple[int, ...]
     eyes: tuple[tuple[int, ...], tuple[int, ...]] | None = None  # each eye's outline, corners first
+    mouth_inner: tuple[int, ...] | None = None  # the inner lips, starting at the left corner
 
 
 SCHEMES: dict[str, LandmarkScheme] = {
@@ -37,6 +43,7 @@ SCHEMES: dict[str, LandmarkScheme] = {
         contour=tuple(range(0, 17)),
         mouth_outer=tuple(range(48, 60)),
         eyes=((36, 39, 37, 38, 40, 41), (42, 45, 43, 44, 46, 47)),
+        mouth_inner=tuple(range(60, 68)),
     ),
     "106": LandmarkScheme(contour=tuple(range(0, 33)), mouth_outer=tuple(range(52, 72))),
 }
@@ -94,11 +101,30 @@ def region_polygon(landmarks: np.ndarray, scheme: str, kps5: np.ndarray, region:
         below = contour[(contour - nose) @ down > 0]
         cap = np.stack([nose - up * 0.15 - side * 0.45, nose - up * 0.15 + side * 0.45])
         points = np.vstack([below, cap])
+    elif region == MOUTH_OPENING:
+        points = _opening(pts, spec)
     else:
         lips = pts[list(spec.mouth_outer)]
         center = lips.mean(axis=0)
         points = center + (lips - center) * 1.3
     return cv2.convexHull(points.astype(np.float32)).reshape(-1, 2)
+
+
+def _opening(pts: np.ndarray, spec: LandmarkScheme) -> np.ndarray:
+    """The inner lips grown by OPENING_GROWTH along and across the line between the mouth's corners; a
+    scheme that names no inner lips (insightface's 106, unverified here) gives its outer lips as they are."""
+    if spec.mouth_inner is None:
+        return pts[list(spec.mouth_outer)]
+    inner = pts[list(spec.mouth_inner)].astype(np.float64)
+    centre = inner.mean(axis=0)
+    axis = inner[len(inner) // 2] - inner[0]
+    axis /= max(float(np.linalg.norm(axis)), 1e-6)
+    normal = np.array([-axis[1], axis[0]])
+    offsets = inner - centre
+    along, across = OPENING_GROWTH
+    return (centre + np.outer(offsets @ axis * along, axis) + np.outer(offsets @ normal * across, normal)).astype(
+        np.float32
+    )
 
 
 def landmark_mask(
