@@ -22,10 +22,11 @@ def test_demo_runs_end_to_end_and_writes_its_report(tmp_path, capsys):
     assert report["verify"]["marked"] and report["verify"]["ledger"] == "valid"
     assert report["ledger"]["valid"] and report["ledger"]["entries"] >= 8
     assert report["eval"]["marked_share"] == 1.0
-    # --mask mouth-opening keeps what shows between B's lips. Short runs like this one (50 frames, 150
-    # steps) read the mouth's correlation 0.05 apart run to run with the same weights: each output
-    # carries a new watermark token, and dlib's reading of one or two wide-open frames moves with it.
-    assert report["eval"]["mouth_correlation_input"] >= 0.7
+    # --mask mouth-opening keeps what shows between B's lips, so the mouth moves as B's: 0.86 at these
+    # steps, where nothing kept reads 0.2-0.56 (docs/training.md). Short runs like this one (50 frames)
+    # read it 0.05 apart run to run with the same weights: each output carries a new watermark token,
+    # and dlib's reading of one or two wide-open frames moves with it.
+    assert report["eval"]["mouth_correlation_input"] >= 0.65
     # Identity, on the demo's embedding and on dlib's own descriptor: the swap is A's. At these 4 s and
     # 150 steps: 0.98 / 0.98 of frames nearer A, dlib margin 0.143 (docs/training.md). Keeping B's whole
     # mouth (`--mask mouth`, the demo before) read 0.72-0.96 and margins 0.048-0.072 over four runs.
