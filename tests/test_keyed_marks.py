@@ -131,10 +131,17 @@ def _backdrops(first_seed: int) -> list[np.ndarray]:
 
 
 def _not_credited(code: int, verdict: dict, seq: int) -> None:
-    """Never exit 0; where the mark was read it names its entry and says why it does not credit it."""
+    """Never exit 0; where the mark's token was read it names its entry and says why it does not credit
+    it. A mark found without its token (a copy that carried the sync but too little of the payload)
+    names no entry: exit 3, "missing"."""
     assert code != 0, verdict
-    if verdict["marked"]:
-        assert code == 3 and f"a mark of entry {seq}" in (verdict.get("binding_problem") or ""), verdict
+    if not verdict["marked"]:
+        return
+    assert code == 3, verdict
+    if (verdict.get("detection") or {}).get("token"):
+        assert f"a mark of entry {seq}" in (verdict.get("binding_problem") or ""), verdict
+    else:
+        assert verdict["ledger"] == "missing" and verdict["binding_problem"] is None, verdict
 
 
 # ---------------------------------------------------------------- stamping a stolen token
