@@ -226,10 +226,10 @@ def train(run, name: str, variant: Variant, steps: int, seed: int) -> Path:
     return folder
 
 
-def measure(run, model_dir: Path, heldout: dict[str, dict], mask: str) -> dict[str, float]:
+def measure(run, model_dir: Path, mask: str) -> dict[str, float]:
+    """The swap of demo-b's clip converted with `mask`: identity on both embeddings and the mouth."""
     from faceswap.convert.pipeline import convert
     from faceswap.convert.settings import ConvertOptions
-    from faceswap.data.faceset import Faceset
     from faceswap.eval.run import run_eval
 
     files = run.files["demo-b"]
@@ -252,8 +252,16 @@ def measure(run, model_dir: Path, heldout: dict[str, dict], mask: str) -> dict[s
         "dlib_nearer_a_share": ind.get("nearer_a_share"),
         "eval_cpu_s": round(time.process_time() - started, 1),
     }
+    return row
+
+
+def model_figures(run, model_dir: Path, heldout: dict[str, dict]) -> dict[str, float]:
+    """What depends on the weights alone (the same under every mask): held-out reconstruction and the
+    last training losses."""
+    from faceswap.data.faceset import Faceset
+
     size = Faceset.load(run.workspace.facesets_dir / "demo-a").header.size
-    row.update(heldout_reconstruction(model_dir, heldout, size))
+    row = heldout_reconstruction(model_dir, heldout, size)
     losses = json.loads((model_dir / "model.json").read_text()).get("losses", {})
     row.update({k: losses.get(k) for k in ("recon_a_last50", "recon_b_last50")})
     return row
@@ -329,6 +337,7 @@ def main() -> None:
                 started = time.process_time()
                 model_dir = train(run, name_at.replace("@", "-").replace("/", "-"), variant, steps, seed)
                 train_cpu_s = round(time.process_time() - started, 1)
+                per_model = model_figures(run, model_dir, heldout)
                 for mask, key in keys.items():
                     if key in rows:
                         continue
@@ -340,7 +349,8 @@ def main() -> None:
                         "mask": mask,
                         "train_cpu_s": train_cpu_s,
                     }
-                    row.update(measure(run, model_dir, heldout, mask))
+                    row.update(measure(run, model_dir, mask))
+                    row.update(per_model)
                     rows[key] = row
                     _record(results_path, key, row)
                     print_table({key: row})

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-REGIONS = ("full", "lower-face", "mouth", "mouth-opening")  # the landmark regions `--mask` chooses from
 MOUTH_OPENING = "mouth-opening"  # between the lips only: a swap that keeps it keeps the target's speech, not its lips
+# the landmark regions: what `--mask` chooses from, and `--region` from those a dub can re-voice
+REGIONS = ("full", "lower-face", "mouth", MOUTH_OPENING)
 # the opening's growth along the mouth's corner line and across it: dlib's inner-lip points close in
 # on a wide-open mouth, so the polygon is grown most across the lips (docs/training.md)
 OPENING_GROWTH = (1.2, 1.5)
