@@ -17,6 +17,7 @@ from faceswap.consent.registry import ConsentStore
 from faceswap.consent.watch import ConsentWatch
 from faceswap.convert import blend as blend_modes
 from faceswap.convert import colour as colour_modes
+from faceswap.convert import mouth
 from faceswap.convert import options as declared
 from faceswap.convert.delivery import Delivery
 from faceswap.convert.model_io import AuthorizedModel, load_model
@@ -36,6 +37,7 @@ from faceswap.provenance.watermark.marker import Watermarker, new_token
 from faceswap.report import Report
 
 MOUTH_SMOOTHING = 0.08  # seconds either side for the mouth corners, which move with speech
+KEPT_EDGE = 0.012  # the feather of what is kept of the target (its mouth, its opening), as a share of the crop
 
 
 @dataclass
@@ -47,6 +49,7 @@ class ConvertReport(Report):
     frames_swapped: int = 0
     faces_swapped: int = 0
     bystanders_untouched: int = 0
+    mouths_moved: int = 0  # --mask mouth-opening: faces whose lips were opened to the target's (convert/mouth.py)
     key_frames: int = 0  # frames where faces were detected and identified (the rest were tracked)
     seconds: float = 0.0
     fps: float = 0.0
@@ -95,6 +98,7 @@ class Swapper:
         self.smoothing_radii = (face_radius,) * 3 + (mouth_radius,) * 2  # eyes and nose; mouth corners
         self.colour = colour_modes.MODES[options.color]
         self.blend = blend_modes.MODES[options.blend]
+        self.opens_mouth = mask_parts(options.mask)[0] == MOUTH_OPENING and self.analyzer.can_refit
 
     def select(self, frame: FrameIn) -> tuple[list[Face], int]:
         """Faces of subject B in this frame, and how many other faces it shows (left alone)."""
@@ -138,6 +142,27 @@ class Swapper:
             return area, keep
         return area, cv2.dilate(keep, np.ones((3, 3), np.uint8), iterations=max(1, size // 32))
 
+    def open_mouth(
+        self, generated: np.ndarray, crop: np.ndarray, face: Face, matrix: np.ndarray
+    ) -> tuple[np.ndarray, bool]:
+        """The generated face with its lips opened as far as the target's and the target's opening
+        moved in between them (convert/mouth.py), and True; unchanged and False where the swap's
+        mouth cannot be found (the target's opening is then kept where it is)."""
+        if face.landmarks is None or face.landmark_scheme != mouth.SCHEME:
+            return generated, False
+        size = generated.shape[0]
+
+        def fitter(image: np.ndarray, box: np.ndarray) -> np.ndarray:
+            landmarks = self.analyzer.refit(image, box, face).landmarks
+            assert landmarks is not None
+            return landmarks
+
+        fitted = mouth.fit_generated(generated, mouth.face_box_in_crop(face.bbox, matrix), fitter)
+        move = mouth.plan(fitted, transform_points(face.landmarks, matrix))
+        if move is None:
+            return generated, False
+        return mouth.apply(generated, crop, move, max(0.5, KEPT_EDGE * size)), True
+
     def finish_mask(self, learned: np.ndarray, area: np.ndarray, keep: np.ndarray) -> np.ndarray:
         """Learned mask within the face hull, eroded and feathered; the kept part is cut out with a
         sharper edge so the target's lips are not blurred into the swap."""
@@ -146,7 +171,7 @@ class Swapper:
         size = area.shape[0]
         mask = blend_mask(np.minimum(np.clip(learned, 0, 1), area), self.options.erode, self.options.blur)
         if keep.any():
-            mask = mask * (1 - cv2.GaussianBlur(keep, (0, 0), max(0.5, 0.012 * size)))
+            mask = mask * (1 - cv2.GaussianBlur(keep, (0, 0), max(0.5, KEPT_EDGE * size)))
         return np.clip(mask, 0, 1)
 
     def swap(
@@ -170,7 +195,13 @@ class Swapper:
                 jobs, crops, swapped, learned, hidden, strict=True
             ):
                 face = tracked.face
-                mask = self.finish_mask(learned_mask, *self.region(face, matrix, size))
+                area, keep = self.region(face, matrix, size)
+                if self.opens_mouth:
+                    new, moved = self.open_mouth(new, crop, face, matrix)
+                    if moved:
+                        keep = np.zeros_like(keep)  # the target's opening is in `new` now, at A's mouth
+                        report.mouths_moved += 1
+                mask = self.finish_mask(learned_mask, area, keep)
                 new = self.colour(new, crop, mask)
                 outputs[pos] = self.blend(outputs[pos], new, matrix, mask)
                 matte = mask_to_frame(mask, matrix, outputs[pos].shape)
