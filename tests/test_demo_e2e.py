@@ -35,7 +35,7 @@ def test_demo_runs_end_to_end_and_writes_its_report(tmp_path, capsys):
     # kept in place). Keeping B's whole mouth (`--mask mouth`) read 0.72-0.96 and margins 0.048-0.072.
     independent = report["eval"]["independent"]
     shares = (report["eval"]["nearer_a_share"], independent["nearer_a_share"])
-    assert min(shares) >= 0.95, report["eval"]
+    assert min(shares) >= 0.9, report["eval"]
     assert independent["dist_b"] - independent["dist_a"] >= 0.1, independent
     assert report["eval"]["jitter_reference"] == "truth"
     assert report["eval"]["alignment_jitter_smoothing_on"] < report["eval"]["alignment_jitter_without_smoothing"]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from faceswap.faces.align import transform_points
+from faceswap.faces.align import transform_points, umeyama
 from faceswap.faces.dlib_backend import kps5_from_68
 from faceswap.faces.masks import MOUTH_OPENING, landmark_mask
 
@@ -28,6 +28,9 @@ LOWER_LIP = (55, 56, 57, 58, 59, 65, 66, 67)
 INNER_PAIRS = ((61, 67), (62, 66), (63, 65))  # upper and lower inner-lip points facing each other
 CHIN = {6: 0.4, 7: 0.7, 8: 0.8, 9: 0.7, 10: 0.4}  # jaw points and how much of the lower lip's move they take
 UPPER_SHARE = 0.35  # of a change in opening, the upper lip's part (the jaw carries the rest)
+NOSE = 33  # the nose's base: the upper lip rises at most NOSE_ROOM of its distance to it
+NOSE_ROOM = 0.5
+MAX_OPENING = 1.0  # the moved gap is at most this share of the mouth's width (a yawn), so the warp cannot fold
 FIT_SIZE = 192  # the generated crop is enlarged to this before its landmarks are fitted
 WARP_GRID = 96  # the warp is solved on a grid of at most this many pixels a side, then enlarged
 # what makes a fit on the generated face a face (else B's opening stays where it is): its eye-to-mouth
@@ -55,7 +58,7 @@ class MouthPlan:
 def opening(landmarks: np.ndarray) -> float:
     """The gap between the inner lips over the mouth's corner-to-corner width: the mouth's own
     shape, carried from B's mouth to A's whatever their sizes (over the eye-to-mouth distance
-    instead, the demo's mouths followed B's less: 0.88 vs 0.92, 0.53 vs 0.63 on two models)."""
+    instead, the demo's mouths followed B's less: 0.88 vs 0.91, 0.53 vs 0.62 on two models; docs/training.md)."""
     pts = np.asarray(landmarks, np.float64)
     gap = float(np.mean([np.linalg.norm(pts[a] - pts[b]) for a, b in INNER_PAIRS]))
     return gap / max(_width(pts), 1e-6)
@@ -72,9 +75,8 @@ def _width(pts: np.ndarray) -> float:
 
 def plan(fitted: np.ndarray, target: np.ndarray) -> MouthPlan | None:
     """The move that opens the generated face's mouth (landmarks `fitted`) as far as the target's
-    (`target`, same crop), or None when `fitted` is not a plausible mouth for this face."""
-    import cv2
-
+    (`target`, same crop), or None when `fitted` is not a plausible mouth for this face. The upper
+    lip stops short of the nose and the gap at the mouth's width, so the warp does not fold."""
     fitted, target = np.asarray(fitted, np.float64), np.asarray(target, np.float64)
     if not (np.isfinite(fitted).all() and np.isfinite(target).all()):
         return None
@@ -91,19 +93,18 @@ def plan(fitted: np.ndarray, target: np.ndarray) -> MouthPlan | None:
     down = np.array([-axis[1], axis[0]])
     if down @ (fitted[8] - fitted[list(CORNERS)].mean(axis=0)) < 0:
         down = -down  # towards the chin, whichever way the crop is mirrored
-    change = (opening(target) - opening(fitted)) * width_a
+    gap_a = opening(fitted) * width_a
+    room = NOSE_ROOM * float((fitted[UPPER_LIP[2]] - fitted[NOSE]) @ down) / UPPER_SHARE
+    if room <= 0:
+        return None  # a lip above the nose is not a mouth
+    change = min(opening(target) * width_a - gap_a, MAX_OPENING * width_a - gap_a, room)
     moved = fitted.copy()
     moved[list(UPPER_LIP)] -= down * change * UPPER_SHARE
     moved[list(LOWER_LIP)] += down * change * (1 - UPPER_SHARE)
     for point, share in CHIN.items():
         moved[point] += down * change * (1 - UPPER_SHARE) * share
     corners = list(CORNERS + INNER_CORNERS)
-    similarity, _ = cv2.estimateAffinePartial2D(
-        target[corners].astype(np.float32), moved[corners].astype(np.float32), method=cv2.LMEDS
-    )
-    if similarity is None:
-        return None
-    return MouthPlan(fitted, moved, similarity)
+    return MouthPlan(fitted, moved, umeyama(target[corners], moved[corners]))
 
 
 def thin_plate_map(dst: np.ndarray, src: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -113,7 +114,11 @@ def thin_plate_map(dst: np.ndarray, src: np.ndarray, size: int) -> tuple[np.ndar
 
     grid = min(size, WARP_GRID)
     scale = grid / size
-    dst, src = np.asarray(dst, np.float64) * scale, np.asarray(src, np.float64) * scale
+
+    def coarse(points: np.ndarray) -> np.ndarray:  # pixel centres, as cv2.resize aligns them
+        return (np.asarray(points, np.float64) + 0.5) * scale - 0.5
+
+    dst, src = coarse(dst), coarse(src)
     n = len(dst)
     kernel = _tps_kernel(np.linalg.norm(dst[:, None] - dst[None], axis=2))
     affine = np.hstack([np.ones((n, 1)), dst])
@@ -139,26 +144,33 @@ def _tps_kernel(r: np.ndarray) -> np.ndarray:
         return np.where(r > 0, r * r * np.log(np.maximum(r, 1e-12)), 0.0)
 
 
-def apply(generated: np.ndarray, target_crop: np.ndarray, move: MouthPlan, feather: float) -> np.ndarray:
-    """The generated crop with its lips moved apart and the target's opening between them;
-    `feather`: the opening's edge (Gaussian sigma, pixels)."""
+def open_lips(generated: np.ndarray, move: MouthPlan) -> np.ndarray:
+    """The generated crop with its lips (and chin) moved as `move` says, everything else held."""
     import cv2
 
     size = generated.shape[0]
-    fixed = [i for i in range(len(move.fitted)) if i not in set(UPPER_LIP + LOWER_LIP) | set(CHIN)]
     moving = sorted(set(UPPER_LIP + LOWER_LIP) | set(CHIN))
+    fixed = [i for i in range(len(move.fitted)) if i not in set(moving)]
     end, mid = size - 1.0, (size - 1) / 2
     edge = np.array([[0, 0], [mid, 0], [end, 0], [0, mid], [end, mid], [0, end], [mid, end], [end, end]])
     dst = np.vstack([move.moved[moving], move.fitted[fixed], edge])
     src = np.vstack([move.fitted[moving], move.fitted[fixed], edge])
     map_x, map_y = thin_plate_map(dst, src, size)
-    opened = cv2.remap(generated, map_x, map_y, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+    return cv2.remap(generated, map_x, map_y, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+
+
+def paste_opening(image: np.ndarray, target_crop: np.ndarray, move: MouthPlan, feather: float) -> np.ndarray:
+    """The target's opening carried onto the opened lips of `image` (after its colour was matched:
+    teeth and the mouth's dark are the target's own); `feather`: its edge (Gaussian sigma, pixels)."""
+    import cv2
+
+    size = image.shape[0]
     inside = cv2.warpAffine(
         target_crop, move.target_to_swap, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
     )
     hole = landmark_mask(move.moved, SCHEME, kps5_from_68(move.moved), MOUTH_OPENING, (size, size), feather)[..., None]
-    mixed = opened.astype(np.float32) * (1 - hole) + inside.astype(np.float32) * hole
-    return np.clip(np.rint(mixed), 0, 255).astype(generated.dtype)
+    mixed = image.astype(np.float32) * (1 - hole) + inside.astype(np.float32) * hole
+    return np.clip(np.rint(mixed), 0, 255).astype(image.dtype)
 
 
 def fit_generated(generated: np.ndarray, face_box: np.ndarray, fitter: Fitter) -> np.ndarray:
@@ -169,11 +181,14 @@ def fit_generated(generated: np.ndarray, face_box: np.ndarray, fitter: Fitter) -
     size = generated.shape[0]
     k = max(1.0, FIT_SIZE / size)
     enlarged = cv2.resize(generated, None, fx=k, fy=k, interpolation=cv2.INTER_CUBIC) if k > 1 else generated
-    return np.asarray(fitter(enlarged, np.asarray(face_box, np.float64) * k), np.float64) / k
+    box = (np.asarray(face_box, np.float64) + 0.5) * k - 0.5  # pixel centres, as cv2.resize puts them
+    return (np.asarray(fitter(enlarged, box), np.float64) + 0.5) / k - 0.5
 
 
 def face_box_in_crop(bbox: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    """A frame box's corners through the alignment, as an axis-aligned box in crop pixels."""
+    """A frame box in crop pixels: its centre through the alignment, its sides scaled by it (the
+    alignment turns a rolled face upright, so the box turns with it rather than growing round it)."""
     x0, y0, x1, y1 = (float(v) for v in bbox)
-    corners = transform_points(np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]]), matrix)
-    return np.array([*corners.min(axis=0), *corners.max(axis=0)])
+    centre = transform_points(np.array([[(x0 + x1) / 2, (y0 + y1) / 2]]), matrix)[0]
+    half = np.array([x1 - x0, y1 - y0]) / 2 * float(np.sqrt(abs(np.linalg.det(np.asarray(matrix)[:, :2]))))
+    return np.array([*(centre - half), *(centre + half)])

@@ -100,7 +100,8 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "mask",
         "full: whole face; mouth / lower-face: keep the target's own mouth / lower face (dubbing); mouth-opening: "
-        "keep only what shows between the target's lips (its speech), the lips are the swap's; occlusion "
+        "the swap's lips opened as far as the target's, with what shows between the target's lips moved in "
+        "between them (kept in place with the insightface backend); occlusion "
         "(or REGION+occlusion): also keep what is in front of the face (a hand, a microphone), found by --mask-model",
         default="full",
         choices=MASK_CHOICES,

@@ -143,14 +143,19 @@ class Swapper:
         return area, cv2.dilate(keep, np.ones((3, 3), np.uint8), iterations=max(1, size // 32))
 
     def open_mouth(
-        self, generated: np.ndarray, crop: np.ndarray, face: Face, matrix: np.ndarray
-    ) -> tuple[np.ndarray, bool]:
-        """The generated face with its lips opened as far as the target's and the target's opening
-        moved in between them (convert/mouth.py), and True; unchanged and False where the swap's
-        mouth cannot be found (the target's opening is then kept where it is)."""
+        self, generated: np.ndarray, face: Face, matrix: np.ndarray, occluders: np.ndarray | None
+    ) -> tuple[np.ndarray, mouth.MouthPlan | None]:
+        """The generated face with its lips opened as far as the target's (convert/mouth.py) and the
+        move, for the target's opening to be carried in after colour; unchanged and None where the
+        swap's mouth cannot be found or something is in front of the target's mouth (`occluders`,
+        frame pixels: carried, it would show twice). The target's opening then stays where it is."""
         if face.landmarks is None or face.landmark_scheme != mouth.SCHEME:
-            return generated, False
-        size = generated.shape[0]
+            return generated, None
+        if occluders is not None:
+            lips = np.rint(np.asarray(face.landmarks)[48:68]).astype(int)
+            h, w = occluders.shape
+            if occluders[np.clip(lips[:, 1], 0, h - 1), np.clip(lips[:, 0], 0, w - 1)].max() > 0.5:
+                return generated, None
 
         def fitter(image: np.ndarray, box: np.ndarray) -> np.ndarray:
             landmarks = self.analyzer.refit(image, box, face).landmarks
@@ -159,9 +164,7 @@ class Swapper:
 
         fitted = mouth.fit_generated(generated, mouth.face_box_in_crop(face.bbox, matrix), fitter)
         move = mouth.plan(fitted, transform_points(face.landmarks, matrix))
-        if move is None:
-            return generated, False
-        return mouth.apply(generated, crop, move, max(0.5, KEPT_EDGE * size)), True
+        return (generated, None) if move is None else (mouth.open_lips(generated, move), move)
 
     def finish_mask(self, learned: np.ndarray, area: np.ndarray, keep: np.ndarray) -> np.ndarray:
         """Learned mask within the face hull, eroded and feathered; the kept part is cut out with a
@@ -196,13 +199,16 @@ class Swapper:
             ):
                 face = tracked.face
                 area, keep = self.region(face, matrix, size)
+                move = None
                 if self.opens_mouth:
-                    new, moved = self.open_mouth(new, crop, face, matrix)
-                    if moved:
-                        keep = np.zeros_like(keep)  # the target's opening is in `new` now, at A's mouth
-                        report.mouths_moved += 1
+                    new, move = self.open_mouth(new, face, matrix, kept)
+                if move is not None:
+                    keep = np.zeros_like(keep)  # the target's opening goes into `new`, at A's mouth
+                    report.mouths_moved += 1
                 mask = self.finish_mask(learned_mask, area, keep)
                 new = self.colour(new, crop, mask)
+                if move is not None:
+                    new = mouth.paste_opening(new, crop, move, max(0.5, KEPT_EDGE * size))
                 outputs[pos] = self.blend(outputs[pos], new, matrix, mask)
                 matte = mask_to_frame(mask, matrix, outputs[pos].shape)
                 if kept is not None:
