@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from faceswap.convert import mouth
-from faceswap.faces.align import align_face, crop_face, transform_points
+from faceswap.faces.align import align_face, crop_face, eye_to_mouth, transform_points
+from faceswap.faces.dlib_backend import kps5_from_68
 
 
 @pytest.fixture(scope="module")
@@ -110,13 +111,13 @@ def test_a_shut_target_leaves_the_swaps_lips_where_they_are(drawn_faces, dlib_an
     assert move is not None
     lips = list(mouth.UPPER_LIP + mouth.LOWER_LIP)
     shift = np.linalg.norm(move.moved[lips] - fitted[lips], axis=1).max()
-    assert shift < 0.05 * mouth.eye_to_mouth(fitted)
+    assert shift < 0.05 * eye_to_mouth(kps5_from_68(fitted))
 
 
 def test_a_fit_that_is_not_a_mouth_keeps_the_opening_in_place(drawn_faces):
     _, face_b, matrix_b = _crop(drawn_faces, ("demo-b", 0.9), 128)
     target = transform_points(face_b.landmarks, matrix_b)
-    unit = mouth.eye_to_mouth(target)
+    unit = eye_to_mouth(kps5_from_68(target))
     assert mouth.plan(target.copy(), target) is not None
     elsewhere = target + np.array([0.0, (mouth.MAX_MOUTH_SHIFT + 0.1) * unit])
     assert mouth.plan(elsewhere, target) is None

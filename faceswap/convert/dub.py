@@ -29,7 +29,7 @@ from faceswap.convert.settings import ConvertOptions
 from faceswap.convert.smoothing import KeypointSmoother, TrackedFace
 from faceswap.convert.source import FrameIn, in_background
 from faceswap.errors import BadInput, CheckFailed
-from faceswap.faces.align import crop_face, track_alignment, transform_points
+from faceswap.faces.align import crop_face, eye_to_mouth, track_alignment, transform_points
 from faceswap.faces.identity import IdentityMatcher
 from faceswap.faces.masks import OCCLUSION, landmark_mask, region_polygon
 from faceswap.faces.tracking import FaceTracker
@@ -193,13 +193,8 @@ def region_mask(faces: Sequence[tuple[np.ndarray, np.ndarray]], scheme: str, reg
     for landmarks, kps in faces:
         polygon = region_polygon(landmarks, scheme, kps, region)
         cv2.fillConvexPoly(mask, np.rint(polygon).astype(np.int32), 1.0)
-        reach = max(reach, REGION_GROW * eye_mouth(kps))
+        reach = max(reach, REGION_GROW * eye_to_mouth(kps))
     return _dilate(mask, reach)
-
-
-def eye_mouth(kps: np.ndarray) -> float:
-    kps = np.asarray(kps, np.float64)
-    return float(np.linalg.norm(kps[:2].mean(axis=0) - kps[3:].mean(axis=0)))
 
 
 def _dilate(mask: np.ndarray, radius: float) -> np.ndarray:
@@ -323,7 +318,7 @@ class Dubber:
             [(plate_lms, plate_kps), _in_crop(b.face, perf_matrix)], scheme, self.options.region, (size, size)
         )
         face_area = landmark_mask(plate_lms, scheme, plate_kps, "full", (size, size))
-        ring = np.minimum(_dilate(region, RING * eye_mouth(plate_kps)) - region, face_area)
+        ring = np.minimum(_dilate(region, RING * eye_to_mouth(plate_kps)) - region, face_area)
         crop = crop_face(plate, matrix, size)
         matched = self.swapper.colour(generated, crop, ring)
         soft = cv2.GaussianBlur(region, (0, 0), max(0.5, self.options.blur * size)) if self.options.blur > 0 else region

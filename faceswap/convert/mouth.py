@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from faceswap.faces.align import transform_points, umeyama
+from faceswap.faces.align import eye_to_mouth, transform_points, umeyama
 from faceswap.faces.dlib_backend import kps5_from_68
 from faceswap.faces.masks import MOUTH_OPENING, landmark_mask
 
@@ -64,11 +64,6 @@ def opening(landmarks: np.ndarray) -> float:
     return gap / max(_width(pts), 1e-6)
 
 
-def eye_to_mouth(landmarks: np.ndarray) -> float:
-    kps = kps5_from_68(np.asarray(landmarks, np.float32)).astype(np.float64)
-    return float(np.linalg.norm(kps[:2].mean(axis=0) - kps[3:].mean(axis=0)))
-
-
 def _width(pts: np.ndarray) -> float:
     return float(np.linalg.norm(pts[CORNERS[1]] - pts[CORNERS[0]]))
 
@@ -81,7 +76,7 @@ def plan(fitted: np.ndarray, target: np.ndarray) -> MouthPlan | None:
     if not (np.isfinite(fitted).all() and np.isfinite(target).all()):
         return None
     width_a, width_b = _width(fitted), _width(target)
-    unit_a, unit_b = eye_to_mouth(fitted), eye_to_mouth(target)
+    unit_a, unit_b = (eye_to_mouth(kps5_from_68(points)) for points in (fitted, target))
     shift = np.linalg.norm(fitted[list(CORNERS)].mean(axis=0) - target[list(CORNERS)].mean(axis=0))
     if min(width_b, unit_b) <= 0 or shift > MAX_MOUTH_SHIFT * unit_b:
         return None

@@ -14,7 +14,7 @@ import numpy as np
 
 from faceswap.demo.faces import CANVAS, Identity
 from faceswap.demo.morph import warp
-from faceswap.faces.dlib_backend import kps5_from_68
+from faceswap.faces.dlib_backend import eyes_and_lips, kps5_from_68
 from faceswap.faces.masks import landmark_mask
 
 # generic depth (0 = cheek plane, 1 = nose tip) of the 68 iBUG points, for the 2D yaw approximation
@@ -48,8 +48,8 @@ class Pose:
 def deform(identity: Identity, pose: Pose) -> np.ndarray:
     """The identity's 68 landmarks (canvas coordinates) under yaw, mouth and blink."""
     pts = identity.landmarks.copy()
-    eye_mouth = float(np.linalg.norm(pts[36:48].mean(0) - pts[48:68].mean(0)))
-    drop = pose.mouth * 0.38 * eye_mouth
+    eyes, lips = eyes_and_lips(pts)
+    drop = pose.mouth * 0.38 * float(np.linalg.norm(eyes - lips))
     pts[_LOWER_LIP, 1] += drop
     pts[_CHIN, 1] += drop * 0.6
     for upper, lower in _UPPER_LIDS.items():

@@ -14,6 +14,8 @@ from functools import cache
 
 import numpy as np
 
+from faceswap.faces.dlib_backend import eyes_and_lips
+
 OCCLUDERS = ("hand", "microphone")
 LOCAL_SCALE = 64.0  # local outlines are drawn at this many pixels per unit, then traced
 
@@ -27,8 +29,7 @@ class Placement:
 
 def eye_mouth_units(landmarks: np.ndarray) -> tuple[np.ndarray, float]:
     """(mouth centre, eye-to-mouth distance) of 68 landmarks in frame pixels."""
-    eyes = landmarks[36:48].mean(axis=0)
-    mouth = landmarks[48:68].mean(axis=0)
+    eyes, mouth = eyes_and_lips(landmarks)
     return mouth, float(np.linalg.norm(eyes - mouth))
 
 

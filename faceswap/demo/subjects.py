@@ -15,6 +15,7 @@ import numpy as np
 from faceswap.atomic import write_atomic
 from faceswap.demo.clip import Pose, backdrop, composite
 from faceswap.demo.faces import RECIPES, Identity, build_identities
+from faceswap.eval.metrics import mouth_ratio
 from faceswap.faces.dlib_backend import kps5_from_68
 from faceswap.report import Report
 from faceswap.synthetic import write_input_clip, write_input_image
@@ -121,13 +122,6 @@ def render_frame(
     return _light(frame, pose.light), drawn, extra
 
 
-def _mouth_ratio(landmarks: np.ndarray) -> float:
-    """Inner-lip gap over the eye-to-mouth distance: what `faceswap eval` measures from landmarks."""
-    gap = float(np.linalg.norm(landmarks[66] - landmarks[62]))
-    eye_mouth = float(np.linalg.norm(landmarks[36:48].mean(0) - landmarks[48:68].mean(0)))
-    return gap / eye_mouth
-
-
 def write_clip(path: Path, frames: list[np.ndarray], mouth: list[float], pitch: float = 180.0) -> None:
     """H.264 + an AAC tone whose loudness follows the mouth, like speech."""
     rate = 48000
@@ -161,7 +155,7 @@ def render_clip(
                 "frame": i,
                 "time": round(t, 4),
                 "mouth_open": pose.mouth,
-                "mouth_ratio": round(_mouth_ratio(drawn["landmarks"]), 4),
+                "mouth_ratio": round(mouth_ratio(drawn["landmarks"], "68"), 4),
                 "blink": pose.blink,
                 "yaw": round(pose.yaw, 3),
                 "roll": round(pose.roll, 3),

@@ -137,7 +137,8 @@ def measure_frame(sums: _Sums, plate: np.ndarray, output: np.ndarray, a: Face, o
     """Seam and PSNR at the region both faces define, as the dub drew it."""
     import cv2
 
-    from faceswap.convert.dub import _dilate, eye_mouth, region_mask
+    from faceswap.convert.dub import _dilate, region_mask
+    from faceswap.faces.align import eye_to_mouth
 
     assert a.landmarks is not None and out.landmarks is not None and a.landmark_scheme is not None
     mask = region_mask([(a.landmarks, a.kps5), (out.landmarks, out.kps5)], a.landmark_scheme, region, plate.shape[:2])
@@ -146,7 +147,7 @@ def measure_frame(sums: _Sums, plate: np.ndarray, output: np.ndarray, a: Face, o
     sums.seam_out.append(float(_gradient_energy(output)[band].mean()))
     sums.seam_plate.append(float(_gradient_energy(plate)[band].mean()))
     error = ((output.astype(np.float32) - plate.astype(np.float32)) ** 2).mean(axis=2)
-    outside = _dilate(mask, OUTSIDE_MARGIN * eye_mouth(a.kps5)) < 0.5
+    outside = _dilate(mask, OUTSIDE_MARGIN * eye_to_mouth(a.kps5)) < 0.5
     sums.outside[0] += float(error[outside].sum())
     sums.outside[1] += float(outside.sum())
     sums.inside[0] += float(error[mask > 0.5].sum())

@@ -13,12 +13,11 @@ import numpy as np
 
 from faceswap.eval.boxes import search_box
 from faceswap.eval.independent import IndependentIdentity, IndependentReferences
+from faceswap.faces.dlib_backend import eyes_and_lips
 from faceswap.faces.identity import IdentityMatcher
 from faceswap.faces.masks import SCHEMES
 from faceswap.ledger.watermark_keys import WatermarkKeys
 from faceswap.media import iter_video_frames
-
-
 
 
 def mouth_ratio(landmarks: np.ndarray, scheme: str) -> float:
@@ -26,7 +25,7 @@ def mouth_ratio(landmarks: np.ndarray, scheme: str) -> float:
     pts = np.asarray(landmarks, np.float64)
     if scheme == "68":
         gap = float(np.linalg.norm(pts[66] - pts[62]))
-        eyes, mouth = pts[36:48].mean(0), pts[48:68].mean(0)
+        eyes, mouth = eyes_and_lips(pts)
     else:
         lips = pts[list(SCHEMES[scheme].mouth_outer)]
         gap = float(lips[:, 1].max() - lips[:, 1].min())
@@ -94,7 +93,9 @@ class EvalReport:
                 f"vs {fmt(self.alignment_jitter_without_smoothing)} unsmoothed"
             )
         if self.decoder_flicker is not None:
-            out.append(f"decoder flicker (output eyes and nose against the swap's placement): {fmt(self.decoder_flicker)}")
+            out.append(
+                f"decoder flicker (output eyes and nose against the swap's placement): {fmt(self.decoder_flicker)}"
+            )
         if self.independent is not None:
             out.append(self.independent.line())
         out.append(f"frames marked when re-verified one by one: {fmt(self.marked_share)}")
@@ -373,6 +374,9 @@ def decoder_flicker(measures: list[FrameMeasure], placed: list[dict]) -> float |
     at = {s["frame"]: s["kps_smoothed"][:RIGID_KPS] for s in placed}
     rows = [m for m in measures if m.frame in at]
     return motion_beyond(
-        [m.frame for m in rows], [m.kps_out[:RIGID_KPS] for m in rows], [at[m.frame] for m in rows], 1,
+        [m.frame for m in rows],
+        [m.kps_out[:RIGID_KPS] for m in rows],
+        [at[m.frame] for m in rows],
+        1,
         eye_from=[at[m.frame] for m in rows],
     )

@@ -256,6 +256,13 @@ def align_face(
     return AlignedFace(crop=crop_face(image, matrix, size), matrix=matrix)
 
 
+def eye_to_mouth(kps5: np.ndarray) -> float:
+    """From between the eyes to between the mouth's corners: the face's unit of length, which a
+    turn of the head shortens less than it does the face's width."""
+    kps = np.asarray(kps5, np.float64)
+    return float(np.linalg.norm(kps[:2].mean(axis=0) - kps[3:].mean(axis=0)))
+
+
 def invert_affine(matrix: np.ndarray) -> np.ndarray:
     full = np.vstack([matrix, [0.0, 0.0, 1.0]])
     return np.linalg.inv(full)[:2]

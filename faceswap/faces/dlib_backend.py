@@ -25,6 +25,8 @@ _LEFT_EYE = slice(42, 48)
 _NOSE_TIP = 30
 _MOUTH_RIGHT = 48
 _MOUTH_LEFT = 54
+_EYES = slice(36, 48)
+_LIPS = slice(48, 68)
 
 
 def models_dir() -> Path:
@@ -44,6 +46,13 @@ def kps5_from_68(landmarks: np.ndarray) -> np.ndarray:
             landmarks[_MOUTH_LEFT],
         ]
     ).astype(np.float32)
+
+
+def eyes_and_lips(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The centres of the 68 layout's eye points and of its lip points: the eye-to-mouth axis the demo
+    draws its faces and occluders by and `faceswap eval` measures a mouth's opening against."""
+    pts = np.asarray(landmarks)
+    return pts[_EYES].mean(axis=0), pts[_LIPS].mean(axis=0)
 
 
 HOG_WINDOW = 80  # dlib's frontal detector finds faces of about this size and larger
