@@ -4,7 +4,7 @@ the PSNR every photo pays.
 
     PYTHONPATH=. .venv/bin/python scripts/bench_texture_ceiling.py --out bench-results
 
-`tiles.strength_map` scales the mark by local detail between a floor and a ceiling (1.6 is what the
+`tiles.strength_map` scales the mark by local detail between a floor and a ceiling (`tiles.CEILING`, 1.6, is what the
 sink uses; the marker's informed boost, where a picture's own read asks for it, scales it further on
 every row). For each ceiling, each picture is marked under a fresh secret at each size; PSNR is the
 marked picture against the original; a read counts when the token comes back after the edit.
@@ -20,7 +20,6 @@ import json
 import secrets
 import sys
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 
 import cv2
@@ -52,8 +51,8 @@ EDITS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 
 
 def measure(ceiling: float, pictures: dict[str, np.ndarray]) -> dict[str, object]:
-    original = tiles.strength_map
-    tiles.strength_map = partial(original, ceil=ceiling)  # what the sink would mark with at this ceiling
+    original = tiles.CEILING
+    tiles.CEILING = ceiling  # what the sink would mark with at this ceiling
     try:
         psnr: dict[str, list[float]] = {"textures": [], "photos": []}
         read = {group: dict.fromkeys(EDITS, 0) for group in psnr}
@@ -69,7 +68,7 @@ def measure(ceiling: float, pictures: dict[str, np.ndarray]) -> dict[str, object
                 for edit, change in EDITS.items():
                     read[group][edit] += marker.detect([change(marked)]).token == format_token(token)
     finally:
-        tiles.strength_map = original
+        tiles.CEILING = original
     return {
         "ceiling": ceiling,
         "pictures": count,

@@ -213,9 +213,11 @@ class Watermarker:
         pattern, bits = self.pattern(frame.shape, token), encode_token_v2(token)
         wanted = tiles.mark_to_residual(tiles.BIT_MARGIN)
         tried: list[tuple[float, float]] = []  # (boost, mark-to-residual ratio read)
+        busy = tiles.activity(frame)
         boost = 1.0
         while True:
-            marked = tiles.add_luma(frame, tiles.delta(frame, pattern, boost=boost))
+            gain = tiles.AMPLITUDE * tiles.gain_from(busy, frame.shape, boost=boost)
+            marked = tiles.add_luma(frame, pattern * gain)
             found = tiles.margin(marked, bits, self._marking_key())
             tried.append((boost, tiles.mark_to_residual(found)))
             if found >= tiles.BIT_MARGIN or boost >= tiles.MAX_BOOST or len(tried) == BOOST_STEPS:

@@ -171,21 +171,44 @@ def grey(bgr: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY) if bgr.dtype == np.uint8 else luma(bgr)
 
 
-def strength_map(
-    bgr: np.ndarray, floor: float = 0.5, ceil: float = 1.6, knee: float = 6.0, boost: float = 1.0
-) -> np.ndarray:
-    """Texture masking: more mark where the frame is busy, less on flat areas (computed at 1/4 size).
-    `boost` raises the ceiling by that factor: only the busiest parts, where the ceiling held the
-    mark back, take more; the rest keeps its gain."""
+CEILING = 1.6  # the most gain texture masking gives the busiest parts of a frame (scripts/bench_texture_ceiling.py)
+
+
+def activity(bgr: np.ndarray) -> np.ndarray:
+    """How busy each part of the frame is: local luma detail, at 1/4 size."""
     import cv2
 
     h, w = bgr.shape[:2]
     small = cv2.resize(bgr, (max(1, w // 4), max(1, h // 4)), interpolation=cv2.INTER_AREA)
     y = luma(small)
     detail = y - cv2.GaussianBlur(y, (0, 0), 1.5)
-    activity = np.sqrt(cv2.GaussianBlur(detail * detail, (0, 0), 2.0))
-    gain = np.clip(floor + activity / knee, floor, ceil * boost).astype(np.float32)
-    return cv2.resize(gain, (w, h), interpolation=cv2.INTER_LINEAR)
+    return np.sqrt(cv2.GaussianBlur(detail * detail, (0, 0), 2.0))
+
+
+def gain_from(
+    busy: np.ndarray,
+    shape: tuple[int, ...],
+    floor: float = 0.5,
+    ceil: float | None = None,
+    knee: float = 6.0,
+    boost: float = 1.0,
+) -> np.ndarray:
+    """The strength map of a frame of `shape` whose `activity` is `busy` (see strength_map): one
+    activity serves every boost that marking tries on the frame."""
+    import cv2
+
+    top = (CEILING if ceil is None else ceil) * boost
+    gain = np.clip(floor + busy / knee, floor, top).astype(np.float32)
+    return cv2.resize(gain, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+
+
+def strength_map(
+    bgr: np.ndarray, floor: float = 0.5, ceil: float | None = None, knee: float = 6.0, boost: float = 1.0
+) -> np.ndarray:
+    """Texture masking: more mark where the frame is busy, less on flat areas (computed at 1/4 size).
+    `boost` raises the ceiling (CEILING unless `ceil` is given) by that factor: only the busiest
+    parts, where the ceiling held the mark back, take more; the rest keeps its gain."""
+    return gain_from(activity(bgr), bgr.shape, floor, ceil, knee, boost)
 
 
 def delta(bgr: np.ndarray, mark: np.ndarray, amplitude: float = AMPLITUDE, boost: float = 1.0) -> np.ndarray:
