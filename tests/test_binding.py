@@ -115,3 +115,25 @@ def test_an_unreadable_or_empty_record_never_agrees(swap):
     empty = KeyFrames(1)
     empty.add(key_frame(0, flat))
     assert not check(empty.record("image"), [flat]).agrees
+
+
+def test_a_frame_agrees_with_the_key_frame_of_its_own_moment(swap, t1_image):
+    """Over a still background every key frame aligns with a file frame, and the one with most inliers
+    can be from another moment, where another face was drawn: the frame still agrees through the key
+    frame of its own moment. The source and a swap made elsewhere still do not."""
+    plate, source = _photo("coffee.png"), swap["source"]
+    later = plate.copy()
+    later[150:330, 300:450] = cv2.resize(t1_image[150:330, 700:850], (150, 180))
+    record = KeyFrames(2)
+    record.add(key_frame(0, swap["output"], source, 400))  # more points: most inliers whatever is shown
+    record.add(key_frame(1, later, source, 96))
+    keys = binding.recorded(record.record("video"))
+    shown = _jpeg(later, 85)
+    found = [
+        binding._align(key, *binding._orb(binding._grey_at_work(shown)[0], binding.FILE_POINTS)[:2])[0] for key in keys
+    ]
+    assert found[0] > found[1] >= binding.MIN_INLIERS  # the other moment's key frame aligns best
+    result = check(record.record("video"), [shown])
+    assert result.agrees and result.frames[0].key_frame == 1
+    for other in (source, swap["elsewhere"]):
+        assert not check(record.record("video"), [_jpeg(other, 85)]).agrees
