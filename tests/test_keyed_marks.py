@@ -20,6 +20,7 @@ from media_helpers import make_clip, reencode
 
 from faceswap.cli import main
 from faceswap.media import iter_video_frames, read_image
+from faceswap.provenance import binding
 from faceswap.provenance.output.sink import OutputContext, OutputSink, SinkFrame
 from faceswap.provenance.watermark import tiles
 from faceswap.provenance.watermark.marker import Watermarker, format_token
@@ -171,6 +172,22 @@ def test_a_stolen_token_stamped_on_a_photo_is_not_credited(written, target, mark
 def test_a_stolen_token_of_a_conversion_is_not_credited(converted, target, marker, tmp_path, capsys):
     picture = unrelated("astronaut.png") if target == "real photo" else converted["source_frames"][12]
     _stamp_and_verify(capsys, converted, "still", picture, marker, tmp_path)
+
+
+@pytest.mark.slow
+def test_a_stolen_video_token_on_its_unconverted_source_clip_is_not_credited(converted, tmp_path, capsys):
+    """With the secret leaked, the output's token stamped on every frame of the clip it was converted
+    from: each frame is tried against every key frame it aligns with, and at no moment does the
+    region show the output, so binding refuses it."""
+    token, seq = _token_and_seq(converted, "video")
+    stamper = leaked_marker(converted["root"])
+    frames = [stamper.embed([frame], token)[0] for frame in converted["source_frames"]]
+    code, (verdict,) = _verify(capsys, converted["root"], _write_clip(tmp_path / "stamped.mp4", frames))
+    _not_credited(code, verdict, seq)
+    assert verdict["detection"]["token"] == f"{token:012x}" and verdict["ledger_seq"] == seq
+    assert "on content that entry did not record" in verdict["binding_problem"]
+    aligned = [f for f in verdict["binding"]["frames"] if f["inliers"] >= binding.MIN_INLIERS]
+    assert aligned and all(f["region"] in ("source", "different") for f in aligned), verdict["binding"]
 
 
 @pytest.mark.parametrize("marker", ["public functions", "leaked secret"])

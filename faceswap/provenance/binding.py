@@ -365,11 +365,13 @@ def _best_key(
     keys: list[KeyFrame], grey: np.ndarray, points: np.ndarray, descriptors: np.ndarray, flip: bool
 ) -> FrameCheck:
     """The file frame against each key frame it aligns with, most inliers first: the first whose
-    region shows the output, else the verdict of the best aligned one. Over a still background every
-    key frame aligns about as well, and the one with most inliers may be from another moment, where
-    the face moved: its region then reads "different" though the file is the output (a 5 % crop of
-    a tiny model's demo output re-encoded at CRF 26, 4 conversions: 1-2 of 5 judged frames read so
-    before, 1 after; that one shows a face no key frame holds)."""
+    region shows the output, else the verdict of the best aligned one (where that one recorded no
+    region, or none it can judge, its keypoints alone decide, as before; such a region of another
+    key frame credits nothing). Over a still background every key frame aligns about as well, and
+    the one with most inliers may be from another moment, where the face moved: its region reads
+    "different" though the file is the output (a 5 % crop of a tiny model's demo output re-encoded
+    at CRF 26, 4 conversions: 1-2 of 5 judged frames read so before, 1 after: a face no key frame
+    holds)."""
     aligned = []
     most: tuple[int, int | None] = (0, None)
     for key in keys:
@@ -381,14 +383,16 @@ def _best_key(
     if not aligned:
         return FrameCheck("other", most[1], most[0], mirrored=flip)
     aligned.sort(key=lambda found: -found[0])
-    checks = []
+    first: FrameCheck | None = None
     for inliers, key, matrix in aligned:
         region = _region_verdict(key, matrix, grey)
-        verdict = {"source": "source", "different": "other"}.get(region or "", "output")
-        checks.append(FrameCheck(verdict, key.index, inliers, region, flip))
-        if verdict == "output":
-            return checks[-1]
-    return checks[0]
+        if region == "output":
+            return FrameCheck("output", key.index, inliers, region, flip)
+        if first is None:
+            verdict = {"source": "source", "different": "other"}.get(region or "", "output")
+            first = FrameCheck(verdict, key.index, inliers, region, flip)
+    assert first is not None
+    return first
 
 
 def _align(key: KeyFrame, points: np.ndarray, descriptors: np.ndarray) -> tuple[int, np.ndarray | None]:
