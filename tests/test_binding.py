@@ -53,7 +53,7 @@ def test_the_record_holds_keypoints_and_the_swapped_region_and_stays_small(swap)
     (region,) = frames[0].regions
     x0, y0, x1, y1 = region.box
     assert abs(x0 - 300 / 960) < 0.02 and abs(y1 - 330 / 540) < 0.02 and region.distinct
-    assert len(json.dumps(swap["record"])) < 16_000
+    assert len(json.dumps(swap["record"])) < 20_000  # 18.3 KB with the region's middle (15.2 KB without)
 
 
 @pytest.mark.parametrize(
@@ -137,3 +137,59 @@ def test_a_frame_agrees_with_the_key_frame_of_its_own_moment(swap, t1_image):
     assert result.agrees and result.frames[0].key_frame == 1
     for other in (source, swap["elsewhere"]):
         assert not check(record.record("video"), [_jpeg(other, 85)]).agrees
+
+
+def _soft(name: str) -> np.ndarray:
+    """A picture with little to hold on to: a photo at a quarter of its contrast, blurred (like a
+    decoded face on a blurred backdrop)."""
+    picture = cv2.GaussianBlur(_photo(name, (640, 480)), (0, 0), 2.0).astype(np.float32)
+    return np.clip((picture - 128) * 0.25 + 128, 0, 255).astype(np.uint8)
+
+
+SOFT_EDITS = {
+    "jpeg 80": lambda im: _jpeg(im, 80),
+    "half size": lambda im: _jpeg(cv2.resize(im, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA), 80),
+    "mirror": lambda im: _jpeg(np.ascontiguousarray(im[:, ::-1]), 80),
+    "contrast 0.8": lambda im: _jpeg(np.clip((im.astype(np.float32) - 128) * 0.8 + 128, 0, 255).astype(np.uint8), 80),
+    "crop 50 %": lambda im: _jpeg(np.ascontiguousarray(im[60 : 60 + 340, 95 : 95 + 452]), 80),
+}
+
+
+@pytest.mark.parametrize("name", ["chelsea.png", "ihc.png"])
+@pytest.mark.parametrize("edit", sorted(SOFT_EDITS))
+def test_a_soft_low_contrast_picture_is_still_recognised(name, edit):
+    """The first version's corners (10 levels on the picture itself) held 7 points of the cat and 57 of
+    the stained tissue, and found 0 inliers after every one of these edits for the cat, and after the
+    crop and the contrast change for the tissue (the second version: 24-204)."""
+    image = _soft(name)
+    found = check(binding.record([image], "image"), [SOFT_EDITS[edit](image)], mirrored=edit == "mirror")
+    assert found.agrees, found.to_json()
+
+
+def test_an_entry_recorded_by_the_first_version_is_checked_as_it_was_made(swap):
+    """Entries written before the detector changed keep their version and are read with its detector."""
+    old = KeyFrames(1, binding.STILL_POINTS, version=1)
+    old.offer(0, swap["output"], swap["source"])
+    record = old.record("image")
+    assert record["version"] == 1
+    assert check(record, [_jpeg(swap["output"])]).agrees
+    assert not check(record, [_jpeg(swap["source"])]).agrees
+    shown = [_jpeg(swap["output"])]
+    as_if_new = {**record, "version": binding.VERSION}  # the other detector's descriptors match fewer
+    assert check(as_if_new, shown).frames[0].inliers < check(record, shown).frames[0].inliers
+
+
+def test_a_sibling_rendering_of_the_same_face_does_not_agree(swap, t1_image):
+    """Another model trained like ours draws the same face in the same outline with its features a
+    little elsewhere: here the face's middle 8 % larger. At 32 x 32 the region still reads like the
+    output (what version 1 credited); the middle, recorded finer, does not."""
+    face = cv2.resize(t1_image[150:330, 400:550], (150, 180))  # the output's face
+    larger = cv2.resize(face, None, fx=1.08, fy=1.08)[7:187, 6:156]
+    face[30:150, 25:125] = larger[30:150, 25:125]
+    sibling = swap["output"].copy()
+    sibling[150:330, 300:450] = face
+    found = check(swap["record"], [_jpeg(sibling, 90)])
+    assert not found.agrees and "another picture" in found.reason, found.to_json()
+    old = KeyFrames(1, binding.STILL_POINTS, version=1)
+    old.offer(0, swap["output"], swap["source"])
+    assert check(old.record("image"), [_jpeg(sibling, 90)]).agrees

@@ -15,7 +15,9 @@ frame), the key frame also records the regions that changed (the swapped face) a
 high-passed luma patches, after and before. Once the file is aligned to the key frame, the region
 must look like the output, not like its source: a stolen token stamped on the unconverted frame of
 the same clip, or on another swap of the same footage whose face differs at that scale, does not
-agree.
+agree. Version 2 also records the middle of a large region (the face without the seam it was blended
+in with) at 48 x 48: a sibling swap (the same shot converted by another model trained like this one)
+shares the region's outline at 32 x 32 and differs in the face's own detail.
 
 A video agrees when at least half of the frames checked (up to CHECK_FRAMES, each against every key
 frame) agree; frames with too few features to judge (flat or black) are not counted.
@@ -30,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-VERSION = 1
+VERSION = 2  # what `record` writes; `check` reads every version in DETECTORS
 WORK_SIDE = 480  # short side of the picture fingerprints are made and checked at
 GRID = 4  # recorded keypoints are spread over GRID x GRID cells
 STILL_POINTS = 256  # keypoints recorded for an image
@@ -54,6 +56,27 @@ MAX_CHANGED = 0.5  # more of the frame changed than this: the original is anothe
 DISTINCT = 0.9  # regions whose after and before patches correlate above this cannot tell them apart
 REGION_MARGIN = 0.1  # the file's region must correlate this much better with after than with before
 REGION_FLOOR = 0.7  # ...and at least this well with after (another face in the same pose: <= 0.6 measured)
+INNER = 48  # version 2 also records the region's middle (INNER_SHARE of its width and height) this finely
+INNER_SHARE = 0.64
+INNER_SIGMA = 3.0  # its high-pass, in INNER cells
+INNER_FLOOR = 0.85  # the file's middle must correlate this well with it (scripts/bench_sibling_swap.py)
+
+
+@dataclass(frozen=True)
+class Detector:
+    """How keypoints are found. An entry is checked with the detector of the version it was recorded
+    with, since descriptors only match descriptors made the same way."""
+
+    blur: float  # Gaussian sigma at the work scale before FAST (0: none)
+    fast: int  # FAST's contrast threshold, in luma levels
+
+
+# Version 1 took FAST corners of 10 levels on the picture itself: on soft content (the demo's shaded
+# faces on a blurred backdrop) a key frame held 36-53 points and a half-area crop at CRF 28 found
+# under 24, too few to judge. Version 2 blurs first (the codec's grain and the mark make no corners)
+# and takes corners of 5 levels: twice the inliers on the 40 photos of docs/watermark.md and no more
+# false matches (scripts/bench_keyed_marks.py --only binding,regions).
+DETECTORS = {1: Detector(0.0, 10), 2: Detector(1.5, 5)}
 
 
 def _b64(array: np.ndarray) -> str:
@@ -70,16 +93,23 @@ def _normalised(patch: np.ndarray) -> np.ndarray:
     return p / max(float(np.sqrt(np.mean(p * p))), 1e-3)
 
 
-def _detail(patch: np.ndarray) -> np.ndarray:
-    """A PATCH x PATCH luma patch, high-passed and normalised."""
+def _detail(patch: np.ndarray, size: int = PATCH, sigma: float = DETAIL_SIGMA) -> np.ndarray:
+    """A size x size luma patch, high-passed and normalised."""
     import cv2
 
-    p = patch.astype(np.float32).reshape(PATCH, PATCH)
-    return _normalised(p - cv2.GaussianBlur(p, (0, 0), DETAIL_SIGMA))
+    p = patch.astype(np.float32).reshape(size, size)
+    return _normalised(p - cv2.GaussianBlur(p, (0, 0), sigma))
 
 
-def _quantised(patch: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(_detail(patch) * 32), -127, 127).astype(np.int8)
+def _quantised(patch: np.ndarray, size: int = PATCH, sigma: float = DETAIL_SIGMA) -> np.ndarray:
+    return np.clip(np.rint(_detail(patch, size, sigma) * 32), -127, 127).astype(np.int8)
+
+
+def _middle(box: tuple[float, ...]) -> tuple[float, float, float, float]:
+    """The middle INNER_SHARE of a box: the face's own detail, not the seam it was blended in with."""
+    x0, y0, x1, y1 = box
+    dx, dy = (x1 - x0) * (1 - INNER_SHARE) / 2, (y1 - y0) * (1 - INNER_SHARE) / 2
+    return (x0 + dx, y0 + dy, x1 - dx, y1 - dy)
 
 
 @dataclass(frozen=True)
@@ -90,6 +120,7 @@ class Region:
     box: tuple[float, float, float, float]
     after: np.ndarray = field(repr=False)
     before: np.ndarray = field(repr=False)
+    inner: np.ndarray | None = field(default=None, repr=False)  # version 2: the middle after, INNER x INNER
 
     @property
     def distinct(self) -> bool:
@@ -97,13 +128,15 @@ class Region:
         return float(np.mean(_normalised(self.after) * _normalised(self.before))) < DISTINCT
 
     def to_json(self) -> dict[str, Any]:
-        return {"box": [round(v, 4) for v in self.box], "after": _b64(self.after), "before": _b64(self.before)}
+        data = {"box": [round(v, 4) for v in self.box], "after": _b64(self.after), "before": _b64(self.before)}
+        return data if self.inner is None else {**data, "inner": _b64(self.inner)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Region:
         shape = (PATCH * PATCH,)
         box = tuple(float(v) for v in data["box"])
-        return cls(box, _unb64(data["after"], np.int8, shape), _unb64(data["before"], np.int8, shape))  # type: ignore[arg-type]
+        inner = _unb64(data["inner"], np.int8, (INNER * INNER,)) if data.get("inner") else None
+        return cls(box, _unb64(data["after"], np.int8, shape), _unb64(data["before"], np.int8, shape), inner)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -150,11 +183,15 @@ def _grey_at_work(image: np.ndarray) -> tuple[np.ndarray, float]:
     return cv2.resize(grey, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR), scale
 
 
-def _orb(grey: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _orb(
+    grey: np.ndarray, count: int, detector: Detector = DETECTORS[VERSION]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(points, descriptors, responses) of up to `count` ORB keypoints."""
     import cv2
 
-    orb = cv2.ORB_create(nfeatures=count, fastThreshold=10, edgeThreshold=15, patchSize=15)
+    if detector.blur > 0:
+        grey = cv2.GaussianBlur(grey, (0, 0), detector.blur)
+    orb = cv2.ORB_create(nfeatures=count, fastThreshold=detector.fast, edgeThreshold=15, patchSize=15)
     keypoints, descriptors = orb.detectAndCompute(grey, None)
     if descriptors is None or not keypoints:
         return np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8), np.zeros(0)
@@ -194,27 +231,37 @@ def changed_regions(image: np.ndarray, original: np.ndarray) -> list[tuple[int, 
     return [(int(x), int(y), int(x + w), int(y + h)) for x, y, w, h, _ in parts[:MAX_REGIONS]]
 
 
-def _patch(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+def _patch(
+    image: np.ndarray, box: tuple[int, int, int, int], size: int = PATCH, sigma: float = DETAIL_SIGMA
+) -> np.ndarray:
     import cv2
 
     x0, y0, x1, y1 = box
     grey = cv2.cvtColor(image[y0:y1, x0:x1], cv2.COLOR_BGR2GRAY)
-    return _quantised(cv2.resize(grey, (PATCH, PATCH), interpolation=cv2.INTER_AREA))
+    return _quantised(cv2.resize(grey, (size, size), interpolation=cv2.INTER_AREA), size, sigma)
 
 
 def key_frame(
-    index: int, image: np.ndarray, original: np.ndarray | None = None, points: int = FRAME_POINTS
+    index: int,
+    image: np.ndarray,
+    original: np.ndarray | None = None,
+    points: int = FRAME_POINTS,
+    version: int = VERSION,
 ) -> KeyFrame:
     """The fingerprint of one uint8 BGR picture as written (and of what changed from `original`)."""
     grey, _ = _grey_at_work(image)
-    found, descriptors, responses = _orb(grey, FILE_POINTS)
+    found, descriptors, responses = _orb(grey, FILE_POINTS, DETECTORS[version])
     keep = _spread(found, responses, grey.shape, points)
     regions: list[Region] = []
     if original is not None:
         h, w = image.shape[:2]
         for box in changed_regions(image, original):
             share = (box[0] / w, box[1] / h, box[2] / w, box[3] / h)
-            regions.append(Region(share, _patch(image, box), _patch(original, box)))
+            inner = None
+            x0, y0, x1, y1 = (round(v) for v in _middle(box))
+            if version >= 2 and min(x1 - x0, y1 - y0) >= 2 * INNER:  # a smaller middle holds no finer detail
+                inner = _patch(image, (x0, y0, x1, y1), INNER, INNER_SIGMA)
+            regions.append(Region(share, _patch(image, box), _patch(original, box), inner))
     size = (int(grey.shape[1]), int(grey.shape[0]))
     return KeyFrame(index, size, found[keep], descriptors[keep], tuple(regions))
 
@@ -223,9 +270,10 @@ class KeyFrames:
     """Key frames spread evenly over a stream of unknown length: every `stride`-th frame is kept;
     when 2 x KEY_FRAMES are held, every other one is dropped and the stride doubles."""
 
-    def __init__(self, limit: int = KEY_FRAMES, points: int = FRAME_POINTS) -> None:
+    def __init__(self, limit: int = KEY_FRAMES, points: int = FRAME_POINTS, version: int = VERSION) -> None:
         self.limit = limit
         self.points = points
+        self.version = version
         self.stride = 1
         self.kept: list[KeyFrame] = []
         self.seen = 0
@@ -241,7 +289,7 @@ class KeyFrames:
     def offer(self, index: int, image: np.ndarray, original: np.ndarray | None = None) -> None:
         """Frame `index` as written (and what it was made from), kept when it is a key frame."""
         if self.wants(index):
-            self.add(key_frame(index, image, original, self.points))
+            self.add(key_frame(index, image, original, self.points, self.version))
 
     def add(self, frame: KeyFrame) -> None:
         self.kept.append(frame)
@@ -254,7 +302,7 @@ class KeyFrames:
         from faceswap.provenance.watermark.tiles import spread
 
         frames = spread(self.kept, self.limit)
-        return {"version": VERSION, "media": kind, "work_side": WORK_SIDE, "frames": [f.to_json() for f in frames]}
+        return {"version": self.version, "media": kind, "work_side": WORK_SIDE, "frames": [f.to_json() for f in frames]}
 
 
 def record(
@@ -300,9 +348,17 @@ class BindingCheck:
         }
 
 
+def _detector(binding: Any) -> Detector | None:
+    """The detector an entry's `binding` was recorded with; None where it is not a binding we read."""
+    if not isinstance(binding, dict):
+        return None
+    version = binding.get("version")
+    return DETECTORS.get(version) if isinstance(version, int) and not isinstance(version, bool) else None
+
+
 def recorded(binding: Any) -> list[KeyFrame]:
     """The key frames an entry's `binding` holds (an unreadable one holds none)."""
-    if not isinstance(binding, dict) or binding.get("version") != VERSION:
+    if _detector(binding) is None:
         return []
     try:
         return [KeyFrame.from_json(f) for f in binding.get("frames") or []]
@@ -316,9 +372,10 @@ def check(binding: Any, frames: list[np.ndarray], mirrored: bool = False) -> Bin
     from faceswap.provenance.watermark.tiles import spread
 
     keys = [k for k in recorded(binding) if len(k.points) >= MIN_FEATURES]
-    if not keys:
+    detector = _detector(binding)
+    if not keys or detector is None:
         return BindingCheck(False, (), "the entry recorded no content to compare with")
-    checks = tuple(_check_frame(keys, f, mirrored) for f in spread(frames, CHECK_FRAMES))
+    checks = tuple(_check_frame(keys, f, mirrored, detector) for f in spread(frames, CHECK_FRAMES))
     judged = [c for c in checks if c.verdict != "blank"]
     agreeing = sum(c.verdict == "output" for c in judged)
     if judged and 2 * agreeing >= len(judged):
@@ -337,11 +394,11 @@ def _reason(checks: tuple[FrameCheck, ...], judged: list[FrameCheck]) -> str:
     return f"{agreeing} of {len(judged)} frames show what the entry recorded"
 
 
-def _check_frame(keys: list[KeyFrame], image: np.ndarray, mirrored: bool) -> FrameCheck:
+def _check_frame(keys: list[KeyFrame], image: np.ndarray, mirrored: bool, detector: Detector) -> FrameCheck:
     best = FrameCheck("blank")
     for flip in (mirrored, not mirrored):
         view = np.ascontiguousarray(image[:, ::-1]) if flip else image
-        found = _against(keys, view, flip)
+        found = _against(keys, view, flip, detector)
         if found.verdict == "output":
             return found
         if found.verdict != "blank" and (best.verdict == "blank" or found.inliers > best.inliers):
@@ -349,13 +406,13 @@ def _check_frame(keys: list[KeyFrame], image: np.ndarray, mirrored: bool) -> Fra
     return best
 
 
-def _against(keys: list[KeyFrame], image: np.ndarray, flip: bool) -> FrameCheck:
+def _against(keys: list[KeyFrame], image: np.ndarray, flip: bool, detector: Detector) -> FrameCheck:
     """The file frame, its uniform bars stripped, against every key frame."""
     from faceswap.provenance.watermark.tiles import content_box, grey
 
     top, bottom, left, right = content_box(grey(image))
     grey, _ = _grey_at_work(image[top:bottom, left:right])
-    points, descriptors, _ = _orb(grey, FILE_POINTS)
+    points, descriptors, _ = _orb(grey, FILE_POINTS, detector)
     if len(points) < MIN_FEATURES:
         return FrameCheck("blank", mirrored=flip)
     return _best_key(keys, grey, points, descriptors, flip)
@@ -444,13 +501,36 @@ def _region_verdict(key: KeyFrame, matrix: np.ndarray, grey: np.ndarray) -> str 
 
 
 def _one_region(region: Region, key: KeyFrame, matrix: np.ndarray, grey: np.ndarray) -> str:
-    import cv2
-
     if not region.distinct:
         return "alike"
-    x0, y0, x1, y1 = region.box
+    seen = _sample(region.box, PATCH, DETAIL_SIGMA, key, matrix, grey)
+    if seen is None:
+        return "not visible"
+    after = float(np.mean(seen * _normalised(region.after)))
+    before = float(np.mean(seen * _normalised(region.before)))
+    if after < REGION_FLOOR or after < before + REGION_MARGIN:
+        return "source" if before >= after else "different"
+    if region.inner is None:
+        return "output"
+    middle = _sample(_middle(region.box), INNER, INNER_SIGMA, key, matrix, grey)
+    if middle is None:
+        return "not visible"
+    # another rendering of the same shot (a model trained like this one, on the same faces) shares the
+    # region's outline and shading at PATCH cells (0.85-0.94); the face's own detail is where it differs
+    # (0.45-0.80, where genuine copies cropped and re-encoded read 0.87-0.97 through some key frame)
+    return "output" if float(np.mean(middle * _normalised(region.inner))) >= INNER_FLOOR else "different"
+
+
+def _sample(
+    box: tuple[float, float, float, float], size: int, sigma: float, key: KeyFrame, matrix: np.ndarray, grey: np.ndarray
+) -> np.ndarray | None:
+    """The file's luma over a box of the key frame (shares), mapped through `matrix`, as a high-passed
+    size x size patch; None where less than 90 % of it is in the file."""
+    import cv2
+
+    x0, y0, x1, y1 = box
     kw, kh = key.size
-    cells = (np.arange(PATCH) + 0.5) / PATCH
+    cells = (np.arange(size) + 0.5) / size
     xs, ys = np.meshgrid(x0 + (x1 - x0) * cells, y0 + (y1 - y0) * cells)
     target = np.stack([xs.ravel() * kw, ys.ravel() * kh, np.ones(xs.size)], axis=0)
     inverse = cv2.invertAffineTransform(matrix)
@@ -458,15 +538,11 @@ def _one_region(region: Region, key: KeyFrame, matrix: np.ndarray, grey: np.ndar
     h, w = grey.shape
     inside = (file_xy[:, 0] >= 0) & (file_xy[:, 0] < w) & (file_xy[:, 1] >= 0) & (file_xy[:, 1] < h)
     if inside.mean() < 0.9:
-        return "not visible"
-    cell_px = max(1.0, (x1 - x0) * kw / PATCH / max(float(np.linalg.svd(matrix[:, :2], compute_uv=False).mean()), 1e-3))
+        return None
+    scale = max(float(np.linalg.svd(matrix[:, :2], compute_uv=False).mean()), 1e-3)
+    cell_px = max(1.0, (x1 - x0) * kw / size / scale)
     blurred = cv2.GaussianBlur(grey.astype(np.float32), (0, 0), 0.5 * cell_px)
     sampled = cv2.remap(
         blurred, file_xy[:, 0].reshape(1, -1), file_xy[:, 1].reshape(1, -1), cv2.INTER_LINEAR, cv2.BORDER_REPLICATE
     )
-    seen = _detail(sampled)
-    after = float(np.mean(seen * _normalised(region.after)))
-    before = float(np.mean(seen * _normalised(region.before)))
-    if after >= REGION_FLOOR and after >= before + REGION_MARGIN:
-        return "output"
-    return "source" if before >= after else "different"
+    return _detail(sampled, size, sigma)

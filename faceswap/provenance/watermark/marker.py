@@ -216,8 +216,7 @@ class Watermarker:
         busy = tiles.activity(frame)
         boost = 1.0
         while True:
-            gain = tiles.AMPLITUDE * tiles.gain_from(busy, frame.shape, boost=boost)
-            marked = tiles.add_luma(frame, pattern * gain)
+            marked = tiles.add_luma(frame, tiles.delta(frame, pattern, boost=boost, busy=busy))
             found = tiles.margin(marked, bits, self._marking_key())
             tried.append((boost, tiles.mark_to_residual(found)))
             if found >= tiles.BIT_MARGIN or boost >= tiles.MAX_BOOST or len(tried) == BOOST_STEPS:

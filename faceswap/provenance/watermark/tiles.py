@@ -211,9 +211,16 @@ def strength_map(
     return gain_from(activity(bgr), bgr.shape, floor, ceil, knee, boost)
 
 
-def delta(bgr: np.ndarray, mark: np.ndarray, amplitude: float = AMPLITUDE, boost: float = 1.0) -> np.ndarray:
-    """The luma change (H, W) float32 that carries `mark` in this frame."""
-    return mark * (amplitude * strength_map(bgr, boost=boost))
+def delta(
+    bgr: np.ndarray,
+    mark: np.ndarray,
+    amplitude: float = AMPLITUDE,
+    boost: float = 1.0,
+    busy: np.ndarray | None = None,
+) -> np.ndarray:
+    """The luma change (H, W) float32 that carries `mark` in this frame; `busy`: the frame's `activity`,
+    where the caller tries several boosts on one frame."""
+    return mark * (amplitude * gain_from(activity(bgr) if busy is None else busy, bgr.shape, boost=boost))
 
 
 def add_luma(bgr: np.ndarray, change: np.ndarray) -> np.ndarray:
