@@ -40,6 +40,13 @@ GPU_HINT = (
     "run use --config configs/train/smoke.yaml (it sets --trainer.accelerator cpu) or pass "
     "--trainer.accelerator cpu explicitly"
 )
+# a dubbing model's framing cut from facesets aligned on the eyes and nose follows the performer's lips
+# worse than from facesets aligned on the five keypoints (scripts/bench_dub.py --dubs 4, both alignments)
+DUBBING_ALIGNMENT_NOTE = (
+    "note: {face_type} crops cut from facesets aligned on {points}: dubbing models followed the performer's "
+    "lips better on facesets extracted with --align-on five (lip sync 0.87 against 0.74 on the demo's dub "
+    'pair; README, "Dubbing")'
+)
 
 
 @dataclass
@@ -176,6 +183,9 @@ def run_training(request: TrainRequest) -> TrainResult:
     smoke = trainer.accelerator.__class__.__name__.lower().startswith("cpu")
     if smoke and trainer.is_global_zero:
         print(f"CPU smoke run of {request.name}: {trainer.max_steps} steps; real training needs a GPU", flush=True)
+    note = dubbing_alignment_note(datamodule)
+    if note is not None and trainer.is_global_zero:
+        print(note, flush=True)
     previews = _previews(request, model_dir, store, watch)
     trainer.callbacks.extend([previews, *request.callbacks])
     resumed_from = _resume_step(last, grant) if last is not None else None
@@ -195,6 +205,18 @@ def run_training(request: TrainRequest) -> TrainResult:
         if trainer.is_global_zero:
             shutil.rmtree(checkpoints, ignore_errors=True)  # work under withdrawn consent is not resumed
         raise
+
+
+def dubbing_alignment_note(datamodule: Any) -> str | None:
+    """What to say when a region framing (a dubbing model's) is cut from facesets not aligned on the
+    five keypoints, which pin the mouth's corners; None otherwise."""
+    from faceswap.faces.align import REGION_FRAMINGS
+
+    face_type = datamodule.hparams.face_type
+    points = datamodule.facesets["a"].header.alignment.points
+    if face_type not in REGION_FRAMINGS or points == "five":
+        return None
+    return DUBBING_ALIGNMENT_NOTE.format(face_type=face_type, points=points)
 
 
 def _fit(trainer: Any, module: Any, datamodule: Any, last: Path | None) -> None:

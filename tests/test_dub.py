@@ -422,3 +422,23 @@ def test_demo_dub_runs_end_to_end_and_writes_its_report(tmp_path, capsys):
     again = _last_json(capsys)
     assert again["model"]["reused"] and again["model"]["fingerprint"] == report["model"]["fingerprint"]
     assert again["timings_s"]["model"] < report["timings_s"]["model"]  # no extraction, no training
+
+
+def test_training_a_dubbing_framing_on_eye_and_nose_facesets_says_to_align_on_five():
+    """scripts/bench_dub.py --dubs 4 on the demo's pair: lip sync 0.74 with lower-face crops cut from
+    eye-and-nose facesets, 0.87 from five-keypoint ones. Training such a model says so; others are quiet."""
+    from types import SimpleNamespace
+
+    from faceswap.faces.align import Alignment
+    from faceswap.train import dubbing_alignment_note
+
+    def datamodule(face_type: str | None, points: str) -> SimpleNamespace:
+        faceset = SimpleNamespace(header=SimpleNamespace(alignment=Alignment("whole", points)))
+        return SimpleNamespace(hparams=SimpleNamespace(face_type=face_type), facesets={"a": faceset})
+
+    for framing in ("lower", "mouth"):
+        note = dubbing_alignment_note(datamodule(framing, "eyes-nose"))
+        assert note is not None and f"{framing} crops" in note and "--align-on five" in note
+        assert dubbing_alignment_note(datamodule(framing, "five")) is None
+    for framing in (None, "whole", "full"):
+        assert dubbing_alignment_note(datamodule(framing, "eyes-nose")) is None
