@@ -215,19 +215,24 @@ class Sample:
     media: str
     frames: list
     intra: list[bool]
+    checks: list = field(default_factory=list)  # a video's frames for content binding, drawn for this reading
 
 
 def read_sample(path: Path, limits: InputLimits = VERIFY) -> Sample:
     """The file's frames, bounded by `limits` (what a file may declare) and by what the sample may hold
-    (sampling.py): an image at most ANALYSIS_PIXELS large, a video's frames spread over it."""
+    (sampling.py): an image at most ANALYSIS_PIXELS large, a video's frames spread over it, and frames
+    for content binding at positions drawn afresh for each reading."""
+    import random
+
     from faceswap.media import checked_size, read_view
+    from faceswap.provenance.binding import STRETCH_CHECKS
     from faceswap.sampling import sample_video
 
     checked_size(path, limits)
     if path.suffix.lower() not in VIDEO_SUFFIXES:
         return Sample("image", [read_view(path, limits, ANALYSIS_PIXELS)], [True])
-    frames, intra = sample_video(path, limits, VIDEO_SAMPLES, INTRA_SAMPLES)
-    return Sample("video", frames, intra)
+    got = sample_video(path, limits, VIDEO_SAMPLES, INTRA_SAMPLES, STRETCH_CHECKS, random.Random())
+    return Sample("video", got.frames, got.intra, got.checks)
 
 
 def read_frames(path: Path) -> tuple[str, list]:
@@ -272,7 +277,7 @@ class Verifier:
             if verdict.marked:
                 self._attach_entry(verdict, hashes)
                 if verdict.entry is not None:
-                    verdict.binding_problem = self._binding_problem(verdict, frames, hashes)
+                    verdict.binding_problem = self._binding_problem(verdict, sample.checks or frames, hashes)
             else:
                 self._by_credentials(verdict)
                 if verdict.entry is None:
