@@ -13,9 +13,9 @@
   declared switches to key frames once the budget is spent.
 
 Content binding asks every stretch of a video (provenance/binding.py), so it is given frames of its
-own: `checks` of them, one at a random position within each of `checks` equal stretches, drawn
-afresh by the caller's `rng` for every reading. At fixed positions someone who reads this code could
-keep the output at exactly the frames read and put anything between them. They are kept at most
+own: `checks` of them, one within each of `checks` equal stretches, at a position the caller's `rng`
+draws (verify seeds it from the file's bytes and its secret). At fixed positions someone who reads
+this code could keep the output at exactly the frames read and put anything between them. They are kept at most
 CHECK_PIXELS large (binding works at 480 pixels on the short side). A clip read in key frames gives
 binding its spread, whose frames the file's encoder chose.
 """

@@ -11,15 +11,17 @@ the footage it was converted or dubbed from, CLIP.mp4 any other footage. After `
 cropped to half the area, each H.264 CRF 28; splices keep the output and replace its second half,
 its last quarter, its last eighth or its middle quarter with the plate (CRF 18: the attacker's own
 encode) or the other clip. Each file goes through verify with the workspace's ledger and keys
-`--readings` times (binding's frames are drawn afresh for each). Prints, per file, how many readings
-were right and the first reading's checked frames in the file's order (o output, s source, x other,
-. blank), and writes OUT/bench_splice.json.
+`--readings` times, each drawing binding's frames with a fresh key (a verifier draws them from the
+file's bytes and its own secret, so one verifier's reading of one file repeats). Prints, per file,
+how many readings were right and the first reading's checked frames in the file's order (o output,
+s source, x other, . blank), and writes OUT/bench_splice.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -29,7 +31,7 @@ import cv2
 import numpy as np
 
 from faceswap.media import iter_video_frames
-from faceswap.provenance.verify.verifier import Verifier, ledger_view_for
+from faceswap.provenance.verify.verifier import Verifier, ledger_view_for, read_sample
 from faceswap.synthetic import write_input_clip
 from faceswap.workspace import Workspace
 
@@ -105,9 +107,11 @@ def main() -> None:
         for name, (frames, crf, genuine) in variants(output, source, other).items():
             path = write_input_clip(Path(folder) / "variant.mp4", [even(f) for f in frames], 25, crf=crf)
             readings = []
-            for _ in range(args.readings):  # binding's frames are drawn afresh for every reading
+            for _ in range(args.readings):
                 started = time.perf_counter()
-                verdict = verifier.verify(path)
+                # a verifier draws binding's frames from the file's bytes and its secret: each reading
+                # here draws as another verifier, or the same file with other bytes, would
+                verdict = verifier.verify(path, read_sample(path, draw_key=os.urandom(32)))
                 checked = verdict.binding.frames if verdict.binding else ()
                 readings.append(
                     {

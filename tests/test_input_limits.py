@@ -236,3 +236,25 @@ def test_a_clip_beyond_the_decode_budget_is_read_in_key_frames(tmp_path, monkeyp
     levels = [round(float(f.mean()) / 6) for f in frames]
     assert levels == [0, 10, 20, 30]  # the key frames at the spread's positions (every 10th of 40)
     assert checks == frames  # binding is given the spread, the only frames decoded
+
+
+def test_a_verifier_draws_the_same_binding_frames_of_a_file_and_others_do_not(tmp_path):
+    """The drawn positions come from the file's bytes and the verifier's key: one verifier's reading
+    repeats; another key, or the same pictures in other bytes, draws elsewhere."""
+    from faceswap.provenance.verify.verifier import read_sample
+    from faceswap.synthetic import write_input_clip
+
+    frames = [np.full((48, 64, 3), 5 * i, np.uint8) for i in range(48)]  # two frames per stretch of 24
+
+    def drawn(path: Path, key: bytes) -> list[int]:
+        decoded = _every_frame(path)
+        checks = read_sample(path, draw_key=key).checks
+        return [next(i for i, d in enumerate(decoded) if np.array_equal(d, c)) for c in checks]
+
+    clip = write_input_clip(tmp_path / "clip.mp4", frames, 25, crf=10)
+    again = write_input_clip(tmp_path / "again.mp4", frames, 25, crf=12)
+    first = drawn(clip, b"verifier one")
+    assert [p // 2 for p in first] == list(range(24))  # one in each stretch
+    assert drawn(clip, b"verifier one") == first
+    assert drawn(clip, b"verifier two") != first
+    assert drawn(again, b"verifier one") != first

@@ -24,15 +24,16 @@ frames kept so far, and becomes one itself unless one of them still credits it w
 (PROBED: more inliers, a region read closer to the output) and, where this frame's region tells the
 output from its source, through a region rather than keypoints alone. A cut, a pan or a face that
 changed makes a new key frame. The check then asks it of every stretch: of STRETCH_CHECKS frames,
-one drawn at random within each equal stretch of the file afresh for every reading (sampling.py: at
-fixed positions an attacker who reads this would keep the output exactly there), no two neighbouring
-judged frames may disagree and at most a quarter may (a copy loses an isolated frame now and then: a
-small dubbed mouth that is close to the plate's). Other footage spliced in is refused once two
-neighbouring drawn frames fall in it and show what it is (the unconverted plate of a dub can look
-like the output where the dubbed mouth is close to its own: docs/watermark.md, "Splices"). An entry whose recorder had to thin its key frames (more
-than MAX_KEY_FRAMES) says so (`covered` false) and is checked as versions 1 and 2 are: a video agrees
-when at least half of the frames checked (up to CHECK_FRAMES, each against every key frame) agree.
-Frames with too few features to judge (flat or black) are not counted.
+one drawn within each equal stretch of the file from its bytes and the verifier's secret
+(sampling.py: at fixed positions an attacker who reads this would keep the output exactly there),
+no two neighbouring judged frames may disagree and at most a quarter may (a copy loses an isolated
+frame now and then: a small dubbed mouth that is close to the plate's). Other footage spliced in is
+refused once two neighbouring drawn frames fall in it and show what it is (the unconverted plate of
+a dub can look like the output where the dubbed mouth is close to its own: docs/watermark.md,
+"Splices"). An entry whose recorder had to thin its key frames (more than MAX_KEY_FRAMES) says so
+(`covered` false) and is checked as versions 1 and 2 are: a video agrees when at least half of the
+frames checked (up to CHECK_FRAMES, each against every key frame) agree. Frames with too few
+features to judge (flat or black) are not counted.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ PROBE_FLOOR = 0.8  # ...whose region reads this well (a copy needs REGION_FLOOR)
 PROBE_TOWARD = 0.8  # ...and this far toward the output (a copy needs TOWARD_OUTPUT)
 PROBE_INNER = 0.9  # ...and its middle this well (a copy needs INNER_FLOOR)
 MAX_KEY_FRAMES = 40  # version 3: beyond this every other key frame is dropped and the entry is not `covered`
-STRETCH_CHECKS = 24  # frames of a video checked (one drawn in each 24th) where the entry covers every stretch
+STRETCH_CHECKS = 24  # frames of a video checked (one drawn in each 24th) where the entry covers all
 FILE_POINTS = 3000  # keypoints taken from the file being checked
 CHECK_FRAMES = 8  # frames of a video checked
 RATIO = 0.85  # Lowe's ratio test
