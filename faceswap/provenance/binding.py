@@ -80,7 +80,6 @@ INNER = 48  # version 2 also records the region's middle (INNER_SHARE of its wid
 INNER_SHARE = 0.64
 INNER_SIGMA = 3.0  # its high-pass, in INNER cells
 INNER_FLOOR = 0.85  # the file's middle must correlate this well with it (scripts/bench_sibling_swap.py)
-MOMENT_TOLERANCE = 0.03  # key frames whose regions fit a file frame this close to the best one are its moment too
 
 
 @dataclass(frozen=True)
@@ -565,10 +564,8 @@ def _best_key(
     background every key frame aligns about as well, and the face moves between them: a region of
     another moment can read "different" on a genuine copy, and, asked of every key frame in turn,
     can read "output" on the unconverted source where a dubbed mouth of one moment looks like the
-    plate's mouth of another (the source spliced into a dub's second half: 7 of 12 checked frames
-    read "output" so). The moment whose source or output this region shows best decides, with the
-    moments that fit about as well (a dub's first frames, whose mouth is close to the plate's, fit
-    the next key frame's plate and its own output nearly alike: docs/watermark.md, "Splices")."""
+    plate's mouth of another (the source spliced into a dub's second half: 8 of 12 checked frames
+    read "output" so). The moment whose source or output this region shows best decides."""
     aligned = []
     most: tuple[int, int | None] = (0, None)
     for key in keys:
@@ -581,21 +578,11 @@ def _best_key(
         return FrameCheck("other", most[1], most[0], mirrored=flip)
     aligned.sort(key=lambda found: -found[0])
     fits = [(_moment_fit(key, matrix, grey), position) for position, (_, key, matrix) in enumerate(aligned)]
-    judged = sorted(((fit, position) for fit, position in fits if fit is not None), reverse=True)
-    # moments that fit within MOMENT_TOLERANCE of the best cannot be told apart through a copy's loss:
-    # any of them showing the output credits the frame
-    tied = [position for fit, position in judged if fit >= judged[0][0] - MOMENT_TOLERANCE] or [0]
-    first: FrameCheck | None = None
-    for position in tied:
-        inliers, key, matrix = aligned[position]
-        region = _region_verdict(key, matrix, grey, floors)
-        verdict = {"source": "source", "different": "other"}.get(region or "", "output")
-        found = FrameCheck(verdict, key.index, inliers, region, flip)
-        if verdict == "output":
-            return found
-        first = first or found
-    assert first is not None
-    return first
+    judged = [(fit, position) for fit, position in fits if fit is not None]
+    inliers, key, matrix = aligned[max(judged)[1] if judged else 0]
+    region = _region_verdict(key, matrix, grey, floors)
+    verdict = {"source": "source", "different": "other"}.get(region or "", "output")
+    return FrameCheck(verdict, key.index, inliers, region, flip)
 
 
 def _moment_fit(key: KeyFrame, matrix: np.ndarray, grey: np.ndarray) -> float | None:
