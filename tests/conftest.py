@@ -29,6 +29,43 @@ def isolated_state_dir(tmp_path_factory):
         os.environ[STATE_ENV] = previous
 
 
+@pytest.fixture(scope="session", autouse=True)
+def reproducible_secrets():
+    """Workspace watermark secrets and output tokens are drawn from the running test's name instead
+    of the OS, in this process: a check whose margin depends on the draw (a mark read back after a
+    denoiser, a crop) then fails on every run or on none, and a failure repeats where it can be read.
+    How the mark fares over fresh secrets and tokens is the benches' measure (docs/watermark.md).
+    Subprocesses (the CLI run as a program, Ray workers) still draw from the OS."""
+    import hashlib
+    import os
+
+    import faceswap.convert.pipeline
+    import faceswap.provenance.output.sink  # noqa: F401  (bind new_token before it is replaced)
+    from faceswap.ledger.watermark_keys import SECRET_BYTES, WatermarkKey
+    from faceswap.provenance.watermark import marker
+
+    draws: dict[str, int] = {}
+
+    def draw(size: int) -> bytes:
+        test = os.environ.get("PYTEST_CURRENT_TEST", "session").rsplit(" (", 1)[0]
+        draws[test] = draws.get(test, 0) + 1
+        return hashlib.shake_256(f"{test} #{draws[test]}".encode()).digest(size)
+
+    def generate(cls) -> WatermarkKey:
+        return cls(draw(SECRET_BYTES))
+
+    def new_token() -> int:
+        return int.from_bytes(draw(6), "big") & marker.MAX_TOKEN
+
+    original = marker.new_token
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(WatermarkKey, "generate", classmethod(generate))
+        for name, module in list(sys.modules.items()):
+            if name.startswith("faceswap") and getattr(module, "new_token", None) is original:
+                patch.setattr(module, "new_token", new_token)
+        yield
+
+
 @pytest.fixture(scope="session")
 def dlib_analyzer():
     from faceswap.faces.analyzer import FaceAnalyzer
