@@ -7,16 +7,25 @@
 - each kept frame is downscaled by the decoder's own scaler as it is decoded, so the whole sample
   holds at most SAMPLE_BYTES; frames within that are kept exactly as decoded;
 - a clip whose frames would cost more than DECODE_BUDGET pixels to decode one by one (each frame
-  counted as at least FRAME_FLOOR, so a million tiny frames cost too) is read in key frames: packets are demuxed in order (no seeking, so a damaged index cannot mislead it) and
-  only the key frames at the spread's positions are decoded. A clip that holds more than it
+  counted as at least FRAME_FLOOR, so a million tiny frames cost too) is read in key frames: packets
+  are demuxed in order (no seeking, so a damaged index cannot mislead it) and only the key frames at
+  the spread's positions are decoded. A clip that holds more than it
   declared switches to key frames once the budget is spent.
+
+Content binding asks every stretch of a video (provenance/binding.py), so it is given frames of its
+own: `checks` of them, one within each of `checks` equal stretches, at a position the caller's `rng`
+draws (verify seeds it from the file's bytes and its secret). At fixed positions someone who reads
+this code could keep the output at exactly the frames read and put anything between them. They are kept at most
+CHECK_PIXELS large (binding works at 480 pixels on the short side). A clip read in key frames gives
+binding its spread, whose frames the file's encoder chose.
 """
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -27,6 +36,7 @@ from faceswap.media import check_decoded, decoder_options, fit_within, probe_vid
 SAMPLE_BYTES = 360 * MIB  # every kept frame together, as 8-bit BGR: 56 frames of 1080p are kept as they are
 DECODE_BUDGET = 3_000_000_000  # pixels decoded frame by frame (~1450 frames of 1080p, ~360 of 4K), then key frames
 FRAME_FLOOR = 100_000  # a frame costs at least this many pixels' worth (so a million tiny frames do too)
+CHECK_PIXELS = 600_000  # per frame kept for content binding (854 x 480 is 410k)
 
 
 @dataclass
@@ -36,28 +46,40 @@ class Plan:
     every: int  # spread step, in frames
     max_pixels: int  # per kept frame
     key_frames_only: bool
+    check_at: frozenset[int] = frozenset()  # indices of the frames kept for content binding
 
 
 @dataclass
 class Collected:
     frames: list[np.ndarray] = field(default_factory=list)
     intra: list[bool] = field(default_factory=list)
+    on_spread: list[bool] = field(default_factory=list)  # whether each kept frame is one of the spread
     spread: int = 0  # frames kept for the spread
     extra: int = 0  # intra frames kept besides
     decoded: int = 0  # frames decoded
     work: int = 0  # pixels decoded
+    checks: list[np.ndarray] = field(default_factory=list)  # frames kept for content binding
 
     def keep(self, frame: Any, max_pixels: int, spread: bool) -> None:
         self.frames.append(_bgr(frame, max_pixels))
         self.intra.append(bool(frame.key_frame))
+        self.on_spread.append(spread)
         self.spread += int(spread)
         self.extra += int(not spread)
 
 
-def sample_video(path: Path, limits: InputLimits, count: int, intra: int) -> tuple[list[np.ndarray], list[bool]]:
+class VideoSample(NamedTuple):
+    frames: list[np.ndarray]  # spread over the clip, then intra frames besides, in the file's order
+    intra: list[bool]  # whether each of `frames` is an intra frame
+    checks: list[np.ndarray]  # for content binding, in the file's order (empty where none were asked for)
+
+
+def sample_video(
+    path: Path, limits: InputLimits, count: int, intra: int, checks: int = 0, rng: random.Random | None = None
+) -> VideoSample:
     """Up to `count` frames spread over the clip and up to `intra` intra frames besides, as 8-bit BGR,
-    with whether each is an intra frame; BadInput for a file beyond `limits` or one that fails to
-    decode."""
+    with whether each is an intra frame, and `checks` frames at positions drawn by `rng` (see above);
+    BadInput for a file beyond `limits` or one that fails to decode."""
     import av
 
     info = probe_video(path, limits)
@@ -68,6 +90,7 @@ def sample_video(path: Path, limits: InputLimits, count: int, intra: int) -> tup
         every=max(1, expected // count) if expected else 1,
         max_pixels=SAMPLE_BYTES // (3 * (count + intra)),
         key_frames_only=expected * max(info.width * info.height, FRAME_FLOOR) > DECODE_BUDGET,
+        check_at=_drawn(expected, checks, rng),
     )
     try:
         with av.open(str(path), options=decoder_options(limits)) as container:
@@ -79,7 +102,16 @@ def sample_video(path: Path, limits: InputLimits, count: int, intra: int) -> tup
         raise BadInput(f"{path}: video is corrupt or unreadable ({error.strerror or error})") from None
     except IndexError:
         raise BadInput(f"{path}: has no video stream") from None
-    return got.frames, got.intra
+    spread = [f for f, kept in zip(got.frames, got.on_spread, strict=True) if kept]
+    return VideoSample(got.frames, got.intra, got.checks if plan.check_at and not plan.key_frames_only else spread)
+
+
+def _drawn(expected: int, checks: int, rng: random.Random | None) -> frozenset[int]:
+    """One index at random within each of `checks` equal stretches of the clip's `expected` frames."""
+    if not checks or rng is None:
+        return frozenset()
+    stretch = max(1, expected // checks) if expected else 1
+    return frozenset(k * stretch + rng.randrange(stretch) for k in range(checks))
 
 
 def _collect(path: Path, container: Any, stream: Any, plan: Plan, limits: InputLimits) -> Collected:
@@ -98,7 +130,10 @@ def _collect(path: Path, container: Any, stream: Any, plan: Plan, limits: InputL
             _consider(got, frame, plan, key_mode=plan.key_frames_only or got.work > DECODE_BUDGET)
             got.decoded += 1
             got.work += max(frame.width * frame.height, FRAME_FLOOR)
-        if got.spread >= plan.count and (plan.key_frames_only or got.decoded > plan.every * plan.count):
+        last_check = max(plan.check_at, default=-1)
+        if got.spread >= plan.count and (
+            plan.key_frames_only or got.decoded > max(plan.every * plan.count, last_check)
+        ):
             break  # the spread is complete (a container that did not say its length stops here too)
     return got
 
@@ -113,6 +148,8 @@ def _consider(got: Collected, frame: Any, plan: Plan, key_mode: bool) -> None:
     key = bool(frame.key_frame) and got.extra < plan.intra
     if spread or key:
         got.keep(frame, plan.max_pixels, spread=spread)
+    if got.decoded in plan.check_at:
+        got.checks.append(_bgr(frame, CHECK_PIXELS))
 
 
 def _bgr(frame: Any, max_pixels: int) -> np.ndarray:

@@ -193,3 +193,141 @@ def test_a_sibling_rendering_of_the_same_face_does_not_agree(swap, t1_image):
     old = KeyFrames(1, binding.STILL_POINTS, version=1)
     old.offer(0, swap["output"], swap["source"])
     assert check(old.record("image"), [_jpeg(sibling, 90)]).agrees
+
+
+def _shot(plate: np.ndarray, faces: list[np.ndarray], frames: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """`frames` pictures of a shot with a face pasted where the plate's face was, changing every
+    few frames as a performance does: (outputs, the plate they were made from)."""
+    outputs = []
+    for index in range(frames):
+        frame = plate.copy()
+        frame[100:260, 200:330] = faces[(index // 8) % len(faces)]
+        outputs.append(frame)
+    return outputs, [plate] * frames
+
+
+@pytest.fixture(scope="module")
+def two_shots(t1_image):
+    """A 'converted' video of two shots (a cut at frame 24), each with its faces, as written and as
+    the plates they were made from."""
+    faces = [cv2.resize(t1_image[150:330, x : x + 150], (130, 160)) for x in (60, 400, 700, 1000)]
+    plates = []
+    for name in ("coffee.png", "chelsea.png"):
+        plate = _photo(name, (640, 360))
+        plate[100:260, 200:330] = cv2.resize(t1_image[160:320, 1150:1270], (130, 160))  # the plate's own face
+        plates.append(plate)
+    first, first_plate = _shot(plates[0], faces[:2], 24)
+    second, second_plate = _shot(plates[1], faces[2:], 24)
+    frames, originals = first + second, first_plate + second_plate
+    return {"frames": frames, "originals": originals, "record": binding.record(frames, "video", originals)}
+
+
+def test_a_video_keeps_a_key_frame_for_every_shot_and_face(two_shots):
+    record = two_shots["record"]
+    indices = [f["index"] for f in record["frames"]]
+    assert record["version"] == 3 and record["covered"] is True
+    assert any(i < 24 for i in indices) and any(i >= 24 for i in indices)  # each shot has its own
+    assert len(indices) < len(two_shots["frames"]) // binding.PROBE_EVERY + 1  # not every probe
+    assert any(8 <= i < 24 for i in indices)  # the face that changed within the first shot
+
+
+def test_every_stretch_of_a_shared_copy_agrees(two_shots):
+    shared = [_jpeg(cv2.resize(f, (480, 270), interpolation=cv2.INTER_AREA), 60) for f in two_shots["frames"]]
+    found = check(two_shots["record"], shared)
+    assert found.agrees, found.to_json()
+    assert all(f.verdict == "output" for f in found.frames)
+
+
+@pytest.mark.parametrize("where", ["second half", "last quarter", "middle quarter"])
+@pytest.mark.parametrize("other", ["source", "unrelated"])
+def test_an_output_spliced_with_other_footage_is_refused(two_shots, where, other):
+    """Part of the file is the output and part is not (its unconverted plate, or footage from
+    elsewhere): the token reads from the output's part, and the parts that are not it are refused."""
+    frames, n = two_shots["frames"], len(two_shots["frames"])
+    elsewhere = _photo("astronaut.png", (640, 360))
+    replacement = two_shots["originals"] if other == "source" else [elsewhere] * n
+    start, stop = {
+        "second half": (n // 2, n),
+        "last quarter": (3 * n // 4, n),
+        "middle quarter": (3 * n // 8, 5 * n // 8),
+    }[where]
+    spliced = [_jpeg(f, 85) for f in frames[:start] + replacement[start:stop] + frames[stop:]]
+    found = check(two_shots["record"], spliced)
+    assert not found.agrees, found.to_json()
+    assert "part of the file is not this output" in found.reason
+
+
+def test_a_video_recorded_before_stretches_is_checked_by_the_majority(two_shots):
+    """Version 2 recorded six key frames spread over the video; its entries keep their rule."""
+    old = KeyFrames(binding.KEY_FRAMES, binding.FRAME_POINTS, version=2)
+    for index, (frame, original) in enumerate(zip(two_shots["frames"], two_shots["originals"], strict=True)):
+        old.offer(index, frame, original)
+    record = old.record("video")
+    assert not binding.covers_stretches(record)
+    half = len(two_shots["frames"]) // 2
+    spliced = two_shots["frames"][:half] + [_photo("astronaut.png", (640, 360))] * half
+    assert check(record, spliced).agrees  # the gap version 3 closes
+
+
+def test_a_recorder_that_thinned_its_key_frames_says_so(two_shots):
+    keys = binding.ShotKeyFrames(limit=2)
+    for index, (frame, original) in enumerate(zip(two_shots["frames"], two_shots["originals"], strict=True)):
+        keys.offer(index, frame, original)
+    record = keys.record("video")
+    assert record["covered"] is False and len(record["frames"]) <= 2
+    assert not binding.covers_stretches(record)
+
+
+@pytest.mark.parametrize(
+    ("verdicts", "agrees"),
+    [
+        ("oooooooo", True),
+        ("ooxooxoo", True),  # isolated lost frames: a copy loses one now and then
+        ("o.xoooo", True),  # a blank frame between is not judged
+        ("ooxxoooo", False),  # two neighbours: a stretch that is not this output
+        ("ox.xoooo", False),  # neighbours once blanks are skipped
+        ("oxoxoxoo", False),  # more than a quarter
+        ("xxxxxxxx", False),
+    ],
+)
+def test_the_stretch_rule(verdicts, agrees):
+    names = {"o": "output", "x": "other", ".": "blank"}
+    checks = tuple(binding.FrameCheck(names[v]) for v in verdicts)
+    assert (binding._stretch_problem(checks) is None) is agrees
+
+
+def test_a_pan_keeps_key_frames_as_the_picture_moves(t1_image):
+    """A camera pan across a wide plate, the swapped face moving with it: the key frames follow the
+    picture, and a shared copy of every stretch agrees."""
+    wide = _photo("coffee.png", (1600, 360))
+    wide[100:260, 700:830] = cv2.resize(t1_image[160:320, 1150:1270], (130, 160))
+    swapped = wide.copy()
+    swapped[100:260, 700:830] = cv2.resize(t1_image[150:330, 400:550], (130, 160))
+    frames = [np.ascontiguousarray(swapped[:, 24 * i : 24 * i + 640]) for i in range(40)]
+    originals = [np.ascontiguousarray(wide[:, 24 * i : 24 * i + 640]) for i in range(40)]
+    record = binding.record(frames, "video", originals)
+    assert record["covered"] and 2 <= len(record["frames"]) <= 8
+    found = check(record, [_jpeg(cv2.resize(f, (480, 270), interpolation=cv2.INTER_AREA), 60) for f in frames])
+    assert found.agrees and all(f.verdict == "output" for f in found.frames), found.to_json()
+
+
+def test_output_kept_only_where_a_fixed_sample_would_look_is_refused(two_shots, tmp_path):
+    """Someone who reads the sampler keeps the output at the frames a fixed spread reads (every other
+    frame here) and puts the plate between: binding's frames are drawn afresh for each reading."""
+    import random
+
+    from faceswap.limits import VERIFY
+    from faceswap.provenance.verify.verifier import INTRA_SAMPLES, VIDEO_SAMPLES
+    from faceswap.sampling import sample_video
+    from faceswap.synthetic import write_input_clip
+
+    pairs = zip(two_shots["frames"], two_shots["originals"], strict=True)
+    mixed = [frame for output, plate in pairs for frame in (output, plate)]  # 96 frames
+    path = write_input_clip(tmp_path / "mixed.mp4", mixed, 25)
+    fixed = sample_video(path, VERIFY, VIDEO_SAMPLES, INTRA_SAMPLES)
+    assert check(two_shots["record"], fixed.frames).agrees  # what a fixed spread would have credited
+    for seed in range(3):
+        drawn = sample_video(path, VERIFY, VIDEO_SAMPLES, INTRA_SAMPLES, binding.STRETCH_CHECKS, random.Random(seed))
+        assert len(drawn.checks) == binding.STRETCH_CHECKS
+        found = check(two_shots["record"], drawn.checks)
+        assert not found.agrees, found.to_json()

@@ -192,10 +192,29 @@ def test_the_sample_keeps_frames_within_its_budget_exactly_as_decoded(tmp_path):
     from faceswap.sampling import sample_video
 
     clip = _levels_clip(tmp_path / "clip.mp4", 30)
-    frames, intra = sample_video(clip, VERIFY, count=10, intra=2)
+    frames, intra, _ = sample_video(clip, VERIFY, count=10, intra=2)
     decoded = _every_frame(clip)
     assert len(frames) == 10 and intra == [True] + [False] * 9
     assert all(np.array_equal(f, decoded[3 * k]) for k, f in enumerate(frames))  # every 3rd of 30
+
+
+def test_frames_for_content_binding_are_drawn_afresh_within_each_stretch(tmp_path):
+    """One frame at a random position within each of 6 stretches of 5 frames: someone who reads the
+    code cannot know which frames of the file binding will see."""
+    import random
+
+    from faceswap.sampling import sample_video
+
+    clip = _levels_clip(tmp_path / "clip.mp4", 30)
+    decoded = _every_frame(clip)
+    drawn = []
+    for seed in range(4):
+        got = sample_video(clip, VERIFY, count=10, intra=2, checks=6, rng=random.Random(seed))
+        assert len(got.frames) == 10 and len(got.checks) == 6  # the spread is as without checks
+        positions = [next(i for i, d in enumerate(decoded) if np.array_equal(d, c)) for c in got.checks]
+        assert [p // 5 for p in positions] == list(range(6))
+        drawn.append(positions)
+    assert len({tuple(p) for p in drawn}) == 4
 
 
 def test_the_sample_shrinks_large_frames_as_they_are_decoded(tmp_path, monkeypatch):
@@ -203,7 +222,7 @@ def test_the_sample_shrinks_large_frames_as_they_are_decoded(tmp_path, monkeypat
 
     clip = flat_video(tmp_path / "clip.mp4", 640, 480, 4)
     monkeypatch.setattr(sampling, "SAMPLE_BYTES", 3 * 6 * 100_000)  # 100k pixels per kept frame
-    frames, _ = sampling.sample_video(clip, VERIFY, count=4, intra=2)
+    frames, _, _ = sampling.sample_video(clip, VERIFY, count=4, intra=2)
     assert frames and all(f.shape[0] * f.shape[1] <= 100_000 and f.shape[1] / f.shape[0] > 1.3 for f in frames)
 
 
@@ -212,7 +231,30 @@ def test_a_clip_beyond_the_decode_budget_is_read_in_key_frames(tmp_path, monkeyp
 
     clip = _levels_clip(tmp_path / "gops.mp4", 40, gop=5)
     monkeypatch.setattr(sampling, "DECODE_BUDGET", 1)
-    frames, intra = sampling.sample_video(clip, VERIFY, count=4, intra=2)
+    frames, intra, checks = sampling.sample_video(clip, VERIFY, count=4, intra=2)
     assert len(frames) == 4 and all(intra)
     levels = [round(float(f.mean()) / 6) for f in frames]
     assert levels == [0, 10, 20, 30]  # the key frames at the spread's positions (every 10th of 40)
+    assert checks == frames  # binding is given the spread, the only frames decoded
+
+
+def test_a_verifier_draws_the_same_binding_frames_of_a_file_and_others_do_not(tmp_path):
+    """The drawn positions come from the file's bytes and the verifier's key: one verifier's reading
+    repeats; another key, or the same pictures in other bytes, draws elsewhere."""
+    from faceswap.provenance.verify.verifier import read_sample
+    from faceswap.synthetic import write_input_clip
+
+    frames = [np.full((48, 64, 3), 5 * i, np.uint8) for i in range(48)]  # two frames per stretch of 24
+
+    def drawn(path: Path, key: bytes) -> list[int]:
+        decoded = _every_frame(path)
+        checks = read_sample(path, draw_key=key).checks
+        return [next(i for i, d in enumerate(decoded) if np.array_equal(d, c)) for c in checks]
+
+    clip = write_input_clip(tmp_path / "clip.mp4", frames, 25, crf=10)
+    again = write_input_clip(tmp_path / "again.mp4", frames, 25, crf=12)
+    first = drawn(clip, b"verifier one")
+    assert [p // 2 for p in first] == list(range(24))  # one in each stretch
+    assert drawn(clip, b"verifier one") == first
+    assert drawn(clip, b"verifier two") != first
+    assert drawn(again, b"verifier one") != first

@@ -190,6 +190,28 @@ def test_a_stolen_video_token_on_its_unconverted_source_clip_is_not_credited(con
     assert aligned and all(f["region"] in ("source", "different") for f in aligned), verdict["binding"]
 
 
+@pytest.mark.parametrize("other", ["its unconverted source", "another clip"])
+def test_an_output_spliced_with_other_footage_is_not_credited(converted, demo_subjects, other, tmp_path, capsys):
+    """No secret needed: the output's first half kept, its second half replaced by the clip it was
+    converted from, or by another subject's clip. The token reads from the output's half; the
+    entry covers every stretch of its video, and the replaced one shows what it did not record."""
+    _, seq = _token_and_seq(converted, "video")
+    output = [f.image for f in iter_video_frames(converted["video"]["path"])]
+    if other == "its unconverted source":
+        replacement = converted["source_frames"]
+    else:
+        replacement = [
+            cv2.resize(f.image, output[0].shape[1::-1])
+            for f in iter_video_frames(demo_subjects[0]["demo-a"].clip, limit=25)
+        ]
+    half = len(output) // 2
+    spliced = _write_clip(tmp_path / "spliced.mp4", output[:half] + replacement[half : len(output)])
+    code, (verdict,) = _verify(capsys, converted["root"], spliced)
+    _not_credited(code, verdict, seq)
+    assert verdict["detection"]["token"] and verdict["ledger_seq"] == seq  # the output's half carries it
+    assert "part of the file is not this output" in verdict["binding_problem"], verdict["binding_problem"]
+
+
 @pytest.mark.slow
 def test_a_stolen_video_token_on_a_sibling_swap_of_the_same_shot_is_not_credited(converted, tmp_path, capsys):
     """With the secret leaked, the output's token stamped on the same frames converted by a second model

@@ -19,8 +19,21 @@ agree. Version 2 also records the middle of a large region (the face without the
 in with) at 48 x 48: a sibling swap (the same shot converted by another model trained like this one)
 shares the region's outline at 32 x 32 and differs in the face's own detail.
 
-A video agrees when at least half of the frames checked (up to CHECK_FRAMES, each against every key
-frame) agree; frames with too few features to judge (flat or black) are not counted.
+Version 3 records a video stretch by stretch: every PROBE_EVERY-th frame is compared with the key
+frames kept so far, and becomes one itself unless one of them still credits it with a margin
+(PROBED: more inliers, a region read closer to the output) and, where this frame's region tells the
+output from its source, through a region rather than keypoints alone. A cut, a pan or a face that
+changed makes a new key frame. The check then asks it of every stretch: of STRETCH_CHECKS frames,
+one drawn within each equal stretch of the file from its bytes and the verifier's secret
+(sampling.py: at fixed positions an attacker who reads this would keep the output exactly there),
+no two neighbouring judged frames may disagree and at most a quarter may (a copy loses an isolated
+frame now and then: a small dubbed mouth that is close to the plate's). Other footage spliced in is
+refused once two neighbouring drawn frames fall in it and show what it is (the unconverted plate of
+a dub can look like the output where the dubbed mouth is close to its own: docs/watermark.md,
+"Splices"). An entry whose recorder had to thin its key frames (more than MAX_KEY_FRAMES) says so
+(`covered` false) and is checked as versions 1 and 2 are: a video agrees when at least half of the
+frames checked (up to CHECK_FRAMES, each against every key frame) agree. Frames with too few
+features to judge (flat or black) are not counted.
 """
 
 from __future__ import annotations
@@ -32,12 +45,19 @@ from typing import Any
 
 import numpy as np
 
-VERSION = 2  # what `record` writes; `check` reads every version in DETECTORS
+VERSION = 3  # what `record` writes; `check` reads every version in DETECTORS
 WORK_SIDE = 480  # short side of the picture fingerprints are made and checked at
 GRID = 4  # recorded keypoints are spread over GRID x GRID cells
 STILL_POINTS = 256  # keypoints recorded for an image
 FRAME_POINTS = 192  # ...and for each key frame of a video or sequence
-KEY_FRAMES = 6  # key frames recorded per video or sequence, spread over it
+KEY_FRAMES = 6  # versions 1 and 2: key frames recorded per video or sequence, spread over it
+PROBE_EVERY = 5  # version 3: every PROBE_EVERY-th frame is compared with the key frames kept
+PROBE_INLIERS = 30  # ...and is described by one that aligns with this many inliers (a copy needs MIN_INLIERS)
+PROBE_FLOOR = 0.8  # ...whose region reads this well (a copy needs REGION_FLOOR)
+PROBE_TOWARD = 0.8  # ...and this far toward the output (a copy needs TOWARD_OUTPUT)
+PROBE_INNER = 0.9  # ...and its middle this well (a copy needs INNER_FLOOR)
+MAX_KEY_FRAMES = 40  # version 3: beyond this every other key frame is dropped and the entry is not `covered`
+STRETCH_CHECKS = 24  # frames of a video checked (one drawn in each 24th) where the entry covers all
 FILE_POINTS = 3000  # keypoints taken from the file being checked
 CHECK_FRAMES = 8  # frames of a video checked
 RATIO = 0.85  # Lowe's ratio test
@@ -54,8 +74,8 @@ MIN_REGION = 0.002  # a region's share of the frame
 MAX_REGIONS = 2
 MAX_CHANGED = 0.5  # more of the frame changed than this: the original is another rendering, no regions
 DISTINCT = 0.9  # regions whose after and before patches correlate above this cannot tell them apart
-REGION_MARGIN = 0.1  # the file's region must correlate this much better with after than with before
-REGION_FLOOR = 0.7  # ...and at least this well with after (another face in the same pose: <= 0.6 measured)
+REGION_FLOOR = 0.7  # the file's region must correlate this well with after (another face in the same pose: <= 0.6)
+TOWARD_OUTPUT = 0.6  # ...and lie this far from before toward after (0: the source, 1: the output)
 INNER = 48  # version 2 also records the region's middle (INNER_SHARE of its width and height) this finely
 INNER_SHARE = 0.64
 INNER_SIGMA = 3.0  # its high-pass, in INNER cells
@@ -76,7 +96,23 @@ class Detector:
 # under 24, too few to judge. Version 2 blurs first (the codec's grain and the mark make no corners)
 # and takes corners of 5 levels: twice the inliers on the 40 photos of docs/watermark.md and no more
 # false matches (scripts/bench_keyed_marks.py --only binding,regions).
-DETECTORS = {1: Detector(0.0, 10), 2: Detector(1.5, 5)}
+@dataclass(frozen=True)
+class Floors:
+    """What a file frame must reach to agree with a key frame: inliers of the alignment, and the
+    correlations of the region and of its middle with what was recorded."""
+
+    inliers: int
+    region: float
+    toward: float
+    inner: float
+
+
+CHECKED = Floors(MIN_INLIERS, REGION_FLOOR, TOWARD_OUTPUT, INNER_FLOOR)
+PROBED = Floors(PROBE_INLIERS, PROBE_FLOOR, PROBE_TOWARD, PROBE_INNER)  # what the recorder asks of the frames it writes
+
+
+# Version 3 finds keypoints as version 2 does and records a key frame per stretch (see above).
+DETECTORS = {1: Detector(0.0, 10), 2: Detector(1.5, 5), 3: Detector(1.5, 5)}
 
 
 def _b64(array: np.ndarray) -> str:
@@ -250,7 +286,19 @@ def key_frame(
 ) -> KeyFrame:
     """The fingerprint of one uint8 BGR picture as written (and of what changed from `original`)."""
     grey, _ = _grey_at_work(image)
-    found, descriptors, responses = _orb(grey, FILE_POINTS, DETECTORS[version])
+    return _key_frame(index, image, original, grey, _orb(grey, FILE_POINTS, DETECTORS[version]), points, version)
+
+
+def _key_frame(
+    index: int,
+    image: np.ndarray,
+    original: np.ndarray | None,
+    grey: np.ndarray,
+    orb: tuple[np.ndarray, np.ndarray, np.ndarray],
+    points: int,
+    version: int,
+) -> KeyFrame:
+    found, descriptors, responses = orb
     keep = _spread(found, responses, grey.shape, points)
     regions: list[Region] = []
     if original is not None:
@@ -258,17 +306,19 @@ def key_frame(
         for box in changed_regions(image, original):
             share = (box[0] / w, box[1] / h, box[2] / w, box[3] / h)
             inner = None
-            x0, y0, x1, y1 = (round(v) for v in _middle(box))
-            if version >= 2 and min(x1 - x0, y1 - y0) >= 2 * INNER:  # a smaller middle holds no finer detail
-                inner = _patch(image, (x0, y0, x1, y1), INNER, INNER_SIGMA)
+            if version >= 2:
+                x0, y0, x1, y1 = (round(v) for v in _middle(box))
+                if min(x1 - x0, y1 - y0) >= 2 * INNER:  # a smaller middle holds no finer detail
+                    inner = _patch(image, (x0, y0, x1, y1), INNER, INNER_SIGMA)
             regions.append(Region(share, _patch(image, box), _patch(original, box), inner))
     size = (int(grey.shape[1]), int(grey.shape[0]))
     return KeyFrame(index, size, found[keep], descriptors[keep], tuple(regions))
 
 
 class KeyFrames:
-    """Key frames spread evenly over a stream of unknown length: every `stride`-th frame is kept;
-    when 2 x KEY_FRAMES are held, every other one is dropped and the stride doubles."""
+    """Key frames spread evenly over a stream of unknown length (an image's one; versions 1 and 2 of a
+    video): every `stride`-th frame is kept; when 2 x `limit` are held, every other one is dropped and
+    the stride doubles."""
 
     def __init__(self, limit: int = KEY_FRAMES, points: int = FRAME_POINTS, version: int = VERSION) -> None:
         self.limit = limit
@@ -276,12 +326,11 @@ class KeyFrames:
         self.version = version
         self.stride = 1
         self.kept: list[KeyFrame] = []
-        self.seen = 0
 
     @classmethod
-    def for_media(cls, kind: str) -> KeyFrames:
-        """What an entry keeps: of an image its one frame at STILL_POINTS, of a video KEY_FRAMES frames."""
-        return cls(1, STILL_POINTS) if kind == "image" else cls(KEY_FRAMES, FRAME_POINTS)
+    def for_media(cls, kind: str) -> KeyFrames | ShotKeyFrames:
+        """What an entry keeps: of an image its one frame at STILL_POINTS, of a video a key frame per stretch."""
+        return cls(1, STILL_POINTS) if kind == "image" else ShotKeyFrames()
 
     def wants(self, index: int) -> bool:
         return index % self.stride == 0
@@ -303,6 +352,57 @@ class KeyFrames:
 
         frames = spread(self.kept, self.limit)
         return {"version": self.version, "media": kind, "work_side": WORK_SIDE, "frames": [f.to_json() for f in frames]}
+
+
+class ShotKeyFrames:
+    """Version 3 of a video or sequence: a key frame wherever none of those kept describes the picture
+    any more (a cut, a pan, a face that changed), probed every PROBE_EVERY-th frame."""
+
+    def __init__(self, points: int = FRAME_POINTS, limit: int = MAX_KEY_FRAMES) -> None:
+        self.points = points
+        self.limit = limit
+        self.version = VERSION
+        self.kept: list[KeyFrame] = []
+        self.covered = True  # no key frame was dropped
+
+    def wants(self, index: int) -> bool:
+        return index % PROBE_EVERY == 0
+
+    def offer(self, index: int, image: np.ndarray, original: np.ndarray | None = None) -> None:
+        """Frame `index` as written (and what it was made from), kept when no key frame describes it."""
+        if not self.wants(index):
+            return
+        grey, _ = _grey_at_work(image)
+        orb = _orb(grey, FILE_POINTS, DETECTORS[self.version])
+        if self.kept and len(orb[0]) < MIN_FEATURES:
+            return  # a flat picture: nothing a check could judge either
+        candidate = _key_frame(index, image, original, grey, orb, self.points, self.version)
+        keys = [k for k in self.kept if len(k.points) >= MIN_FEATURES]
+        if keys:
+            found = _best_key(keys, grey, orb[0], orb[1], False, PROBED)
+            # where this moment's region tells output from source, a key frame's region must have judged
+            # it: credited by keypoints alone (a region "alike" at another moment), its unconverted
+            # source would be credited too
+            judged = found.region == "output" or not any(r.distinct for r in candidate.regions)
+            if found.verdict == "output" and judged:
+                return
+        self.add(candidate)
+
+    def add(self, frame: KeyFrame) -> None:
+        self.kept.append(frame)
+        if len(self.kept) > self.limit:
+            self.kept = self.kept[::2]
+            self.covered = False
+
+    def record(self, kind: str) -> dict[str, Any]:
+        """The entry's `binding`: the key frames, and whether every stretch kept one."""
+        return {
+            "version": self.version,
+            "media": kind,
+            "work_side": WORK_SIDE,
+            "covered": self.covered,
+            "frames": [f.to_json() for f in self.kept],
+        }
 
 
 def record(
@@ -366,21 +466,53 @@ def recorded(binding: Any) -> list[KeyFrame]:
         return []
 
 
+def covers_stretches(binding: Any) -> bool:
+    """Did the entry keep a key frame for every stretch of its video (version 3, none dropped)?"""
+    version = binding.get("version") if isinstance(binding, dict) else None
+    return isinstance(version, int) and version >= 3 and binding.get("covered") is True
+
+
 def check(binding: Any, frames: list[np.ndarray], mirrored: bool = False) -> BindingCheck:
-    """Check up to CHECK_FRAMES of `frames` (uint8 BGR, spread over the file) against the entry's key
-    frames; `mirrored`: try the file flipped first (the watermark reader found it mirrored)."""
+    """Check frames spread over the file (`frames`: uint8 BGR in the file's order) against the entry's
+    key frames; `mirrored`: try the file flipped first (the watermark reader found it mirrored)."""
     from faceswap.provenance.watermark.tiles import spread
 
     keys = [k for k in recorded(binding) if len(k.points) >= MIN_FEATURES]
     detector = _detector(binding)
     if not keys or detector is None:
         return BindingCheck(False, (), "the entry recorded no content to compare with")
-    checks = tuple(_check_frame(keys, f, mirrored, detector) for f in spread(frames, CHECK_FRAMES))
+    stretches = covers_stretches(binding)
+    chosen = spread(frames, STRETCH_CHECKS if stretches else CHECK_FRAMES)
+    checks = tuple(_check_frame(keys, f, mirrored, detector) for f in chosen)
     judged = [c for c in checks if c.verdict != "blank"]
+    reason = _stretch_problem(checks) if stretches else _majority_problem(checks, judged)
+    return BindingCheck(reason is None, checks, reason or "")
+
+
+def _majority_problem(checks: tuple[FrameCheck, ...], judged: list[FrameCheck]) -> str | None:
+    """Versions 1 and 2 (and a thinned version 3): at least half the judged frames agree."""
     agreeing = sum(c.verdict == "output" for c in judged)
-    if judged and 2 * agreeing >= len(judged):
-        return BindingCheck(True, checks)
-    return BindingCheck(False, checks, _reason(checks, judged))
+    return None if judged and 2 * agreeing >= len(judged) else _reason(checks, judged)
+
+
+def _stretch_problem(checks: tuple[FrameCheck, ...]) -> str | None:
+    """Every stretch agrees: no two neighbouring judged frames disagree, and at most a quarter do."""
+    judged = [(position, c) for position, c in enumerate(checks, 1) if c.verdict != "blank"]
+    lost = [c.verdict != "output" for _, c in judged]
+    if all(lost):
+        return _reason(checks, [c for _, c in judged])
+    for start in range(len(judged) - 1):
+        if lost[start] and lost[start + 1]:
+            end = start + 1
+            while end + 1 < len(judged) and lost[end + 1]:
+                end += 1
+            return (
+                f"checked frames {judged[start][0]}-{judged[end][0]} of {len(checks)} (in the file's order) show "
+                "other content than the entry recorded: part of the file is not this output"
+            )
+    if 4 * sum(lost) > len(judged):
+        return f"{len(judged) - sum(lost)} of {len(judged)} frames show what the entry recorded"
+    return None
 
 
 def _reason(checks: tuple[FrameCheck, ...], judged: list[FrameCheck]) -> str:
@@ -419,37 +551,51 @@ def _against(keys: list[KeyFrame], image: np.ndarray, flip: bool, detector: Dete
 
 
 def _best_key(
-    keys: list[KeyFrame], grey: np.ndarray, points: np.ndarray, descriptors: np.ndarray, flip: bool
+    keys: list[KeyFrame],
+    grey: np.ndarray,
+    points: np.ndarray,
+    descriptors: np.ndarray,
+    flip: bool,
+    floors: Floors = CHECKED,
 ) -> FrameCheck:
-    """The file frame against each key frame it aligns with, most inliers first: the first whose
-    region shows the output, else the verdict of the best aligned one (where that one recorded no
-    region, or none it can judge, its keypoints alone decide, as before; such a region of another
-    key frame credits nothing). Over a still background every key frame aligns about as well, and
-    the one with most inliers may be from another moment, where the face moved: its region reads
-    "different" though the file is the output (a 5 % crop of a tiny model's demo output re-encoded
-    at CRF 26, 4 conversions: 1-2 of 5 judged frames read so before, 1 after: a face no key frame
-    holds)."""
+    """The file frame against the key frame of its own moment: of those it aligns with, the one whose
+    recorded region, as the output or as its source, this frame's region looks most like; where none
+    recorded a region it can judge, the best aligned one, whose keypoints alone decide. Over a still
+    background every key frame aligns about as well, and the face moves between them: a region of
+    another moment can read "different" on a genuine copy, and, asked of every key frame in turn,
+    can read "output" on the unconverted source where a dubbed mouth of one moment looks like the
+    plate's mouth of another (the source spliced into a dub's second half: 8 of 12 checked frames
+    read "output" so). The moment whose source or output this region shows best decides."""
     aligned = []
     most: tuple[int, int | None] = (0, None)
     for key in keys:
         inliers, matrix = _align(key, points, descriptors)
         if inliers > most[0]:
             most = (inliers, key.index)
-        if matrix is not None and inliers >= MIN_INLIERS:
+        if matrix is not None and inliers >= floors.inliers:
             aligned.append((inliers, key, matrix))
     if not aligned:
         return FrameCheck("other", most[1], most[0], mirrored=flip)
     aligned.sort(key=lambda found: -found[0])
-    first: FrameCheck | None = None
-    for inliers, key, matrix in aligned:
-        region = _region_verdict(key, matrix, grey)
-        if region == "output":
-            return FrameCheck("output", key.index, inliers, region, flip)
-        if first is None:
-            verdict = {"source": "source", "different": "other"}.get(region or "", "output")
-            first = FrameCheck(verdict, key.index, inliers, region, flip)
-    assert first is not None
-    return first
+    fits = [(_moment_fit(key, matrix, grey), position) for position, (_, key, matrix) in enumerate(aligned)]
+    judged = [(fit, position) for fit, position in fits if fit is not None]
+    inliers, key, matrix = aligned[max(judged)[1] if judged else 0]
+    region = _region_verdict(key, matrix, grey, floors)
+    verdict = {"source": "source", "different": "other"}.get(region or "", "output")
+    return FrameCheck(verdict, key.index, inliers, region, flip)
+
+
+def _moment_fit(key: KeyFrame, matrix: np.ndarray, grey: np.ndarray) -> float | None:
+    """How well the key frame's moment explains the file's regions: the mean, over its regions that
+    can tell output from source, of the better of the two correlations; None where none can."""
+    fits = []
+    for region in key.regions:
+        if not region.distinct:
+            continue
+        seen = _sample(region.box, PATCH, DETAIL_SIGMA, key, matrix, grey)
+        if seen is not None:
+            fits.append(max(float(np.mean(seen * _normalised(r))) for r in (region.after, region.before)))
+    return float(np.mean(fits)) if fits else None
 
 
 def _align(key: KeyFrame, points: np.ndarray, descriptors: np.ndarray) -> tuple[int, np.ndarray | None]:
@@ -488,10 +634,10 @@ def _plausible(matrix: np.ndarray) -> bool:
     )
 
 
-def _region_verdict(key: KeyFrame, matrix: np.ndarray, grey: np.ndarray) -> str | None:
+def _region_verdict(key: KeyFrame, matrix: np.ndarray, grey: np.ndarray, floors: Floors = CHECKED) -> str | None:
     """What the file shows where the key frame recorded a synthesized region: the output, its
     source, something different, or nothing we can judge; None when no region was recorded."""
-    verdicts = [_one_region(r, key, matrix, grey) for r in key.regions]
+    verdicts = [_one_region(r, key, matrix, grey, floors) for r in key.regions]
     if not verdicts:
         return None
     for wanted in ("source", "different", "output", "alike"):
@@ -500,15 +646,20 @@ def _region_verdict(key: KeyFrame, matrix: np.ndarray, grey: np.ndarray) -> str 
     return "not visible"
 
 
-def _one_region(region: Region, key: KeyFrame, matrix: np.ndarray, grey: np.ndarray) -> str:
+def _one_region(region: Region, key: KeyFrame, matrix: np.ndarray, grey: np.ndarray, floors: Floors) -> str:
     if not region.distinct:
         return "alike"
     seen = _sample(region.box, PATCH, DETAIL_SIGMA, key, matrix, grey)
     if seen is None:
         return "not visible"
-    after = float(np.mean(seen * _normalised(region.after)))
-    before = float(np.mean(seen * _normalised(region.before)))
-    if after < REGION_FLOOR or after < before + REGION_MARGIN:
+    output, source = _normalised(region.after), _normalised(region.before)
+    after, before = float(np.mean(seen * output)), float(np.mean(seen * source))
+    # where along the line from the source's patch to the output's the file lies: a dubbed mouth can
+    # correlate 0.85 with its plate, and a copy's loss then hides a fixed margin between the two
+    # correlations (docs/watermark.md, "Splices")
+    step = output - source
+    toward = float(np.mean((seen - source) * step) / max(float(np.mean(step * step)), 1e-6))
+    if after < floors.region or toward < floors.toward:
         return "source" if before >= after else "different"
     if region.inner is None:
         return "output"
@@ -518,7 +669,7 @@ def _one_region(region: Region, key: KeyFrame, matrix: np.ndarray, grey: np.ndar
     # another rendering of the same shot (a model trained like this one, on the same faces) shares the
     # region's outline and shading at PATCH cells (0.85-0.94); the face's own detail is where it differs
     # (0.45-0.80, where genuine copies cropped and re-encoded read 0.87-0.97 through some key frame)
-    return "output" if float(np.mean(middle * _normalised(region.inner))) >= INNER_FLOOR else "different"
+    return "output" if float(np.mean(middle * _normalised(region.inner))) >= floors.inner else "different"
 
 
 def _sample(
@@ -541,8 +692,14 @@ def _sample(
         return None
     scale = max(float(np.linalg.svd(matrix[:, :2], compute_uv=False).mean()), 1e-3)
     cell_px = max(1.0, (x1 - x0) * kw / size / scale)
-    blurred = cv2.GaussianBlur(grey.astype(np.float32), (0, 0), 0.5 * cell_px)
-    sampled = cv2.remap(
-        blurred, file_xy[:, 0].reshape(1, -1), file_xy[:, 1].reshape(1, -1), cv2.INTER_LINEAR, cv2.BORDER_REPLICATE
+    blur = 0.5 * cell_px
+    pad = int(np.ceil(4 * blur)) + 2  # the Gaussian's reach: the box's surroundings blur as the whole picture would
+    left, top = (max(0, int(np.floor(file_xy[:, i].min())) - pad) for i in (0, 1))
+    right, bottom = (
+        min(w, int(np.ceil(file_xy[:, 0].max())) + pad + 1),
+        min(h, int(np.ceil(file_xy[:, 1].max())) + pad + 1),
     )
+    blurred = cv2.GaussianBlur(grey[top:bottom, left:right].astype(np.float32), (0, 0), blur)
+    xs_in, ys_in = (file_xy[:, 0] - left).reshape(1, -1), (file_xy[:, 1] - top).reshape(1, -1)
+    sampled = cv2.remap(blurred, xs_in, ys_in, cv2.INTER_LINEAR, cv2.BORDER_REPLICATE)
     return _detail(sampled, size, sigma)

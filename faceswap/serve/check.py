@@ -10,7 +10,7 @@ from typing import Any
 
 from faceswap.errors import FaceswapError
 from faceswap.provenance.verify.changes import FileFacts
-from faceswap.provenance.verify.verifier import LedgerView, Sample, Verdict, Verifier, read_sample
+from faceswap.provenance.verify.verifier import LedgerView, Sample, Verdict, Verifier
 from faceswap.serve.config import ServeConfig
 from faceswap.serve.explain import Explanation, explain
 from faceswap.serve.frames import FramePreview, preview
@@ -78,19 +78,20 @@ class Checker:
         self.ledger = ledger
 
     def check(self, upload: Upload) -> Answer:
-        sample, facts = self.read(upload)
-        verdict = Verifier(self.ledger.view()).verify(upload.path, sample)
+        verifier = Verifier(self.ledger.view())
+        sample, facts = self.read(upload, verifier)
+        verdict = verifier.verify(upload.path, sample)
         if verdict.error is not None:
             raise Refusal(422, _plain(verdict.error, upload))
         frame = preview(sample.frames, sample.intra, verdict.detection)
         return Answer(upload, facts, verdict, explain(verdict, facts), frame)
 
-    def read(self, upload: Upload) -> tuple[Sample, FileFacts]:
+    def read(self, upload: Upload, verifier: Verifier) -> tuple[Sample, FileFacts]:
         """The frames verify decides on, after the picture's size and length are checked from the
         file's header (nothing is decoded beyond the stated limits)."""
         try:
             frames, codec = self._bounded(upload)
-            sample = read_sample(upload.path)
+            sample = verifier.sample(upload.path)
         except FaceswapError as error:
             raise Refusal(422, _plain(str(error), upload)) from None
         if not sample.frames:

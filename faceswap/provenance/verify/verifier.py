@@ -14,6 +14,9 @@ hash or perceptual hashes). Anything else is exit 3, naming the entry.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import random
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -215,19 +218,37 @@ class Sample:
     media: str
     frames: list
     intra: list[bool]
+    checks: list = field(default_factory=list)  # a video's frames for content binding, drawn for this reading
 
 
-def read_sample(path: Path, limits: InputLimits = VERIFY) -> Sample:
+def read_sample(path: Path, limits: InputLimits = VERIFY, draw_key: bytes = b"") -> Sample:
     """The file's frames, bounded by `limits` (what a file may declare) and by what the sample may hold
-    (sampling.py): an image at most ANALYSIS_PIXELS large, a video's frames spread over it."""
+    (sampling.py): an image at most ANALYSIS_PIXELS large, a video's frames spread over it, and frames
+    for content binding at positions drawn from the file's bytes and `draw_key` (`Verifier.draw_key`)."""
     from faceswap.media import checked_size, read_view
+    from faceswap.provenance.binding import STRETCH_CHECKS
     from faceswap.sampling import sample_video
 
     checked_size(path, limits)
     if path.suffix.lower() not in VIDEO_SUFFIXES:
         return Sample("image", [read_view(path, limits, ANALYSIS_PIXELS)], [True])
-    frames, intra = sample_video(path, limits, VIDEO_SAMPLES, INTRA_SAMPLES)
-    return Sample("video", frames, intra)
+    got = sample_video(path, limits, VIDEO_SAMPLES, INTRA_SAMPLES, STRETCH_CHECKS, _draws(path, draw_key))
+    return Sample("video", got.frames, got.intra, got.checks)
+
+
+def _draws(path: Path, key: bytes) -> random.Random:
+    """Where binding's frames fall in a file: the same for the same file and verifier, so a verdict
+    repeats; unknown without the key to whoever made the file, and moved by any change to its bytes."""
+    from faceswap.hashing import file_sha256
+
+    return random.Random(hmac.new(key, bytes.fromhex(file_sha256(path)), hashlib.sha256).digest())
+
+
+def draw_key_of(ledger: LedgerView | None) -> bytes:
+    """The key binding's frames are drawn with: from the newest watermark secret present here (empty
+    without one: then no keyed token is read and binding is not asked)."""
+    keys = ledger.marks.newest_first() if ledger is not None and ledger.marks is not None else ()
+    return keys[0].derive(b"faceswap binding frames") if keys else b""
 
 
 def read_frames(path: Path) -> tuple[str, list]:
@@ -254,6 +275,11 @@ class Verifier:
         self.trust_anchor = trust_anchor or (trust_anchor_in(ledger.entries) if ledger else None)
         self.today = today
         self.limits = limits
+        self.draw_key = draw_key_of(ledger)
+
+    def sample(self, path: Path) -> Sample:
+        """The frames this verifier decides `path` on (binding's drawn with its key)."""
+        return read_sample(path, self.limits, self.draw_key)
 
     def verify(self, path: Path, sample: Sample | None = None) -> Verdict:
         """`sample`: the frames of `path` when the caller has read them already (to show one)."""
@@ -272,7 +298,7 @@ class Verifier:
             if verdict.marked:
                 self._attach_entry(verdict, hashes)
                 if verdict.entry is not None:
-                    verdict.binding_problem = self._binding_problem(verdict, frames, hashes)
+                    verdict.binding_problem = self._binding_problem(verdict, sample.checks or frames, hashes)
             else:
                 self._by_credentials(verdict)
                 if verdict.entry is None:
@@ -291,7 +317,7 @@ class Verifier:
 
         checked_size(path, self.limits)
         credentials = read_credentials(path, self.trust_anchor, self.limits.file_bytes)
-        sample = sample or read_sample(path, self.limits)
+        sample = sample or self.sample(path)
         if not sample.frames:
             raise FaceswapError(f"{path}: no frames could be decoded")
         return credentials, sample
