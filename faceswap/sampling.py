@@ -110,8 +110,10 @@ def _drawn(expected: int, checks: int, rng: random.Random | None) -> frozenset[i
     """One index at random within each of `checks` equal stretches of the clip's `expected` frames."""
     if not checks or rng is None:
         return frozenset()
-    stretch = max(1, expected // checks) if expected else 1
-    return frozenset(k * stretch + rng.randrange(stretch) for k in range(checks))
+    if expected < checks:  # fewer frames than stretches (or a length not declared): every frame
+        return frozenset(range(max(expected, checks)))
+    bounds = [k * expected // checks for k in range(checks + 1)]  # the last stretch ends at the last frame
+    return frozenset(rng.randrange(start, stop) for start, stop in zip(bounds[:-1], bounds[1:], strict=True))
 
 
 def _collect(path: Path, container: Any, stream: Any, plan: Plan, limits: InputLimits) -> Collected:

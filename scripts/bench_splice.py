@@ -14,7 +14,8 @@ encode) or the other clip. Each file goes through verify with the workspace's le
 `--readings` times, each drawing binding's frames with a fresh key (a verifier draws them from the
 file's bytes and its own secret, so one verifier's reading of one file repeats). Prints, per file,
 how many readings were right and the first reading's checked frames in the file's order (o output,
-s source, x other, . blank), and writes OUT/bench_splice.json.
+m the region is the output's but not its middle, s source, x other, . blank), and writes
+OUT/bench_splice.json.
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ def main() -> None:
                 readings.append(
                     {
                         "exit": int(verdict.exit_code),
-                        "checked frames": "".join(LETTERS[c.verdict] for c in checked),
+                        "checked frames": "".join("m" if c.region == "middle" else LETTERS[c.verdict] for c in checked),
                         "binding problem": verdict.binding_problem,
                         "verify s": round(time.perf_counter() - started, 2),
                     }

@@ -288,11 +288,16 @@ def test_a_recorder_that_thinned_its_key_frames_says_so(two_shots):
         ("ox.xoooo", False),  # neighbours once blanks are skipped
         ("oxoxoxoo", False),  # more than a quarter
         ("xxxxxxxx", False),
+        ("ommomooo", True),  # the middle missed between key frames: the stretch is still this footage
+        ("mmmmoooo", True),  # half the middles agree
+        ("mmmmmooo", False),  # most do not: another rendering of the shot
+        ("omxmoooo", True),  # a middle between is no lost neighbour
+        ("omxxoooo", False),
     ],
 )
 def test_the_stretch_rule(verdicts, agrees):
-    names = {"o": "output", "x": "other", ".": "blank"}
-    checks = tuple(binding.FrameCheck(names[v]) for v in verdicts)
+    names = {"o": ("output", "output"), "m": ("other", "middle"), "x": ("other", "different"), ".": ("blank", None)}
+    checks = tuple(binding.FrameCheck(names[v][0], region=names[v][1]) for v in verdicts)
     assert (binding._stretch_problem(checks) is None) is agrees
 
 

@@ -217,6 +217,22 @@ def test_frames_for_content_binding_are_drawn_afresh_within_each_stretch(tmp_pat
     assert len({tuple(p) for p in drawn}) == 4
 
 
+def test_the_stretches_cover_the_whole_clip_whatever_its_length():
+    """250 frames in 24 stretches: the stretches are 10 or 11 frames long and the last one ends at the
+    last frame (with stretches of 250 // 24 frames, frames 240-249 were never checked)."""
+    import random
+
+    from faceswap.sampling import _drawn
+
+    bounds = [k * 250 // 24 for k in range(25)]
+    seen: set[int] = set()
+    for seed in range(300):
+        drawn = sorted(_drawn(250, 24, random.Random(seed)))
+        assert len(drawn) == 24 and all(bounds[k] <= p < bounds[k + 1] for k, p in enumerate(drawn))
+        seen.update(drawn)
+    assert seen == set(range(250))
+
+
 def test_the_sample_shrinks_large_frames_as_they_are_decoded(tmp_path, monkeypatch):
     from faceswap import sampling
 
