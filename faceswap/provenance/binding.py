@@ -591,7 +591,7 @@ def _best_key(
     background every key frame aligns about as well, and the face moves between them: a region of
     another moment can read "different" on a genuine copy, and, asked of every key frame in turn,
     can read "output" on the unconverted source where a dubbed mouth of one moment looks like the
-    plate's mouth of another (the source spliced into a dub's second half: 8 of 12 checked frames
+    plate's mouth of another (the source spliced into a dub's second half: 7 of 12 checked frames
     read "output" so). The moment whose source or output this region shows best decides."""
     aligned = []
     most: tuple[int, int | None] = (0, None)
