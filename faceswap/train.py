@@ -200,6 +200,7 @@ def run_training(request: TrainRequest) -> TrainResult:
             )
             if not trainer.is_global_zero:  # one model, one entry: rank zero publishes
                 return run.result(None, [])
+            run.mark = mark_model(run, store, watch)
             return run.result(publish_model(run, store.ledger, watch), previews.paths)
     except ConsentDenied:
         if trainer.is_global_zero:
@@ -388,6 +389,7 @@ class FinishedRun:
     resumed_from: int | None
     losses: dict[str, Any]
     smoke: bool
+    mark: dict[str, Any] | None = None  # what the marking stage did (`mark_model`), for the entry
 
     @property
     def hparams(self) -> dict[str, Any]:
@@ -411,6 +413,42 @@ class FinishedRun:
         )
 
 
+def mark_model(run: FinishedRun, store: ConsentStore, watch: ConsentWatch) -> dict[str, Any] | None:
+    """The marking stage (`model.mark`): the decoder that renders A is fine-tuned on both facesets'
+    faces so everything it renders carries this model's mark, keyed by the workspace's active
+    watermark secret and a nonce (the unmarked weights' fingerprint), both recorded in the entry so
+    verify can derive the key again. Never more steps than the run trained; consent is polled before each.
+    None unless `--model.mark_decoder true`."""
+    import torch
+
+    from faceswap.faces.align import Alignment
+    from faceswap.ledger import watermark_keys
+    from faceswap.model.mark import BITS, VERSION, MarkingSettings, ModelMark, mark_decoder
+    from faceswap.model.weights import fingerprint
+
+    module, hparams = run.module, run.module.hparams
+    if not hparams.mark_decoder:
+        return None
+    steps = min(int(hparams.mark_steps), max(1, int(run.trainer.global_step)))
+    marks = watermark_keys.for_writing(store.ledger, run.request.workspace.keys_dir)
+    nonce = fingerprint(module.network.state_dict())[:32]
+    faces = torch.cat([_rgb_faces(run.datamodule.samples[s].images) for s in ("a", "b")]).to(module.device)
+    settings = MarkingSettings(steps=steps, seed=int(run.datamodule.hparams.seed))
+    framing = Alignment.parse(hparams.alignment).face_type
+    model_mark = ModelMark.derive(marks.active, nonce, framing)
+    report = mark_decoder(module.network, faces, model_mark, settings, watch.poll)
+    agreeing = f"{report.agreeing_after:.1f} of {BITS} bits"
+    print(f"marked {run.request.name}'s decoder in {steps} steps: its faces carry {agreeing}", flush=True)
+    return {"version": VERSION, "key_id": marks.key_id, "nonce": nonce, "bits": BITS, **report.to_json()}
+
+
+def _rgb_faces(images: Any) -> Any:
+    """(N, R, R, 3) BGR uint8 -> (N, 3, R, R) RGB in [0, 1], as the network takes faces."""
+    import torch
+
+    return torch.from_numpy(images[..., ::-1].copy()).permute(0, 3, 1, 2).float().div_(255.0)
+
+
 def publish_model(run: FinishedRun, ledger: Any, watch: ConsentWatch) -> tuple[str, int]:
     """The weights, staged, renamed to model.safetensors inside their `model.trained` entry's
     transaction (consent re-checked there; a refusal or a failed append leaves no weights); then
@@ -432,6 +470,7 @@ def publish_model(run: FinishedRun, ledger: Any, watch: ConsentWatch) -> tuple[s
         "faceset_hashes": run.datamodule.faceset_hashes,
         "steps": int(run.trainer.global_step),
         "resumed_from": run.resumed_from,
+        **({"mark": run.mark} if run.mark is not None else {}),
         **(
             {"occlusion_model": run.datamodule.occlusion_model}
             if getattr(run.datamodule, "occlusion_model", None)

@@ -30,6 +30,13 @@ def weights_fingerprint(network: torch.nn.Module) -> str:
     return fingerprint(network.state_dict())
 
 
+def _check_settings(lr_dropout: float, alignment: str | None) -> None:
+    if not 0.0 < lr_dropout <= 1.0:
+        raise ValueError("lr_dropout is the share of weights each step updates: in (0, 1]")
+    if alignment is not None:
+        Alignment.parse(alignment)  # a ValueError names what is wrong
+
+
 class SwapModule(pl.LightningModule):
     def __init__(
         self,
@@ -62,6 +69,8 @@ class SwapModule(pl.LightningModule):
         snapshot_every: int = 25,
         inject_nan_at_step: int | None = None,
         inject_nan_rank: int | None = None,
+        mark_decoder: bool = False,
+        mark_steps: int = 60,
     ) -> None:
         """lr_dropout: the share of weights each step updates (SAEHD uses 0.3 late in training; 1.0 is
         off). clip_grad: clip each parameter group's gradient norm to this (0: off). gan_power: weight
@@ -71,16 +80,14 @@ class SwapModule(pl.LightningModule):
         default). priority_ramp, priority_start: the eye-and-mouth priority rises from priority_start
         x its weight over that share of the run (`schedule.PriorityRamp`; 0: full weight). alignment: how
         the facesets' crops must have been made, e.g. "full-face-eyes-nose" (None: take theirs; the
-        model records it and conversion crops the same way). inject_nan_*: tests of the NaN guard."""
+        model records it and conversion crops the same way). inject_nan_*: tests of the NaN guard.
+        mark_*: the model's own mark after training (off by default; train.mark_model)."""
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.config = ModelConfig(architecture, resolution, e_dims, ae_dims, d_dims, d_mask_dims)
         self.network = build_network(self.config)
-        if not 0.0 < lr_dropout <= 1.0:
-            raise ValueError("lr_dropout is the share of weights each step updates: in (0, 1]")
-        if alignment is not None:
-            Alignment.parse(alignment)  # a ValueError names what is wrong
+        _check_settings(lr_dropout, alignment)
         self.discriminators = _discriminators(self.config, self.network, gan_power, gan_dims, gan_patch, true_face_power)
         self.loss = SwapLoss(LossWeights(weight_dssim, weight_l1, weight_priority, weight_mask), resolution)
         self.lr_schedule = LRSchedule(lr_warmup, lr_decay, lr_floor)

@@ -240,6 +240,10 @@ class SwapNetwork(nn.Module):
     def decode(self, z: torch.Tensor, identity: str) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
+    def decoder_of(self, identity: str) -> Decoder:
+        """The decoder that renders faces as `identity` (the one a model's mark is trained into)."""
+        raise NotImplementedError
+
     @property
     def latent_channels(self) -> int:
         raise NotImplementedError
@@ -278,7 +282,10 @@ class DFNetwork(SwapNetwork):
         return self.inter(self.encoder(x))
 
     def decode(self, z: torch.Tensor, identity: str) -> tuple[torch.Tensor, torch.Tensor]:
-        return (self.decoder_a if identity == "a" else self.decoder_b)(z)
+        return self.decoder_of(identity)(z)
+
+    def decoder_of(self, identity: str) -> Decoder:
+        return self.decoder_a if identity == "a" else self.decoder_b
 
 
 class LIAENetwork(SwapNetwork):
@@ -304,6 +311,9 @@ class LIAENetwork(SwapNetwork):
 
     def decode(self, z: torch.Tensor, identity: str) -> tuple[torch.Tensor, torch.Tensor]:
         return self.decoder(z)
+
+    def decoder_of(self, identity: str) -> Decoder:
+        return self.decoder
 
 
 ARCHITECTURES: dict[str, type[SwapNetwork]] = {DFNetwork.base: DFNetwork, LIAENetwork.base: LIAENetwork}

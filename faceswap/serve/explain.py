@@ -108,6 +108,12 @@ def summary_of(outcome: str, verdict: Verdict) -> str:
 def _untraced_because(verdict: Verdict) -> str:
     """The most direct reason first: a broken entry, then a rewritten log, then the credentials."""
     proof = verdict.transparency
+    if verdict.model_traced and verdict.model_mark is not None:
+        name, seq = verdict.model_mark.entry.data.get("name"), verdict.model_mark.entry.seq
+        return (
+            f"Its faces carry the own mark of model '{name}' (ledger entry {seq}), but no output entry names "
+            "the file: it was rendered with that model outside faceswap's output path."
+        )
     if verdict.ledger == "tampered":
         return "It carries faceswap's watermark, but its ledger entry fails its signature or hash chain."
     if proof is not None and proof.state == "invalid":

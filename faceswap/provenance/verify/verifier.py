@@ -30,12 +30,14 @@ from faceswap.ledger.export import ExportedLedger
 from faceswap.ledger.watermark_keys import WatermarkKeys
 from faceswap.limits import VERIFY, InputLimits
 from faceswap.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+from faceswap.model.mark import BITS
 from faceswap.provenance.binding import BindingCheck
 from faceswap.provenance.credentials import CredentialReport, read_credentials
 from faceswap.provenance.credentials.agreement import disagreement
 from faceswap.provenance.credentials.pinned import trust_anchor_in
 from faceswap.provenance.credentials.reader import TRUSTED
 from faceswap.provenance.phash import MATCH_DISTANCE, best_distance, phash
+from faceswap.provenance.verify.model_marks import ModelMarkReading, marked_models, read_model_marks
 from faceswap.provenance.verify.transparency import INVALID, PROVEN, FileProof, against_log, check_file_proof
 from faceswap.provenance.watermark.marker import PUBLIC_KEY_ID, Detection, Watermarker
 
@@ -128,6 +130,12 @@ class Verdict:
     binding_problem: str | None = None  # the mark does not credit its entry: another key, or other content
     unreadable_keys: tuple[str, ...] = ()  # pinned watermark secrets not available to this verifier
     transparency: FileProof | None = None  # the transparency-log proof its credentials carry
+    model_mark: ModelMarkReading | None = None  # its faces read for models' own marks (no entry credited)
+
+    @property
+    def model_traced(self) -> bool:
+        """Its faces carry a model's own mark: rendered by that model, outside the sink."""
+        return self.model_mark is not None and self.model_mark.traced
 
     @property
     def marked(self) -> bool:
@@ -163,7 +171,7 @@ class Verdict:
         if self.error is not None:
             return ExitCode.BAD_INPUT
         if not self.marked and not self.unchanged_output:
-            return ExitCode.REFUSED
+            return ExitCode.UNTRACED if self.model_traced else ExitCode.REFUSED
         if self.credentials_problem is not None or self.binding_problem is not None:
             return ExitCode.UNTRACED
         if self.transparency and self.transparency.state == INVALID:
@@ -193,6 +201,7 @@ class Verdict:
             "binding_problem": self.binding_problem,
             "unreadable_keys": list(self.unreadable_keys),
             "transparency": self.transparency.to_json() if self.transparency else None,
+            "model_mark": self.model_mark.to_json() if self.model_mark else None,
             "error": self.error,
             "exit_code": self.exit_code,
         }
@@ -276,6 +285,9 @@ class Verifier:
         self.today = today
         self.limits = limits
         self.draw_key = draw_key_of(ledger)
+        found = marked_models(ledger.entries, ledger.marks) if ledger is not None else []
+        self.models = [m for m in found if ledger is not None and ledger.entry_ok(m.entry)]
+        self._analyzer: Any = None
 
     def sample(self, path: Path) -> Sample:
         """The frames this verifier decides `path` on (binding's drawn with its key)."""
@@ -303,6 +315,11 @@ class Verifier:
                 self._by_credentials(verdict)
                 if verdict.entry is None:
                     self._note_similar(verdict, hashes)
+            if verdict.entry is None:
+                verdict.model_mark = read_model_marks(frames, self.models, self._faces)
+                if verdict.model_traced:
+                    assert verdict.model_mark is not None
+                    verdict.consent = self._consent_of(verdict.model_mark.entry)
         verdict.credentials_problem = disagreement(verdict.credentials, verdict.detection.token, verdict.entry)
         verdict.transparency = check_file_proof(str(path), verdict.credentials)
         if self.ledger is not None:
@@ -321,6 +338,14 @@ class Verifier:
         if not sample.frames:
             raise FaceswapError(f"{path}: no frames could be decoded")
         return credentials, sample
+
+    def _faces(self, frame: Any) -> list:
+        """The faces in a frame, for models' own marks (the analyzer is made on first need)."""
+        from faceswap.faces.analyzer import FaceAnalyzer
+
+        if self._analyzer is None:
+            self._analyzer = FaceAnalyzer("auto")
+        return self._analyzer.analyze(frame)
 
     def _attach_entry(self, verdict: Verdict, hashes: list[str]) -> None:
         assert self.ledger is not None and verdict.detection is not None
@@ -347,7 +372,11 @@ class Verifier:
             return
         verdict.entry, verdict.matched_by = entry, matched_by
         verdict.ledger = "valid" if self.ledger.entry_ok(entry) else "tampered"
-        verdict.consent = [
+        verdict.consent = self._consent_of(entry)
+
+    def _consent_of(self, entry: Entry) -> list[dict[str, str]]:
+        assert self.ledger is not None
+        return [
             {"record_id": rid, "status": self.ledger.consent_status(rid, self.today)}
             for rid in entry.data.get("consent_record_ids", [])
         ]
@@ -364,10 +393,7 @@ class Verifier:
         if entry is not None and _exact_copy(credentials, entry):
             verdict.entry, verdict.matched_by = entry, "credentials"
             verdict.ledger = "valid" if self.ledger.entry_ok(entry) else "tampered"
-            verdict.consent = [
-                {"record_id": rid, "status": self.ledger.consent_status(rid, self.today)}
-                for rid in entry.data.get("consent_record_ids", [])
-            ]
+            verdict.consent = self._consent_of(entry)
 
     def _binding_problem(self, verdict: Verdict, frames: list, hashes: list[str]) -> str | None:
         """Why the mark does not credit its entry (another key; content the entry did not record), or None."""
@@ -459,6 +485,8 @@ def describe_verdict(verdict: Verdict) -> str:
     credentials = _credentials_phrase(verdict)
     if verdict.unchanged_output:
         return _unchanged_line(verdict, credentials)
+    if verdict.model_traced:
+        return _model_line(verdict, credentials)
     if not verdict.marked:
         line = f"{verdict.path}: NOT MARKED ({evidence_summary(det)}){credentials}"
         if verdict.similar:
@@ -499,6 +527,23 @@ def describe_verdict(verdict: Verdict) -> str:
     return (
         f"{line};{how} ledger seq {verdict.entry.seq} ({verdict.ledger}): {data.get('producer')} at "
         f"{verdict.entry.created_at}, model {data.get('model_fingerprint') or '-'}, consent {consent}"
+    )
+
+
+def _model_line(verdict: Verdict, credentials: str) -> str:
+    """A file whose faces carry a model's own mark: that model rendered them, and no output entry
+    credits the file (the network was run outside the framework's sink, or the frame mark is gone)."""
+    reading = verdict.model_mark
+    assert reading is not None and verdict.detection is not None
+    data = reading.entry.data
+    consent = ", ".join(f"{c['record_id']} ({c['status']})" for c in verdict.consent) or "none recorded"
+    frame_mark = "frame watermark read but no entry credits it" if verdict.marked else "no frame watermark"
+    return (
+        f"{verdict.path}: MADE BY MODEL '{data.get('name')}' (its own mark in {reading.faces} faces: "
+        f"{reading.agreeing} of {BITS} bits, {reading.candidates} models tried, false-positive bound "
+        f"{reading.bound:.1e}; {frame_mark}){credentials}; model.trained ledger seq {reading.entry.seq}, "
+        f"fingerprint {data.get('fingerprint')}, consent {consent}; NO OUTPUT ENTRY: rendered outside the "
+        "framework's output path"
     )
 
 

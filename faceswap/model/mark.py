@@ -1,0 +1,338 @@
+"""A model's own mark (Stable Signature's idea, for our decoders): after training, the decoder that
+renders faces as A is fine-tuned so that every face it renders carries the model's 48 bits, read from
+the aligned face by a fixed correlator keyed by the workspace's watermark secret and the model's
+nonce. The mark is in the weights, so faces that the raw network renders outside the sink (no frame
+watermark, no entry) still lead to their model.
+
+The correlator: the face's luma at 64 px, band-passed (Gaussians of 0.8 and 3 px: above the noise and
+compression take, below the face's own shading), windowed to the face's middle and correlated with 48
+keyed carriers, each a band-passed noise field made mirror-symmetric so a mirrored face reads alike
+(and 16 more, of keyed signs, that find where a face found again sits before its bits are read).
+Each correlation's sign is a bit; an unmarked face agrees with a model's bits as a fair coin does, so
+the binomial tail gives the false-positive bound. Without the secret the carriers are unknown."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Protocol
+
+import numpy as np
+
+VERSION = 1
+BITS = 48
+SYNC = 16  # carriers of known sign that place a found face before its bits are read
+SIZE = 64  # faces are read at this size, whatever the model's resolution
+LABEL = b"faceswap/model-mark/v1/"
+BAND = (0.8, 3.0)  # Gaussian sigmas (px at SIZE) whose difference is the band the bits live in
+SCALE = 8.0  # soft bits in units where an unmarked face reads about 0.6 apart from zero
+MARGIN = 1.0  # the soft bit's sign-agreeing value the marking trains toward
+LUMA = (0.299, 0.587, 0.114)  # of RGB
+INNER_CENTRE, INNER_RADII = (0.5, 0.55), (0.22, 0.24)  # the inner face, in whole-face crop units
+JITTER = (2.0, 0.03, 1.5)  # re-alignment a found face is read through in training: degrees, scale, px at SIZE
+
+
+class Deriving(Protocol):
+    def derive(self, label: bytes) -> bytes: ...
+
+
+def _gaussian(sigma: float) -> np.ndarray:
+    radius = int(3 * sigma + 0.5)
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    kernel = np.exp(-(x**2) / (2 * sigma * sigma))
+    return (kernel / kernel.sum()).astype(np.float32)
+
+
+def _window(face_type: str) -> np.ndarray:
+    """The inner face (eyes to below the mouth, cheek to cheek: what every swap renders and pastes) in
+    the crop of a framing, as a flat-topped ellipse."""
+    from faceswap.faces.align import FACE_TYPES
+
+    framing = FACE_TYPES[face_type]
+    cx, cy = framing.place(np.array(INNER_CENTRE))
+    rx, ry = np.array(INNER_RADII) * framing.zoom
+    axis = (np.arange(SIZE, dtype=np.float32) + 0.5) / SIZE
+    yy, xx = np.meshgrid(axis, axis, indexing="ij")
+    return np.exp(-((((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2) ** 2)).astype(np.float32)
+
+
+def _band_np(luma: np.ndarray) -> np.ndarray:
+    """(N, SIZE, SIZE) -> the band-passed planes (reflected borders, as `_band_torch`)."""
+    import cv2
+
+    out = np.empty_like(luma, dtype=np.float32)
+    low, high = _gaussian(BAND[0]), _gaussian(BAND[1])
+    for i, plane in enumerate(luma.astype(np.float32)):
+        fine = cv2.sepFilter2D(plane, -1, low, low, borderType=cv2.BORDER_REFLECT_101)
+        coarse = cv2.sepFilter2D(plane, -1, high, high, borderType=cv2.BORDER_REFLECT_101)
+        out[i] = fine - coarse
+    return out
+
+
+@dataclass(frozen=True)
+class ModelMark:
+    """One model's bits and carriers, both from its key (the secret's HMAC of the model's nonce)."""
+
+    key: bytes = field(repr=False)
+    face_type: str = "whole"  # the model's framing: where in its crops the inner face lies
+
+    @classmethod
+    def derive(cls, secret: Deriving, nonce: str, face_type: str = "whole") -> ModelMark:
+        return cls(secret.derive(LABEL + nonce.encode()), face_type)
+
+    @cached_property
+    def window(self) -> np.ndarray:
+        return _window(self.face_type)
+
+    @cached_property
+    def bits(self) -> np.ndarray:
+        """+1 / -1, BITS of them."""
+        raw = hashlib.sha256(self.key + b"/bits").digest()
+        return np.array([1.0 if raw[i // 8] >> (i % 8) & 1 else -1.0 for i in range(BITS)], np.float32)
+
+    @cached_property
+    def signs(self) -> np.ndarray:
+        """What every carrier is trained toward: the bits, then the sync carriers' keyed signs."""
+        raw = hashlib.sha256(self.key + b"/sync").digest()
+        sync = [1.0 if raw[i // 8] >> (i % 8) & 1 else -1.0 for i in range(SYNC)]
+        return np.concatenate([self.bits, np.array(sync, np.float32)])
+
+    @cached_property
+    def carriers(self) -> np.ndarray:
+        """(BITS + SYNC, SIZE, SIZE), each zero-mean and of unit norm inside the window."""
+        count = BITS + SYNC
+        rng = np.random.default_rng(int.from_bytes(hashlib.sha256(self.key + b"/carriers").digest(), "big"))
+        noise = rng.standard_normal((count, SIZE, SIZE)).astype(np.float32)
+        noise = noise + noise[:, :, ::-1]
+        shaped = _band_np(noise) * self.window
+        shaped -= shaped.mean(axis=(1, 2), keepdims=True)
+        return (shaped / np.linalg.norm(shaped.reshape(count, -1), axis=1)[:, None, None]).astype(np.float32)
+
+    def read(self, faces_rgb: np.ndarray) -> np.ndarray:
+        """(N, SIZE, SIZE, 3) RGB in [0, 1] -> (N, BITS + SYNC) soft readings (the sign is the bit)."""
+        luma = np.asarray(faces_rgb, np.float32) @ np.asarray(LUMA, np.float32)
+        residual = _band_np(luma) * self.window
+        residual -= residual.mean(axis=(1, 2), keepdims=True)
+        norms = np.linalg.norm(residual.reshape(len(residual), -1), axis=1, keepdims=True) + 1e-8
+        return SCALE * residual.reshape(len(residual), -1) @ self.carriers.reshape(len(self.carriers), -1).T / norms
+
+    def read_found(self, image_bgr: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+        """The soft bits (BITS,) of a face found in an image, `matrix` aligning it to a SIZE px crop as
+        the model's faces are aligned. A face found again sits a few pixels off where the model
+        rendered it, so the crop is cut again at small offsets (every 2 px to 4 px), then, around the
+        best, at other scales (3 % to 6 %) and turns (4 degrees), then 1 px about that; the reading
+        whose sync carriers agree best with their signs is kept. The choice never looks at the bits,
+        so an unmarked face still agrees with them as a fair coin does."""
+        from faceswap.faces.align import crop_face
+
+        base = np.vstack([matrix, [0, 0, 1]])
+        best, best_sync, around = np.zeros(BITS, np.float32), -np.inf, np.eye(3)
+        for stage in (_SHIFTS, _TURNS, _FINE):
+            nudges = [nudge @ around for nudge in stage]
+            crops = np.stack([crop_face(image_bgr, (nudge @ base)[:2], SIZE) for nudge in nudges])
+            soft = self.read(crops[..., ::-1].astype(np.float32) / 255.0)
+            sync = soft[:, BITS:] @ self.signs[BITS:]
+            pick = int(np.argmax(sync))
+            if sync[pick] > best_sync:
+                best, best_sync, around = soft[pick, :BITS], float(sync[pick]), nudges[pick]
+        return best
+
+    def agreement(self, soft: np.ndarray) -> int:
+        """How many of the bits a soft reading (its first BITS values) agrees with."""
+        return int(((np.asarray(soft)[:BITS] * self.bits) > 0).sum())
+
+
+def _similarity(scale: float = 1.0, degrees: float = 0.0, dx: float = 0.0, dy: float = 0.0) -> np.ndarray:
+    """A 3x3 similarity about the crop's centre."""
+    centre = SIZE / 2 - 0.5
+    cos, sin = scale * math.cos(math.radians(degrees)), scale * math.sin(math.radians(degrees))
+    tx = centre - cos * centre + sin * centre + dx
+    ty = centre - sin * centre - cos * centre + dy
+    return np.array([[cos, -sin, tx], [sin, cos, ty], [0.0, 0.0, 1.0]])
+
+
+_SHIFTS = [_similarity(dx=dx, dy=dy) for dx in range(-4, 5, 2) for dy in range(-4, 5, 2)]
+_TURNS = [_similarity(s, d) for s in (0.94, 0.97, 1.0, 1.03, 1.06) for d in (-4.0, 0.0, 4.0) if (s, d) != (1.0, 0.0)]
+_FINE = [_similarity(dx=dx, dy=dy) for dx in (-1, 0, 1) for dy in (-1, 0, 1) if (dx, dy) != (0, 0)]
+
+
+def false_positive_bound(agreeing: int, trials: int = 1) -> float:
+    """The chance that an unmarked face (a fair coin per bit) agrees with one of `trials` models'
+    bits in at least `agreeing` places: the binomial tail, times the trials."""
+    tail = sum(math.comb(BITS, k) for k in range(agreeing, BITS + 1)) / 2.0**BITS
+    return min(1.0, tail * trials)
+
+
+def agreement_needed(bound: float, trials: int = 1) -> int:
+    """The fewest bits agreeing that keep `false_positive_bound` at or below `bound`."""
+    return next(k for k in range(BITS // 2, BITS + 2) if k > BITS or false_positive_bound(k, trials) <= bound)
+
+
+def read_torch(mark: ModelMark, faces: Any) -> Any:
+    """The same reading as `ModelMark.read`, differentiable: (B, 3, R, R) RGB -> (B, BITS + SYNC)."""
+    import torch
+    import torch.nn.functional as F
+
+    if faces.shape[-1] != SIZE:
+        faces = F.interpolate(faces, size=(SIZE, SIZE), mode="bilinear", antialias=True, align_corners=False)
+    weights = torch.tensor(LUMA, dtype=faces.dtype, device=faces.device).view(1, 3, 1, 1)
+    luma = (faces * weights).sum(dim=1, keepdim=True)
+    window = torch.from_numpy(mark.window).to(faces)
+    residual = (_band_torch(luma) * window).flatten(1)
+    residual = residual - residual.mean(dim=1, keepdim=True)
+    carriers = torch.from_numpy(mark.carriers.reshape(len(mark.carriers), -1)).to(faces)
+    return SCALE * residual @ carriers.T / (residual.norm(dim=1, keepdim=True) + 1e-8)
+
+
+def _band_torch(x: Any) -> Any:
+    import torch
+    import torch.nn.functional as F
+
+    def blur(plane: Any, sigma: float) -> Any:
+        kernel = torch.from_numpy(_gaussian(sigma)).to(plane)
+        radius = len(kernel) // 2
+        padded = F.pad(plane, (radius, radius, radius, radius), mode="reflect")
+        rows = F.conv2d(padded, kernel.view(1, 1, 1, -1))
+        return F.conv2d(rows, kernel.view(1, 1, -1, 1))
+
+    return blur(x, BAND[0]) - blur(x, BAND[1])
+
+
+@dataclass(frozen=True)
+class MarkingSettings:
+    steps: int = 60
+    batch: int = 8
+    lr: float = 1e-3
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class MarkingReport:
+    """What marking did: bits agreeing (mean over the faces checked) before and after, and how far the
+    marked decoder's faces moved from the unmarked one's (PSNR between them)."""
+
+    steps: int
+    seconds: float
+    agreeing_before: float
+    agreeing_after: float
+    psnr_to_unmarked_db: float
+
+    def to_json(self) -> dict[str, float | int]:
+        return {
+            "steps": self.steps,
+            "seconds": round(self.seconds, 1),
+            "agreeing_before": round(self.agreeing_before, 2),
+            "agreeing_after": round(self.agreeing_after, 2),
+            "psnr_to_unmarked_db": round(self.psnr_to_unmarked_db, 2),
+        }
+
+
+def mark_decoder(
+    network: Any,
+    faces: Any,
+    mark: ModelMark,
+    settings: MarkingSettings = MarkingSettings(),
+    between_steps: Callable[[], None] | None = None,
+) -> MarkingReport:
+    """Fine-tune the RGB branch of the decoder that renders faces as A so its faces carry `mark`,
+    holding them to what the unmarked decoder rendered (L1 + MSE). `faces`: (N, 3, R, R) RGB in [0, 1],
+    both subjects' (swaps are rendered from B's faces). Each reading goes through a random
+    re-alignment, rescale and noise first, as a face found again in a shared file would.
+    `between_steps` runs before every step (a consent watch's poll: a withdrawal stops marking too)."""
+    import torch
+    import torch.nn.functional as F
+
+    started = time.monotonic()
+    generator = torch.Generator().manual_seed(settings.seed)
+    teacher = _frozen_copy(network)
+    head = network.decoder_of("a").rgb
+    was_training = network.training
+    network.eval()
+    frozen = [p for p in network.parameters() if p.requires_grad]
+    for p in frozen:
+        p.requires_grad_(False)
+    for p in head.parameters():
+        p.requires_grad_(True)
+    optimizer = torch.optim.Adam(head.parameters(), lr=settings.lr)
+    signs = torch.from_numpy(mark.signs).to(faces.device)
+    held = faces[torch.linspace(0, len(faces) - 1, min(len(faces), 32)).long()]
+    before = _agreeing(network, held, mark)
+    try:
+        for _ in range(settings.steps):
+            if between_steps is not None:
+                between_steps()
+            picks = torch.randint(0, len(faces), (settings.batch,), generator=generator)
+            batch = faces[picks]
+            with torch.no_grad():
+                latent = network.latent(batch, "a")
+                target, face_mask = teacher.decode(latent, "a")
+            rendered = network.decode(latent, "a")[0]
+            hold = 10 * F.l1_loss(rendered, target) + 100 * F.mse_loss(rendered, target)
+            pasted = face_mask * rendered + (1 - face_mask) * batch  # as conversion (or anyone) pastes it
+            soft = read_torch(mark, _as_found_again(pasted, generator))
+            carry = F.relu(MARGIN - soft * signs).mean()
+            optimizer.zero_grad(set_to_none=True)
+            (hold + carry).backward()
+            optimizer.step()
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+        network.train(was_training)
+    with torch.no_grad():
+        moved = F.mse_loss(network(held, "a")[0], teacher(held, "a")[0]).item()
+    return MarkingReport(
+        settings.steps,
+        time.monotonic() - started,
+        before,
+        _agreeing(network, held, mark),
+        10 * math.log10(1.0 / max(moved, 1e-12)),
+    )
+
+
+def _frozen_copy(network: Any) -> Any:
+    """The unmarked network, built afresh (a compiled network does not deep-copy)."""
+    from faceswap.model.networks import build_network
+
+    teacher = build_network(network.config)
+    teacher.load_state_dict(network.state_dict())
+    return teacher.to(next(network.parameters()).device).eval().requires_grad_(False)
+
+
+def _agreeing(network: Any, faces: Any, mark: ModelMark) -> float:
+    import torch
+
+    with torch.no_grad():
+        soft = read_torch(mark, network(faces, "a")[0]).float().cpu().numpy()
+    return float(np.mean([mark.agreement(row) for row in soft]))
+
+
+def _as_found_again(faces: Any, generator: Any) -> Any:
+    """A face as verify finds it again: re-aligned a little off (up to 4 degrees, 6 % of scale, 2.5 px
+    at 64), resampled smaller and back (down to half), and noisier."""
+    import torch
+    import torch.nn.functional as F
+
+    count, size = faces.shape[0], faces.shape[-1]
+
+    def uniform(low: float, high: float) -> torch.Tensor:
+        return low + (high - low) * torch.rand(count, generator=generator)
+
+    degrees, scaled, px = JITTER
+    angle = uniform(-math.radians(degrees), math.radians(degrees))
+    scale = uniform(1 - scaled, 1 + scaled)
+    shift = px / SIZE * 2
+    tx, ty = uniform(-shift, shift), uniform(-shift, shift)
+    cos, sin = scale * torch.cos(angle), scale * torch.sin(angle)
+    theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1).to(faces)
+    grid = F.affine_grid(theta, list(faces.shape), align_corners=False)
+    moved = F.grid_sample(faces, grid, padding_mode="border", align_corners=False)
+    factor = float(0.5 + 0.5 * torch.rand(1, generator=generator))
+    if factor < 0.95:
+        small = max(16, int(size * factor))
+        moved = F.interpolate(moved, size=(small, small), mode="bilinear", antialias=True, align_corners=False)
+        moved = F.interpolate(moved, size=(size, size), mode="bilinear", align_corners=False)
+    return moved + 0.01 * torch.randn(moved.shape, generator=generator).to(moved)

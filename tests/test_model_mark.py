@@ -1,0 +1,125 @@
+"""The model marks its own faces (faceswap/model/mark.py): a copied model folder run by hand, with no
+sink, no frame watermark and no entry, renders faces that `verify` reads for the model's mark; an
+unmarked twin's faces and faces no model made are not traced, and the bound holds on them."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from faceswap.cli import main
+from faceswap.faces.align import Alignment, align_face, paste_back
+from faceswap.faces.analyzer import FaceAnalyzer
+from faceswap.ledger import open_ledger, watermark_keys
+from faceswap.media import iter_video_frames
+from faceswap.model import mark
+from faceswap.model.networks import ModelConfig, build_network
+from faceswap.model.weights import read_weights
+from faceswap.synthetic import write_input_clip
+from faceswap.workspace import Workspace
+
+
+def _crops(root: Path, subject: str, size: int = mark.SIZE) -> np.ndarray:
+    """A faceset's crops, RGB in [0, 1], (N, size, size, 3)."""
+    paths = sorted((root / "facesets" / subject).glob("*.png"))
+    crops = [cv2.resize(cv2.imread(str(p)), (size, size), interpolation=cv2.INTER_AREA) for p in paths]
+    return np.stack(crops)[..., ::-1].astype(np.float32) / 255.0
+
+
+def test_unmarked_faces_agree_with_a_models_bits_as_a_fair_coin(facesets_template):
+    """The bound is the binomial tail only if an unmarked face's bits are fair coins to any key."""
+    faces = np.concatenate([_crops(facesets_template, s) for s in ("demo-a", "demo-b")])
+    keys = [mark.ModelMark(bytes([i]) * 32) for i in range(100)]
+    agreeing = np.array([[k.agreement(row) for row in k.read(faces)] for k in keys])
+    assert abs(agreeing.mean() - mark.BITS / 2) < 0.5
+    assert abs(agreeing.std() - (mark.BITS / 4) ** 0.5) < 0.5
+    assert agreeing.max() < mark.agreement_needed(1e-6) == 41
+    assert mark.false_positive_bound(41) < 1e-6 < mark.false_positive_bound(40)
+    assert mark.false_positive_bound(41, trials=10) > 1e-6 and mark.agreement_needed(1e-6, 10) == 42
+
+
+def test_training_and_verify_read_a_face_alike_and_a_mirror_the_same(facesets_template):
+    faces = _crops(facesets_template, "demo-a")[:8]
+    key = mark.ModelMark(secrets.token_bytes(32))
+    from_numpy = key.read(faces)
+    from_torch = mark.read_torch(key, torch.from_numpy(faces).permute(0, 3, 1, 2)).numpy()
+    np.testing.assert_allclose(from_torch, from_numpy, atol=1e-4)
+    np.testing.assert_allclose(key.read(faces[:, :, ::-1]), from_numpy, atol=1e-4)
+
+
+def _network(folder: Path):
+    state, hparams, _ = read_weights(folder)
+    network = build_network(ModelConfig.from_hparams(hparams))
+    network.load_state_dict(state)
+    return network.eval(), hparams
+
+
+def _swap_by_hand(network, hparams: dict, clip: Path, out: Path, frames: int = 12) -> Path:
+    """What someone with the model folder writes in a few lines: no sink, no mark, no entry."""
+    analyzer, alignment, size = FaceAnalyzer("dlib"), Alignment.parse(hparams["alignment"]), hparams["resolution"]
+    written = []
+    for decoded in iter_video_frames(clip, limit=frames):
+        frame = decoded.image
+        face = max(analyzer.analyze(frame), key=lambda f: f.bbox[2] - f.bbox[0])
+        aligned = align_face(frame, face.kps5, size, alignment, face.landmarks, face.landmark_scheme)
+        x = torch.from_numpy(aligned.crop[..., ::-1].copy()).permute(2, 0, 1)[None].float() / 255
+        with torch.no_grad():
+            rgb, face_mask = network(x, "a")
+        crop = (rgb[0].permute(1, 2, 0).numpy()[..., ::-1] * 255).round().astype(np.uint8)
+        written.append(paste_back(frame, crop, aligned.matrix, cv2.GaussianBlur(face_mask[0, 0].numpy(), (0, 0), 2)))
+    return write_input_clip(out, written, 25, crf=28)
+
+
+def _verify(capsys, root: Path, path: Path) -> tuple[int, dict]:
+    capsys.readouterr()
+    code = main(["verify", str(path), "--workspace", str(root), "--json"])
+    return code, json.loads(capsys.readouterr().out)["files"][0]
+
+
+@pytest.mark.slow
+def test_a_marked_models_raw_swaps_are_read_for_it_and_nothing_unmarked_is_traced(
+    trained_workspace, demo_subjects, tmp_path, capsys
+):
+    """A model trained with its marking stage records the mark (never the secret) in its entry, and
+    its folder run by hand (H.264 at CRF 28) is read for it by verify. Whether such a swap is traced
+    depends on the model and the key (docs/watermark.md: not yet reliable, hence opt-in); what must
+    hold is that 'tiny' (the same architecture on the same faces, trained without the stage) and the
+    unconverted clip, read for the marked model too, are never named."""
+    from faceswap.train import TrainRequest, run_training
+
+    files, _ = demo_subjects
+    config = Path(__file__).parents[1] / "configs" / "train" / "smoke.yaml"
+    options = ["--trainer.max_steps", "60", "--trainer.enable_progress_bar", "false", "--model.mark_decoder", "true"]
+    run_training(TrainRequest(Workspace(trained_workspace), config, "demo-a", "demo-b", "evaluation", "own", options))
+    entries = open_ledger(Workspace(trained_workspace), writable=False).entries("model.trained")
+    tiny, own = entries[-2], entries[-1]
+    assert "mark" not in tiny.data and tiny.data["hparams"]["mark_decoder"] is False
+    recorded = own.data["mark"]
+    assert recorded["version"] == mark.VERSION and recorded["steps"] == 60 and own.data["hparams"]["mark_decoder"]
+    assert recorded["agreeing_after"] > recorded["agreeing_before"] + 6 and recorded["psnr_to_unmarked_db"] > 25
+    keys = watermark_keys.load(open_ledger(Workspace(trained_workspace), writable=False).entries(), None)
+    assert keys is None or keys.by_id(recorded["key_id"]) is None  # the secret stays in keys/, not the ledger
+
+    network, hparams = _network(trained_workspace / "models" / "own")
+    code, found = _verify(
+        capsys, trained_workspace, _swap_by_hand(network, hparams, files["demo-b"].clip, tmp_path / "own.mp4")
+    )
+    reading = found["model_mark"]
+    assert not found["marked"] and reading["model"] == "own" and reading["ledger_seq"] == own.seq
+    assert reading["faces"] >= 6 and reading["models_tried"] == 1
+    assert code == (3 if reading["traced"] else 1)
+
+    network, hparams = _network(trained_workspace / "models" / "tiny")
+    twin = _swap_by_hand(network, hparams, files["demo-b"].clip, tmp_path / "twin.mp4")
+    readings = []
+    for path in (twin, files["demo-b"].clip):
+        code, found = _verify(capsys, trained_workspace, path)
+        readings.append(found["model_mark"])  # None: no face found (tiny's 30-step faces may not be)
+        assert code == 1 and (readings[-1] is None or readings[-1]["bits_agreeing"] < mark.agreement_needed(1e-6))
+    assert readings[-1] is not None and readings[-1]["faces"] >= 6 and not readings[-1]["traced"]
