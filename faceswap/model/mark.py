@@ -91,15 +91,12 @@ class ModelMark:
     @cached_property
     def bits(self) -> np.ndarray:
         """+1 / -1, BITS of them."""
-        raw = hashlib.sha256(self.key + b"/bits").digest()
-        return np.array([1.0 if raw[i // 8] >> (i % 8) & 1 else -1.0 for i in range(BITS)], np.float32)
+        return _keyed_signs(self.key + b"/bits", BITS)
 
     @cached_property
     def signs(self) -> np.ndarray:
         """What every carrier is trained toward: the bits, then the sync carriers' keyed signs."""
-        raw = hashlib.sha256(self.key + b"/sync").digest()
-        sync = [1.0 if raw[i // 8] >> (i % 8) & 1 else -1.0 for i in range(SYNC)]
-        return np.concatenate([self.bits, np.array(sync, np.float32)])
+        return np.concatenate([self.bits, _keyed_signs(self.key + b"/sync", SYNC)])
 
     @cached_property
     def carriers(self) -> np.ndarray:
@@ -144,6 +141,12 @@ class ModelMark:
     def agreement(self, soft: np.ndarray) -> int:
         """How many of the bits a soft reading (its first BITS values) agrees with."""
         return int(((np.asarray(soft)[:BITS] * self.bits) > 0).sum())
+
+
+def _keyed_signs(seed: bytes, count: int) -> np.ndarray:
+    """+1 / -1 from the bits of sha256(seed), `count` <= 256 of them."""
+    raw = hashlib.sha256(seed).digest()
+    return np.array([1.0 if raw[i // 8] >> (i % 8) & 1 else -1.0 for i in range(count)], np.float32)
 
 
 def _similarity(scale: float = 1.0, degrees: float = 0.0, dx: float = 0.0, dy: float = 0.0) -> np.ndarray:
@@ -311,8 +314,8 @@ def _agreeing(network: Any, faces: Any, mark: ModelMark) -> float:
 
 
 def _as_found_again(faces: Any, generator: Any) -> Any:
-    """A face as verify finds it again: re-aligned a little off (up to 4 degrees, 6 % of scale, 2.5 px
-    at 64), resampled smaller and back (down to half), and noisier."""
+    """A face as verify finds it again: re-aligned a little off (JITTER: up to 2 degrees, 3 % of scale,
+    1.5 px at 64), resampled smaller and back (down to half), and noisier."""
     import torch
     import torch.nn.functional as F
 
