@@ -1,6 +1,7 @@
 """The model's own mark (faceswap/model/mark.py) on swaps rendered by the raw network, outside the sink.
 
-    PYTHONPATH=. .venv/bin/python scripts/bench_model_mark.py --out bench-results [--steps 300 --mark-steps 60]
+    PYTHONPATH=. .venv/bin/python scripts/bench_model_mark.py --out bench-results \
+        [--steps 300 --mark-steps 60 --lr 1e-3]
 
 The demo's subjects (`--seconds`), the smoke model trained `--steps` steps as the demo trains it, then
 a copy of it marked (`--mark-steps` steps under a fresh random key). Each network is loaded as someone
@@ -161,7 +162,8 @@ def run(args: argparse.Namespace) -> dict:
         drawn = np.concatenate([np.delete(f, np.s_[1::4], axis=0) for f in faces.values()])
         key = mark.ModelMark(secrets.token_bytes(32), alignment.face_type)
         marked = copy.deepcopy(plain)
-        report = mark.mark_decoder(marked, torch.from_numpy(drawn), key, mark.MarkingSettings(steps=mark_steps))
+        settings = mark.MarkingSettings(steps=mark_steps, lr=args.lr)
+        report = mark.mark_decoder(marked, torch.from_numpy(drawn), key, settings)
         plain.eval()
         marked.eval()
         analyzer = FaceAnalyzer("dlib")
@@ -216,6 +218,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=4.0, help="length of the demo subjects' clips")
     parser.add_argument("--steps", type=int, default=300, help="training steps of the model (the demo's 300)")
     parser.add_argument("--mark-steps", type=int, default=mark.MarkingSettings().steps)
+    parser.add_argument("--lr", type=float, default=mark.MarkingSettings().lr, help="the marking's learning rate")
     parser.add_argument("--frames", type=int, default=40, help="frames of demo-b's clip swapped by hand")
     parser.add_argument("--null-keys", type=int, default=20, help="random keys the unmarked frames are read with")
     parser.add_argument("--workspace", type=Path, help="a demo workspace already made (its model unmarked)")
