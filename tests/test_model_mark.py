@@ -123,3 +123,18 @@ def test_a_marked_models_raw_swaps_are_read_for_it_and_nothing_unmarked_is_trace
         readings.append(found["model_mark"])  # None: no face found (tiny's 30-step faces may not be)
         assert code == 1 and (readings[-1] is None or readings[-1]["bits_agreeing"] < mark.agreement_needed(1e-6))
     assert readings[-1] is not None and readings[-1]["faces"] >= 6 and not readings[-1]["traced"]
+
+
+def test_a_crowd_costs_verify_no_more_than_a_two_shot(facesets_template):
+    """Reading model marks takes about 0.1 s per face and model: a picture of many faces is read on
+    its largest two, so a stranger's crowd photo cannot hold verify past its time bound."""
+    from faceswap.provenance.verify import model_marks
+
+    crops = [cv2.imread(str(p)) for p in sorted((facesets_template / "facesets" / "demo-a").glob("*.png"))[:6]]
+    crowd = np.concatenate([np.concatenate(crops[:3], axis=1), np.concatenate(crops[3:], axis=1)], axis=0)
+    analyzer = FaceAnalyzer("dlib")
+    assert len(analyzer.analyze(crowd)) >= 4
+    entry = open_ledger(Workspace(facesets_template), writable=False).entries()[-1]
+    model = model_marks.MarkedModel(entry, mark.ModelMark(secrets.token_bytes(32)), Alignment("whole", "five"))
+    reading = model_marks.read_model_marks([crowd], [model], analyzer.analyze)
+    assert reading is not None and reading.faces == model_marks.FACES_PER_FRAME == 2
