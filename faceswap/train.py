@@ -423,7 +423,7 @@ def mark_model(run: FinishedRun, store: ConsentStore, watch: ConsentWatch) -> di
 
     from faceswap.faces.align import Alignment
     from faceswap.ledger import watermark_keys
-    from faceswap.model.mark import BITS, VERSION, MarkingSettings, ModelMark, mark_decoder
+    from faceswap.model.mark import CARRIERS, VERSION, MarkingSettings, ModelMark, mark_decoder
     from faceswap.model.weights import fingerprint
 
     module, hparams = run.module, run.module.hparams
@@ -437,9 +437,9 @@ def mark_model(run: FinishedRun, store: ConsentStore, watch: ConsentWatch) -> di
     framing = Alignment.parse(hparams.alignment).face_type
     model_mark = ModelMark.derive(marks.active, nonce, framing)
     report = mark_decoder(module.network, faces, model_mark, settings, watch.poll)
-    agreeing = f"{report.agreeing_after:.1f} of {BITS} bits"
+    agreeing = f"{report.agreeing_after:.1f} of {CARRIERS} carriers agreeing in sign"
     print(f"marked {run.request.name}'s decoder in {steps} steps: its faces carry {agreeing}", flush=True)
-    return {"version": VERSION, "key_id": marks.key_id, "nonce": nonce, "bits": BITS, **report.to_json()}
+    return {"version": VERSION, "key_id": marks.key_id, "nonce": nonce, "carriers": CARRIERS, **report.to_json()}
 
 
 def _rgb_faces(images: Any) -> Any:

@@ -1,15 +1,18 @@
 """A model's own mark (Stable Signature's idea, for our decoders): after training, the decoder that
-renders faces as A is fine-tuned so that every face it renders carries the model's 48 bits, read from
-the aligned face by a fixed correlator keyed by the workspace's watermark secret and the model's
+renders faces as A is fine-tuned so that every face it renders carries the model's mark (64 keyed signs), read
+from the aligned face by a fixed correlator keyed by the workspace's watermark secret and the model's
 nonce. The mark is in the weights, so faces that the raw network renders outside the sink (no frame
 watermark, no entry) still lead to their model.
 
-The correlator: the face's luma at 64 px, band-passed (Gaussians of 0.8 and 3 px: above the noise and
-compression take, below the face's own shading), windowed to the face's middle and correlated with 48
-keyed carriers, each a band-passed noise field made mirror-symmetric so a mirrored face reads alike
-(and 16 more, of keyed signs, that find where a face found again sits before its bits are read).
-Each correlation's sign is a bit; an unmarked face agrees with a model's bits as a fair coin does, so
-the binomial tail gives the false-positive bound. Without the secret the carriers are unknown."""
+The correlator: the face's luma at 64 px, band-passed (Gaussians of 0.5 and 1.5 px: the finest detail a
+64 px face holds, where a rendered face has little texture of its own and a windowed pattern has about
+260 independent values, against 95 at 0.8-3 px), windowed to the face's middle and correlated with 64
+keyed carriers, each a band-passed noise field made mirror-symmetric so a mirrored face reads alike,
+each trained toward a keyed sign. Verify knows the key of every model it asks about, so it scores the
+whole pattern at once: the carriers' readings summed with their signs. Under any other key the
+carriers are noise fields independent of the face, so that sum is Gaussian with a spread computed
+exactly from the face itself (`ModelMark.read`'s second answer); the Gaussian tail, times the cuts
+and models tried, is the false-positive bound. Without the secret the carriers are unknown."""
 
 from __future__ import annotations
 
@@ -18,22 +21,23 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cache, cached_property
 from typing import Any, Protocol
 
 import numpy as np
 
 VERSION = 1
-BITS = 48
-SYNC = 16  # carriers of known sign that place a found face before its bits are read
+CARRIERS = 64  # keyed band-pass fields, each trained toward the sign the key gives it
 SIZE = 64  # faces are read at this size, whatever the model's resolution
 LABEL = b"faceswap/model-mark/v1/"
-BAND = (0.8, 3.0)  # Gaussian sigmas (px at SIZE) whose difference is the band the bits live in
-SCALE = 8.0  # soft bits in units where an unmarked face reads about 0.6 apart from zero
-MARGIN = 1.0  # the soft bit's sign-agreeing value the marking trains toward
+BAND = (0.5, 1.5)  # Gaussian sigmas (px at SIZE) whose difference is the band the mark lives in
+SCALE = 8.0  # soft readings in units where an unmarked face reads about 0.7 apart from zero
+MARGIN = 1.0  # the soft reading's sign-agreeing value the marking trains toward
+CARRY = 2.0  # the weight of that hinge against holding the faces to the unmarked decoder's
 LUMA = (0.299, 0.587, 0.114)  # of RGB
 INNER_CENTRE, INNER_RADII = (0.5, 0.55), (0.22, 0.24)  # the inner face, in whole-face crop units
 JITTER = (2.0, 0.03, 1.5)  # re-alignment a found face is read through in training: degrees, scale, px at SIZE
+NUDGE = 3.0  # px at SIZE, either way, that verify cuts a face found again (steps of half a pixel)
 
 
 class Deriving(Protocol):
@@ -75,7 +79,7 @@ def _band_np(luma: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class ModelMark:
-    """One model's bits and carriers, both from its key (the secret's HMAC of the model's nonce)."""
+    """One model's signs and carriers, both from its key (the secret's HMAC of the model's nonce)."""
 
     key: bytes = field(repr=False)
     face_type: str = "whole"  # the model's framing: where in its crops the inner face lies
@@ -89,58 +93,87 @@ class ModelMark:
         return _window(self.face_type)
 
     @cached_property
-    def bits(self) -> np.ndarray:
-        """+1 / -1, BITS of them."""
-        return _keyed_signs(self.key + b"/bits", BITS)
-
-    @cached_property
     def signs(self) -> np.ndarray:
-        """What every carrier is trained toward: the bits, then the sync carriers' keyed signs."""
-        return np.concatenate([self.bits, _keyed_signs(self.key + b"/sync", SYNC)])
+        """+1 / -1, what each carrier's reading is trained toward."""
+        return _keyed_signs(self.key + b"/signs", CARRIERS)
 
     @cached_property
     def carriers(self) -> np.ndarray:
-        """(BITS + SYNC, SIZE, SIZE), each zero-mean and of unit norm inside the window."""
-        count = BITS + SYNC
+        """(CARRIERS, SIZE, SIZE), each zero-mean and of unit norm inside the window."""
         rng = np.random.default_rng(int.from_bytes(hashlib.sha256(self.key + b"/carriers").digest(), "big"))
-        noise = rng.standard_normal((count, SIZE, SIZE)).astype(np.float32)
-        noise = noise + noise[:, :, ::-1]
-        shaped = _band_np(noise) * self.window
-        shaped -= shaped.mean(axis=(1, 2), keepdims=True)
-        return (shaped / np.linalg.norm(shaped.reshape(count, -1), axis=1)[:, None, None]).astype(np.float32)
+        return _shape_carriers(rng.standard_normal((CARRIERS, SIZE, SIZE)).astype(np.float32), self.window)
 
-    def read(self, faces_rgb: np.ndarray) -> np.ndarray:
-        """(N, SIZE, SIZE, 3) RGB in [0, 1] -> (N, BITS + SYNC) soft readings (the sign is the bit)."""
+    def read(self, faces_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, SIZE, SIZE, 3) RGB in [0, 1] -> the soft readings (N, CARRIERS), and each face's spread
+        (N, SIZE * SIZE): under a key the face has nothing to do with, a reading of face i is Gaussian
+        with variance |spread_i|^2, and readings of faces i and j covary by spread_i . spread_j (the
+        carriers are linear in white noise: the spread is that map's transpose applied to the face)."""
         luma = np.asarray(faces_rgb, np.float32) @ np.asarray(LUMA, np.float32)
         residual = _band_np(luma) * self.window
         residual -= residual.mean(axis=(1, 2), keepdims=True)
-        norms = np.linalg.norm(residual.reshape(len(residual), -1), axis=1, keepdims=True) + 1e-8
-        return SCALE * residual.reshape(len(residual), -1) @ self.carriers.reshape(len(self.carriers), -1).T / norms
+        residual /= np.linalg.norm(residual.reshape(len(residual), -1), axis=1)[:, None, None] + 1e-8
+        soft = SCALE * residual.reshape(len(residual), -1) @ self.carriers.reshape(CARRIERS, -1).T
+        back = _band_np(residual * self.window)
+        spread = (back + back[:, :, ::-1]) * (SCALE / _carrier_norm(self.face_type))
+        return soft, spread.reshape(len(spread), -1)
 
-    def read_found(self, image_bgr: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-        """The soft bits (BITS,) of a face found in an image, `matrix` aligning it to a SIZE px crop as
-        the model's faces are aligned. A face found again sits a few pixels off where the model
-        rendered it, so the crop is cut again at small offsets (every 2 px to 4 px), then, around the
-        best, at other scales (3 % to 6 %) and turns (4 degrees), then 1 px about that; the reading
-        whose sync carriers agree best with their signs is kept. The choice never looks at the bits,
-        so an unmarked face still agrees with them as a fair coin does."""
+    def read_found(self, image_bgr: np.ndarray, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The readings and spreads (as `read`) of a face found in an image at each of the CUTS:
+        `matrix` aligns it to a SIZE px crop as the model's faces are aligned, and a face found again
+        sits a little off where the model rendered it (its keypoints are found on the rendered face,
+        and the mark itself moves them by 1-3 px at 64), so it is cut again up to NUDGE px either way,
+        every half pixel, from one crop of the image a little larger than the face's."""
+        import cv2
+
         from faceswap.faces.align import crop_face
 
-        base = np.vstack([matrix, [0, 0, 1]])
-        best, best_sync, around = np.zeros(BITS, np.float32), -np.inf, np.eye(3)
-        for stage in (_SHIFTS, _TURNS, _FINE):
-            nudges = [nudge @ around for nudge in stage]
-            crops = np.stack([crop_face(image_bgr, (nudge @ base)[:2], SIZE) for nudge in nudges])
-            soft = self.read(crops[..., ::-1].astype(np.float32) / 255.0)
-            sync = soft[:, BITS:] @ self.signs[BITS:]
-            pick = int(np.argmax(sync))
-            if sync[pick] > best_sync:
-                best, best_sync, around = soft[pick, :BITS], float(sync[pick]), nudges[pick]
-        return best
+        pad = int(math.ceil(NUDGE)) + 1
+        around = np.array([[1.0, 0.0, pad], [0.0, 1.0, pad]]) @ np.vstack([matrix, [0, 0, 1]])
+        larger = crop_face(image_bgr, around, SIZE + 2 * pad).astype(np.float32)
+        crops = [
+            cv2.warpAffine(
+                larger,
+                np.array([[1.0, 0.0, pad - dx], [0.0, 1.0, pad - dy]]),
+                (SIZE, SIZE),
+                flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
+            )
+            for dx, dy in CUTS
+        ]
+        return self.read(np.stack(crops)[..., ::-1] / 255.0)
+
+    def score(self, soft: np.ndarray, spread: np.ndarray) -> np.ndarray:
+        """z of summed readings and spreads (one face's, or several faces' summed cut by cut): the
+        pattern's sum over its Gaussian spread, N(0, 1) for a face this model did not render."""
+        norm = np.linalg.norm(np.atleast_2d(spread), axis=-1) * math.sqrt(CARRIERS) + 1e-12
+        return np.atleast_2d(soft) @ self.signs / norm
 
     def agreement(self, soft: np.ndarray) -> int:
-        """How many of the bits a soft reading (its first BITS values) agrees with."""
-        return int(((np.asarray(soft)[:BITS] * self.bits) > 0).sum())
+        """How many of the carriers a soft reading agrees with in sign (shown beside z)."""
+        return int(((np.asarray(soft) * self.signs) > 0).sum())
+
+
+def _shape_carriers(noise: np.ndarray, window: np.ndarray) -> np.ndarray:
+    """White noise (N, SIZE, SIZE) -> carriers: mirrored onto itself, band-passed, windowed, zero-mean,
+    of unit norm."""
+    shaped = _band_np(noise + noise[:, :, ::-1]) * window
+    shaped -= shaped.mean(axis=(1, 2), keepdims=True)
+    return (shaped / np.linalg.norm(shaped.reshape(len(shaped), -1), axis=1)[:, None, None]).astype(np.float32)
+
+
+@cache
+def _carrier_norm(face_type: str) -> float:
+    """The expected norm of a carrier before it is scaled to one, exactly: the root of the sum, over
+    every pixel's impulse, of the squared norm of what the shaping makes of it."""
+    window = _window(face_type)
+    total = 0.0
+    for rows in np.array_split(np.arange(SIZE * SIZE), 16):
+        impulses = np.zeros((len(rows), SIZE * SIZE), np.float32)
+        impulses[np.arange(len(rows)), rows] = 1.0
+        impulses = impulses.reshape(-1, SIZE, SIZE)
+        shaped = _band_np(impulses + impulses[:, :, ::-1]) * window
+        shaped -= shaped.mean(axis=(1, 2), keepdims=True)
+        total += float((shaped.astype(np.float64) ** 2).sum())
+    return math.sqrt(total)
 
 
 def _keyed_signs(seed: bytes, count: int) -> np.ndarray:
@@ -149,34 +182,31 @@ def _keyed_signs(seed: bytes, count: int) -> np.ndarray:
     return np.array([1.0 if raw[i // 8] >> (i % 8) & 1 else -1.0 for i in range(count)], np.float32)
 
 
-def _similarity(scale: float = 1.0, degrees: float = 0.0, dx: float = 0.0, dy: float = 0.0) -> np.ndarray:
-    """A 3x3 similarity about the crop's centre."""
-    centre = SIZE / 2 - 0.5
-    cos, sin = scale * math.cos(math.radians(degrees)), scale * math.sin(math.radians(degrees))
-    tx = centre - cos * centre + sin * centre + dx
-    ty = centre - sin * centre - cos * centre + dy
-    return np.array([[cos, -sin, tx], [sin, cos, ty], [0.0, 0.0, 1.0]])
+_STEPS = np.arange(-NUDGE, NUDGE + 0.25, 0.5)
+CUTS = [(float(dx), float(dy)) for dx in _STEPS for dy in _STEPS]  # px at SIZE a found face is cut again at
 
 
-_SHIFTS = [_similarity(dx=dx, dy=dy) for dx in range(-4, 5, 2) for dy in range(-4, 5, 2)]
-_TURNS = [_similarity(s, d) for s in (0.94, 0.97, 1.0, 1.03, 1.06) for d in (-4.0, 0.0, 4.0) if (s, d) != (1.0, 0.0)]
-_FINE = [_similarity(dx=dx, dy=dy) for dx in (-1, 0, 1) for dy in (-1, 0, 1) if (dx, dy) != (0, 0)]
+def gaussian_tail(z: float) -> float:
+    return 0.5 * math.erfc(z / math.sqrt(2.0))
 
 
-def false_positive_bound(agreeing: int, trials: int = 1) -> float:
-    """The chance that an unmarked face (a fair coin per bit) agrees with one of `trials` models'
-    bits in at least `agreeing` places: the binomial tail, times the trials."""
-    tail = sum(math.comb(BITS, k) for k in range(agreeing, BITS + 1)) / 2.0**BITS
-    return min(1.0, tail * trials)
+def false_positive_bound(z: float, trials: int = 1) -> float:
+    """The chance that a file none of `trials` models rendered reads z or more at one of the CUTS:
+    the Gaussian tail, times the cuts and the models (a union bound: the cuts overlap, so it is high)."""
+    return min(1.0, gaussian_tail(z) * len(CUTS) * trials)
 
 
-def agreement_needed(bound: float, trials: int = 1) -> int:
-    """The fewest bits agreeing that keep `false_positive_bound` at or below `bound`."""
-    return next(k for k in range(BITS // 2, BITS + 2) if k > BITS or false_positive_bound(k, trials) <= bound)
+def z_needed(bound: float, trials: int = 1) -> float:
+    """The least z that keeps `false_positive_bound` at or below `bound`."""
+    low, high = 0.0, 40.0
+    for _ in range(100):
+        middle = (low + high) / 2
+        low, high = (low, middle) if false_positive_bound(middle, trials) <= bound else (middle, high)
+    return high
 
 
 def read_torch(mark: ModelMark, faces: Any) -> Any:
-    """The same reading as `ModelMark.read`, differentiable: (B, 3, R, R) RGB -> (B, BITS + SYNC)."""
+    """The same reading as `ModelMark.read`, differentiable: (B, 3, R, R) RGB -> (B, CARRIERS)."""
     import torch
     import torch.nn.functional as F
 
@@ -215,7 +245,7 @@ class MarkingSettings:
 
 @dataclass(frozen=True)
 class MarkingReport:
-    """What marking did: bits agreeing (mean over the faces checked) before and after, and how far the
+    """What marking did: carriers agreeing in sign (mean over the faces checked) before and after, and how far the
     marked decoder's faces moved from the unmarked one's (PSNR between them)."""
 
     steps: int
@@ -277,7 +307,7 @@ def mark_decoder(
             hold = 10 * F.l1_loss(rendered, target) + 100 * F.mse_loss(rendered, target)
             pasted = face_mask * rendered + (1 - face_mask) * batch  # as conversion (or anyone) pastes it
             soft = read_torch(mark, _as_found_again(pasted, generator))
-            carry = F.relu(MARGIN - soft * signs).mean()
+            carry = CARRY * F.relu(MARGIN - soft * signs).mean()
             optimizer.zero_grad(set_to_none=True)
             (hold + carry).backward()
             optimizer.step()

@@ -30,7 +30,7 @@ from faceswap.ledger.export import ExportedLedger
 from faceswap.ledger.watermark_keys import WatermarkKeys
 from faceswap.limits import VERIFY, InputLimits
 from faceswap.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES
-from faceswap.model.mark import BITS
+from faceswap.model.mark import CARRIERS
 from faceswap.provenance.binding import BindingCheck
 from faceswap.provenance.credentials import CredentialReport, read_credentials
 from faceswap.provenance.credentials.agreement import disagreement
@@ -540,7 +540,8 @@ def _model_line(verdict: Verdict, credentials: str) -> str:
     frame_mark = "frame watermark read but no entry credits it" if verdict.marked else "no frame watermark"
     return (
         f"{verdict.path}: MADE BY MODEL '{data.get('name')}' (its own mark in {reading.faces} faces: "
-        f"{reading.agreeing} of {BITS} bits, {reading.candidates} models tried, false-positive bound "
+        f"z {reading.z:.1f}, {reading.agreeing} of {CARRIERS} carriers agreeing, {reading.candidates} models tried, "
+        f"false-positive bound "
         f"{reading.bound:.1e}; {frame_mark}){credentials}; model.trained ledger seq {reading.entry.seq}, "
         f"fingerprint {data.get('fingerprint')}, consent {consent}; NO OUTPUT ENTRY: rendered outside the "
         "framework's output path"
